@@ -1,0 +1,38 @@
+"""tcpip: a user-space IPv4 network stack (Ethernet, ARP, IPv4, ICMP, UDP) with the MirageOS Ipv4 API."""
+
+from tcpip.errors import (
+    DeviceClosedError,
+    HostUnreachableError,
+    Ipv4Error,
+    MessageTooLongError,
+    NoRouteError,
+    TcpipError,
+    UnimplementedError,
+    UnknownError,
+    WireError,
+    WouldFragmentError,
+)
+from tcpip.ethif import Ethif
+from tcpip.ipv4 import Ipv4
+from tcpip.stack import Stack
+from tcpip.wire.ipv4 import IpProto
+from tcpip.wire.mac import MacAddress
+
+__all__ = [
+    "DeviceClosedError",
+    "Ethif",
+    "HostUnreachableError",
+    "IpProto",
+    "Ipv4",
+    "Ipv4Error",
+    "MacAddress",
+    "MessageTooLongError",
+    "NoRouteError",
+    "Stack",
+    "TcpipError",
+    "UnimplementedError",
+    "UnknownError",
+    "WireError",
+    "WouldFragmentError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,264 @@
+"""ARP cache and resolver (RFC 826, RFC 5227, Linux arp_accept=0 rules): bounded, LRU, with retries and queues."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tcpip.core.stats import ArpStats
+from tcpip.wire import arp as warp
+
+Buffer = bytes | bytearray | memoryview
+Frame = Sequence[Buffer]
+FailHook = Callable[[int], None]
+
+PENDING = 0
+REACHABLE = 1
+STATIC = 2
+_STATE_NAMES = {PENDING: "pending", REACHABLE: "reachable", STATIC: "static"}
+_ZERO_MAC = b"\x00" * 6
+_BCAST_MAC = b"\xff" * 6
+
+
+@dataclass(slots=True)
+class ArpEntry:
+    ip: int
+    mac: bytes | None
+    state: int
+    expires: float  # reachable: when it needs refreshing; pending: when the next try is due
+    tries: int = 0  # requests sent for the current resolution or refresh
+    # frames (IPv4 packets as parts, Ethernet header missing) waiting for the MAC, with failure hooks
+    queue: list[tuple[Frame, FailHook | None]] | None = None
+    refreshing: bool = False
+
+    @property
+    def state_name(self) -> str:
+        return _STATE_NAMES[self.state]
+
+
+class ArpCache:
+    """The neighbour table. `emit(frame_parts)` is how it sends; `on_resolved`/`on_failed` report outcomes.
+
+    Entries are created only by requests addressed to us and by replies to our own queries; anything else may
+    refresh an existing entry (Linux arp_accept=0), so an unsolicited reply cannot poison the cache.
+    """
+
+    def __init__(self, stats: ArpStats, emit: Callable[[Frame], None], *, size: int, tries: int,
+                 interval: float, reachable: float, queue_len: int) -> None:
+        self.stats = stats
+        self._emit = emit
+        self.size = size
+        self.tries = tries
+        self.interval = interval
+        self.reachable = reachable
+        self.queue_len = queue_len
+        self.entries: OrderedDict[int, ArpEntry] = OrderedDict()
+        self.pending: dict[int, ArpEntry] = {}
+        self.mac = _ZERO_MAC
+        self.ip = 0
+        self.on_resolved: Callable[[int, bytes], None] | None = None
+        self.on_failed: Callable[[int], None] | None = None
+
+    # -- lookups -------------------------------------------------------------------------------
+    def lookup(self, ip: int, now: float) -> bytes | None:
+        """The MAC for `ip` if known (stale entries still answer while a refresh runs)."""
+        e = self.entries.get(ip)
+        if e is None or e.mac is None:
+            return None
+        if e.state == REACHABLE and now >= e.expires and not e.refreshing:
+            # Past its reachable time: keep using it, but confirm with a fresh request (like STALE->PROBE).
+            e.refreshing = True
+            e.tries = 1
+            e.expires = now + self.interval
+            self.pending[ip] = e
+            self._request(ip)
+        self.entries.move_to_end(ip)
+        return e.mac
+
+    def resolve(self, ip: int, frame: Frame | None, now: float, on_fail: FailHook | None = None) -> None:
+        """Start (or join) resolution of `ip`, queueing `frame` (IPv4 parts without Ethernet header)."""
+        e = self.entries.get(ip)
+        if e is None:
+            e = ArpEntry(ip, None, PENDING, now + self.interval, 1, [])
+            self._insert(ip, e)
+            self.pending[ip] = e
+            self._request(ip)
+        elif e.mac is not None:  # raced with a reply: nothing to queue
+            if frame is not None:
+                self._emit_queued(e.mac, [(frame, on_fail)])
+            return
+        if frame is not None:
+            q = e.queue
+            if q is None:
+                q = e.queue = []
+            if len(q) >= self.queue_len:
+                q.pop(0)  # like Linux: the oldest is dropped
+                self.stats.queue_dropped += 1
+            q.append((frame, on_fail))
+
+    def add_static(self, ip: int, mac: bytes) -> None:
+        e = self.entries.get(ip)
+        self._insert(ip, ArpEntry(ip, mac, STATIC, float("inf")))
+        self.pending.pop(ip, None)
+        if e is not None and e.queue:
+            self._emit_queued(mac, e.queue)
+
+    def remove(self, ip: int) -> None:
+        self.entries.pop(ip, None)
+        self.pending.pop(ip, None)
+
+    def _insert(self, ip: int, e: ArpEntry) -> None:
+        self.entries[ip] = e
+        self.entries.move_to_end(ip)
+        while len(self.entries) > self.size:
+            old_ip, old = next(iter(self.entries.items()))
+            if old.state == STATIC and any(x.state != STATIC for x in self.entries.values()):
+                self.entries.move_to_end(old_ip)  # statics are never evicted while others exist
+                continue
+            del self.entries[old_ip]
+            self.stats.evictions += 1
+            if self.pending.pop(old_ip, None) is not None and old.mac is None:
+                self._fail(old)
+
+    # -- timers --------------------------------------------------------------------------------
+    def poll_at(self) -> float | None:
+        if not self.pending:
+            return None
+        return min(e.expires for e in self.pending.values())
+
+    def handle_timeout(self, now: float) -> None:
+        for ip, e in list(self.pending.items()):
+            if e.expires > now:
+                continue
+            if e.tries >= self.tries:
+                del self.pending[ip]
+                if e.mac is None:
+                    self.entries.pop(ip, None)
+                    self.stats.resolve_failures += 1
+                    self._fail(e)
+                else:  # a refresh went unanswered: forget the neighbour
+                    self.entries.pop(ip, None)
+                    self.stats.expired += 1
+                continue
+            e.tries += 1
+            e.expires = now + self.interval
+            self._request(ip)
+
+    def _fail(self, e: ArpEntry) -> None:
+        q, e.queue = e.queue, None
+        seen: set[int] = set()
+        if q:
+            self.stats.queue_dropped += len(q)
+            for _frame, hook in q:
+                if hook is not None and id(hook) not in seen:
+                    seen.add(id(hook))
+                    hook(e.ip)
+        if self.on_failed is not None:
+            self.on_failed(e.ip)
+
+    # -- input ---------------------------------------------------------------------------------
+    def input(self, pkt: memoryview, now: float) -> None:
+        """One ARP packet (Ethernet payload). Answers, learns and counts."""
+        st = self.stats
+        st.rx_packets += 1
+        if len(pkt) < warp.LEN:
+            st.rx_truncated += 1
+            return
+        htype, ptype, hlen, plen, op, sha, spa_b, _tha, tpa_b = warp.unpack_from(pkt, 0)
+        if htype != 1 or ptype != 0x0800:
+            st.rx_bad_type += 1
+            return
+        if hlen != 6 or plen != 4:
+            st.rx_bad_length += 1
+            return
+        if op not in (1, 2):
+            st.rx_bad_op += 1
+            return
+        if sha == self.mac:
+            st.rx_from_self += 1
+            return
+        if sha[0] & 1:  # broadcast or multicast sender MAC: never believable
+            st.rx_bad_sender_mac += 1
+            return
+        spa = int.from_bytes(spa_b, "big")
+        tpa = int.from_bytes(tpa_b, "big")
+        if spa == 0xFFFFFFFF or spa >> 28 == 0xE or spa >> 24 == 127:
+            st.rx_bad_sender_ip += 1
+            return
+        ours = self.ip != 0
+        if op == 1:
+            st.requests_received += 1
+        else:
+            st.replies_received += 1
+        if ours and spa == self.ip:
+            st.conflicts += 1  # someone else claims our address; never cache it
+            return
+        e = self.entries.get(spa) if spa else None
+        if ours and tpa == self.ip:
+            if op == 1:
+                self._reply(sha, spa_b)
+                if spa == 0:
+                    st.probes_answered += 1  # RFC 5227 probe: answer, never cache 0.0.0.0
+                    return
+                if e is None:  # a request addressed to us may create an entry (RFC 826)
+                    e = ArpEntry(spa, None, PENDING, 0.0)
+                    self._insert(spa, e)
+                    st.entries_created += 1
+                self._learn(e, sha, now)
+                return
+            if e is None:
+                st.unsolicited_ignored += 1
+                return
+            self._learn(e, sha, now)
+            return
+        # Not addressed to us (gratuitous announcements, others' requests): refresh only.
+        if e is None:
+            if op == 2:
+                st.unsolicited_ignored += 1
+            else:
+                st.rx_not_for_us += 1
+            return
+        self._learn(e, sha, now)
+
+    def _learn(self, e: ArpEntry, mac: bytes, now: float) -> None:
+        if e.state == STATIC:
+            return
+        was = e.mac
+        e.mac = mac
+        e.state = REACHABLE
+        e.expires = now + self.reachable
+        e.tries = 0
+        e.refreshing = False
+        self.pending.pop(e.ip, None)
+        self.entries.move_to_end(e.ip)
+        if was is not None:
+            self.stats.entries_refreshed += 1
+        q, e.queue = e.queue, None
+        if q:
+            self._emit_queued(mac, q)
+        if was is None and self.on_resolved is not None:
+            self.on_resolved(e.ip, mac)
+
+    def _emit_queued(self, mac: bytes, q: list[tuple[Frame, FailHook | None]]) -> None:
+        eth = mac + self.mac + b"\x08\x00"
+        for frame, _hook in q:
+            self._emit((eth, *frame))
+
+    # -- output --------------------------------------------------------------------------------
+    def _request(self, ip: int) -> None:
+        self.stats.requests_sent += 1
+        self._emit((_BCAST_MAC + self.mac + b"\x08\x06",
+                    warp.pack(1, self.mac, self.ip.to_bytes(4, "big"), _ZERO_MAC,
+                              ip.to_bytes(4, "big"))))
+
+    def _reply(self, mac: bytes, ip_b: bytes) -> None:
+        self.stats.replies_sent += 1
+        self._emit((mac + self.mac + b"\x08\x06",
+                    warp.pack(2, self.mac, self.ip.to_bytes(4, "big"), mac, ip_b)))
+
+    def announce(self) -> None:
+        """Gratuitous ARP (RFC 5227 announcement): a request with sender IP = target IP = ours."""
+        self.stats.announcements_sent += 1
+        ip = self.ip.to_bytes(4, "big")
+        self._emit((_BCAST_MAC + self.mac + b"\x08\x06", warp.pack(1, self.mac, ip, _ZERO_MAC, ip)))

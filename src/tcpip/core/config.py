@@ -1,0 +1,35 @@
+"""InterfaceConfig: addresses, MTU, TTL and every timer and limit of the core, with RFC/Linux defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tcpip.wire.mac import MacAddress
+
+
+@dataclass(slots=True)
+class InterfaceConfig:
+    mac: MacAddress
+    address: int = 0  # 0.0.0.0 until set (the seed's default)
+    netmask: int = 0
+    gateways: list[int] = field(default_factory=list)
+    mtu: int = 1500
+    ttl: int = 64
+    verify_checksums: bool = True
+    # ARP (RFC 826 / RFC 5227); defaults close to Linux's
+    arp_tries: int = 3
+    arp_interval: float = 1.0
+    arp_reachable: float = 60.0
+    arp_cache_size: int = 1024
+    arp_queue_len: int = 16  # frames held per unresolved next hop (Linux unres_qlen-like)
+    # ICMP
+    icmp_echo_ignore_broadcasts: bool = True
+    icmp_rate_per_dest: float = 1.0  # tokens per second per destination (Linux: 1 s peer limit)
+    icmp_burst_per_dest: int = 6
+    icmp_rate_global: float = 1000.0  # Linux icmp_msgs_per_sec
+    icmp_burst_global: int = 50  # Linux icmp_msgs_burst
+    # Tables that grow with peers: bounded
+    ident_table_size: int = 4096
+    pmtu_table_size: int = 4096
+    icmp_rate_table_size: int = 4096
+    pmtu_expiry: float = 600.0  # RFC 1191 suggests 10 minutes

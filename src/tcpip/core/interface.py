@@ -1,0 +1,601 @@
+"""Interface: the sans-I/O host. Ethernet in, ARP, IPv4 checks and demux, ICMP, routing and IPv4 output.
+
+Frames in come through `receive(frame, now)`; frames out accumulate in `tx` (each a sequence of buffers,
+ready for `os.writev`) for the driver to drain. Timers: `poll_at()` says when `handle_timeout(now)` is due.
+Upper layers (UDP, TCP, raw protocol handlers) register plain synchronous callables.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from tcpip.core.arp import ArpCache
+from tcpip.core.config import InterfaceConfig
+from tcpip.core.ratelimit import PeerLimiter
+from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
+from tcpip.errors import MessageTooLongError, NoRouteError, WouldFragmentError
+from tcpip.wire import checksum as ck
+
+Buffer = bytes | bytearray | memoryview
+Frame = Sequence[Buffer]
+# (src, dst, payload, ip packet) -> None; addresses as ints on the hot path
+Handler = Callable[[int, int, memoryview, memoryview], None]
+# (icmp type, code, rest-of-header, quoted datagram) -> None
+ErrorHandler = Callable[[int, int, int, memoryview], None]
+
+_HDR = struct.Struct("!BBHHHBBHII")
+_ICMP_HDR = struct.Struct("!BBHI")
+_U16 = struct.Struct("!H")
+_ETH_IPV4 = b"\x08\x00"
+_BCAST = b"\xff" * 6
+_PAD = bytes(60)
+_from = int.from_bytes
+
+SENT = 0
+PENDING = 1
+ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
+
+
+class Accepted(NamedTuple):
+    """An IPv4 datagram that passed every input check and is addressed to us."""
+
+    src: int
+    dst: int
+    proto: int
+    payload: memoryview
+    packet: memoryview
+    broadcast: bool  # sent to a broadcast or multicast address (link or IP)
+
+
+class Interface:
+    """One IPv4-over-Ethernet interface. Deterministic: time and randomness are injected."""
+
+    def __init__(self, config: InterfaceConfig, *, now: float, rng: random.Random) -> None:
+        self.config = config
+        self.rng = rng
+        self.tx: list[Frame] = []
+        self.now = now  # time of the input being processed, for handlers that need it
+        self.l2_broadcast = False  # set by the layered (seed) API between Ethif.input and Ipv4.input
+        self.eth_stats = EthernetStats()
+        self.ip_stats = Ipv4Stats()
+        self.icmp_stats = IcmpStats()
+        self.arp = ArpCache(ArpStats(), self._emit, size=config.arp_cache_size,
+                            tries=config.arp_tries, interval=config.arp_interval,
+                            reachable=config.arp_reachable, queue_len=config.arp_queue_len)
+        self.udp_handler: Handler | None = None
+        self.tcp_handler: Handler | None = None
+        self.proto_handlers: dict[int, Handler] = {}
+        self.error_handlers: dict[int, ErrorHandler] = {}  # proto -> ICMP errors about it
+        self.echo_reply_handler: Callable[[int, int, int, memoryview, float], None] | None = None
+        self.ipv6_handler: Callable[[memoryview], None] | None = None
+        self.groups: set[int] = {0xE0000001}  # joined multicast groups; 224.0.0.1 always
+        self._group_macs: set[bytes] = set()
+        self._idents: OrderedDict[int, int] = OrderedDict()
+        self.pmtu: OrderedDict[int, tuple[int, float]] = OrderedDict()
+        self.icmp_limiter = PeerLimiter(config.icmp_rate_per_dest, config.icmp_burst_per_dest,
+                                        config.icmp_rate_global, config.icmp_burst_global,
+                                        config.icmp_rate_table_size, now)
+        self.reassembler: object | None = None
+        self.max_frame = 14 + config.mtu
+        self.set_mac(config.mac.packed)
+        self._apply_address()
+
+    # -- configuration -------------------------------------------------------------------------
+    def set_mac(self, mac: bytes) -> None:
+        self.mac = mac
+        self.arp.mac = mac
+        self._macs = {mac, _BCAST}
+        self._refresh_groups()
+
+    def _refresh_groups(self) -> None:
+        self._group_macs = {b"\x01\x00\x5e" + (g & 0x7FFFFF).to_bytes(3, "big") for g in self.groups}
+
+    def join(self, group: int) -> None:
+        self.groups.add(group)
+        self._refresh_groups()
+
+    def leave(self, group: int) -> None:
+        if group != 0xE0000001:
+            self.groups.discard(group)
+            self._refresh_groups()
+
+    def set_address(self, address: int, now: float) -> None:
+        self.config.address = address
+        self._apply_address()
+        if address:
+            self.arp.announce()
+
+    def set_netmask(self, netmask: int) -> None:
+        self.config.netmask = netmask
+        self._apply_address()
+
+    def set_gateways(self, gateways: Sequence[int]) -> None:
+        self.config.gateways = list(gateways)
+
+    def _apply_address(self) -> None:
+        c = self.config
+        self.addr = c.address
+        self.addr_b = c.address.to_bytes(4, "big")
+        self.mask = c.netmask
+        self.net = c.address & c.netmask
+        # The subnet broadcast only exists for a real subnet (not /31, /32, nor an unset mask).
+        self.bcast = (self.net | (~c.netmask & 0xFFFFFFFF)) if c.address and 0 < c.netmask < 0xFFFFFFFE \
+            else -1
+        self.arp.ip = c.address
+
+    # -- output plumbing -----------------------------------------------------------------------
+    def _emit(self, frame: Frame) -> None:
+        """Queue one Ethernet frame, padded to the 60-byte minimum."""
+        n = 0
+        for p in frame:
+            n += len(p)
+        if n < 60:
+            frame = (*frame, _PAD[: 60 - n])
+        self.eth_stats.tx_frames += 1
+        self.tx.append(frame)
+
+    # -- input ---------------------------------------------------------------------------------
+    def receive(self, frame: memoryview, now: float) -> None:
+        """One Ethernet frame in (the fast path): ARP and ICMP answered here, others to handlers."""
+        self.now = now
+        r = self.eth_demux(frame, now)
+        if r is None:
+            return
+        if r[0] == 0x0800:
+            a = self.ip_accept(r[1], now, r[2])
+            if a is not None:
+                self.dispatch(a, now)
+        elif self.ipv6_handler is not None:
+            self.ipv6_handler(r[1])
+        else:
+            self.eth_stats.rx_ipv6_no_handler += 1
+
+    def eth_demux(self, frame: memoryview, now: float) -> tuple[int, memoryview, bool] | None:
+        """Ethernet demux: ARP is handled here; IPv4 and IPv6 come back as (ethertype, payload,
+        link-broadcast-or-multicast). Anything else is counted and dropped (None)."""
+        st = self.eth_stats
+        st.rx_frames += 1
+        n = len(frame)
+        if n < 14:
+            st.rx_runt += 1
+            return None
+        if n > self.max_frame:
+            st.rx_oversize += 1
+            return None
+        dst = frame[0:6].tobytes()
+        if dst not in self._macs:
+            if not (dst[0] & 1 and dst in self._group_macs):
+                st.rx_not_for_us += 1
+                return None
+        t = frame[12:14].tobytes()
+        if t == _ETH_IPV4:
+            return 0x0800, frame[14:], dst[0] & 1 == 1
+        if t == b"\x08\x06":
+            self.arp.input(frame[14:], now)
+            return None
+        if t == b"\x86\xdd":
+            return 0x86DD, frame[14:], dst[0] & 1 == 1
+        st.rx_unknown_ethertype += 1
+        return None
+
+    def ip_accept(self, pkt: memoryview, now: float, l2_bcast: bool = False) -> Accepted | None:
+        """Every RFC 791/1122 input check; reassembles fragments. None when dropped or held."""
+        self.now = now
+        st = self.ip_stats
+        st.rx_packets += 1
+        n = len(pkt)
+        if n < 20:
+            st.rx_truncated += 1
+            return None
+        vihl, _tos, total, _ident, ff, _ttl, proto, _c, src, dst = _HDR.unpack_from(pkt, 0)
+        hl = 20
+        if vihl != 0x45:
+            if vihl >> 4 != 4:
+                st.rx_bad_version += 1
+                return None
+            hl = (vihl & 15) << 2
+            if hl < 20:
+                st.rx_bad_ihl += 1
+                return None
+        if total < hl:
+            st.rx_bad_total_length += 1
+            return None
+        if total > n:
+            st.rx_truncated += 1
+            return None
+        if self.config.verify_checksums:
+            x = _from(pkt[:hl], "big")
+            if x % 0xFFFF or not x:
+                st.rx_bad_checksum += 1
+                return None
+        if hl > 20 and not self._options_ok(pkt[20:hl]):
+            return None
+        # Destination: ours, limited or subnet broadcast, or a joined group.
+        bcast = False
+        if dst != self.addr or not dst:
+            if dst == 0xFFFFFFFF or dst == self.bcast or dst in self.groups:
+                bcast = True
+            else:
+                st.rx_dst_not_ours += 1
+                return None
+        elif l2_bcast:
+            st.rx_unicast_in_l2_broadcast += 1  # RFC 1122 3.3.6: SHOULD discard
+            return None
+        # Martian sources (RFC 1122 3.2.1.3, RFC 1812 5.3.7): never a reply target.
+        top = src >> 24
+        if top == 127 or top >= 224 or (src and src == self.addr) or src == self.bcast or (
+                not src and dst != 0xFFFFFFFF):
+            st.rx_martian_source += 1
+            return None
+        if ff & 0x3FFF:
+            return self._fragment(pkt, hl, total, now, src, dst, proto, bcast)
+        return Accepted(src, dst, proto, pkt[hl:total], pkt[:total], bcast)
+
+    def _options_ok(self, opts: memoryview) -> bool:
+        """Walk the options: malformed lengths and source routes (hosts drop them, like Linux) fail."""
+        i, n = 0, len(opts)
+        while i < n:
+            t = opts[i]
+            if t == 0:
+                break
+            if t == 1:
+                i += 1
+                continue
+            if i + 1 >= n or opts[i + 1] < 2 or i + opts[i + 1] > n:
+                self.ip_stats.rx_bad_options += 1
+                return False
+            if t in (0x83, 0x89):  # LSRR, SSRR
+                self.ip_stats.rx_source_route += 1
+                return False
+            i += opts[i + 1]
+        return True
+
+    def _fragment(self, pkt: memoryview, hl: int, total: int, now: float, src: int, dst: int,
+                  proto: int, bcast: bool) -> Accepted | None:
+        st = self.ip_stats
+        st.rx_fragments += 1
+        r = self.reassembler
+        if r is None:
+            st.rx_fragments_dropped += 1
+            return None
+        whole = r.process(pkt[:hl], pkt[hl:total], now)  # type: ignore[attr-defined]
+        if whole is None:
+            return None
+        st.rx_reassembled += 1
+        mv = memoryview(whole)
+        whl = (whole[0] & 15) << 2
+        return Accepted(src, dst, proto, mv[whl:], mv, bcast)
+
+    def dispatch(self, a: Accepted, now: float) -> None:
+        """Hand an accepted datagram to ICMP or the registered handler of its protocol."""
+        self.ip_stats.rx_delivered += 1
+        proto = a.proto
+        if proto == 17:
+            h = self.udp_handler
+        elif proto == 1:
+            self.icmp_input(a, now)
+            return
+        elif proto == 6:
+            h = self.tcp_handler
+        else:
+            h = self.proto_handlers.get(proto)
+        if h is None:
+            self.ip_stats.rx_unknown_protocol += 1
+            self.send_icmp_error(a, 3, 2, 0, now)
+            return
+        h(a.src, a.dst, a.payload, a.packet)
+
+    # -- ICMP ----------------------------------------------------------------------------------
+    def icmp_input(self, a: Accepted, now: float) -> None:
+        st = self.icmp_stats
+        st.rx_messages += 1
+        m = a.payload
+        if len(m) < 8:
+            st.rx_truncated += 1
+            return
+        if self.config.verify_checksums:
+            x = _from(m, "big") << 8 if len(m) & 1 else _from(m, "big")
+            if x % 0xFFFF or not x:
+                st.rx_bad_checksum += 1
+                return
+        t = m[0]
+        if t == 8:
+            st.rx_echo_requests += 1
+            if a.broadcast and self.config.icmp_echo_ignore_broadcasts:
+                st.rx_echo_broadcast_ignored += 1
+                return
+            self._echo_reply(a, now)
+            return
+        if t == 0:
+            st.rx_echo_replies += 1
+            h = self.echo_reply_handler
+            if h is not None:
+                _t, _c, _cs, rest = _ICMP_HDR.unpack_from(m, 0)
+                h(a.src, rest >> 16, rest & 0xFFFF, m[8:], now)
+            return
+        if t in (3, 11, 12):
+            self._icmp_error_input(a, t, m[1], now)
+            return
+        st.rx_other += 1
+
+    def _echo_reply(self, a: Accepted, now: float) -> None:
+        m = a.payload
+        n = len(m)
+        out = bytearray(34 + n if n >= 26 else 60)
+        dst_mac = self._next_hop_mac_for_reply(a.src, now)
+        src = a.src
+        # Reply from the address that was asked (a unicast echo): always ours here.
+        out[34:34 + n] = m
+        out[34] = 0
+        # RFC 1624 eqn 3: HC' = ~(~HC + ~m + m') with m = 0x0800 (type 8), m' = 0 (type 0).
+        c = (~_U16.unpack_from(m, 2)[0] & 0xFFFF) + 0xF7FF
+        c = (c & 0xFFFF) + (c >> 16)
+        _U16.pack_into(out, 36, ~c & 0xFFFF)
+        self._ip_header_into(out, 14, src, 1, 20 + n, 0)
+        self.icmp_stats.tx_echo_replies += 1
+        if dst_mac is None:
+            self._queue_for_arp(src, (memoryview(out)[14:34 + n],), now, None)
+            return
+        out[0:6] = dst_mac
+        out[6:12] = self.mac
+        out[12:14] = _ETH_IPV4
+        self.eth_stats.tx_frames += 1
+        self.ip_stats.tx_packets += 1
+        self.tx.append((out,))
+
+    def _next_hop_mac_for_reply(self, dst: int, now: float) -> bytes | None:
+        try:
+            nh = self.next_hop(dst)
+        except NoRouteError:
+            return None
+        if isinstance(nh, bytes):
+            return nh
+        return self.arp.lookup(nh, now)
+
+    def _icmp_error_input(self, a: Accepted, t: int, code: int, now: float) -> None:
+        st = self.icmp_stats
+        m = a.payload
+        if t == 3:
+            st.rx_dest_unreachable += 1
+        elif t == 11:
+            st.rx_time_exceeded += 1
+        else:
+            st.rx_param_problem += 1
+        q = m[8:]
+        # The quote: an IPv4 header of ours plus at least 8 bytes of its payload.
+        if len(q) < 28 or q[0] >> 4 != 4 or (q[0] & 15) < 5 or len(q) < ((q[0] & 15) << 2) + 8:
+            st.rx_error_bad_quote += 1
+            return
+        qsrc = _from(q[12:16], "big")
+        if qsrc != self.addr:
+            st.rx_error_bad_quote += 1
+            return
+        rest = _ICMP_HDR.unpack_from(m, 0)[3]
+        if t == 3 and code == 4:
+            st.rx_frag_needed += 1
+            self._update_pmtu(_from(q[16:20], "big"), rest & 0xFFFF, _U16.unpack_from(q, 2)[0],
+                              now)
+        h = self.error_handlers.get(q[9])
+        if h is not None:
+            h(t, code, rest, q)
+
+    def _update_pmtu(self, dst: int, mtu: int, quoted_len: int, now: float) -> None:
+        if mtu == 0:  # RFC 1191 section 5: an old router; guess from the plateau table
+            mtu = next((p for p in (32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68)
+                        if p < quoted_len), 68)
+        mtu = max(68, min(mtu, self.config.mtu))
+        self.pmtu[dst] = (mtu, now + self.config.pmtu_expiry)
+        self.pmtu.move_to_end(dst)
+        if len(self.pmtu) > self.config.pmtu_table_size:
+            self.pmtu.popitem(last=False)
+
+    def path_mtu(self, dst: int, now: float | None = None) -> int:
+        e = self.pmtu.get(dst)
+        if e is None:
+            return self.config.mtu
+        if now is not None and now >= e[1]:
+            del self.pmtu[dst]
+            return self.config.mtu
+        return e[0]
+
+    def send_icmp_error(self, a: Accepted, t: int, code: int, rest: int, now: float) -> bool:
+        """An ICMP error about `a` (RFC 1122 3.2.2 rules, rate limited like Linux). True if sent."""
+        st = self.icmp_stats
+        pkt = a.packet
+        hl = (pkt[0] & 15) << 2
+        src = a.src
+        if a.broadcast or (_U16.unpack_from(pkt, 6)[0] & 0x1FFF) or not src or src == self.bcast \
+                or src >> 28 >= 0xE or src >> 24 == 127 or src >> 24 == 0:
+            st.tx_suppressed += 1
+            return False
+        if a.proto == 1 and len(pkt) > hl and (pkt[hl] in ICMP_ERROR_TYPES or pkt[hl] > 18):
+            st.tx_suppressed += 1
+            return False
+        if not self.icmp_limiter.allow(src, now):
+            st.tx_rate_limited += 1
+            return False
+        quote = bytes(pkt[: hl + 8])
+        body = bytearray(8 + len(quote))
+        _ICMP_HDR.pack_into(body, 0, t, code, 0, rest)
+        body[8:] = quote
+        _U16.pack_into(body, 2, ck.checksum(body))
+        if t == 3:
+            st.tx_dest_unreachable += 1
+        elif t == 11:
+            st.tx_time_exceeded += 1
+        try:
+            self.send(src, 1, (body,), now)
+        except (NoRouteError, MessageTooLongError):
+            return False
+        return True
+
+    def send_time_exceeded(self, quote: bytes, now: float) -> bool:
+        """ICMP time exceeded (code 1: reassembly) quoting an expired datagram's first fragment."""
+        mv = memoryview(quote)
+        if len(mv) < 20:
+            return False
+        src = _from(mv[12:16], "big")
+        hl = (mv[0] & 15) << 2
+        # The quote's offset-0 header has MF set but no offset, so the fragment rule lets it through.
+        a = Accepted(src, _from(mv[16:20], "big"), mv[9], mv[hl:], mv,
+                     _from(mv[16:20], "big") != self.addr)
+        return self.send_icmp_error(a, 11, 1, 0, now)
+
+    def send_echo(self, dst: int, ident: int, seq: int, data: Buffer, now: float,
+                  *, dont_frag: bool = False) -> int:
+        hdr = bytearray(8)
+        _ICMP_HDR.pack_into(hdr, 0, 8, 0, 0, (ident << 16) | seq)
+        _U16.pack_into(hdr, 2, ck.checksum_parts((hdr, data)))
+        self.icmp_stats.tx_echo_requests += 1
+        return self.send(dst, 1, (hdr, data), now, dont_frag=dont_frag)
+
+    # -- routing and output ----------------------------------------------------------------------
+    def next_hop(self, dst: int) -> int | bytes:
+        """The IP of the next hop to ARP for, or directly the destination MAC (broadcast/multicast)."""
+        if dst == 0xFFFFFFFF or dst == self.bcast:
+            return _BCAST
+        if dst >> 28 == 0xE:
+            return b"\x01\x00\x5e" + (dst & 0x7FFFFF).to_bytes(3, "big")
+        if (dst & self.mask) == self.net:
+            return dst
+        for gw in self.config.gateways:
+            return gw
+        self.ip_stats.tx_no_route += 1
+        raise NoRouteError(f"no route to {_ip(dst)}: off-link and no gateway")
+
+    def next_ident(self, dst: int) -> int:
+        """Per-destination IP ident counter with an unpredictable start (RFC 6864, RFC 7739)."""
+        ids = self._idents
+        v = ids.get(dst)
+        if v is None:
+            v = self.rng.getrandbits(16)
+            if len(ids) >= self.config.ident_table_size:
+                ids.popitem(last=False)
+        v = (v + 1) & 0xFFFF
+        ids[dst] = v
+        return v
+
+    def _ip_header_into(self, buf: bytearray | memoryview, off: int, dst: int, proto: int,
+                        total: int, ff: int, ttl: int | None = None) -> None:
+        _HDR.pack_into(buf, off, 0x45, 0, total, self.next_ident(dst), ff,
+                       self.config.ttl if ttl is None else ttl, proto, 0, self.addr, dst)
+        c = ~ck.ones_sum(buf[off:off + 20]) & 0xFFFF
+        buf[off + 10] = c >> 8
+        buf[off + 11] = c & 0xFF
+
+    def send(self, dst: int, proto: int, parts: Sequence[Buffer], now: float, *,
+             ttl: int | None = None, dont_frag: bool = False,
+             on_fail: Callable[[int], None] | None = None) -> int:
+        """Build the IPv4 header for `parts` and send (SENT), or queue behind ARP (PENDING).
+
+        Raises NoRouteError, WouldFragmentError (DF and too big), MessageTooLongError (> 65535)."""
+        size = 0
+        for p in parts:
+            size += len(p)
+        total = 20 + size
+        if total > 0xFFFF:
+            self.ip_stats.tx_too_long += 1
+            raise MessageTooLongError(f"IPv4 datagram of {total} bytes exceeds 65535")
+        nh = self.next_hop(dst)
+        hdr = bytearray(20)
+        self._ip_header_into(hdr, 0, dst, proto, total, 0x4000 if dont_frag else 0, ttl)
+        return self.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
+
+    def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
+                    parts: Sequence[Buffer], total: int, now: float, *,
+                    on_fail: Callable[[int], None] | None = None) -> int:
+        """Send a datagram whose header `hdr` is complete (length, ident, checksum): fragments it when it
+        exceeds the path MTU, then resolves the next hop `nh`."""
+        mtu = self.path_mtu(dst, now) if self.pmtu else self.config.mtu
+        if total > mtu:
+            if hdr[6] & 0x40:
+                self.ip_stats.tx_would_fragment += 1
+                raise WouldFragmentError(f"{total}-byte datagram with DF set exceeds MTU {mtu}")
+            frames = self._fragment_out(hdr, parts, mtu)
+        else:
+            frames = [(hdr, *parts)]
+        self.ip_stats.tx_packets += 1
+        if isinstance(nh, bytes):
+            mac: bytes | None = nh
+        else:
+            mac = self.arp.lookup(nh, now)
+        if mac is None:
+            self.ip_stats.tx_arp_pending += 1
+            for f in frames:
+                self.arp.resolve(nh, f, now, on_fail)  # type: ignore[arg-type]
+            return PENDING
+        eth = mac + self.mac + _ETH_IPV4
+        for f in frames:
+            self._emit((eth, *f))
+        return SENT
+
+    def send_prebuilt(self, frame: memoryview, parts: Sequence[Buffer], now: float) -> int:
+        """Finish and send a frame from `allocate_frame`: Ethernet header with the next hop's MAC, an
+        IPv4 header at 14 (no options), maybe a transport header, then `parts`. Fills total length,
+        ident and checksum; fragments when it exceeds the path MTU."""
+        size = len(frame) - 14
+        for p in parts:
+            size += len(p)
+        if size > 0xFFFF:
+            self.ip_stats.tx_too_long += 1
+            raise MessageTooLongError(f"IPv4 datagram of {size} bytes exceeds 65535")
+        if len(frame) < 34:
+            raise ValueError("frame is shorter than the Ethernet and IPv4 headers")
+        dst = _from(frame[30:34], "big")
+        hdr = frame[14:34]
+        _U16.pack_into(hdr, 2, size)
+        _U16.pack_into(hdr, 4, self.next_ident(dst))
+        hdr[10] = hdr[11] = 0
+        c = ~ck.ones_sum(hdr) & 0xFFFF
+        hdr[10] = c >> 8
+        hdr[11] = c & 0xFF
+        mtu = self.path_mtu(dst, now) if self.pmtu else self.config.mtu
+        if size > mtu:
+            return self.send_packet(dst, frame[0:6].tobytes(), hdr, (frame[34:], *parts), size,
+                                    now)
+        self.ip_stats.tx_packets += 1
+        self._emit((frame, *parts))
+        return SENT
+
+    def _queue_for_arp(self, dst: int, frame: Frame, now: float,
+                       on_fail: Callable[[int], None] | None) -> None:
+        try:
+            nh = self.next_hop(dst)
+        except NoRouteError:
+            return
+        if isinstance(nh, int):
+            self.arp.resolve(nh, frame, now, on_fail)
+
+    def _fragment_out(self, hdr: bytearray | memoryview, parts: Sequence[Buffer],
+                      mtu: int) -> list[Frame]:
+        from tcpip.core.fragment import fragment  # noqa: PLC0415  (optional until it lands)
+
+        frags = fragment(hdr, parts, mtu)
+        self.ip_stats.tx_fragments += len(frags)
+        return frags  # type: ignore[return-value]
+
+    # -- timers --------------------------------------------------------------------------------
+    def poll_at(self) -> float | None:
+        a = self.arp.poll_at()
+        r = self.reassembler
+        if r is not None:
+            b = r.poll_at()  # type: ignore[attr-defined]
+            if b is not None and (a is None or b < a):
+                return b  # type: ignore[no-any-return]
+        return a
+
+    def handle_timeout(self, now: float) -> None:
+        self.arp.handle_timeout(now)
+        r = self.reassembler
+        if r is not None:
+            for quote in r.expire(now):  # type: ignore[attr-defined]
+                self.ip_stats.reassembly_timeouts += 1
+                self.send_time_exceeded(quote, now)
+
+
+def _ip(x: int) -> str:
+    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"

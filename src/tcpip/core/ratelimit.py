@@ -1,0 +1,51 @@
+"""Token buckets with explicit time: the global and per-destination ICMP error limits (like Linux's)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class TokenBucket:
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        dt = now - self.stamp
+        if dt > 0:
+            self.tokens = min(self.burst, self.tokens + dt * self.rate)
+            self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class PeerLimiter:
+    """A global bucket and one bucket per peer, the peer table bounded (least recently used evicted)."""
+
+    def __init__(self, rate_peer: float, burst_peer: int, rate_global: float, burst_global: int,
+                 max_peers: int, now: float) -> None:
+        self._rate, self._burst, self._max = rate_peer, burst_peer, max_peers
+        self.global_bucket = TokenBucket(rate_global, burst_global, now)
+        self._peers: OrderedDict[int, TokenBucket] = OrderedDict()
+
+    def allow(self, peer: int, now: float) -> bool:
+        b = self._peers.get(peer)
+        if b is None:
+            b = self._peers[peer] = TokenBucket(self._rate, self._burst, now)
+            if len(self._peers) > self._max:
+                self._peers.popitem(last=False)
+        else:
+            self._peers.move_to_end(peer)
+        # Peek the peer bucket first so a limited peer doesn't drain the global budget.
+        if not b.take(now):
+            return False
+        return self.global_bucket.take(now)
+
+    def __len__(self) -> int:
+        return len(self._peers)

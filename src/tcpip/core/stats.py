@@ -1,0 +1,110 @@
+"""Per-layer counters: one field per decision or drop reason, so tests and users can see which rule fired."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class EthernetStats:
+    rx_frames: int = 0
+    rx_runt: int = 0
+    rx_oversize: int = 0
+    rx_not_for_us: int = 0
+    rx_unknown_ethertype: int = 0
+    rx_ipv6_no_handler: int = 0
+    tx_frames: int = 0
+
+
+@dataclass(slots=True)
+class ArpStats:
+    rx_packets: int = 0
+    rx_truncated: int = 0
+    rx_bad_type: int = 0  # htype != 1 or ptype != 0x0800
+    rx_bad_length: int = 0  # hlen != 6 or plen != 4
+    rx_bad_op: int = 0
+    rx_from_self: int = 0
+    rx_bad_sender_mac: int = 0  # broadcast/multicast sender hardware address
+    rx_bad_sender_ip: int = 0  # broadcast/multicast/loopback sender protocol address
+    rx_not_for_us: int = 0  # request for another address: at most refreshes an existing entry
+    requests_received: int = 0
+    replies_received: int = 0
+    replies_sent: int = 0
+    probes_answered: int = 0  # RFC 5227 probes (sender IP 0.0.0.0) for our address
+    requests_sent: int = 0
+    announcements_sent: int = 0
+    unsolicited_ignored: int = 0  # replies nobody asked for, for an address not in the cache
+    conflicts: int = 0  # another MAC claims our address
+    entries_created: int = 0
+    entries_refreshed: int = 0
+    evictions: int = 0
+    expired: int = 0
+    queue_dropped: int = 0
+    resolve_failures: int = 0
+
+
+@dataclass(slots=True)
+class Ipv4Stats:
+    rx_packets: int = 0
+    rx_truncated: int = 0
+    rx_bad_version: int = 0
+    rx_bad_ihl: int = 0
+    rx_bad_total_length: int = 0
+    rx_bad_checksum: int = 0
+    rx_bad_options: int = 0
+    rx_source_route: int = 0
+    rx_martian_source: int = 0
+    rx_dst_not_ours: int = 0
+    rx_unicast_in_l2_broadcast: int = 0
+    rx_fragments: int = 0
+    rx_fragments_dropped: int = 0
+    rx_reassembled: int = 0
+    rx_unknown_protocol: int = 0
+    rx_delivered: int = 0
+    tx_packets: int = 0
+    tx_fragments: int = 0
+    tx_no_route: int = 0
+    tx_would_fragment: int = 0
+    tx_too_long: int = 0
+    tx_arp_pending: int = 0
+    reassembly_timeouts: int = 0
+
+
+@dataclass(slots=True)
+class IcmpStats:
+    rx_messages: int = 0
+    rx_truncated: int = 0
+    rx_bad_checksum: int = 0
+    rx_echo_requests: int = 0
+    rx_echo_replies: int = 0
+    rx_echo_broadcast_ignored: int = 0
+    rx_dest_unreachable: int = 0
+    rx_frag_needed: int = 0
+    rx_time_exceeded: int = 0
+    rx_param_problem: int = 0
+    rx_error_bad_quote: int = 0
+    rx_other: int = 0
+    tx_echo_replies: int = 0
+    tx_echo_requests: int = 0
+    tx_dest_unreachable: int = 0
+    tx_time_exceeded: int = 0
+    tx_rate_limited: int = 0
+    tx_suppressed: int = 0  # an error RFC 1122 forbids (about an ICMP error, a fragment, a broadcast...)
+
+
+@dataclass(slots=True)
+class UdpStats:
+    rx_datagrams: int = 0
+    rx_truncated: int = 0
+    rx_bad_length: int = 0
+    rx_bad_checksum: int = 0
+    rx_no_port: int = 0
+    rx_delivered: int = 0
+    rx_broadcast_no_port: int = 0
+    rx_icmp_errors: int = 0
+    tx_datagrams: int = 0
+    tx_arp_failed: int = 0
+
+
+def as_dict(obj: object) -> dict[str, int]:
+    return asdict(obj)  # type: ignore[call-overload, no-any-return]

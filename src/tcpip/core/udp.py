@@ -1,0 +1,139 @@
+"""UDP demultiplexing and output (RFC 768): port table, checksums, port-unreachable, ICMP errors to senders."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tcpip.core.interface import Accepted, Interface
+from tcpip.core.stats import UdpStats
+from tcpip.wire import checksum as ck
+
+Buffer = bytes | bytearray | memoryview
+_HDR = struct.Struct("!HHHH")
+_from = int.from_bytes
+EPHEMERAL_LOW = 49152
+EPHEMERAL_HIGH = 65535
+
+# (payload, src ip, src port, dst ip) -> None
+Receiver = Callable[[memoryview, int, int, int], None]
+# (icmp type, code, rest, quoted dst ip, quoted dst port) -> None
+ErrorReceiver = Callable[[int, int, int, int, int], None]
+
+
+@dataclass(slots=True)
+class Binding:
+    port: int
+    local: int  # 0 = any of our addresses
+    receiver: Receiver
+    on_error: ErrorReceiver | None = None
+    remote: tuple[int, int] | None = None  # connected: only this peer is heard
+
+
+class PortInUse(Exception):
+    pass
+
+
+class UdpLayer:
+    """UDP over one Interface. Registers itself as the interface's UDP handler."""
+
+    def __init__(self, iface: Interface, rng: random.Random) -> None:
+        self.iface = iface
+        self.rng = rng
+        self.stats = UdpStats()
+        self.ports: dict[int, Binding] = {}
+        self.verify_checksums = iface.config.verify_checksums
+        iface.udp_handler = self.input
+        iface.error_handlers[17] = self.icmp_error
+
+    # -- ports ---------------------------------------------------------------------------------
+    def bind(self, port: int, local: int, receiver: Receiver, on_error: ErrorReceiver | None = None,
+             remote: tuple[int, int] | None = None) -> Binding:
+        if port == 0:
+            port = self.ephemeral_port()
+        elif port in self.ports:
+            raise PortInUse(port)
+        b = Binding(port, local, receiver, on_error, remote)
+        self.ports[port] = b
+        return b
+
+    def unbind(self, b: Binding) -> None:
+        if self.ports.get(b.port) is b:
+            del self.ports[b.port]
+
+    def ephemeral_port(self) -> int:
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        if len(self.ports) >= span:
+            raise PortInUse(0)
+        start = self.rng.randrange(span)
+        for i in range(span):  # random start, then linear probe: never two endpoints on one port
+            p = EPHEMERAL_LOW + (start + i) % span
+            if p not in self.ports:
+                return p
+        raise PortInUse(0)
+
+    # -- input ---------------------------------------------------------------------------------
+    def input(self, src: int, dst: int, payload: memoryview, packet: memoryview) -> None:
+        st = self.stats
+        st.rx_datagrams += 1
+        n = len(payload)
+        if n < 8:
+            st.rx_truncated += 1
+            return
+        sport, dport, length, csum = _HDR.unpack_from(payload, 0)
+        if length < 8:
+            st.rx_bad_length += 1
+            return
+        if length > n:
+            st.rx_truncated += 1
+            return
+        if csum and self.verify_checksums:
+            if not ck.verify(payload[:length], ck.pseudo_header_sum(src, dst, 17, length)):
+                st.rx_bad_checksum += 1
+                return
+        b = self.ports.get(dport)
+        if b is None or (b.local and b.local != dst and dst == self.iface.addr):
+            self._no_port(src, dst, payload, packet)
+            return
+        if b.remote is not None and (b.remote[0] != src or b.remote[1] != sport):
+            st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
+            return
+        st.rx_delivered += 1
+        b.receiver(payload[8:length], src, sport, dst)
+
+    def _no_port(self, src: int, dst: int, payload: memoryview, packet: memoryview) -> None:
+        iface = self.iface
+        if dst != iface.addr:
+            self.stats.rx_broadcast_no_port += 1
+            return
+        self.stats.rx_no_port += 1
+        iface.send_icmp_error(Accepted(src, dst, 17, payload, packet, False), 3, 3, 0, iface.now)
+
+    def icmp_error(self, t: int, code: int, rest: int, quote: memoryview) -> None:
+        hl = (quote[0] & 15) << 2
+        sport, dport = struct.unpack_from("!HH", quote, hl)
+        b = self.ports.get(sport)
+        if b is None or b.on_error is None:
+            return
+        qdst = _from(quote[16:20], "big")
+        if b.remote is not None and b.remote != (qdst, dport):
+            return
+        self.stats.rx_icmp_errors += 1
+        b.on_error(t, code, rest, qdst, dport)
+
+    # -- output --------------------------------------------------------------------------------
+    def send(self, sport: int, dst: int, dport: int, data: Buffer, now: float, *,
+             src: int | None = None, on_fail: Callable[[int], None] | None = None) -> int:
+        """One datagram; the payload is never copied (header and data go out as separate parts)."""
+        length = 8 + len(data)
+        hdr = bytearray(8)
+        _HDR.pack_into(hdr, 0, sport, dport, length, 0)
+        s = self.iface.addr if src is None else src
+        c = ck.checksum_parts((hdr, data), ck.pseudo_header_sum(s, dst, 17, length)) or 0xFFFF
+        hdr[6] = c >> 8
+        hdr[7] = c & 0xFF
+        self.stats.tx_datagrams += 1
+        parts: Sequence[Buffer] = (hdr, data) if len(data) else (hdr,)
+        return self.iface.send(dst, 17, parts, now, on_fail=on_fail)

@@ -1,0 +1,68 @@
+"""The exception hierarchy of tcpip: misuse and unreachable peers raise these; bad wire bytes are counted drops."""
+
+from __future__ import annotations
+
+
+class TcpipError(Exception):
+    """Base of every exception tcpip raises."""
+
+
+class Ipv4Error(TcpipError):
+    """An error of the seed's Ipv4 module."""
+
+
+class UnknownError(Ipv4Error):
+    """The seed's `Unknown of string`: an undiagnosed error, with its message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnimplementedError(Ipv4Error):
+    """The seed's `Unimplemented`: the operation is not implemented."""
+
+
+class NoRouteError(UnknownError):
+    """No route to an off-link destination (no gateway configured)."""
+
+
+class HostUnreachableError(NoRouteError):
+    """ARP resolution of the next hop gave up after its retries."""
+
+
+class WouldFragmentError(Ipv4Error):
+    """Don't-fragment was requested and the datagram does not fit the path MTU."""
+
+
+class MessageTooLongError(Ipv4Error):
+    """The datagram is larger than IPv4 allows (65535 bytes), or a frame exceeds the device MTU."""
+
+
+class DeviceClosedError(TcpipError, OSError):
+    """The network device has been disconnected."""
+
+
+class WireError(TcpipError, ValueError):
+    """The peer's bytes were malformed; the core catches these and counts a drop."""
+
+    def __init__(self, layer: str, reason: str) -> None:
+        super().__init__(f"[{layer}] {reason}")
+        self.layer = layer
+        self.reason = reason
+
+
+class Truncated(WireError):
+    """Fewer bytes than the header or its length fields claim."""
+
+
+class BadLength(WireError):
+    """A length field is inconsistent."""
+
+
+class BadVersion(WireError):
+    """An unsupported version or type field."""
+
+
+class BadChecksum(WireError):
+    """A checksum does not verify."""

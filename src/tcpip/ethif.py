@@ -1,0 +1,78 @@
+"""Ethif: the seed's Ethernet layer (ARP inside) as an asyncio facade over the sans-I/O Interface."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+from tcpip.core.config import InterfaceConfig
+from tcpip.core.interface import Interface
+from tcpip.netif.clock import Clock
+from tcpip.netif.device import Buffer, NetworkDevice
+from tcpip.runner import Runner, default_clock, default_rng
+from tcpip.wire.mac import MacAddress
+
+PacketCallback = Callable[[memoryview], Awaitable[None] | None]
+
+
+class Ethif:
+    """Ethernet II + ARP on one device. `await Ethif.connect(device)`; `await eth.input(frame, ipv4=cb)`."""
+
+    def __init__(self, device: NetworkDevice, core: Interface, runner: Runner) -> None:
+        self.device = device
+        self.core = core
+        self.runner = runner
+
+    @classmethod
+    async def connect(cls, netif: NetworkDevice, *, mac: MacAddress | str | None = None,
+                      config: InterfaceConfig | None = None, clock: Clock | None = None,
+                      rng: random.Random | None = None) -> Ethif:
+        """Wrap `netif`. The MAC is the device's unless `mac` (or `config.mac`) says otherwise."""
+        clk = default_clock(clock)
+        if config is None:
+            config = InterfaceConfig(mac=MacAddress(mac) if mac is not None else netif.mac,
+                                     mtu=netif.mtu)
+        elif mac is not None:
+            config.mac = MacAddress(mac)
+        config.mtu = min(config.mtu, netif.mtu)
+        core = Interface(config, now=clk.now(), rng=default_rng(rng))
+        return cls(netif, core, Runner(netif, core, clk))
+
+    @property
+    def mac(self) -> MacAddress:
+        return self.core.config.mac
+
+    @property
+    def mtu(self) -> int:
+        return self.core.config.mtu
+
+    async def input(self, frame: Buffer, *, ipv4: PacketCallback,
+                    ipv6: PacketCallback | None = None) -> None:
+        """Demultiplex one Ethernet frame: ARP is answered here, IPv4 (and IPv6) payloads go to the
+        callbacks. Bad frames are counted and dropped."""
+        r = self.core.eth_demux(frame if isinstance(frame, memoryview) else memoryview(frame),
+                                self.runner.now())
+        self.runner.flush()
+        if r is None:
+            return
+        if r[0] == 0x0800:
+            self.core.l2_broadcast = r[2]
+            res = ipv4(r[1])
+        elif ipv6 is not None:
+            res = ipv6(r[1])
+        else:
+            self.core.eth_stats.rx_ipv6_no_handler += 1
+            return
+        if inspect.isawaitable(res):
+            await res
+
+    async def write(self, frame: Buffer) -> None:
+        await self.device.write(frame)
+
+    async def writev(self, parts: Sequence[Buffer]) -> None:
+        await self.device.writev(parts)
+
+    async def disconnect(self) -> None:
+        self.runner.close()
+        await self.device.disconnect()

@@ -1,0 +1,163 @@
+"""Ipv4: the seed's IPv4 module (mirage tcpip `Ipv4`) in asyncio form, over the sans-I/O core."""
+
+from __future__ import annotations
+
+import inspect
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from ipaddress import IPv4Address
+
+from tcpip.errors import NoRouteError, UnknownError
+from tcpip.ethif import Ethif
+from tcpip.netif.device import Buffer
+from tcpip.wire.checksum import pseudo_header_sum
+from tcpip.wire.ipv4 import IpProto
+
+Callback = Callable[[IPv4Address, IPv4Address, memoryview], Awaitable[None] | None]
+_HDR = struct.Struct("!BBHHHBBHII")
+_PSEUDO = struct.Struct("!IIBBH")
+
+
+def _addr(a: IPv4Address | str | int) -> IPv4Address:
+    return a if isinstance(a, IPv4Address) else IPv4Address(a)
+
+
+class Ipv4:
+    """The interface's IPv4 address, netmask and gateways; input demux and frame output."""
+
+    def __init__(self, ethif: Ethif) -> None:
+        self._ethif = ethif
+        self._core = ethif.core
+        self._runner = ethif.runner
+
+    @classmethod
+    async def connect(cls, ethif: Ethif) -> Ipv4:
+        if not isinstance(ethif, Ethif):
+            raise UnknownError(f"Ipv4.connect needs an Ethif, got {type(ethif).__name__}")
+        return cls(ethif)
+
+    async def disconnect(self) -> None:
+        """Stop using the interface (the Ethif and its device stay up)."""
+
+    @property
+    def id(self) -> Ethif:
+        return self._ethif
+
+    # -- input ---------------------------------------------------------------------------------
+    async def input(self, packet: Buffer, *, tcp: Callback, udp: Callback,
+                    default: Callable[[int], Callback | None] | None = None) -> None:
+        """Demultiplex one IPv4 datagram (starting at its header): ICMP is handled inside, TCP and UDP
+        payloads go to `tcp`/`udp`, other protocols to `default(proto)`. Callback payloads are views
+        valid only during the call."""
+        core = self._core
+        now = self._runner.now()
+        mv = packet if isinstance(packet, memoryview) else memoryview(packet)
+        l2b = getattr(core, "l2_broadcast", False)
+        core.l2_broadcast = False
+        a = core.ip_accept(mv, now, l2b)
+        if a is None:
+            self._runner.flush()
+            return
+        core.ip_stats.rx_delivered += 1
+        p = a.proto
+        if p == 1:
+            core.icmp_input(a, now)
+            self._runner.flush()
+            return
+        if p == 6:
+            cb: Callback | None = tcp
+        elif p == 17:
+            cb = udp
+        else:
+            cb = default(p) if default is not None else None
+        if cb is None:
+            core.ip_stats.rx_unknown_protocol += 1
+            core.send_icmp_error(a, 3, 2, 0, now)
+            self._runner.flush()
+            return
+        r = cb(IPv4Address(a.src), IPv4Address(a.dst), a.payload)
+        if inspect.isawaitable(r):
+            await r
+
+    # -- output --------------------------------------------------------------------------------
+    async def allocate_frame(self, *, proto: IpProto | int,
+                             dest_ip: IPv4Address | str) -> tuple[memoryview, int]:
+        """A fresh Ethernet frame buffer (14 + MTU bytes) for `dest_ip`, with the Ethernet header (next
+        hop's MAC, resolved by ARP first) and the IPv4 header written; returns it and the header
+        length (34). Raises NoRouteError, or HostUnreachableError when ARP gives up."""
+        core = self._core
+        dst = int(_addr(dest_ip))
+        nh = core.next_hop(dst)
+        mac = nh if isinstance(nh, bytes) else await self._runner.resolve(nh)
+        buf = bytearray(14 + core.config.mtu)
+        buf[0:6] = mac
+        buf[6:12] = core.mac
+        buf[12:14] = b"\x08\x00"
+        _HDR.pack_into(buf, 14, 0x45, 0, 0, 0, 0, core.config.ttl, int(proto), 0, core.addr, dst)
+        return memoryview(buf), 34
+
+    async def write(self, frame: memoryview | bytearray, buffer: Buffer) -> None:
+        """Send `frame` (from allocate_frame, cut to the bytes used) followed by `buffer` as one
+        datagram: total length, ident and checksum are filled in; fragmented above the MTU."""
+        self._send(frame, (buffer,))
+
+    async def writev(self, frame: memoryview | bytearray, buffers: Sequence[Buffer]) -> None:
+        """Like write, with the payload in several buffers (scatter-gather down to the device)."""
+        self._send(frame, buffers)
+
+    def _send(self, frame: memoryview | bytearray, parts: Sequence[Buffer]) -> None:
+        mv = frame if isinstance(frame, memoryview) else memoryview(frame)
+        self._core.send_prebuilt(mv, parts, self._runner.now())
+        self._runner.flush()
+
+    # -- configuration -------------------------------------------------------------------------
+    async def set_ipv4(self, ip: IPv4Address | str) -> None:
+        """Set the address, and announce it with a gratuitous ARP."""
+        self._core.set_address(int(_addr(ip)), self._runner.now())
+        self._runner.flush()
+
+    def get_ipv4(self) -> IPv4Address:
+        return IPv4Address(self._core.addr)
+
+    async def set_ipv4_netmask(self, netmask: IPv4Address | str) -> None:
+        m = int(_addr(netmask))
+        inv = ~m & 0xFFFFFFFF
+        if inv & (inv + 1):
+            raise UnknownError(f"{IPv4Address(m)} is not a contiguous netmask")
+        self._core.set_netmask(m)
+
+    def get_ipv4_netmask(self) -> IPv4Address:
+        return IPv4Address(self._core.mask)
+
+    async def set_ipv4_gateways(self, gateways: Sequence[IPv4Address | str]) -> None:
+        self._core.set_gateways([int(_addr(g)) for g in gateways])
+
+    def get_ipv4_gateways(self) -> list[IPv4Address]:
+        return [IPv4Address(g) for g in self._core.config.gateways]
+
+    # -- later mirage extras -------------------------------------------------------------------
+    def mtu(self, dst: IPv4Address | str | None = None) -> int:
+        """The largest IPv4 datagram (header included) that goes to `dst` unfragmented."""
+        if dst is None:
+            return self._core.config.mtu
+        return self._core.path_mtu(int(_addr(dst)), self._runner.now())
+
+    def src(self, dst: IPv4Address | str) -> IPv4Address:
+        """The source address used towards `dst`."""
+        _ = dst
+        return IPv4Address(self._core.addr)
+
+    def pseudoheader(self, dst: IPv4Address | str, proto: IpProto | int, length: int) -> bytes:
+        """The 12-byte pseudo-header for transport checksums."""
+        return _PSEUDO.pack(self._core.addr, int(_addr(dst)), 0, int(proto), length)
+
+    def pseudoheader_sum(self, dst: IPv4Address | str, proto: IpProto | int, length: int) -> int:
+        return pseudo_header_sum(self._core.addr, int(_addr(dst)), int(proto), length)
+
+    def route(self, dst: IPv4Address | str) -> IPv4Address | None:
+        """The next hop's IP for `dst` (None for broadcast/multicast); raises NoRouteError."""
+        nh = self._core.next_hop(int(_addr(dst)))
+        return None if isinstance(nh, bytes) else IPv4Address(nh)
+
+
+__all__ = ["Callback", "Ipv4", "NoRouteError"]

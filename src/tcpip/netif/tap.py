@@ -1,0 +1,188 @@
+"""TapDevice: a Linux TAP interface (`/dev/net/tun`, IFF_TAP | IFF_NO_PI) driven from the asyncio loop.
+
+The kernel side of a TAP is the interface itself (`tap0` with its own MAC and addresses); the stack on
+our side has its own MAC. Frames the kernel sends out of `tap0` are read from the file descriptor, and
+frames we write are received by the kernel as if they came in on `tap0`.
+
+Receive: one `loop.add_reader` callback reads frames until EAGAIN (at most `max_burst` per wake-up, then
+it returns to the loop; the reader is level-triggered, so a longer backlog wakes it again at once).
+Each frame is read into a fresh buffer, because the stack may keep views of what it was given.
+Transmit: `os.writev` of the frame's parts (scatter-gather); a full or unavailable kernel queue
+(EAGAIN, ENOBUFS, EIO while the link is down) is counted in `stats.tx_dropped`, never raised.
+
+The device is created in the network namespace of the calling thread when it does not exist; see
+`tcpip.netns.open_tap` for opening it inside another namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+from collections.abc import Sequence
+
+from tcpip.errors import DeviceClosedError
+from tcpip.netif.device import BaseDevice, Buffer
+from tcpip.wire.mac import MacAddress
+
+__all__ = ["TUN_PATH", "TapDevice", "TapError"]
+
+log = logging.getLogger(__name__)
+
+TUN_PATH = "/dev/net/tun"
+
+# <linux/if_tun.h>, <linux/sockios.h>, <net/if.h>
+_TUNSETIFF = 0x400454CA
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_SIOCGIFMTU = 0x8921
+_SIOCSIFMTU = 0x8922
+_IFF_UP = 0x1
+_IFNAMSIZ = 16
+
+_TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
+
+
+class TapError(OSError):
+    """The TAP device could not be opened or configured (missing /dev/net/tun, no permission...)."""
+
+
+def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
+    raw = name.encode()
+    if not raw or len(raw) >= _IFNAMSIZ or b"/" in raw or b"\0" in raw or name != name.strip():
+        raise ValueError(f"invalid interface name: {name!r}")
+    req = struct.pack(f"{_IFNAMSIZ}s{fmt}", raw, *values)
+    return req.ljust(40, b"\0")  # sizeof(struct ifreq)
+
+
+def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str]:
+    """Open (creating if absent) TAP `name` in the calling thread's namespace, set it up, return the fd."""
+    try:
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise TapError(errno.ENOENT, f"{TUN_PATH} is missing (load the 'tun' kernel module)") from None
+    except PermissionError:
+        raise TapError(errno.EACCES, f"no permission to open {TUN_PATH} (run as root or with CAP_NET_ADMIN)") from None
+    try:
+        try:
+            res = fcntl.ioctl(fd, _TUNSETIFF, _ifreq(name, "H", _IFF_TAP | _IFF_NO_PI))
+        except OSError as e:
+            raise TapError(e.errno, f"cannot attach TAP {name!r}: {os.strerror(e.errno or 0)}") from None
+        ifname = res[:_IFNAMSIZ].rstrip(b"\0").decode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                if mtu is not None:
+                    cur = struct.unpack_from("i", fcntl.ioctl(s, _SIOCGIFMTU, _ifreq(ifname)), _IFNAMSIZ)[0]
+                    if cur != mtu:
+                        fcntl.ioctl(s, _SIOCSIFMTU, _ifreq(ifname, "i", mtu))
+                flags = struct.unpack_from("H", fcntl.ioctl(s, _SIOCGIFFLAGS, _ifreq(ifname)), _IFNAMSIZ)[0]
+                if not flags & _IFF_UP:
+                    fcntl.ioctl(s, _SIOCSIFFLAGS, _ifreq(ifname, "H", flags | _IFF_UP))
+            except OSError as e:
+                raise TapError(e.errno, f"cannot configure {ifname!r}: {os.strerror(e.errno or 0)}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, ifname
+
+
+class TapDevice(BaseDevice):
+    """A TAP interface as a tcpip device. Open with `await TapDevice.open("tap0")`."""
+
+    MAX_BURST = 256
+
+    def __init__(
+        self,
+        fd: int,
+        name: str,
+        *,
+        mac: MacAddress | None = None,
+        mtu: int = 1500,
+        loop: asyncio.AbstractEventLoop | None = None,
+        max_burst: int = MAX_BURST,
+    ) -> None:
+        """Wrap an already opened, non-blocking TAP file descriptor (normally use `open`)."""
+        super().__init__(mac if mac is not None else MacAddress.random_local(), mtu)
+        self.name = name
+        self.fd = fd
+        self.max_burst = max_burst
+        self.rx_wakeups = 0  # reader callbacks; rx_frames / rx_wakeups = frames per wake-up
+        self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._loop.add_reader(fd, self._drain)
+
+    @classmethod
+    def open_fd(cls, name: str, *, mtu: int = 1500) -> tuple[int, str]:
+        """Synchronous part of `open`: the non-blocking fd and the kernel's interface name.
+
+        Everything namespace-dependent happens here, without yielding to the event loop, so a caller
+        that has switched its thread into another namespace can switch back right after."""
+        return _open_tap_fd(name, mtu)
+
+    @classmethod
+    async def open(
+        cls, name: str, *, mac: MacAddress | str | None = None, mtu: int = 1500
+    ) -> TapDevice:
+        """Open TAP `name` (created if absent, in the current namespace), bring it up, start reading.
+
+        `mac` is the stack's address (a random locally administered one by default); the kernel
+        interface keeps its own. The kernel interface's MTU is set to `mtu`. Raises `TapError`."""
+        fd, ifname = _open_tap_fd(name, mtu)
+        try:
+            return cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=mtu)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _drain(self) -> None:
+        self.rx_wakeups += 1
+        fd = self.fd
+        size = self._readsize
+        received = self._received
+        for _ in range(self.max_burst):
+            if self._closed:
+                return
+            buf = bytearray(size)
+            try:
+                n = os.readv(fd, (buf,))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # The interface went away (e.g. its namespace was deleted): stop, don't spin.
+                log.warning("TAP %s: read failed (%s); closing the device", self.name, e)
+                self.close()
+                return
+            if n == 0:
+                return
+            received(memoryview(buf)[:n])
+
+    def _send(self, parts: Sequence[Buffer], size: int) -> None:
+        try:
+            os.writev(self.fd, parts)
+        except OSError as e:
+            if e.errno in _TX_DROP_ERRNOS:
+                self.stats.tx_dropped += 1
+                return
+            if e.errno == errno.EBADF:
+                raise DeviceClosedError(f"TAP {self.name} is closed") from None
+            raise
+        self.stats.tx_frames += 1
+        self.stats.tx_bytes += size
+
+    def _on_close(self) -> None:
+        try:
+            self._loop.remove_reader(self.fd)
+        except (RuntimeError, ValueError):  # loop already closed
+            pass
+        os.close(self.fd)
+        self.fd = -1
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"fd={self.fd}"
+        return f"<TapDevice {self.name} mac={self.mac} mtu={self.mtu} {state}>"

@@ -1,0 +1,130 @@
+"""Runner: the thin driver between a device and the sans-I/O core: frames in, frames out, timers, ARP waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+from tcpip.core.interface import Interface
+from tcpip.errors import DeviceClosedError, HostUnreachableError, TcpipError
+from tcpip.netif.clock import Clock, LoopClock, TimerHandle
+from tcpip.netif.device import NetworkDevice
+
+log = logging.getLogger("tcpip")
+
+
+def _ip(x: int) -> str:
+    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
+
+
+class Runner:
+    """Owns the timer and the transmit flush of one Interface on one device."""
+
+    def __init__(self, device: NetworkDevice, core: Interface, clock: Clock) -> None:
+        self.device = device
+        self.core = core
+        self.clock = clock
+        self._timer: TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._arp_waiters: dict[int, list[asyncio.Future[bytes]]] = {}
+        self.tx_errors = 0
+        core.arp.on_resolved = self._arp_resolved
+        core.arp.on_failed = self._arp_failed
+        self.after_input: list[Callable[[], None]] = []
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    # -- the per-frame path --------------------------------------------------------------------
+    def on_frame(self, frame: memoryview) -> None:
+        """Push-model receive: one frame through the core, then flush what it queued."""
+        core = self.core
+        try:
+            core.receive(frame, self.clock.now())
+        except TcpipError:
+            log.exception("unexpected error on input")  # a bug, but never kill the loop
+        if core.tx:
+            self.flush()
+        if core.arp.pending or core.reassembler is not None:
+            self.schedule()
+
+    def flush(self) -> None:
+        core = self.core
+        tx = core.tx
+        if not tx:
+            return
+        core.tx = []
+        transmit = self.device.transmit
+        for f in tx:
+            try:
+                transmit(f)
+            except (DeviceClosedError, OSError, TcpipError) as e:
+                self.tx_errors += 1
+                log.debug("transmit failed: %s", e)
+        self.schedule()
+
+    # -- timers --------------------------------------------------------------------------------
+    def schedule(self) -> None:
+        at = self.core.poll_at()
+        if at is None:
+            return
+        if self._timer_at is not None and self._timer_at <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.clock.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.core.handle_timeout(self.clock.now())
+        self.flush()
+        self.schedule()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for ip, futs in self._arp_waiters.items():
+            for f in futs:
+                if not f.done():
+                    f.set_exception(HostUnreachableError(f"{_ip(ip)}: interface closed"))
+        self._arp_waiters.clear()
+
+    # -- ARP waiters for the async API ---------------------------------------------------------
+    async def resolve(self, ip: int) -> bytes:
+        """The MAC of on-link `ip`, querying ARP and waiting for the answer if needed."""
+        core = self.core
+        mac = core.arp.lookup(ip, self.clock.now())
+        if mac is not None:
+            if core.tx:
+                self.flush()
+            return mac
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._arp_waiters.setdefault(ip, []).append(fut)
+        core.arp.resolve(ip, None, self.clock.now())
+        self.flush()
+        return await fut
+
+    def _arp_resolved(self, ip: int, mac: bytes) -> None:
+        for f in self._arp_waiters.pop(ip, ()):
+            if not f.done():
+                f.set_result(mac)
+
+    def _arp_failed(self, ip: int) -> None:
+        tries = self.core.config.arp_tries
+        for f in self._arp_waiters.pop(ip, ()):
+            if not f.done():
+                f.set_exception(HostUnreachableError(
+                    f"{_ip(ip)}: no ARP reply after {tries} requests"))
+
+
+def default_clock(clock: Clock | None) -> Clock:
+    return clock if clock is not None else LoopClock()
+
+
+def default_rng(rng: random.Random | None) -> random.Random:
+    return rng if rng is not None else random.Random()

@@ -1,0 +1,171 @@
+"""Stack: an assembled host (device -> Ethif -> Ipv4 -> ICMP, UDP) with ping, UDP endpoints and counters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Interface
+from types import TracebackType
+from typing import Any
+
+from tcpip.core.config import InterfaceConfig
+from tcpip.core.stats import as_dict
+from tcpip.core.udp import Binding, UdpLayer
+from tcpip.errors import NoRouteError, TcpipError
+from tcpip.ethif import Ethif
+from tcpip.ipv4 import Ipv4
+from tcpip.netif.clock import Clock
+from tcpip.netif.device import NetworkDevice
+from tcpip.udp import UdpTransport, create_datagram_endpoint
+from tcpip.wire.mac import MacAddress
+
+log = logging.getLogger("tcpip")
+
+
+class Stack:
+    """One emulated host. `async with await Stack.connect(dev, ipv4="198.18.0.2/24") as s: ...`"""
+
+    def __init__(self, ethif: Ethif, ipv4: Ipv4, rng: random.Random) -> None:
+        self.ethif = ethif
+        self.ipv4 = ipv4
+        self.device = ethif.device
+        self.core = ethif.core
+        self.runner = ethif.runner
+        self.rng = rng
+        self.udp = UdpLayer(self.core, rng)
+        self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], float]] = {}
+        self._ping_ident = rng.getrandbits(16)
+        self.core.echo_reply_handler = self._echo_reply
+        self._services: list[Binding] = []
+        self._closed = False
+        self.device.attach(self.runner.on_frame)
+
+    @classmethod
+    async def connect(cls, device: NetworkDevice, *, ipv4: str | IPv4Interface | None = None,
+                      gateways: Sequence[str | IPv4Address] = (),
+                      mac: MacAddress | str | None = None, config: InterfaceConfig | None = None,
+                      clock: Clock | None = None, rng: random.Random | None = None) -> Stack:
+        """Wire a host on `device`. `ipv4` is "ADDR/PREFIX"; it is announced with a gratuitous ARP."""
+        r = rng if rng is not None else random.Random()
+        eth = await Ethif.connect(device, mac=mac, config=config, clock=clock, rng=r)
+        ip = await Ipv4.connect(eth)
+        stack = cls(eth, ip, r)
+        if ipv4 is not None:
+            iface = ipv4 if isinstance(ipv4, IPv4Interface) else IPv4Interface(ipv4)
+            await ip.set_ipv4_netmask(iface.netmask)
+            await ip.set_ipv4(iface.ip)
+        if gateways:
+            await ip.set_ipv4_gateways([IPv4Address(g) for g in gateways])
+        return stack
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def mac(self) -> MacAddress:
+        return self.ethif.mac
+
+    @property
+    def address(self) -> IPv4Address:
+        return self.ipv4.get_ipv4()
+
+    @property
+    def interface(self) -> IPv4Interface:
+        return IPv4Interface(f"{self.ipv4.get_ipv4()}/{self.ipv4.get_ipv4_netmask()}")
+
+    # -- ICMP echo -----------------------------------------------------------------------------
+    async def ping(self, dst: IPv4Address | str, count: int = 1, size: int = 56,
+                   timeout: float = 1.0, interval: float = 1.0) -> list[float | None]:
+        """Send `count` echo requests of `size` data bytes, one every `interval` seconds; returns each
+        round-trip time in seconds, None for a probe not answered within `timeout`."""
+        d = int(IPv4Address(dst))
+        loop = asyncio.get_running_loop()
+        self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
+        waits: list[asyncio.Task[float | None]] = []
+        for seq in range(count):
+            if seq:
+                await asyncio.sleep(interval)
+            waits.append(loop.create_task(self._probe(d, ident, seq, size, timeout)))
+        return [await w for w in waits]
+
+    async def _probe(self, dst: int, ident: int, seq: int, size: int,
+                     timeout: float) -> float | None:
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        sent = self.runner.now()
+        key = (ident, seq)
+        self._pings[key] = (fut, sent)
+        data = bytes((seq + i) & 0xFF for i in range(size))
+        try:
+            self.core.send_echo(dst, ident, seq, data, sent)
+            self.runner.flush()
+            return await asyncio.wait_for(fut, timeout)
+        except (TimeoutError, NoRouteError):
+            return None
+        finally:
+            self._pings.pop(key, None)
+
+    def _echo_reply(self, src: int, ident: int, seq: int, data: memoryview, now: float) -> None:
+        e = self._pings.get((ident, seq))
+        if e is not None and not e[0].done():
+            e[0].set_result(now - e[1])
+
+    # -- UDP -----------------------------------------------------------------------------------
+    async def create_datagram_endpoint(self, protocol_factory: Callable[[], Any],
+                                       local_addr: tuple[str, int] | None = None,
+                                       remote_addr: tuple[str, int] | None = None, *,
+                                       allow_broadcast: bool = False) -> tuple[UdpTransport, Any]:
+        """asyncio's `loop.create_datagram_endpoint`, over this stack."""
+        return await create_datagram_endpoint(self, protocol_factory, local_addr, remote_addr,
+                                              allow_broadcast=allow_broadcast)
+
+    async def udp_echo(self, port: int = 7) -> Binding:
+        """A zero-copy UDP echo service on `port` (RFC 862)."""
+        layer = self.udp
+        runner = self.runner
+
+        def echo(payload: memoryview, src: int, sport: int, dst: int) -> None:
+            try:
+                layer.send(port, src, sport, payload, runner.now())
+            except TcpipError:
+                pass
+
+        b = layer.bind(port, 0, echo)
+        self._services.append(b)
+        return b
+
+    # -- counters and life cycle ---------------------------------------------------------------
+    def stats(self) -> dict[str, dict[str, int]]:
+        c = self.core
+        out = {
+            "ethernet": as_dict(c.eth_stats),
+            "arp": as_dict(c.arp.stats),
+            "ipv4": as_dict(c.ip_stats),
+            "icmp": as_dict(c.icmp_stats),
+            "udp": as_dict(self.udp.stats),
+        }
+        out["arp"]["cache_entries"] = len(c.arp.entries)
+        r = c.reassembler
+        if r is not None:
+            out["reassembly"] = as_dict(r.stats)  # type: ignore[attr-defined]
+            out["reassembly"]["memory"] = r.memory  # type: ignore[attr-defined]
+        ds = getattr(self.device, "stats", None)
+        if ds is not None:
+            out["device"] = as_dict(ds)
+        return out
+
+    async def disconnect(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fut, _ in self._pings.values():
+            if not fut.done():
+                fut.cancel()
+        self.device.attach(None)
+        await self.ethif.disconnect()
+
+    async def __aenter__(self) -> Stack:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.disconnect()

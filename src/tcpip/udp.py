@@ -1,0 +1,189 @@
+"""UDP endpoints with asyncio's datagram API: create_datagram_endpoint, DatagramTransport, DatagramProtocol."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
+
+from tcpip.core.udp import Binding, PortInUse, UdpLayer
+from tcpip.errors import HostUnreachableError, MessageTooLongError, NoRouteError
+from tcpip.netif.device import Buffer
+
+if TYPE_CHECKING:
+    from tcpip.stack import Stack
+
+log = logging.getLogger("tcpip.udp")
+Address = tuple[str, int]
+MAX_PAYLOAD = 65535 - 20 - 8
+
+_ICMP_UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
+                       3: errno.ECONNREFUSED, 4: errno.EMSGSIZE, 5: errno.EOPNOTSUPP}
+
+
+def _ip(x: int) -> str:
+    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
+
+
+def _parse_addr(addr: Any) -> tuple[int, int]:
+    if not isinstance(addr, tuple) or len(addr) < 2:
+        raise TypeError(f"address must be a (host, port) tuple, got {addr!r}")
+    host, port = addr[0], addr[1]
+    try:
+        ip = int(IPv4Address(host if host not in ("", None) else "0.0.0.0"))
+    except ValueError:
+        raise OSError(errno.EINVAL, f"not an IPv4 address: {host!r} (no name resolution)") from None
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise OverflowError(f"port must be 0-65535, got {port!r}")
+    return ip, port
+
+
+class UdpTransport(asyncio.DatagramTransport):
+    """A UDP endpoint on a tcpip Stack, behaving like asyncio's own datagram transport."""
+
+    def __init__(self, stack: Stack, layer: UdpLayer, protocol: asyncio.DatagramProtocol,
+                 local: int, port: int, remote: tuple[int, int] | None,
+                 allow_broadcast: bool) -> None:
+        super().__init__()
+        self._stack = stack
+        self._layer = layer
+        self._protocol = protocol
+        self._remote = remote
+        self._allow_broadcast = allow_broadcast
+        self._closing = False
+        self._conn_lost = 0
+        self._binding: Binding = layer.bind(port, local, self._received, self._icmp_error, remote)
+        self._local = local
+        self._extra: dict[str, Any] = {
+            "sockname": (_ip(local), self._binding.port),
+            "peername": (_ip(remote[0]), remote[1]) if remote else None,
+            "socket": None,
+        }
+
+    # -- asyncio.BaseTransport -----------------------------------------------------------------
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        v = self._extra.get(name, default)
+        return default if v is None else v
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._layer.unbind(self._binding)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol  # type: ignore[assignment]
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    # -- sending -------------------------------------------------------------------------------
+    def sendto(self, data: Buffer, addr: Any = None) -> None:  # type: ignore[override]
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._remote is not None:
+            if addr is not None and _parse_addr(addr) != self._remote:
+                raise ValueError(f"Invalid address: must be None or {self._extra['peername']}")
+            dst, dport = self._remote
+        elif addr is None:
+            self._protocol.error_received(OSError(errno.EDESTADDRREQ,
+                                                  "Destination address required"))
+            return
+        else:
+            dst, dport = _parse_addr(addr)
+        if self._closing:
+            self._conn_lost += 1
+            return
+        if len(data) > MAX_PAYLOAD:
+            raise OSError(errno.EMSGSIZE, f"datagram of {len(data)} bytes is too long")
+        if dport == 0:
+            raise OSError(errno.EINVAL, "destination port 0")
+        core = self._layer.iface
+        if (dst == 0xFFFFFFFF or dst == core.bcast) and not self._allow_broadcast:
+            raise PermissionError(errno.EACCES, "broadcast needs allow_broadcast=True")
+        runner = self._stack.runner
+        try:
+            self._layer.send(self._binding.port, dst, dport, data, runner.now(),
+                             on_fail=self._arp_failed)
+        except NoRouteError as e:
+            raise OSError(errno.ENETUNREACH, str(e)) from e
+        except MessageTooLongError as e:
+            raise OSError(errno.EMSGSIZE, str(e)) from e
+        runner.flush()
+
+    def _arp_failed(self, ip: int) -> None:
+        self._layer.stats.tx_arp_failed += 1
+        if not self._closing:
+            self._protocol.error_received(HostUnreachableError(
+                f"{_ip(ip)}: no ARP reply after {self._layer.iface.config.arp_tries} requests"))
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _received(self, payload: memoryview, src: int, sport: int, dst: int) -> None:
+        if self._closing:
+            return
+        try:
+            self._protocol.datagram_received(payload.tobytes(), (_ip(src), sport))
+        except Exception:
+            log.exception("datagram_received raised")
+
+    def _icmp_error(self, t: int, code: int, rest: int, qdst: int, qport: int) -> None:
+        if self._closing:
+            return
+        if t == 3:
+            en = _ICMP_UNREACH_ERRNO.get(code, errno.EHOSTUNREACH)
+            exc: OSError = ConnectionRefusedError(en, "Connection refused") if en == \
+                errno.ECONNREFUSED else OSError(en, f"ICMP destination unreachable code {code}")
+        elif t == 11:
+            exc = OSError(errno.EHOSTUNREACH, f"ICMP time exceeded code {code}")
+        else:
+            exc = OSError(errno.EPROTO, f"ICMP parameter problem pointer {rest >> 24}")
+        exc.filename = f"{_ip(qdst)}:{qport}"
+        self._protocol.error_received(exc)
+
+
+async def create_datagram_endpoint(
+        stack: Stack, protocol_factory: Callable[[], asyncio.DatagramProtocol],
+        local_addr: Any = None, remote_addr: Any = None, *,
+        allow_broadcast: bool = False) -> tuple[UdpTransport, asyncio.DatagramProtocol]:
+    layer = stack.udp
+    core = layer.iface
+    local, port = _parse_addr(local_addr) if local_addr is not None else (0, 0)
+    if local and local != core.addr:
+        raise OSError(errno.EADDRNOTAVAIL, "cannot assign requested address "
+                      f"{_ip(local)}: not an address of this stack")
+    remote = _parse_addr(remote_addr) if remote_addr is not None else None
+    if remote is not None:
+        if remote[1] == 0:
+            raise OSError(errno.EINVAL, "remote port 0")
+        if (remote[0] == 0xFFFFFFFF or remote[0] == core.bcast) and not allow_broadcast:
+            raise PermissionError(errno.EACCES, "broadcast needs allow_broadcast=True")
+    protocol = protocol_factory()
+    try:
+        transport = UdpTransport(stack, layer, protocol, local, port, remote, allow_broadcast)
+    except PortInUse:
+        raise OSError(errno.EADDRINUSE, "address already in use: "
+                      f"{_ip(local)}:{port}") from None
+    protocol.connection_made(transport)
+    return transport, protocol
+
+
+__all__ = ["UdpTransport", "create_datagram_endpoint"]
