@@ -48,6 +48,7 @@ class UdpTransport(asyncio.DatagramTransport):
                  local: int, port: int, remote: tuple[int, int] | None,
                  allow_broadcast: bool) -> None:
         super().__init__()
+        self._loop = asyncio.get_running_loop()
         self._stack = stack
         self._layer = layer
         self._protocol = protocol
@@ -57,8 +58,13 @@ class UdpTransport(asyncio.DatagramTransport):
         self._conn_lost = 0
         self._binding: Binding = layer.bind(port, local, self._received, self._icmp_error, remote)
         self._local = local
+        # One bound-method object for every queued datagram: the ARP queue reports a failed
+        # resolution once per distinct hook, so the protocol hears one error, not one per datagram.
+        self._on_arp_fail: Callable[[int], None] = self._arp_failed
+        # Like connect(2) on a UDP socket, a connected endpoint's sockname shows the source address.
+        shown = local or (layer.iface.addr if remote is not None else 0)
         self._extra: dict[str, Any] = {
-            "sockname": (_ip(local), self._binding.port),
+            "sockname": (_ip(shown), self._binding.port),
             "peername": (_ip(remote[0]), remote[1]) if remote else None,
             "socket": None,
         }
@@ -76,7 +82,7 @@ class UdpTransport(asyncio.DatagramTransport):
             return
         self._closing = True
         self._layer.unbind(self._binding)
-        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+        self._loop.call_soon(self._protocol.connection_lost, None)
 
     def abort(self) -> None:
         self.close()
@@ -97,7 +103,10 @@ class UdpTransport(asyncio.DatagramTransport):
         pass
 
     # -- sending -------------------------------------------------------------------------------
-    def sendto(self, data: Buffer, addr: Any = None) -> None:  # type: ignore[override]
+    def sendto(self, data: Buffer, addr: Any = None) -> None:
+        """Send one datagram now (or queue it behind ARP); never blocks. As with asyncio's own
+        transport, an OSError of the send (no SO_BROADCAST, no route, too long...) goes to
+        `protocol.error_received` instead of being raised; misuse raises TypeError/ValueError."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
         if self._remote is not None:
@@ -109,10 +118,20 @@ class UdpTransport(asyncio.DatagramTransport):
                                                   "Destination address required"))
             return
         else:
-            dst, dport = _parse_addr(addr)
+            try:
+                dst, dport = _parse_addr(addr)
+            except OSError as e:
+                self._protocol.error_received(e)
+                return
         if self._closing:
             self._conn_lost += 1
             return
+        try:
+            self._send(data, dst, dport)
+        except OSError as e:
+            self._protocol.error_received(e)
+
+    def _send(self, data: Buffer, dst: int, dport: int) -> None:
         if len(data) > MAX_PAYLOAD:
             raise OSError(errno.EMSGSIZE, f"datagram of {len(data)} bytes is too long")
         if dport == 0:
@@ -123,12 +142,13 @@ class UdpTransport(asyncio.DatagramTransport):
         runner = self._stack.runner
         try:
             self._layer.send(self._binding.port, dst, dport, data, runner.now(),
-                             on_fail=self._arp_failed)
+                             on_fail=self._on_arp_fail)
         except NoRouteError as e:
             raise OSError(errno.ENETUNREACH, str(e)) from e
         except MessageTooLongError as e:
             raise OSError(errno.EMSGSIZE, str(e)) from e
-        runner.flush()
+        finally:
+            runner.flush()
 
     def _arp_failed(self, ip: int) -> None:
         self._layer.stats.tx_arp_failed += 1
