@@ -146,8 +146,9 @@ class Stack:
         out["arp"]["cache_entries"] = len(c.arp.entries)
         r = c.reassembler
         if r is not None:
-            out["reassembly"] = as_dict(r.stats)  # type: ignore[attr-defined]
-            out["reassembly"]["memory"] = r.memory  # type: ignore[attr-defined]
+            out["reassembly"] = as_dict(r.stats)
+            out["reassembly"]["memory"] = r.memory
+            out["reassembly"]["datagrams"] = len(r)
         ds = getattr(self.device, "stats", None)
         if ds is not None:
             out["device"] = as_dict(ds)

@@ -9,8 +9,8 @@ from ipaddress import IPv4Address
 import pytest
 from helpers_hub import settle
 from scapy.layers.inet import ICMP, IP, UDP
-from scapy.packet import Raw
 from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Raw
 
 from tcpip import HostUnreachableError, MacAddress, NoRouteError, Stack
 from tcpip.netif import Hub, VirtualClock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tcpip.core.reassembly import ReassemblyConfig
 from tcpip.wire.mac import MacAddress
 
 
@@ -33,3 +34,6 @@ class InterfaceConfig:
     pmtu_table_size: int = 4096
     icmp_rate_table_size: int = 4096
     pmtu_expiry: float = 600.0  # RFC 1191 suggests 10 minutes
+    # Reassembly (RFC 791/815): limits documented in core/reassembly.py
+    reassemble: bool = True
+    reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)

@@ -15,7 +15,9 @@ from typing import NamedTuple
 
 from tcpip.core.arp import ArpCache
 from tcpip.core.config import InterfaceConfig
+from tcpip.core.fragment import fragment
 from tcpip.core.ratelimit import PeerLimiter
+from tcpip.core.reassembly import Reassembler
 from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
 from tcpip.errors import MessageTooLongError, NoRouteError, WouldFragmentError
 from tcpip.wire import checksum as ck
@@ -80,7 +82,7 @@ class Interface:
         self.icmp_limiter = PeerLimiter(config.icmp_rate_per_dest, config.icmp_burst_per_dest,
                                         config.icmp_rate_global, config.icmp_burst_global,
                                         config.icmp_rate_table_size, now)
-        self.reassembler: object | None = None
+        self.reassembler: Reassembler | None = Reassembler(config.reassembly) if config.reassemble else None
         self.max_frame = 14 + config.mtu
         self.set_mac(config.mac.packed)
         self._apply_address()
@@ -304,7 +306,7 @@ class Interface:
         if r is None:
             st.rx_fragments_dropped += 1
             return None
-        whole = r.process(pkt[:hl], pkt[hl:total], now)  # type: ignore[attr-defined]
+        whole = r.process(pkt[:hl], pkt[hl:total], now)
         if whole is None:
             return None
         st.rx_reassembled += 1
@@ -365,29 +367,18 @@ class Interface:
         st.rx_other += 1
 
     def _echo_reply(self, a: Accepted, now: float) -> None:
-        m = a.payload
-        n = len(m)
-        out = bytearray(34 + n if n >= 26 else 60)
-        dst_mac = self._next_hop_mac_for_reply(a.src, now)
-        src = a.src
-        # Reply from the address that was asked (a unicast echo): always ours here.
-        out[34:34 + n] = m
-        out[34] = 0
+        """Echo reply through the general output path (routing, ARP queueing, fragmentation)."""
+        body = bytearray(a.payload)
+        body[0] = 0
         # RFC 1624 eqn 3: HC' = ~(~HC + ~m + m') with m = 0x0800 (type 8), m' = 0 (type 0).
-        c = (~_U16.unpack_from(m, 2)[0] & 0xFFFF) + 0xF7FF
+        c = (~_U16.unpack_from(body, 2)[0] & 0xFFFF) + 0xF7FF
         c = (c & 0xFFFF) + (c >> 16)
-        _U16.pack_into(out, 36, ~c & 0xFFFF)
-        self._ip_header_into(out, 14, src, 1, 20 + n, 0)
+        _U16.pack_into(body, 2, ~c & 0xFFFF)
         self.icmp_stats.tx_echo_replies += 1
-        if dst_mac is None:
-            self._queue_for_arp(src, (memoryview(out)[14:34 + n],), now, None)
-            return
-        out[0:6] = dst_mac
-        out[6:12] = self.mac
-        out[12:14] = _ETH_IPV4
-        self.eth_stats.tx_frames += 1
-        self.ip_stats.tx_packets += 1
-        self.tx.append((out,))
+        try:
+            self.send(a.src, 1, (body,), now)
+        except (NoRouteError, MessageTooLongError):
+            self.icmp_stats.tx_echo_replies -= 1
 
     def _fast_echo(self, frame: memoryview, total: int, src: int, now: float) -> bool:
         """Echo reply for a plain unicast request whose next hop is already resolved: one copy of the
@@ -399,6 +390,8 @@ class Interface:
                 x <<= 8
             if x % 0xFFFF or not x:
                 return False
+        if self.pmtu:  # a lowered path MTU may call for fragments: general path
+            return False
         nh = src if (src & self.mask) == self.net else (
             self.config.gateways[0] if self.config.gateways else 0)
         e = self.arp.entries.get(nh)
@@ -430,15 +423,6 @@ class Interface:
         self.ip_stats.tx_packets += 1
         self.tx.append((out,))
         return True
-
-    def _next_hop_mac_for_reply(self, dst: int, now: float) -> bytes | None:
-        try:
-            nh = self.next_hop(dst)
-        except NoRouteError:
-            return None
-        if isinstance(nh, bytes):
-            return nh
-        return self.arp.lookup(nh, now)
 
     def _icmp_error_input(self, a: Accepted, t: int, code: int, now: float) -> None:
         st = self.icmp_stats
@@ -645,19 +629,8 @@ class Interface:
         self._emit((frame, *parts))
         return SENT
 
-    def _queue_for_arp(self, dst: int, frame: Frame, now: float,
-                       on_fail: Callable[[int], None] | None) -> None:
-        try:
-            nh = self.next_hop(dst)
-        except NoRouteError:
-            return
-        if isinstance(nh, int):
-            self.arp.resolve(nh, frame, now, on_fail)
-
     def _fragment_out(self, hdr: bytearray | memoryview, parts: Sequence[Buffer],
                       mtu: int) -> list[Frame]:
-        from tcpip.core.fragment import fragment  # noqa: PLC0415  (optional until it lands)
-
         frags = fragment(hdr, parts, mtu)
         self.ip_stats.tx_fragments += len(frags)
         return frags  # type: ignore[return-value]
@@ -667,16 +640,16 @@ class Interface:
         a = self.arp.poll_at()
         r = self.reassembler
         if r is not None:
-            b = r.poll_at()  # type: ignore[attr-defined]
+            b = r.poll_at()
             if b is not None and (a is None or b < a):
-                return b  # type: ignore[no-any-return]
+                return b
         return a
 
     def handle_timeout(self, now: float) -> None:
         self.arp.handle_timeout(now)
         r = self.reassembler
         if r is not None:
-            for quote in r.expire(now):  # type: ignore[attr-defined]
+            for quote in r.expire(now):
                 self.ip_stats.reassembly_timeouts += 1
                 self.send_time_exceeded(quote, now)
 

@@ -1,0 +1,1 @@
+"""tcpip's benchmark suite: `python -m bench` (see bench/README.md)."""

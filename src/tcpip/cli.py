@@ -1,0 +1,280 @@
+"""The `tcpip` command (also `python -m tcpip`): `demo`, `up` and `ping`, flags named like MirageOS's.
+
+Exit status: 0 success; 1 `ping` got no reply (as ping(8)); 2 usage or environment errors (bad flag,
+bad CIDR, missing /dev/net/tun, no permission), always reported on one line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Interface
+from typing import NoReturn
+
+from tcpip.errors import TcpipError
+from tcpip.netif.device import NetworkDevice
+from tcpip.wire.mac import MacAddress
+
+PROG = "tcpip"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class UsageError(Exception):
+    """A bad flag or environment problem: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# -- argument types ------------------------------------------------------------------------------
+def cidr(text: str) -> IPv4Interface:
+    if "/" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR/PREFIX (e.g. 198.18.0.2/24)")
+    try:
+        iface = IPv4Interface(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"bad IPv4 CIDR {text!r}: {e}") from None
+    net = iface.network
+    if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
+        raise argparse.ArgumentTypeError(f"{text!r}: the address is the subnet's network/broadcast address")
+    if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a usable host address")
+    return iface
+
+
+def ipv4(text: str) -> IPv4Address:
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad IPv4 address {text!r}") from None
+
+
+def gateways(text: str) -> list[IPv4Address]:
+    return [ipv4(t) for t in text.split(",") if t]
+
+
+def mac(text: str) -> MacAddress:
+    try:
+        m = MacAddress(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad MAC address {text!r}") from None
+    if m.is_multicast:
+        raise argparse.ArgumentTypeError(f"{text!r} is a multicast MAC; a host needs a unicast one")
+    return m
+
+
+def _int_range(lo: int, hi: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad {what} {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} {v} outside {lo}..{hi}")
+        return v
+
+    parse.__name__ = what
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number {text!r}") from None
+    if not 0 < v < 3600:
+        raise argparse.ArgumentTypeError(f"{v} must be > 0 and < 3600")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="tcpip: a user-space IPv4 stack (Ethernet, ARP, IPv4, ICMP, UDP).")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help="logging level (default warning)")
+    sub = p.add_subparsers(dest="command", metavar="{demo,up,ping}", parser_class=_Parser)
+    sub.required = True
+
+    d = sub.add_parser("demo", help="tcpip and the Linux kernel on a TAP in a private namespace (or an in-memory hub)",
+                       description="Without root or /dev/net/tun, runs two tcpip hosts on an in-memory hub.")
+    mode = d.add_mutually_exclusive_group()
+    mode.add_argument("--hub", dest="mode", action="store_const", const="hub", help="force the in-memory hub")
+    mode.add_argument("--kernel", dest="mode", action="store_const", const="kernel", help="require the kernel peer")
+    d.set_defaults(mode="auto")
+    d.add_argument("--pcap", metavar="FILE", help="record tcpip's frames to FILE")
+    d.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+
+    def device_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--tap", required=True, metavar="NAME", help="TAP interface (created if absent)")
+        sp.add_argument("--ipv4", required=True, type=cidr, metavar="ADDR/PREFIX",
+                        help="our address, e.g. 198.18.0.2/24")
+        sp.add_argument("--ipv4-gateway", action="append", type=gateways, default=[], metavar="IP",
+                        help="gateway for off-link destinations (repeatable, or comma-separated)")
+        sp.add_argument("--mac", type=mac, help="our MAC (default: random locally administered)")
+        sp.add_argument("--mtu", type=_int_range(68, 65535, "MTU"), default=1500)
+        sp.add_argument("--pcap", metavar="FILE", help="record every frame to FILE (pcap)")
+        sp.add_argument("--netns", metavar="NAME", help="open the TAP inside network namespace NAME")
+        sp.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+
+    u = sub.add_parser("up", help="run the stack on a TAP device until SIGINT/SIGTERM")
+    device_flags(u)
+    u.add_argument("--udp-echo", type=_int_range(1, 65535, "port"), metavar="PORT", action="append", default=[],
+                   help="run a UDP echo service on PORT (repeatable)")
+
+    g = sub.add_parser("ping", help="our stack pings DEST, like ping(8)")
+    g.add_argument("dest", type=ipv4, metavar="DEST")
+    device_flags(g)
+    g.add_argument("-c", "--count", type=_int_range(1, 1_000_000, "count"), default=4)
+    g.add_argument("-s", "--size", type=_int_range(0, 65507, "size"), default=56)
+    g.add_argument("-i", "--interval", type=positive_float, default=1.0)
+    g.add_argument("-W", "--timeout", type=positive_float, default=1.0, help="seconds to wait for each reply")
+    return p
+
+
+# -- running -------------------------------------------------------------------------------------
+def _check_tun() -> None:
+    from tcpip.netif import tap  # noqa: PLC0415
+
+    path = tap.TUN_PATH
+    if not os.path.exists(path):
+        raise UsageError(f"{path} is missing: load the tun module (modprobe tun) or run the demo's hub mode")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise UsageError(f"no permission to open {path}: run as root or with CAP_NET_ADMIN")
+
+
+async def _open_device(args: argparse.Namespace) -> NetworkDevice:
+    from tcpip.netif.tap import TapDevice, TapError  # noqa: PLC0415
+
+    _check_tun()
+    try:
+        if args.netns:
+            from tcpip.netns import Namespace, NetnsError  # noqa: PLC0415
+
+            try:
+                dev: NetworkDevice = await Namespace(args.netns).open_tap(args.tap, mac=args.mac, mtu=args.mtu)
+            except NetnsError as e:
+                raise UsageError(str(e)) from None
+        else:
+            dev = await TapDevice.open(args.tap, mac=args.mac, mtu=args.mtu)
+    except TapError as e:
+        raise UsageError(e.strerror or str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.pcap:
+        from tcpip.netif.pcap import PcapWriter  # noqa: PLC0415
+
+        try:
+            dev = PcapWriter(dev, args.pcap)
+        except OSError as e:
+            await dev.disconnect()
+            raise UsageError(f"cannot write {args.pcap}: {e.strerror}") from None
+    return dev
+
+
+def _all_gateways(args: argparse.Namespace) -> list[IPv4Address]:
+    return [g for group in args.ipv4_gateway for g in group]
+
+
+async def cmd_up(args: argparse.Namespace) -> int:
+    from tcpip.demo import format_counters  # noqa: PLC0415
+    from tcpip.stack import Stack  # noqa: PLC0415
+
+    dev = await _open_device(args)
+    stack = await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for port in args.udp_echo:
+            await stack.udp_echo(port)
+        gws = ", ".join(map(str, _all_gateways(args))) or "none"
+        echo = f", UDP echo on {', '.join(map(str, args.udp_echo))}" if args.udp_echo else ""
+        print(f"tcpip up: {args.tap} {stack.mac} {args.ipv4} mtu {args.mtu}, gateways {gws}{echo}; "
+              "SIGINT/SIGTERM to stop", flush=True)
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        stats = stack.stats()
+        await stack.disconnect()
+    print("tcpip down; counters:")
+    for line in format_counters(stats):
+        print(line)
+    return 0
+
+
+async def cmd_ping(args: argparse.Namespace) -> int:
+    from tcpip.stack import Stack  # noqa: PLC0415
+
+    dev = await _open_device(args)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    rtts: list[float] = []
+    sent = 0
+    async with await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args)) as stack:
+        print(f"PING {args.dest} ({args.dest}) {args.size}({args.size + 28}) bytes of data.", flush=True)
+        t0 = time.monotonic()
+        for seq in range(1, args.count + 1):
+            if stop.is_set():
+                break
+            sent += 1
+            tick = loop.time()
+            try:
+                (rtt,) = await stack.ping(args.dest, count=1, size=args.size, timeout=args.timeout)
+            except TcpipError as e:
+                print(f"From {stack.address} icmp_seq={seq} {e}", flush=True)
+                rtt = None
+            if rtt is not None:
+                rtts.append(rtt)
+                print(f"{args.size + 8} bytes from {args.dest}: icmp_seq={seq} time={rtt * 1000:.3f} ms", flush=True)
+            if seq < args.count:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, tick + args.interval - loop.time()))
+        elapsed = (time.monotonic() - t0) * 1000
+    loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
+    print(f"\n--- {args.dest} ping statistics ---")
+    print(f"{sent} packets transmitted, {len(rtts)} received, {loss:.0f}% packet loss, time {elapsed:.0f}ms")
+    if rtts:
+        ms = [r * 1000 for r in rtts]
+        mdev = statistics.pstdev(ms)
+        print(f"rtt min/avg/max/mdev = {min(ms):.3f}/{statistics.fmean(ms):.3f}/{max(ms):.3f}/{mdev:.3f} ms")
+    return 0 if rtts else 1
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from tcpip import demo  # noqa: PLC0415
+
+    try:
+        rep = await demo.run(args.mode, pcap=args.pcap)
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
+    print(f"demo {'passed' if rep.ok else 'FAILED'} ({rep.mode} peer, "
+          f"{sum(ok for _, ok, _ in rep.steps)}/{len(rep.steps)} checks)")
+    return 0 if rep.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    cmd = {"demo": cmd_demo, "up": cmd_up, "ping": cmd_ping}[args.command]
+    try:
+        return asyncio.run(cmd(args))
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
