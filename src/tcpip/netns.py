@@ -5,8 +5,9 @@ Link and address set-up goes through netlink with pyroute2 (the optional extra `
 imported lazily). Commands run inside a namespace with `ip netns exec` in a subprocess. Switching the
 *calling thread* into a namespace (to open a TAP fd there) uses setns(2) directly.
 
-The netlink calls are synchronous (pyroute2's `IPRoute` runs its own event loop), so call them from a
-thread (`await asyncio.to_thread(ns.add_address, ...)`) when an asyncio loop is running in this one.
+The netlink calls are synchronous. pyroute2's `IPRoute` runs its own event loop, so when one is already
+running in the calling thread they are run in a helper thread and waited for (they take milliseconds;
+`await asyncio.to_thread(ns.add_address, ...)` avoids even that stall).
 
 Every namespace this process creates is named `tcpip-<tag><pid>-<n>` and is removed by
 `Namespace.remove()` (also `with Namespace.create() as ns:`) or, at the latest, at interpreter exit.
@@ -17,19 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import ctypes
 import errno
+import functools
 import itertools
 import os
 import re
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tcpip.errors import TcpipError
 
@@ -55,6 +58,26 @@ _NAME_RE = re.compile(r"^tcpip-([a-z]*)(\d+)-(\d+)$")
 _counter = itertools.count()
 _created: set[str] = set()
 _lock = threading.Lock()
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _off_loop(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run `fn` in a helper thread when an asyncio loop is running in this one (pyroute2's sync
+    API cannot run inside a running loop)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kwargs)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tcpip-netns") as ex:
+            return ex.submit(fn, *args, **kwargs).result()
+
+    return wrapper
 
 
 class NetnsError(TcpipError, OSError):
@@ -174,6 +197,7 @@ class Namespace:
         self.name = name
 
     @classmethod
+    @_off_loop
     def create(cls, tag: str = "n", *, loopback_up: bool = True) -> Namespace:
         """Create `tcpip-<tag><pid>-<n>` (with `lo` up). Remove it with `remove()` or `with`."""
         if not re.fullmatch(r"[a-z]{0,4}", tag):
@@ -234,6 +258,7 @@ class Namespace:
             raise NetnsError(errno.ENODEV, f"no interface {ifname!r} in {self.name}")
         return int(found[0])
 
+    @_off_loop
     def set_up(self, ifname: str, *, mtu: int | None = None) -> None:
         with self.iproute() as ipr:
             idx = self._index(ipr, ifname)
@@ -241,6 +266,7 @@ class Namespace:
                 ipr.link("set", index=idx, mtu=mtu)
             ipr.link("set", index=idx, state="up")
 
+    @_off_loop
     def add_tap(self, ifname: str = "tap0", *, mtu: int | None = None, up: bool = True) -> None:
         """Create a persistent TAP interface here (open it later with `open_tap`)."""
         with self.iproute() as ipr:
@@ -248,6 +274,7 @@ class Namespace:
         if up or mtu is not None:
             self.set_up(ifname, mtu=mtu)
 
+    @_off_loop
     def add_veth(self, ifname: str, peer: Namespace, peer_ifname: str) -> None:
         """Create a veth pair `ifname` (here) <-> `peer_ifname` (in `peer`), both up."""
         with self.iproute() as ipr:
@@ -261,6 +288,7 @@ class Namespace:
             ipr.link("set", index=self._index(ipr, ifname), state="up")
         peer.set_up(peer_ifname)
 
+    @_off_loop
     def add_address(self, ifname: str, cidr: str | IPv4Interface) -> None:
         iface = IPv4Interface(cidr)
         if iface.ip not in BENCHMARK_NET:
@@ -271,6 +299,7 @@ class Namespace:
                 prefixlen=iface.network.prefixlen,
             )
 
+    @_off_loop
     def add_route(self, dst: str, gateway: str | IPv4Address) -> None:
         """Route `dst` ("default" or a CIDR) via `gateway`."""
         with self.iproute() as ipr:
@@ -287,11 +316,13 @@ class Namespace:
     def set_forwarding(self, on: bool = True) -> None:
         self.sysctl("net.ipv4.ip_forward", int(on))
 
+    @_off_loop
     def link_mac(self, ifname: str) -> str:
         with self.iproute() as ipr:
             link = ipr.link("get", index=self._index(ipr, ifname))[0]
             return str(link.get_attr("IFLA_ADDRESS"))
 
+    @_off_loop
     def neighbours(self, ifname: str | None = None) -> dict[str, tuple[str | None, str]]:
         """The kernel neighbour table: {ip: (mac or None, state name)}."""
         pr = _pyroute2()
@@ -317,12 +348,15 @@ class Namespace:
         from tcpip.wire.mac import MacAddress  # noqa: PLC0415
 
         with enter(self.name):
-            fd, real = TapDevice.open_fd(ifname, mtu=mtu)
+            fd, real, ctl = TapDevice.open_fd(ifname, mtu=mtu)
         try:
-            return TapDevice(fd, real, mac=None if mac is None else MacAddress(mac), mtu=mtu)
+            dev = TapDevice(fd, real, mac=None if mac is None else MacAddress(mac), mtu=mtu, ctl=ctl)
         except BaseException:
             os.close(fd)
+            ctl.close()
             raise
+        await dev.wait_running()
+        return dev
 
     # -- commands ---------------------------------------------------------------------------------
     def argv(self, cmd: Sequence[str]) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
 
 from tcpip.core.interface import Interface
 from tcpip.errors import DeviceClosedError, HostUnreachableError, TcpipError
@@ -32,7 +31,7 @@ class Runner:
         self.tx_errors = 0
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
-        self.after_input: list[Callable[[], None]] = []
+        self._loop_scheduled = False
 
     def now(self) -> float:
         return self.clock.now()
@@ -45,13 +44,16 @@ class Runner:
             core.receive(frame, self.clock.now())
         except TcpipError:
             log.exception("unexpected error on input")  # a bug, but never kill the loop
-        if core.tx:
+        if core.tx or core.loopback:
             self.flush()
-        if core.arp.pending or core.reassembler is not None:
+        elif core.arp.pending or core.reassembler:  # a Reassembler is falsy while it holds nothing
             self.schedule()
 
     def flush(self) -> None:
         core = self.core
+        if core.loopback and not self._loop_scheduled:
+            self._loop_scheduled = True
+            asyncio.get_running_loop().call_soon(self._loop_in)
         tx = core.tx
         if not tx:
             return
@@ -64,6 +66,11 @@ class Runner:
                 self.tx_errors += 1
                 log.debug("transmit failed: %s", e)
         self.schedule()
+
+    def _loop_in(self) -> None:
+        self._loop_scheduled = False
+        self.core.loopback_input(self.clock.now())
+        self.flush()
 
     # -- timers --------------------------------------------------------------------------------
     def schedule(self) -> None:

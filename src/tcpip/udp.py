@@ -105,8 +105,9 @@ class UdpTransport(asyncio.DatagramTransport):
     # -- sending -------------------------------------------------------------------------------
     def sendto(self, data: Buffer, addr: Any = None) -> None:
         """Send one datagram now (or queue it behind ARP); never blocks. As with asyncio's own
-        transport, an OSError of the send (no SO_BROADCAST, no route, too long...) goes to
-        `protocol.error_received` instead of being raised; misuse raises TypeError/ValueError."""
+        transport, an OSError of the send (no route, too long...) goes to `protocol.error_received`;
+        misuse raises: TypeError/ValueError, and PermissionError for a broadcast destination without
+        allow_broadcast=True (the caller's mistake, reported where it is made)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
         if self._remote is not None:
@@ -126,6 +127,9 @@ class UdpTransport(asyncio.DatagramTransport):
         if self._closing:
             self._conn_lost += 1
             return
+        core = self._layer.iface
+        if (dst == 0xFFFFFFFF or dst == core.bcast) and not self._allow_broadcast:
+            raise PermissionError(errno.EACCES, "Permission denied: broadcast needs allow_broadcast=True")
         try:
             self._send(data, dst, dport)
         except OSError as e:
@@ -136,9 +140,6 @@ class UdpTransport(asyncio.DatagramTransport):
             raise OSError(errno.EMSGSIZE, f"datagram of {len(data)} bytes is too long")
         if dport == 0:
             raise OSError(errno.EINVAL, "destination port 0")
-        core = self._layer.iface
-        if (dst == 0xFFFFFFFF or dst == core.bcast) and not self._allow_broadcast:
-            raise PermissionError(errno.EACCES, "broadcast needs allow_broadcast=True")
         runner = self._stack.runner
         try:
             self._layer.send(self._binding.port, dst, dport, data, runner.now(),

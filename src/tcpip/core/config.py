@@ -22,7 +22,7 @@ class InterfaceConfig:
     arp_interval: float = 1.0
     arp_reachable: float = 60.0
     arp_cache_size: int = 1024
-    arp_queue_len: int = 16  # frames held per unresolved next hop (Linux unres_qlen-like)
+    arp_queue_len: int = 64  # frames per unresolved next hop: one 64 KiB datagram's fragments fit
     # ICMP
     icmp_echo_ignore_broadcasts: bool = True
     icmp_rate_per_dest: float = 1.0  # tokens per second per destination (Linux: 1 s peer limit)

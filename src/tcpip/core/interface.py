@@ -61,6 +61,7 @@ class Interface:
         self.config = config
         self.rng = rng
         self.tx: list[Frame] = []
+        self.loopback: list[bytes] = []  # datagrams to our own address, for loopback_input()
         self.now = now  # time of the input being processed, for handlers that need it
         self.l2_broadcast = False  # set by the layered (seed) API between Ethif.input and Ipv4.input
         self.eth_stats = EthernetStats()
@@ -523,7 +524,10 @@ class Interface:
 
     # -- routing and output ----------------------------------------------------------------------
     def next_hop(self, dst: int) -> int | bytes:
-        """The IP of the next hop to ARP for, or directly the destination MAC (broadcast/multicast)."""
+        """The IP of the next hop to ARP for, or directly the destination MAC (broadcast/multicast;
+        our own MAC for our own address, which is looped back)."""
+        if dst == self.addr and dst:
+            return self.mac
         if dst == 0xFFFFFFFF or dst == self.bcast:
             return _BCAST
         if dst >> 28 == 0xE:
@@ -578,6 +582,9 @@ class Interface:
                     on_fail: Callable[[int], None] | None = None) -> int:
         """Send a datagram whose header `hdr` is complete (length, ident, checksum): fragments it when it
         exceeds the path MTU, then resolves the next hop `nh`."""
+        if dst == self.addr and dst:
+            self._loop_back((hdr, *parts))
+            return SENT
         mtu = self.path_mtu(dst, now) if self.pmtu else self.config.mtu
         if total > mtu:
             if hdr[6] & 0x40:
@@ -621,6 +628,9 @@ class Interface:
         c = ~ck.ones_sum(hdr) & 0xFFFF
         hdr[10] = c >> 8
         hdr[11] = c & 0xFF
+        if dst == self.addr and dst:
+            self._loop_back((hdr, frame[34:], *parts))
+            return SENT
         mtu = self.path_mtu(dst, now) if self.pmtu else self.config.mtu
         if size > mtu:
             return self.send_packet(dst, frame[0:6].tobytes(), hdr, (frame[34:], *parts), size,
@@ -628,6 +638,21 @@ class Interface:
         self.ip_stats.tx_packets += 1
         self._emit((frame, *parts))
         return SENT
+
+    def _loop_back(self, parts: Sequence[Buffer]) -> None:
+        """A datagram to our own address never reaches the wire (Linux routes it via lo)."""
+        self.ip_stats.tx_packets += 1
+        self.loopback.append(b"".join(parts))
+
+    def loopback_input(self, now: float) -> None:
+        """Deliver the datagrams we sent to ourselves (the driver calls this on a later turn)."""
+        q, self.loopback = self.loopback, []
+        for pkt in q:
+            mv = memoryview(pkt)
+            hl = (pkt[0] & 15) << 2
+            self.ip_stats.rx_loopback += 1
+            self.now = now
+            self.dispatch(Accepted(self.addr, self.addr, pkt[9], mv[hl:], mv, False), now)
 
     def _fragment_out(self, hdr: bytearray | memoryview, parts: Sequence[Buffer],
                       mtu: int) -> list[Frame]:

@@ -61,6 +61,7 @@ class Ipv4Stats:
     rx_reassembled: int = 0
     rx_unknown_protocol: int = 0
     rx_delivered: int = 0
+    rx_loopback: int = 0
     tx_packets: int = 0
     tx_fragments: int = 0
     tx_no_route: int = 0

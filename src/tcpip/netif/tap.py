@@ -44,6 +44,7 @@ _SIOCSIFFLAGS = 0x8914
 _SIOCGIFMTU = 0x8921
 _SIOCSIFMTU = 0x8922
 _IFF_UP = 0x1
+_IFF_RUNNING = 0x40
 _IFNAMSIZ = 16
 
 _TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
@@ -61,8 +62,9 @@ def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
     return req.ljust(40, b"\0")  # sizeof(struct ifreq)
 
 
-def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str]:
-    """Open (creating if absent) TAP `name` in the calling thread's namespace, set it up, return the fd."""
+def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str, socket.socket]:
+    """Open (creating if absent) TAP `name` in the calling thread's namespace and set it up: returns
+    the fd, the interface name and a control socket bound to that namespace."""
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -75,21 +77,30 @@ def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str]:
         except OSError as e:
             raise TapError(e.errno, f"cannot attach TAP {name!r}: {os.strerror(e.errno or 0)}") from None
         ifname = res[:_IFNAMSIZ].rstrip(b"\0").decode()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
             try:
                 if mtu is not None:
                     cur = struct.unpack_from("i", fcntl.ioctl(s, _SIOCGIFMTU, _ifreq(ifname)), _IFNAMSIZ)[0]
                     if cur != mtu:
                         fcntl.ioctl(s, _SIOCSIFMTU, _ifreq(ifname, "i", mtu))
-                flags = struct.unpack_from("H", fcntl.ioctl(s, _SIOCGIFFLAGS, _ifreq(ifname)), _IFNAMSIZ)[0]
+                flags = _if_flags(s, ifname)
                 if not flags & _IFF_UP:
                     fcntl.ioctl(s, _SIOCSIFFLAGS, _ifreq(ifname, "H", flags | _IFF_UP))
             except OSError as e:
                 raise TapError(e.errno, f"cannot configure {ifname!r}: {os.strerror(e.errno or 0)}") from None
+        except BaseException:
+            s.close()
+            raise
     except BaseException:
         os.close(fd)
         raise
-    return fd, ifname
+    return fd, ifname, s
+
+
+def _if_flags(ctl: socket.socket, ifname: str) -> int:
+    flags: int = struct.unpack_from("H", fcntl.ioctl(ctl, _SIOCGIFFLAGS, _ifreq(ifname)), _IFNAMSIZ)[0]
+    return flags
 
 
 class TapDevice(BaseDevice):
@@ -106,11 +117,14 @@ class TapDevice(BaseDevice):
         mtu: int = 1500,
         loop: asyncio.AbstractEventLoop | None = None,
         max_burst: int = MAX_BURST,
+        ctl: socket.socket | None = None,
     ) -> None:
-        """Wrap an already opened, non-blocking TAP file descriptor (normally use `open`)."""
+        """Wrap an already opened, non-blocking TAP file descriptor (normally use `open`). `ctl` is a
+        socket in the interface's namespace for flag queries; the device closes it."""
         super().__init__(mac if mac is not None else MacAddress.random_local(), mtu)
         self.name = name
         self.fd = fd
+        self._ctl = ctl
         self.max_burst = max_burst
         self.rx_wakeups = 0  # reader callbacks; rx_frames / rx_wakeups = frames per wake-up
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
@@ -118,8 +132,9 @@ class TapDevice(BaseDevice):
         self._loop.add_reader(fd, self._drain)
 
     @classmethod
-    def open_fd(cls, name: str, *, mtu: int = 1500) -> tuple[int, str]:
-        """Synchronous part of `open`: the non-blocking fd and the kernel's interface name.
+    def open_fd(cls, name: str, *, mtu: int = 1500) -> tuple[int, str, socket.socket]:
+        """Synchronous part of `open`: the non-blocking fd, the kernel's interface name and a control
+        socket in the interface's namespace (pass it to the constructor as `ctl`).
 
         Everything namespace-dependent happens here, without yielding to the event loop, so a caller
         that has switched its thread into another namespace can switch back right after."""
@@ -133,12 +148,34 @@ class TapDevice(BaseDevice):
 
         `mac` is the stack's address (a random locally administered one by default); the kernel
         interface keeps its own. The kernel interface's MTU is set to `mtu`. Raises `TapError`."""
-        fd, ifname = _open_tap_fd(name, mtu)
+        fd, ifname, ctl = _open_tap_fd(name, mtu)
         try:
-            return cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=mtu)
+            dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=mtu, ctl=ctl)
         except BaseException:
             os.close(fd)
+            ctl.close()
             raise
+        await dev.wait_running()
+        return dev
+
+    @property
+    def running(self) -> bool:
+        """The kernel reports the interface operationally up (IFF_RUNNING)."""
+        if self._ctl is None or self._closed:
+            return False
+        return bool(_if_flags(self._ctl, self.name) & _IFF_RUNNING)
+
+    async def wait_running(self, timeout: float = 2.0) -> bool:
+        """Wait until the kernel side is operationally up. Attaching the fd turns the carrier on, but
+        the kernel activates the interface's transmit queue asynchronously (link watch); frames it
+        sends before that, such as its first ARP reply, are silently dropped. False on timeout."""
+        deadline = self._loop.time() + timeout
+        while not self.running:
+            if self._closed or self._loop.time() >= deadline:
+                log.warning("TAP %s: not running after %.1f s", self.name, timeout)
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     def _drain(self) -> None:
         self.rx_wakeups += 1
@@ -182,6 +219,8 @@ class TapDevice(BaseDevice):
             pass
         os.close(self.fd)
         self.fd = -1
+        if self._ctl is not None:
+            self._ctl.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"fd={self.fd}"
