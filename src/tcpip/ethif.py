@@ -60,6 +60,7 @@ class Ethif:
             self.core.l2_broadcast = r[2]
             res = ipv4(r[1])
         elif ipv6 is not None:
+            self.core.eth_stats.rx_ipv6 += 1
             res = ipv6(r[1])
         else:
             self.core.eth_stats.rx_ipv6_no_handler += 1

@@ -195,6 +195,7 @@ class Interface:
             if a is not None:
                 self.dispatch(a, now)
         elif self.ipv6_handler is not None:
+            self.eth_stats.rx_ipv6 += 1
             self.ipv6_handler(r[1])
         else:
             self.eth_stats.rx_ipv6_no_handler += 1

@@ -12,6 +12,7 @@ class EthernetStats:
     rx_oversize: int = 0
     rx_not_for_us: int = 0
     rx_unknown_ethertype: int = 0
+    rx_ipv6: int = 0  # handed to an IPv6 handler
     rx_ipv6_no_handler: int = 0
     tx_frames: int = 0
 
@@ -109,3 +110,25 @@ class UdpStats:
 
 def as_dict(obj: object) -> dict[str, int]:
     return asdict(obj)  # type: ignore[call-overload, no-any-return]
+
+
+def unbalanced(eth: EthernetStats, arp: ArpStats, ip: Ipv4Stats) -> list[str]:
+    """The accounting identities every received frame must satisfy (each frame ends in exactly one
+    outcome counter per layer). Returns the violated ones; [] when the books balance.
+
+    Holds for frames fed through `Interface.receive`, not for datagrams fed to the layered seed API."""
+    bad = []
+    eth_out = (eth.rx_runt + eth.rx_oversize + eth.rx_not_for_us + eth.rx_unknown_ethertype + eth.rx_ipv6
+               + eth.rx_ipv6_no_handler + arp.rx_packets + ip.rx_packets)
+    if eth.rx_frames != eth_out:
+        bad.append(f"ethernet: {eth.rx_frames} frames != {eth_out} outcomes")
+    arp_out = (arp.rx_truncated + arp.rx_bad_type + arp.rx_bad_length + arp.rx_bad_op + arp.rx_from_self
+               + arp.rx_bad_sender_mac + arp.rx_bad_sender_ip + arp.requests_received + arp.replies_received)
+    if arp.rx_packets != arp_out:
+        bad.append(f"arp: {arp.rx_packets} packets != {arp_out} outcomes")
+    ip_out = (ip.rx_truncated + ip.rx_bad_version + ip.rx_bad_ihl + ip.rx_bad_total_length + ip.rx_bad_checksum
+              + ip.rx_bad_options + ip.rx_source_route + ip.rx_martian_source + ip.rx_dst_not_ours
+              + ip.rx_unicast_in_l2_broadcast + ip.rx_fragments + ip.rx_delivered - ip.rx_reassembled)
+    if ip.rx_packets != ip_out:
+        bad.append(f"ipv4: {ip.rx_packets} packets != {ip_out} outcomes")
+    return bad
