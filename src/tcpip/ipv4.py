@@ -29,6 +29,8 @@ class Ipv4:
         self._ethif = ethif
         self._core = ethif.core
         self._runner = ethif.runner
+        self._templates: dict[int, tuple[bytes, bytes, int]] = {}
+        self._frame_len = 14 + ethif.core.config.mtu
 
     @classmethod
     async def connect(cls, ethif: Ethif) -> Ipv4:
@@ -86,29 +88,44 @@ class Ipv4:
         hop's MAC, resolved by ARP first) and the IPv4 header written; returns it and the header
         length (34). Raises NoRouteError, or HostUnreachableError when ARP gives up."""
         core = self._core
-        dst = int(_addr(dest_ip))
+        dst = int(dest_ip) if isinstance(dest_ip, IPv4Address) else int(IPv4Address(dest_ip))
         nh = core.next_hop(dst)
-        mac = nh if isinstance(nh, bytes) else await self._runner.resolve(nh)
-        buf = bytearray(14 + core.config.mtu)
-        buf[0:6] = mac
-        buf[6:12] = core.mac
-        buf[12:14] = b"\x08\x00"
-        _HDR.pack_into(buf, 14, 0x45, 0, 0, 0, 0, core.config.ttl, int(proto), 0, core.addr, dst)
+        if isinstance(nh, bytes):
+            mac: bytes | None = nh
+        else:
+            mac = core.arp.lookup(nh, self._runner.now())
+            if mac is None:
+                mac = await self._runner.resolve(nh)
+        # Per-destination header template: Ethernet + IPv4 without length, ident and checksum.
+        key = dst << 8 | int(proto)
+        t = self._templates.get(key)
+        if t is None or t[0] != mac or t[2] != core.addr:
+            hdr = bytearray(34)
+            hdr[0:6] = mac
+            hdr[6:12] = core.mac
+            hdr[12:14] = b"\x08\x00"
+            _HDR.pack_into(hdr, 14, 0x45, 0, 0, 0, 0, core.config.ttl, int(proto), 0, core.addr, dst)
+            if len(self._templates) >= 4096:
+                self._templates.clear()
+            t = self._templates[key] = (mac, bytes(hdr), core.addr)
+        buf = bytearray(self._frame_len)
+        buf[:34] = t[1]
         return memoryview(buf), 34
 
     async def write(self, frame: memoryview | bytearray, buffer: Buffer) -> None:
         """Send `frame` (from allocate_frame, cut to the bytes used) followed by `buffer` as one
         datagram: total length, ident and checksum are filled in; fragmented above the MTU."""
-        self._send(frame, (buffer,))
+        mv = frame if isinstance(frame, memoryview) else memoryview(frame)
+        runner = self._runner
+        self._core.send_prebuilt(mv, (buffer,), runner.now())
+        runner.flush()
 
     async def writev(self, frame: memoryview | bytearray, buffers: Sequence[Buffer]) -> None:
         """Like write, with the payload in several buffers (scatter-gather down to the device)."""
-        self._send(frame, buffers)
-
-    def _send(self, frame: memoryview | bytearray, parts: Sequence[Buffer]) -> None:
         mv = frame if isinstance(frame, memoryview) else memoryview(frame)
-        self._core.send_prebuilt(mv, parts, self._runner.now())
-        self._runner.flush()
+        runner = self._runner
+        self._core.send_prebuilt(mv, buffers, runner.now())
+        runner.flush()
 
     # -- configuration -------------------------------------------------------------------------
     async def set_ipv4(self, ip: IPv4Address | str) -> None:

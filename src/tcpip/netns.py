@@ -185,7 +185,11 @@ def cleanup_stale() -> list[str]:
 
 @atexit.register
 def _remove_leftovers() -> None:
+    # Only in the creating process: a forked child (pyroute2 forks helpers) must not remove them.
     for name in list(_created):
+        m = _NAME_RE.match(name)
+        if m is None or int(m.group(2)) != os.getpid():
+            continue
         with contextlib.suppress(Exception):
             Namespace(name).remove()
 
@@ -249,7 +253,10 @@ class Namespace:
     @contextlib.contextmanager
     def iproute(self) -> Iterator[Any]:
         """A pyroute2 `IPRoute` bound to this namespace (synchronous: not on a running loop's thread)."""
-        with _pyroute2().IPRoute(netns=self.name) as ipr:
+        if not self.exists:
+            raise NetnsError(errno.ENOENT, f"no network namespace named {self.name!r}")
+        # flags=0: never let pyroute2 create the namespace implicitly (its default is O_CREAT)
+        with _pyroute2().IPRoute(netns=self.name, flags=0) as ipr:
             yield ipr
 
     def _index(self, ipr: Any, ifname: str) -> int:

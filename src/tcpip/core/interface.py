@@ -33,6 +33,8 @@ _HDR = struct.Struct("!BBHHHBBHII")
 _FAST = struct.Struct("!6s6xHBBHHHBBHII")  # Ethernet dst, type, then the 20-byte IPv4 header
 _ICMP_HDR = struct.Struct("!BBHI")
 _U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_LEN_ID = struct.Struct("!HH")
 _ETH_IPV4 = b"\x08\x00"
 _BCAST = b"\xff" * 6
 _PAD = bytes(60)
@@ -613,31 +615,32 @@ class Interface:
         """Finish and send a frame from `allocate_frame`: Ethernet header with the next hop's MAC, an
         IPv4 header at 14 (no options), maybe a transport header, then `parts`. Fills total length,
         ident and checksum; fragments when it exceeds the path MTU."""
-        size = len(frame) - 14
+        n = len(frame)
+        if n < 34:
+            raise ValueError("frame is shorter than the Ethernet and IPv4 headers")
+        size = n - 14
         for p in parts:
             size += len(p)
         if size > 0xFFFF:
             self.ip_stats.tx_too_long += 1
             raise MessageTooLongError(f"IPv4 datagram of {size} bytes exceeds 65535")
-        if len(frame) < 34:
-            raise ValueError("frame is shorter than the Ethernet and IPv4 headers")
-        dst = _from(frame[30:34], "big")
-        hdr = frame[14:34]
-        _U16.pack_into(hdr, 2, size)
-        _U16.pack_into(hdr, 4, self.next_ident(dst))
-        hdr[10] = hdr[11] = 0
-        c = ~ck.ones_sum(hdr) & 0xFFFF
-        hdr[10] = c >> 8
-        hdr[11] = c & 0xFF
+        dst = _U32.unpack_from(frame, 30)[0]
+        ident = self.next_ident(dst)
+        _LEN_ID.pack_into(frame, 16, size, ident)
+        frame[24] = frame[25] = 0
+        c = _from(frame[14:34], "big") % 0xFFFF
+        _U16.pack_into(frame, 24, ~c & 0xFFFF if c else 0)
         if dst == self.addr and dst:
-            self._loop_back((hdr, frame[34:], *parts))
+            self._loop_back((frame[14:], *parts))
             return SENT
-        mtu = self.path_mtu(dst, now) if self.pmtu else self.config.mtu
-        if size > mtu:
-            return self.send_packet(dst, frame[0:6].tobytes(), hdr, (frame[34:], *parts), size,
-                                    now)
+        if size > self.config.mtu or (self.pmtu and size > self.path_mtu(dst, now)):
+            return self.send_packet(dst, frame[0:6].tobytes(), frame[14:34], (frame[34:], *parts), size, now)
         self.ip_stats.tx_packets += 1
-        self._emit((frame, *parts))
+        self.eth_stats.tx_frames += 1
+        if size < 46:
+            self.tx.append((frame, *parts, _PAD[: 46 - size]))
+        else:
+            self.tx.append((frame, *parts))
         return SENT
 
     def _loop_back(self, parts: Sequence[Buffer]) -> None:
