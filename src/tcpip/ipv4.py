@@ -91,11 +91,10 @@ class Ipv4:
         dst = int(dest_ip) if isinstance(dest_ip, IPv4Address) else int(IPv4Address(dest_ip))
         nh = core.next_hop(dst)
         if isinstance(nh, bytes):
-            mac: bytes | None = nh
+            mac = nh
         else:
-            mac = core.arp.lookup(nh, self._runner.now())
-            if mac is None:
-                mac = await self._runner.resolve(nh)
+            known = core.arp.lookup(nh, self._runner.now())
+            mac = known if known is not None else await self._runner.resolve(nh)
         # Per-destination header template: Ethernet + IPv4 without length, ident and checksum.
         key = dst << 8 | int(proto)
         t = self._templates.get(key)

@@ -147,12 +147,13 @@ class ArpCache:
 
     def _fail(self, e: ArpEntry) -> None:
         q, e.queue = e.queue, None
-        seen: set[int] = set()
+        # Each hook once: by equality, not id(), since `obj.method` is a new bound-method object per access.
+        seen: list[FailHook] = []
         if q:
             self.stats.queue_dropped += len(q)
             for _frame, hook in q:
-                if hook is not None and id(hook) not in seen:
-                    seen.add(id(hook))
+                if hook is not None and hook not in seen:
+                    seen.append(hook)
                     hook(e.ip)
         if self.on_failed is not None:
             self.on_failed(e.ip)
