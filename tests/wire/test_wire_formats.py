@@ -109,7 +109,10 @@ def emit_udp(sp: int, dp: int, payload: bytes, src: IPv4Address, dst: IPv4Addres
 
 
 def scapy_ip_checksum_ok(raw: bytes) -> bool:
-    p = IP(raw)
+    """scapy recomputes the header checksum to the same value. Only the header is rebuilt: scapy's upper
+    layers (e.g. IGMP for protocol 2) may rewrite bytes of an arbitrary payload when they are rebuilt."""
+    hl = (raw[0] & 15) * 4
+    p = IP(raw[:hl])
     c = p.chksum
     del p.chksum
     return IP(bytes(p)).chksum == c

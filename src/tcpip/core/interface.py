@@ -451,7 +451,8 @@ class Interface:
             st.rx_frag_needed += 1
             self._update_pmtu(_from(q[16:20], "big"), rest & 0xFFFF, _U16.unpack_from(q, 2)[0],
                               now)
-        h = self.error_handlers.get(q[9])
+        # A non-initial fragment carries no transport header: nothing to demultiplex on.
+        h = self.error_handlers.get(q[9]) if not _U16.unpack_from(q, 6)[0] & 0x1FFF else None
         if h is not None:
             h(t, code, rest, q)
 
@@ -459,7 +460,9 @@ class Interface:
         if mtu == 0:  # RFC 1191 section 5: an old router; guess from the plateau table
             mtu = next((p for p in (32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68)
                         if p < quoted_len), 68)
-        mtu = max(68, min(mtu, self.config.mtu))
+        mtu = max(68, mtu)
+        if mtu >= self.path_mtu(dst, now):
+            return  # RFC 1191 6.1: a Datagram Too Big never raises the estimate (Linux ignores it)
         self.pmtu[dst] = (mtu, now + self.config.pmtu_expiry)
         self.pmtu.move_to_end(dst)
         if len(self.pmtu) > self.config.pmtu_table_size:
@@ -495,14 +498,14 @@ class Interface:
         _ICMP_HDR.pack_into(body, 0, t, code, 0, rest)
         body[8:] = quote
         _U16.pack_into(body, 2, ck.checksum(body))
-        if t == 3:
-            st.tx_dest_unreachable += 1
-        elif t == 11:
-            st.tx_time_exceeded += 1
         try:
             self.send(src, 1, (body,), now)
         except (NoRouteError, MessageTooLongError):
             return False
+        if t == 3:
+            st.tx_dest_unreachable += 1
+        elif t == 11:
+            st.tx_time_exceeded += 1
         return True
 
     def send_time_exceeded(self, quote: bytes, now: float) -> bool:
