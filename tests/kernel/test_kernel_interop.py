@@ -273,5 +273,43 @@ async def test_survives_kernel_ping_flood(peer: Peer, record_property: Callable[
     assert dev["tx_dropped"] == 0 or dev["tx_dropped"] < s["transmitted"] // 100
 
 
-def test_kernel_fragmentation_is_a_later_issue() -> None:
-    pytest.skip("fragmentation against the kernel belongs to the fragmentation issue")
+# -- fragmentation ---------------------------------------------------------------------------------
+async def test_kernel_reassembles_our_fragmented_ping(peer: Peer) -> None:
+    """Our 4000-byte echo requests go out in 3 fragments; the kernel reassembles and answers in
+    fragments, which we reassemble."""
+    rtts = await peer.stack.ping(KERNEL_IP, count=3, size=4000, timeout=2.0, interval=0.05)
+    assert all(r is not None for r in rtts), rtts
+    st = peer.stack.stats()
+    assert st["ipv4"]["tx_fragments"] == 3 * 3
+    assert st["ipv4"]["rx_reassembled"] == 3
+    assert st["icmp"]["rx_echo_replies"] == 3
+    peer.pcap.flush()
+    ours = tshark_fields(peer.pcap_path, "icmp.type == 8 || (ip.flags.mf == 1 && ip.src == 198.18.0.2)"
+                         " || (ip.frag_offset > 0 && ip.src == 198.18.0.2)", "ip.len", "ip.flags.mf",
+                         "ip.frag_offset")
+    # tshark gives the offset in 8-byte units: 0, 1480, 2960 bytes; 4008 = 1480 + 1480 + 1048
+    assert ours[:3] == [["1500", "1", "0"], ["1500", "1", "185"], ["1068", "0", "370"]]
+
+
+async def test_we_reassemble_the_kernels_fragmented_ping(peer: Peer) -> None:
+    r = await peer.run("ping", "-n", "-c", "3", "-i", "0.1", "-W", "2", "-s", "4000", "-p", "5aa5", STACK_IP)
+    s = ping_summary(r.stdout)
+    assert s["received"] == 3, r.stdout + r.stderr
+    assert "wrong data byte" not in r.stdout
+    st = peer.stack.stats()
+    assert st["ipv4"]["rx_reassembled"] == 3
+    assert st["ipv4"]["tx_fragments"] == 3 * 3  # our 4008-byte replies, fragmented for a 1500 MTU
+    assert st["reassembly"]["memory"] == 0
+    assert st["reassembly"]["datagrams"] == 0
+
+
+async def test_kernel_udp_datagram_of_8000_bytes_echoed(peer: Peer) -> None:
+    script = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3)\n"
+        "data=bytes(range(256))*31+b'end'\n"
+        "s.sendto(data,('198.18.0.2',7)); got,a=s.recvfrom(65535)\n"
+        "print(len(got), got==data)\n"
+    )
+    r = await peer.python(script)
+    assert r.stdout.split() == ["7939", "True"], r.stdout + r.stderr
