@@ -95,8 +95,11 @@ async def test_ethif_input_handles_arp_and_passes_ipv4_and_ipv6() -> None:
     await eth.input(bytes(req), ipv4=lambda p: v4.append(bytes(p)), ipv6=lambda p: v6.append(bytes(p)))
     await settle(lambda: len(out) == 1)
     rep = Ether(out[0])
-    assert rep[ARP].op == 2 and rep[ARP].psrc == "198.18.0.2" and rep[ARP].hwdst == A_MAC
-    assert rep.dst == A_MAC and rep[ARP].hwsrc == str(eth.mac)
+    assert rep[ARP].op == 2
+    assert rep[ARP].psrc == "198.18.0.2"
+    assert rep[ARP].hwdst == A_MAC
+    assert rep.dst == A_MAC
+    assert rep[ARP].hwsrc == str(eth.mac)
     ip4 = Ether(src=A_MAC, dst=str(eth.mac)) / IP(src="198.18.0.1", dst="198.18.0.2") / UDP()
     ip6 = Ether(src=A_MAC, dst=str(eth.mac), type=0x86DD) / Raw(b"\x60" + bytes(39))
     await eth.input(bytes(ip4), ipv4=lambda p: v4.append(bytes(p)), ipv6=lambda p: v6.append(bytes(p)))
@@ -147,7 +150,8 @@ async def test_allocate_frame_then_writev_one_frame_scapy_accepts() -> None:
     eth, ip = await _host(hub, "198.18.0.2")
     eth.core.arp.add_static(int(IPv4Address("198.18.0.1")), MacAddress(A_MAC).packed)
     frame, hl = await ip.allocate_frame(proto=IpProto.UDP, dest_ip=IPv4Address("198.18.0.1"))
-    assert hl == 34 and len(frame) == 14 + ip.mtu()
+    assert hl == 34
+    assert len(frame) == 14 + ip.mtu()
     payload = [b"ab", b"c", memoryview(b"defgh")]
     frame[hl:hl + 8] = bytes(UDP(sport=5, dport=6, len=16, chksum=0))
     await ip.writev(frame[:hl + 8], payload)
@@ -155,9 +159,14 @@ async def test_allocate_frame_then_writev_one_frame_scapy_accepts() -> None:
     await settle(lambda: len([f for f in seen if UDP in Ether(f)]) == 2)
     frames = [Ether(f) for f in seen if UDP in Ether(f)]
     for e in frames:
-        assert e.dst == A_MAC and e.src == str(eth.mac)
-        assert e[IP].len == 36 and e[IP].src == "198.18.0.2" and e[IP].dst == "198.18.0.1"
-        assert e[IP].ttl == 64 and e[IP].flags == 0 and e[IP].proto == 17
+        assert e.dst == A_MAC
+        assert e.src == str(eth.mac)
+        assert e[IP].len == 36
+        assert e[IP].src == "198.18.0.2"
+        assert e[IP].dst == "198.18.0.1"
+        assert e[IP].ttl == 64
+        assert e[IP].flags == 0
+        assert e[IP].proto == 17
         assert e[Raw].load == b"abcdefgh"
         c = e[IP].chksum
         del e[IP].chksum

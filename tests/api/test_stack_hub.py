@@ -34,8 +34,11 @@ async def test_ping_between_two_stacks_with_exact_echo_fields() -> None:
             assert (r[ICMP].id, r[ICMP].seq) == (q[ICMP].id, q[ICMP].seq)
             assert bytes(r[ICMP].payload) == bytes(q[ICMP].payload)
             assert len(bytes(q[ICMP].payload)) == 100
-            assert r[IP].src == "198.18.0.2" and r[IP].dst == "198.18.0.1"
-            assert r[IP].ttl == 64 and r[Ether].dst == str(a.mac) and r[Ether].src == str(b.mac)
+            assert r[IP].src == "198.18.0.2"
+            assert r[IP].dst == "198.18.0.1"
+            assert r[IP].ttl == 64
+            assert r[Ether].dst == str(a.mac)
+            assert r[Ether].src == str(b.mac)
             chk = r[ICMP].chksum
             del r[ICMP].chksum
             assert Ether(bytes(r))[ICMP].chksum == chk
@@ -69,7 +72,8 @@ async def test_arp_query_for_absent_host_fails_after_exact_retries() -> None:
     await settle(lambda: len(seen) == 1)
     clock.advance(0.999)
     await settle()
-    assert len(seen) == 1 and not task.done()
+    assert len(seen) == 1
+    assert not task.done()
     clock.advance(0.001)
     await settle(lambda: len(seen) == 2)
     clock.advance(1.0)
@@ -110,7 +114,8 @@ async def test_gateway_routing_uses_gateway_mac() -> None:
         assert hl == 34
         e = Ether(bytes(frame[:34]))
         assert e.dst == str(gw.mac)
-        assert e[IP].dst == "198.19.5.5" and e[IP].src == "198.18.0.2"
+        assert e[IP].dst == "198.19.5.5"
+        assert e[IP].src == "198.18.0.2"
         assert a.ipv4.get_ipv4_gateways() == [IPv4Address("198.18.0.1")]
 
 
@@ -148,8 +153,10 @@ async def test_set_ipv4_announces_and_defaults_follow_the_seed() -> None:
     await a.ipv4.set_ipv4(IPv4Address("198.18.0.7"))
     await settle(lambda: len(seen) == 1)
     g = Ether(seen[0])
-    assert g.dst == "ff:ff:ff:ff:ff:ff" and g[ARP].op == 1
-    assert g[ARP].psrc == g[ARP].pdst == "198.18.0.7" and g[ARP].hwsrc == str(a.mac)
+    assert g.dst == "ff:ff:ff:ff:ff:ff"
+    assert g[ARP].op == 1
+    assert g[ARP].psrc == g[ARP].pdst == "198.18.0.7"
+    assert g[ARP].hwsrc == str(a.mac)
     assert len(seen[0]) == 60  # padded to the Ethernet minimum
     await a.disconnect()
 
