@@ -243,8 +243,9 @@ def test_bad_checksum_accepted_when_verification_off(udp: Recorder) -> None:
     assert udp.calls == [(PEER_IP, OUR_IP, b"unverified")]
 
 
-def test_unicast_ip_in_ethernet_broadcast_dropped(iface: Interface, udp: Recorder) -> None:
-    assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 17, b"x"), dst=BCAST_MAC)) == {
+@pytest.mark.parametrize("dst_mac", [BCAST_MAC, "01:00:5e:00:00:01"])
+def test_unicast_ip_in_ethernet_broadcast_dropped(iface: Interface, udp: Recorder, dst_mac: str) -> None:
+    assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 17, b"x"), dst=dst_mac)) == {
         **IP_RX, "ip.rx_unicast_in_l2_broadcast": 1}
     assert udp.calls == []
     assert iface.tx == []
