@@ -34,10 +34,12 @@ async def main() -> None:
         pass
 
     # The seed's layering on each host: device -> Ethif.input -> Ipv4.input -> tcp / udp / default.
+    listeners = []
     for eth, ip in ((eth_a, ip_a), (eth_b, ip_b)):
         def on_ipv4(packet: memoryview, ip: Ipv4 = ip) -> object:
-            return ip.input(packet, tcp=ignore, udp=on_udp, default=lambda proto: None)
-        asyncio.ensure_future(eth.device.listen(lambda frame, eth=eth, on_ipv4=on_ipv4: eth.input(frame, ipv4=on_ipv4)))
+            return ip.input(packet, tcp=ignore, udp=on_udp, default=None)  # None: protocol unreachable
+        listeners.append(asyncio.ensure_future(
+            eth.device.listen(lambda frame, eth=eth, on_ipv4=on_ipv4: eth.input(frame, ipv4=on_ipv4))))
 
     # Output: allocate_frame resolves the next hop by ARP and writes the Ethernet and IPv4 headers.
     frame, header_len = await ip_a.allocate_frame(proto=IpProto.UDP, dest_ip=IPv4Address("198.18.0.2"))
@@ -50,6 +52,7 @@ async def main() -> None:
     print(f"A's ARP cache: {len(eth_a.core.arp.entries)} entry; mtu towards B: {ip_a.mtu(IPv4Address('198.18.0.2'))}")
     for eth in (eth_a, eth_b):
         await eth.disconnect()
+    await asyncio.gather(*listeners)  # listen() returns once its device is disconnected
 
 
 if __name__ == "__main__":

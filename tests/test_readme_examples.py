@@ -23,8 +23,9 @@ def test_readme_quick_start_runs() -> None:
     assert block is not None
     out = _run(["-c", block.group(1)])
     lines = out.splitlines()
-    rtts = eval(lines[0])  # noqa: S307  (our own README's output: a list of floats)
-    assert len(rtts) == 3 and all(isinstance(r, float) and r >= 0 for r in rtts)
+    rtts = eval(lines[0])
+    assert len(rtts) == 3
+    assert all(isinstance(r, float) and r >= 0 for r in rtts)
     assert "echo: b'hello' from ('198.18.0.2', 7)" in out
     assert "'requests_sent': 1" in lines[-1]
 
