@@ -377,7 +377,9 @@ class Interface:
         # RFC 1624 eqn 3: HC' = ~(~HC + ~m + m') with m = 0x0800 (type 8), m' = 0 (type 0).
         c = (~_U16.unpack_from(body, 2)[0] & 0xFFFF) + 0xF7FF
         c = (c & 0xFFFF) + (c >> 16)
-        _U16.pack_into(body, 2, ~c & 0xFFFF)
+        # 0xFFFF, never 0x0000: eqn 3 yields 0 for an all-zero reply (id, seq, data 0), whose only
+        # valid checksum is 0xFFFF; for any other message both forms verify.
+        _U16.pack_into(body, 2, (~c & 0xFFFF) or 0xFFFF)
         self.icmp_stats.tx_echo_replies += 1
         try:
             self.send(a.src, 1, (body,), now)
@@ -422,7 +424,7 @@ class Interface:
         out[34] = 0
         c = (~_U16.unpack_from(frame, 36)[0] & 0xFFFF) + 0xF7FF  # RFC 1624 eqn 3, type 8 -> 0
         c = (c & 0xFFFF) + (c >> 16)
-        _U16.pack_into(out, 36, ~c & 0xFFFF)
+        _U16.pack_into(out, 36, (~c & 0xFFFF) or 0xFFFF)  # see _echo_reply
         self.eth_stats.tx_frames += 1
         self.ip_stats.tx_packets += 1
         self.tx.append((out,))
