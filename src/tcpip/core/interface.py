@@ -366,6 +366,9 @@ class Interface:
                 h(a.src, rest >> 16, rest & 0xFFFF, m[8:], now)
             return
         if t in (3, 11, 12):
+            if a.broadcast:  # errors are unicast by definition (RFC 1122 3.2.2); Linux drops these
+                st.rx_error_to_broadcast += 1
+                return
             self._icmp_error_input(a, t, m[1], now)
             return
         st.rx_other += 1

@@ -14,12 +14,16 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = now
 
-    def take(self, now: float) -> bool:
+    def peek(self, now: float) -> bool:
+        """Whether a token is available, without taking it."""
         dt = now - self.stamp
         if dt > 0:
             self.tokens = min(self.burst, self.tokens + dt * self.rate)
             self.stamp = now
-        if self.tokens >= 1.0:
+        return self.tokens >= 1.0
+
+    def take(self, now: float) -> bool:
+        if self.peek(now):
             self.tokens -= 1.0
             return True
         return False
@@ -42,10 +46,12 @@ class PeerLimiter:
                 self._peers.popitem(last=False)
         else:
             self._peers.move_to_end(peer)
-        # Peek the peer bucket first so a limited peer doesn't drain the global budget.
-        if not b.take(now):
+        # Like Linux: the global budget is checked first without spending it, then the peer's is
+        # spent, then the global one: a refused error costs neither bucket anything it didn't use.
+        g = self.global_bucket
+        if not g.peek(now) or not b.take(now):
             return False
-        return self.global_bucket.take(now)
+        return g.take(now)
 
     def __len__(self) -> int:
         return len(self._peers)

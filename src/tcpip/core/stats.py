@@ -85,6 +85,7 @@ class IcmpStats:
     rx_time_exceeded: int = 0
     rx_param_problem: int = 0
     rx_error_bad_quote: int = 0
+    rx_error_to_broadcast: int = 0
     rx_other: int = 0
     tx_echo_replies: int = 0
     tx_echo_requests: int = 0
