@@ -75,18 +75,21 @@ class Stack:
 
     # -- ICMP echo -----------------------------------------------------------------------------
     async def ping(self, dst: IPv4Address | str, count: int = 1, size: int = 56,
-                   timeout: float = 1.0, interval: float = 1.0) -> list[float | None]:
-        """Send `count` echo requests of `size` data bytes, one every `interval` seconds; returns each
-        round-trip time in seconds, None for a probe not answered within `timeout`."""
+                   timeout: float = 1.0, interval: float = 0.0) -> list[float | None]:
+        """Send `count` echo requests of `size` data bytes, one after the other: each waits for its reply
+        (at most `timeout` seconds), and consecutive requests start at least `interval` seconds apart
+        (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe."""
         d = int(IPv4Address(dst))
-        loop = asyncio.get_running_loop()
         self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
-        waits: list[asyncio.Task[float | None]] = []
+        results: list[float | None] = []
+        loop = asyncio.get_running_loop()
         for seq in range(count):
-            if seq:
-                await asyncio.sleep(interval)
-            waits.append(loop.create_task(self._probe(d, ident, seq, size, timeout)))
-        return [await w for w in waits]
+            start = loop.time()
+            results.append(await self._probe(d, ident, seq, size, timeout))
+            rest = interval - (loop.time() - start)
+            if rest > 0 and seq + 1 < count:
+                await asyncio.sleep(rest)
+        return results
 
     async def _probe(self, dst: int, ident: int, seq: int, size: int,
                      timeout: float) -> float | None:
