@@ -19,8 +19,9 @@ Sink = Callable[[tuple[Any, ...]], Any]
 
 _RX = struct.Struct("!6s6xHBBHHHBBHII")  # destination MAC, ethertype, then the IPv4 header
 _U16 = struct.Struct("!H")
-_IP_OUT = struct.Struct("!HH4xBBH")  # total length, ident, [flags/frag], ttl, proto, checksum
+_IP_OUT = struct.Struct("!HH2xBBH")  # total length, ident, [flags/frag], ttl, proto, checksum
 _UDP_OUT = struct.Struct("!HH")  # length, checksum
+_IP_HDR = struct.Struct("!BBHHHBBHII")
 _from = int.from_bytes
 _LITTLE = struct.pack("=H", 1) == b"\x01\x00"
 
@@ -67,7 +68,7 @@ class FloorReceiver:
         c = (c & 0xFFFF) + (c >> 16)
         _U16.pack_into(out, 36, ~c & 0xFFFF)
         self.ident = ident = (self.ident + 1) & 0xFFFF
-        struct.pack_into("!BBHHHBBHII", out, 14, 0x45, 0, 20 + n, ident, 0, 64, 1, 0, self.addr, src)
+        _IP_HDR.pack_into(out, 14, 0x45, 0, 20 + n, ident, 0, 64, 1, 0, self.addr, src)
         s = _from(out[14:34], "big") % 0xFFFF
         _U16.pack_into(out, 24, 0xFFFF - s if s else 0)
         self.tx.append((out,))
@@ -120,7 +121,7 @@ def checksum_fold(data: bytes | bytearray | memoryview) -> int:
     n = len(data)
     x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
     bits = (n + 1) // 2 * 16
-    while bits > 32:
+    while bits > 64:
         half = (bits // 16 + 1) // 2 * 16  # split at a 16-bit boundary: 2**16 == 1 (mod 0xFFFF)
         x = (x >> half) + (x & ((1 << half) - 1))
         bits = half + 16

@@ -111,7 +111,7 @@ def tx_payloads() -> dict[str, bytes]:
 
 
 def check_udp_frame(frame: bytes, payload: bytes) -> str | None:
-    """Validate a built Ether/IPv4/UDP frame from PEER... no: from OUR host to PEER. None when right."""
+    """Validate a built Ether/IPv4/UDP frame from our host (port 7) to the peer: None when right."""
     if len(frame) < 42:
         return f"{len(frame)} bytes"
     dst, src, et = _ETH.unpack_from(frame, 0)

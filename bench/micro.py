@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import struct
@@ -23,7 +24,7 @@ from bench.frames import (
     rx_frames,
     tx_payloads,
 )
-from bench.timing import loop_overhead, measure
+from bench.timing import loop_overhead, measure_many
 
 T = TypeVar("T")
 Log = Callable[[str], None]
@@ -59,8 +60,8 @@ def tcpip_rx(frame: bytes, handlers: peers.Handlers) -> Callable[[], object]:
     """tcpip's real input path: `Interface.receive(frame, now)`; echo replies are drained from `tx`."""
     iface = tcpip_interface()
     on_udp, on_tcp = handlers[17], handlers[6]
-    iface.udp_handler = lambda src, dst, payload, packet: on_udp(payload)
-    iface.tcp_handler = lambda src, dst, payload, packet: on_tcp(payload)
+    iface.udp_handler = lambda _s, _d, payload, _p: on_udp(payload)
+    iface.tcp_handler = lambda _s, _d, payload, _p: on_tcp(payload)
     mv = memoryview(frame)
     recv = iface.receive
     tx = iface.tx
@@ -75,7 +76,7 @@ def tcpip_rx(frame: bytes, handlers: peers.Handlers) -> Callable[[], object]:
 
 def floor_rx(frame: bytes, handlers: peers.Handlers) -> Callable[[], object]:
     on_udp, on_tcp = handlers[17], handlers[6]
-    r = floor.FloorReceiver(OUR_MAC, OUR_IP, PEER_MAC, lambda s, d, p: on_udp(p), lambda s, d, p: on_tcp(p))
+    r = floor.FloorReceiver(OUR_MAC, OUR_IP, PEER_MAC, lambda _s, _d, p: on_udp(p), lambda _s, _d, p: on_tcp(p))
     mv = memoryview(frame)
     recv = r.receive
     tx = r.tx
@@ -165,7 +166,7 @@ def tcpip_tx_core(payload: bytes, keep: bool = False) -> Callable[[], object]:
 
 def floor_tx(payload: bytes, keep: bool = False) -> Callable[[], object]:
     box: list[Any] = []
-    sink: Callable[[tuple[Any, ...]], Any] = box.append if keep else (lambda parts: None)
+    sink: Callable[[tuple[Any, ...]], Any] = box.append if keep else (lambda _parts: None)
     s = floor.FloorSender(DPORT, SPORT, sink)
     send = s.send_udp
 
@@ -260,33 +261,33 @@ def run(repeats: int, target_s: float, log: Log) -> dict[str, Any]:
     rx_impls: dict[str, peers.RxFactory] = {"tcpip": tcpip_rx, "floor": floor_rx}
     rx_impls.update({n: peers.RX[n] for n in peers.PEERS if peers.available(n)})
     for f in rx_frames():
-        row: dict[str, Any] = {}
+        steps: dict[str, Callable[[], object]] = {}
         for impl, fac in rx_impls.items():
             err = verify_rx(impl, fac, f)
             if err is not None:
                 out["errors"].append(f"receive {f.name} {impl}: {err}")
                 log(f"  ! receive {f.name} {impl}: {err}")
                 continue
-            t = measure(fac(f.data, _noop_handlers()), repeats=repeats, target_s=target_s)
-            row[impl] = t.as_dict()
+            steps[impl] = fac(f.data, _noop_handlers())
+        row: dict[str, Any] = {k: t.as_dict() for k, t in
+                               measure_many(steps, repeats=repeats, target_s=target_s).items()}
         out["receive"][f.name] = row
         log("  receive  " + f"{f.name:14}" + "  ".join(f"{k} {v['ns']:.0f}" for k, v in row.items()))
     tx_impls: dict[str, Callable[[bytes, bool], Callable[[], object]]] = {
         "tcpip": tcpip_tx_seed, "tcpip-core": tcpip_tx_core, "floor": floor_tx}
     for name in peers.PEERS:
         if peers.available(name):
-            fac = peers.TX[name]
-            tx_impls[name] = lambda p, keep, fac=fac: _peer_tx_step(fac, p, keep)
+            tx_impls[name] = functools.partial(_peer_tx_step, peers.TX[name])
     for pname, payload in tx_payloads().items():
-        row = {}
+        steps = {}
         for impl, tfac in tx_impls.items():
             err = verify_tx(tfac, payload)
             if err is not None:
                 out["errors"].append(f"transmit {pname} {impl}: {err}")
                 log(f"  ! transmit {pname} {impl}: {err}")
                 continue
-            t = measure(tfac(payload, False), repeats=repeats, target_s=target_s)
-            row[impl] = t.as_dict()
+            steps[impl] = tfac(payload, False)
+        row = {k: t.as_dict() for k, t in measure_many(steps, repeats=repeats, target_s=target_s).items()}
         out["transmit"][pname] = row
         log("  transmit " + f"{pname:14}" + "  ".join(f"{k} {v['ns']:.0f}" for k, v in row.items()))
     bad = verify_checksums()
@@ -299,12 +300,10 @@ def run(repeats: int, target_s: float, log: Log) -> dict[str, Any]:
     broken = {b.split(":")[0] for b in bad}
     for size in CHECKSUM_SIZES:
         data = rnd.randbytes(size)
-        row = {}
         fns: dict[str, Callable[[bytes], int]] = {"tcpip": checksum, **floor.IDIOMS}
-        for name, fn in fns.items():
-            if name in broken:
-                continue
-            row[name] = measure(lambda fn=fn, data=data: fn(data), repeats=repeats, target_s=target_s).as_dict()
+        csteps: dict[str, Callable[[], object]] = {
+            name: functools.partial(fn, data) for name, fn in fns.items() if name not in broken}
+        row = {k: t.as_dict() for k, t in measure_many(csteps, repeats=repeats, target_s=target_s).items()}
         idioms = {k: v for k, v in row.items() if k != "tcpip"}
         best = min(idioms, key=lambda k: idioms[k]["ns"])
         row["best_idiom"] = best

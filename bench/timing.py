@@ -55,6 +55,37 @@ def measure(step: Step, *, repeats: int = 7, target_s: float = 0.05) -> Timing:
     return Timing(med, min(per), (max(per) - min(per)) / med if med else 0.0, number, repeats)
 
 
+def measure_many(steps: dict[str, Step], *, repeats: int = 7, target_s: float = 0.05) -> dict[str, Timing]:
+    """`measure` for several implementations, their repeats interleaved (round robin), so that noise
+    from other processes on the machine hits every implementation alike and ratios stay meaningful."""
+    gcold = gc.isenabled()
+    gc.disable()
+    try:
+        numbers: dict[str, int] = {}
+        for name, step in steps.items():
+            for _ in range(3):
+                step()
+            number = 1
+            while True:
+                t = _loop(step, number)
+                if t >= target_s * 1e9 / 5 or number >= 10_000_000:
+                    break
+                number *= 10 if t < target_s * 1e9 / 50 else 2
+            numbers[name] = max(1, int(number * target_s * 1e9 / max(t, 1)))
+        per: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(repeats):
+            for name, step in steps.items():
+                per[name].append(_loop(step, numbers[name]) / numbers[name])
+    finally:
+        if gcold:
+            gc.enable()
+    out = {}
+    for name, xs in per.items():
+        med = statistics.median(xs)
+        out[name] = Timing(med, min(xs), (max(xs) - min(xs)) / med if med else 0.0, numbers[name], repeats)
+    return out
+
+
 def loop_overhead(repeats: int = 7, target_s: float = 0.05) -> Timing:
     """The cost of the timing loop and one call of an empty function (included in every figure)."""
 

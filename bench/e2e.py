@@ -1,0 +1,433 @@
+"""End to end on a TAP device in a private namespace, with the kernel on the other side.
+
+Implementations answering at 198.18.0.2 behind `tap0` (the kernel's side is 198.18.0.1/24):
+  tcpip      - `Stack` on a `TapDevice`, `stack.udp_echo(7)`, in this process's asyncio loop;
+  responder  - the floor for Python on TAP: a reader callback on the TAP fd answering ARP, ICMP echo and
+               UDP port 7 by swapping fields in place, no validation;
+and, for comparison, the kernel itself over a veth pair between two namespaces (198.18.1.1 <-> .2):
+  kernel+asyncio - a Python asyncio UDP echo server (`bench/echo_server.py`) on the kernel's stack; for
+               ping the kernel answers itself.
+Under uvloop (when installed), tcpip and the responder run again with uvloop's loop.
+
+Load (bounded in count AND time): `ping -f -c N -w 30` and `bench/udp_client.py` (one datagram in flight,
+N datagrams, 1 s per-datagram timeout, 30 s cap), both run inside the namespace with `ip netns exec`.
+Every namespace is named tcpip-b<pid>-<n>, uses 198.18.0.0/15 only, and is deleted in a finally block;
+the only processes ever stopped are the ones started here, by their PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import re
+import struct
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.frames import OUR_IP_S
+
+Log = Callable[[str], None]
+HERE = Path(__file__).resolve().parent
+TAP_KERNEL = "198.18.0.1/24"
+VETH_CLIENT = "198.18.1.1/24"
+VETH_SERVER = "198.18.1.2/24"
+MAC = "02:00:00:00:00:02"
+
+_TUNSETIFF = 0x400454CA
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+_PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received.*?time (\d+)ms")
+_PING_RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
+
+
+# CPU for everything in the end-to-end runs (this process, the load generators, the echo server).
+# On a small VM a round trip that crosses CPUs is bimodal (idle-exit / IPI latency: 15k or 70k per
+# second, run to run); on one CPU it is stable and measures the software path. None: no pinning.
+PIN: int | None = None
+
+
+def default_pin() -> int | None:
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if cpus else None
+
+
+def pinned(cmd: list[str]) -> list[str]:
+    return cmd if PIN is None else ["taskset", "-c", str(PIN), *cmd]
+
+
+@contextlib.contextmanager
+def pin_self() -> Iterator[None]:
+    if PIN is None:
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {PIN})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def unavailable() -> str | None:
+    """None when the end-to-end part can run here, else why not."""
+    try:
+        from tcpip.netns import netns_available
+    except ImportError as e:
+        return f"tcpip.netns is missing ({e})"
+    why = netns_available()
+    if why:
+        return why
+    for tool in ("ping", "ip"):
+        if not any(os.access(os.path.join(p, tool), os.X_OK) for p in os.environ.get("PATH", "").split(":")):
+            return f"{tool} is not installed"
+    return None
+
+
+def uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+# -- load generators (run inside the namespace) ----------------------------------------------------
+def parse_ping(out: str) -> dict[str, Any]:
+    m = _PING_SUMMARY.search(out)
+    if m is None:
+        return {"error": f"unparsed ping output: {out.strip()[-300:]!r}"}
+    sent, recv, ms = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    r: dict[str, Any] = {"sent": sent, "received": recv, "lost": sent - recv, "elapsed": ms / 1000,
+                         "per_s": recv / (ms / 1000) if ms else 0.0}
+    rtt = _PING_RTT.search(out)
+    if rtt is not None:
+        r["rtt_avg_ms"] = float(rtt.group(2))
+    return r
+
+
+async def ping_flood(ns: Any, dst: str, count: int, cap: int, *, warm: bool = True) -> dict[str, Any]:
+    if warm:  # ARP resolution and a warm path, not counted
+        await ns.run_async(pinned(["ping", "-c", "3", "-i", "0.2", "-W", "1", dst]), timeout=10)
+    t = time.monotonic()
+    res = await ns.run_async(pinned(["ping", "-f", "-q", "-c", str(count), "-w", str(cap), dst]), timeout=cap + 15)
+    r = parse_ping(res.stdout)
+    r["wall"] = time.monotonic() - t
+    if res.timed_out:
+        r["error"] = "ping timed out"
+    return r
+
+
+async def udp_rtt(ns: Any, dst: str, count: int, cap: int) -> dict[str, Any]:
+    cmd = [sys.executable, str(HERE / "udp_client.py"), dst, "--count", str(count), "--cap", str(cap)]
+    res = await ns.run_async(pinned(cmd), timeout=cap + 30)
+    try:
+        r: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {"error": f"udp client: rc={res.returncode} {res.stderr.strip()[-300:]!r}"}
+    r["per_s"] = r.pop("rtt_per_s")
+    return r
+
+
+# -- the implementations ---------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def tcpip_server(ns: Any) -> AsyncIterator[dict[str, Any]]:
+    from tcpip.stack import Stack
+
+    dev = await ns.open_tap("tap0", mac=MAC)
+    stack = await Stack.connect(dev, ipv4=f"{OUR_IP_S}/24")
+    await stack.udp_echo(7)
+    info: dict[str, Any] = {}
+    try:
+        yield info
+    finally:
+        st = stack.stats()
+        info["counters"] = {"device": st.get("device", {}), "icmp_tx_echo_replies": st["icmp"]["tx_echo_replies"],
+                            "udp": {k: v for k, v in st["udp"].items() if v}}
+        info["rx_wakeups"] = getattr(dev, "rx_wakeups", None)
+        await stack.disconnect()
+
+
+class Responder:
+    """The minimal hand-written responder: swap fields in place and write back, no validation."""
+
+    def __init__(self, fd: int, mac: bytes, ip: bytes) -> None:
+        self.fd = fd
+        self.mac = mac
+        self.ip = ip
+        self.answered = 0
+        self.tx_dropped = 0
+
+    def drain(self) -> None:
+        fd = self.fd
+        read, write = os.read, os.write
+        mac, ip = self.mac, self.ip
+        for _ in range(256):
+            try:
+                f = read(fd, 2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            et = f[12:14]
+            if et == b"\x08\x00":
+                proto = f[23]
+                if f[30:34] != ip:
+                    continue
+                if proto == 1 and f[34] == 8:
+                    out = bytearray(f)
+                    out[0:12] = f[6:12] + f[0:6]
+                    out[26:34] = f[30:34] + f[26:30]
+                    out[34] = 0
+                    c = ((f[36] << 8) | f[37]) + 0x0800  # RFC 1624: type 8 -> 0
+                    c = (c & 0xFFFF) + (c >> 16)
+                    out[36] = c >> 8
+                    out[37] = c & 0xFF
+                elif proto == 17 and f[36:38] == b"\x00\x07":
+                    out = bytearray(f)
+                    out[0:12] = f[6:12] + f[0:6]
+                    out[26:34] = f[30:34] + f[26:30]
+                    out[34:38] = f[36:38] + f[34:36]
+                else:
+                    continue
+            elif et == b"\x08\x06" and f[20:22] == b"\x00\x01" and f[38:42] == ip:
+                out = bytearray(f[6:12] + mac + b"\x08\x06" + f[14:20] + b"\x00\x02" + mac + ip + f[22:32])
+            else:
+                continue
+            try:
+                write(fd, out)
+            except OSError:
+                self.tx_dropped += 1
+                continue
+            self.answered += 1
+
+
+def open_tap_fd(name: str) -> int:
+    """Attach to the (existing, up) TAP `name` in the calling thread's namespace: a non-blocking fd."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TAP | _IFF_NO_PI).ljust(40, b"\0"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.asynccontextmanager
+async def responder_server(ns: Any) -> AsyncIterator[dict[str, Any]]:
+    from tcpip.netns import enter
+
+    with enter(ns.name):  # only for the open: the fd stays bound to the namespace's tap0
+        fd = open_tap_fd("tap0")
+    loop = asyncio.get_running_loop()
+    r = Responder(fd, bytes.fromhex(MAC.replace(":", "")), bytes(map(int, OUR_IP_S.split("."))))
+    loop.add_reader(fd, r.drain)
+    info: dict[str, Any] = {}
+    try:
+        yield info
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+        info["counters"] = {"answered": r.answered, "tx_dropped": r.tx_dropped}
+
+
+SERVERS: dict[str, Callable[[Any], contextlib.AbstractAsyncContextManager[dict[str, Any]]]] = {
+    "tcpip": tcpip_server, "responder": responder_server}
+
+
+def _median_run(xs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The repeat with the median rate, with loss summed over all repeats and every rate listed."""
+    good = [x for x in xs if "error" not in x]
+    if not good:
+        return xs[-1] if xs else {"error": "no run"}
+    good.sort(key=lambda x: x.get("per_s", 0.0))
+    med = dict(good[len(good) // 2])
+    med["rates"] = [round(x.get("per_s", 0.0)) for x in xs if "error" not in x]
+    med["lost_total"] = sum(x.get("lost", 0) for x in good)
+    med["sent_total"] = sum(x.get("sent", 0) for x in good)
+    errs = [x["error"] for x in xs if "error" in x]
+    if errs:
+        med["errors"] = errs
+    return med
+
+
+async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log: Log,
+                       suffix: str) -> dict[str, dict[str, Any]]:
+    """All implementations up at once (one namespace each), measured round robin, `reps` times."""
+    results: dict[str, dict[str, Any]] = {}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {impl: {"ping": [], "udp": []} for impl in nss}
+    async with contextlib.AsyncExitStack() as stack:
+        infos = {impl: await stack.enter_async_context(SERVERS[impl](ns)) for impl, ns in nss.items()}
+        for rep in range(reps):
+            for impl, ns in nss.items():
+                samples[impl]["ping"].append(await ping_flood(ns, OUR_IP_S, count, cap, warm=rep == 0))
+                samples[impl]["udp"].append(await udp_rtt(ns, OUR_IP_S, count, cap))
+                log(f"    {impl + suffix:16} #{rep + 1} ping {samples[impl]['ping'][-1].get('per_s', 0):8.0f}/s"
+                    f"  udp {samples[impl]['udp'][-1].get('per_s', 0):8.0f}/s")
+    for impl in nss:
+        results[impl] = {"ping": _median_run(samples[impl]["ping"]), "udp": _median_run(samples[impl]["udp"]),
+                         **infos[impl]}
+    return results
+
+
+def _run_loop(factory: Callable[[], asyncio.AbstractEventLoop] | None,
+              main: Callable[[], Awaitable[Any]]) -> Any:
+    with pin_self(), asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())  # type: ignore[arg-type]
+
+
+def tap_namespace() -> Any:
+    from tcpip.netns import Namespace
+
+    ns = Namespace.create("b")
+    try:
+        for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
+            with contextlib.suppress(OSError, ValueError):
+                ns.sysctl(key, 1)  # no router solicitations or MLD reports in the measurements
+        ns.add_tap("tap0")
+        ns.add_address("tap0", TAP_KERNEL)
+    except BaseException:
+        ns.remove()
+        raise
+    return ns
+
+
+def run_tap(impls: list[str], loop_name: str, count: int, cap: int, reps: int, log: Log) -> dict[str, Any]:
+    factory = uvloop_factory() if loop_name == "uvloop" else None
+    suffix = "" if loop_name == "asyncio" else f"+{loop_name}"
+    nss: dict[str, Any] = {}
+    try:
+        for impl in impls:
+            nss[impl] = tap_namespace()
+        res = _run_loop(factory, lambda: _tap_session(nss, count, cap, reps, log, suffix))
+    finally:
+        for ns in nss.values():
+            ns.remove()
+    return {impl + suffix: r for impl, r in res.items()}
+
+
+async def _kernel_run(client: Any, server: Any, count: int, cap: int, reps: int) -> dict[str, Any]:
+    from tcpip.netns import Namespace
+
+    srv_ip = VETH_SERVER.split("/", maxsplit=1)[0]
+    proc = await server.start(pinned([sys.executable, str(HERE / "echo_server.py"), "--host", srv_ip,
+                                      "--cap", str(reps * (2 * cap + 60))]))
+    pings: list[dict[str, Any]] = []
+    udps: list[dict[str, Any]] = []
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        if line.strip() != b"ready":
+            return {"error": f"echo server did not start: {line!r}"}
+        for rep in range(reps):
+            pings.append(await ping_flood(client, srv_ip, count, cap, warm=rep == 0))
+            udps.append(await udp_rtt(client, srv_ip, count, cap))
+    finally:
+        await Namespace.stop(proc)  # signals this PID only
+    return {"ping": _median_run(pings), "udp": _median_run(udps)}
+
+
+def run_kernel(count: int, cap: int, reps: int) -> dict[str, Any]:
+    from tcpip.netns import Namespace
+
+    client = Namespace.create("b")
+    try:
+        server = Namespace.create("b")
+        try:
+            client.add_veth("veth0", server, "veth1")
+            client.add_address("veth0", VETH_CLIENT)
+            server.add_address("veth1", VETH_SERVER)
+            return _run_loop(None, lambda: _kernel_run(client, server, count, cap, reps))  # type: ignore[no-any-return]
+        finally:
+            server.remove()
+    finally:
+        client.remove()
+
+
+async def _profile_session(ns: Any, count: int, cap: int, out_dir: Path) -> dict[str, str]:
+    from pyinstrument import Profiler
+
+    files: dict[str, str] = {}
+    async with tcpip_server(ns):
+        await ping_flood(ns, OUR_IP_S, 200, cap)
+        for what in ("ping", "udp"):
+            prof = Profiler(interval=0.0002, async_mode="disabled")
+            prof.start()
+            if what == "ping":
+                await ping_flood(ns, OUR_IP_S, count, cap, warm=False)
+            else:
+                await udp_rtt(ns, OUR_IP_S, count, cap)
+            prof.stop()
+            path = out_dir / f"profile_tcpip_{what}.txt"
+            path.write_text(prof.output_text(unicode=False, color=False, show_all=False))
+            files[what] = str(path)
+    return files
+
+
+def profile(count: int, cap: int, out_dir: Path, log: Log) -> dict[str, Any]:
+    """pyinstrument over the tcpip process while the kernel floods it (ping, then UDP round trips)."""
+    try:
+        import pyinstrument  # noqa: F401
+    except ImportError:
+        return {"skipped": "pyinstrument is not installed"}
+    why = unavailable()
+    if why:
+        return {"skipped": why}
+    ns = tap_namespace()
+    try:
+        files = _run_loop(None, lambda: _profile_session(ns, count, cap, out_dir))
+    finally:
+        ns.remove()
+    for f in files.values():
+        log(f"  profile written to {f}")
+    return {"files": files}
+
+
+def run(quick: bool, log: Log, pin: bool = True) -> dict[str, Any]:
+    global PIN  # noqa: PLW0603 - one setting for the whole run
+    why = unavailable()
+    if why:
+        log(f"  end to end skipped: {why}")
+        return {"skipped": why}
+    PIN = default_pin() if pin else None
+    log(f"  pinned to CPU {PIN} (server, load generators)" if PIN is not None else "  not pinned")
+    count = 5000 if quick else 20000
+    cap = 10 if quick else 30
+    reps = 1 if quick else 3
+    out: dict[str, Any] = {"count": count, "cap_s": cap, "repeats": reps, "pinned_cpu": PIN, "runs": {}}
+    from tcpip.netns import cleanup_stale
+
+    cleanup_stale()
+    loops = ["asyncio"]
+    if uvloop_factory() is not None:
+        loops.append("uvloop")
+    else:
+        out["uvloop"] = "not installed"
+    for loop_name in loops:
+        try:
+            out["runs"].update(run_tap(["tcpip", "responder"], loop_name, count, cap, reps, log))
+        except Exception as e:  # one broken run must not hide the others
+            out["runs"][f"tap/{loop_name}"] = {"error": f"{type(e).__name__}: {e}"}
+    try:
+        out["runs"]["kernel+asyncio"] = run_kernel(count, cap, reps)
+    except Exception as e:
+        out["runs"]["kernel+asyncio"] = {"error": f"{type(e).__name__}: {e}"}
+    for label, r in out["runs"].items():
+        log("  " + _summary(label, r))
+    return out
+
+
+def _summary(label: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{label:16} error: {r['error']}"
+    parts = []
+    for k in ("ping", "udp"):
+        x = r.get(k, {})
+        if "error" in x:
+            parts.append(f"{k}: error {x['error']}")
+        else:
+            parts.append(f"{k} {x.get('per_s', 0):8.0f}/s lost {x.get('lost_total')}/{x.get('sent_total')}")
+    return f"{label:16} " + "   ".join(parts)
