@@ -65,7 +65,8 @@ class Runner:
             except (DeviceClosedError, OSError, TcpipError) as e:
                 self.tx_errors += 1
                 log.debug("transmit failed: %s", e)
-        self.schedule()
+        if core.arp.pending or core.reassembler:  # only then can a new deadline exist
+            self.schedule()
 
     def _loop_in(self) -> None:
         self._loop_scheduled = False

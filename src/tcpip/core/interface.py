@@ -87,6 +87,7 @@ class Interface:
                                         config.icmp_rate_table_size, now)
         self.reassembler: Reassembler | None = Reassembler(config.reassembly) if config.reassemble else None
         self.max_frame = 14 + config.mtu
+        self._verify = config.verify_checksums
         self.set_mac(config.mac.packed)
         self._apply_address()
 
@@ -132,6 +133,7 @@ class Interface:
         self.bcast = (self.net | (~c.netmask & 0xFFFFFFFF)) if c.address and 0 < c.netmask < 0xFFFFFFFE \
             else -1
         self.arp.ip = c.address
+        self._fast_dst = c.address if c.address else -1
 
     # -- output plumbing -----------------------------------------------------------------------
     def _emit(self, frame: Frame) -> None:
@@ -157,20 +159,19 @@ class Interface:
         except struct.error:
             self._receive_general(frame, now)
             return
-        if (et != 0x0800 or vihl != 0x45 or dst != self.addr or ff & 0x3FFF or dmac != self.mac
-                or total < 20 or total + 14 > len(frame) or len(frame) > self.max_frame
-                or not self.addr):
+        n = len(frame)
+        # `_fast_dst` is our address, or -1 while we have none; `_src_ok` the unicast host ranges.
+        if (dst != self._fast_dst or dmac != self.mac or et != 0x0800 or vihl != 0x45 or ff & 0x3FFF
+                or total + 14 > n or total < 20 or n > self.max_frame
+                or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
+                or src == dst or src == self.bcast):
             self._receive_general(frame, now)
             return
-        if self.config.verify_checksums:
+        if self._verify:
             x = _from(frame[14:34], "big")
             if x % 0xFFFF or not x:
                 self._receive_general(frame, now)
                 return
-        top = src >> 24
-        if top == 127 or top >= 224 or not src or src == self.addr or src == self.bcast:
-            self._receive_general(frame, now)
-            return
         self.eth_stats.rx_frames += 1
         ist = self.ip_stats
         ist.rx_packets += 1
@@ -255,7 +256,7 @@ class Interface:
         if total > n:
             st.rx_truncated += 1
             return None
-        if self.config.verify_checksums:
+        if self._verify:
             x = _from(pkt[:hl], "big")
             if x % 0xFFFF or not x:
                 st.rx_bad_checksum += 1
@@ -345,7 +346,7 @@ class Interface:
         if len(m) < 8:
             st.rx_truncated += 1
             return
-        if self.config.verify_checksums:
+        if self._verify:
             x = _from(m, "big") << 8 if len(m) & 1 else _from(m, "big")
             if x % 0xFFFF or not x:
                 st.rx_bad_checksum += 1
@@ -393,7 +394,7 @@ class Interface:
         """Echo reply for a plain unicast request whose next hop is already resolved: one copy of the
         request, fields patched in place, checksums updated arithmetically. False = take the general path."""
         end = 14 + total
-        if self.config.verify_checksums:
+        if self._verify:
             x = _from(frame[34:end], "big")
             if total & 1:
                 x <<= 8
@@ -564,11 +565,15 @@ class Interface:
 
     def _ip_header_into(self, buf: bytearray | memoryview, off: int, dst: int, proto: int,
                         total: int, ff: int, ttl: int | None = None) -> None:
-        _HDR.pack_into(buf, off, 0x45, 0, total, self.next_ident(dst), ff,
-                       self.config.ttl if ttl is None else ttl, proto, 0, self.addr, dst)
-        c = ~ck.ones_sum(buf[off:off + 20]) & 0xFFFF
-        buf[off + 10] = c >> 8
-        buf[off + 11] = c & 0xFF
+        ident = self.next_ident(dst)
+        t = self.config.ttl if ttl is None else ttl
+        a = self.addr
+        # The header checksum from the fields' words: no second pass over the packed bytes.
+        c = (0x4500 + total + ident + ff + (t << 8 | proto) + (a >> 16) + (a & 0xFFFF) + (dst >> 16)
+             + (dst & 0xFFFF))
+        c = (c & 0xFFFF) + (c >> 16)
+        c = (c & 0xFFFF) + (c >> 16)
+        _HDR.pack_into(buf, off, 0x45, 0, total, ident, ff, t, proto, ~c & 0xFFFF, a, dst)
 
     def send(self, dst: int, proto: int, parts: Sequence[Buffer], now: float, *,
              ttl: int | None = None, dont_frag: bool = False,
@@ -586,6 +591,15 @@ class Interface:
         nh = self.next_hop(dst)
         hdr = bytearray(20)
         self._ip_header_into(hdr, 0, dst, proto, total, 0x4000 if dont_frag else 0, ttl)
+        if (total <= self.config.mtu and not self.pmtu and total >= 46 and type(nh) is int
+                and dst != self.addr):
+            # Common case: one frame to a resolved neighbour.
+            e = self.arp.entries.get(nh)
+            if e is not None and e.mac is not None and (e.state == 2 or e.expires > now):
+                self.ip_stats.tx_packets += 1
+                self.eth_stats.tx_frames += 1
+                self.tx.append((e.mac + self.mac + _ETH_IPV4, hdr, *parts))
+                return SENT
         return self.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
 
     def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tcpip.core.interface import Accepted, Interface
@@ -127,13 +127,15 @@ class UdpLayer:
     def send(self, sport: int, dst: int, dport: int, data: Buffer, now: float, *,
              src: int | None = None, on_fail: Callable[[int], None] | None = None) -> int:
         """One datagram; the payload is never copied (header and data go out as separate parts)."""
-        length = 8 + len(data)
-        hdr = bytearray(8)
-        _HDR.pack_into(hdr, 0, sport, dport, length, 0)
+        n = len(data)
+        length = 8 + n
         s = self.iface.addr if src is None else src
-        c = ck.checksum_parts((hdr, data), ck.pseudo_header_sum(s, dst, 17, length)) or 0xFFFF
-        hdr[6] = c >> 8
-        hdr[7] = c & 0xFF
+        # Checksum: pseudo-header and UDP header from their words, one pass over the payload.
+        c = ((s >> 16) + (s & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + length + sport + dport + length)
+        if n:
+            c += _from(data, "big") << 8 if n & 1 else _from(data, "big")
+        c %= 0xFFFF
+        c = (~c & 0xFFFF) if c else 0  # c == 0 here means a one's-complement sum of 0xFFFF
+        hdr = _HDR.pack(sport, dport, length, c or 0xFFFF)
         self.stats.tx_datagrams += 1
-        parts: Sequence[Buffer] = (hdr, data) if len(data) else (hdr,)
-        return self.iface.send(dst, 17, parts, now, on_fail=on_fail)
+        return self.iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail)
