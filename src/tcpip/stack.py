@@ -124,11 +124,11 @@ class Stack:
     async def udp_echo(self, port: int = 7) -> Binding:
         """A zero-copy UDP echo service on `port` (RFC 862)."""
         layer = self.udp
-        runner = self.runner
+        core = self.core
 
         def echo(payload: memoryview, src: int, sport: int, dst: int) -> None:
-            try:
-                layer.send(port, src, sport, payload, runner.now())
+            try:  # core.now: the time of the frame being answered
+                layer.send(port, src, sport, payload, core.now)
             except TcpipError:
                 pass
 

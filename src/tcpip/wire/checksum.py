@@ -32,10 +32,12 @@ def add(a: int, b: int) -> int:
 
 def checksum(data: Buffer, initial: int = 0) -> int:
     """RFC 1071 checksum of `data`, starting from a partial sum (e.g. a pseudo-header)."""
-    s = ones_sum(data)
-    if initial:
-        s = add(s, initial)
-    return ~s & 0xFFFF
+    x = _from(data, "big") << 8 if len(data) & 1 else _from(data, "big")
+    x += initial
+    s = x % 0xFFFF
+    if s:
+        return ~s & 0xFFFF
+    return 0 if x else 0xFFFF  # a sum of 0xFFFF (not all zero) has checksum 0
 
 
 def checksum_parts(parts: Iterable[Buffer], initial: int = 0) -> int:
@@ -56,10 +58,8 @@ def checksum_parts(parts: Iterable[Buffer], initial: int = 0) -> int:
 
 def verify(data: Buffer, initial: int = 0) -> bool:
     """True when `data` (checksum field included) sums to 0xFFFF (with `initial`)."""
-    s = ones_sum(data)
-    if initial:
-        s = add(s, initial)
-    return s == 0xFFFF
+    x = (_from(data, "big") << 8 if len(data) & 1 else _from(data, "big")) + initial
+    return not x % 0xFFFF and x != 0
 
 
 def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
