@@ -32,6 +32,8 @@ class Runner:
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
         self._loop_scheduled = False
+        # The per-frame clock read: the loop's own time() when the clock is the loop's.
+        self._time = clock.now
 
     def now(self) -> float:
         return self.clock.now()
@@ -41,7 +43,7 @@ class Runner:
         """Push-model receive: one frame through the core, then flush what it queued."""
         core = self.core
         try:
-            core.receive(frame, self.clock.now())
+            core.receive(frame, self._time())
         except TcpipError:
             log.exception("unexpected error on input")  # a bug, but never kill the loop
         if core.tx or core.loopback:

@@ -23,6 +23,7 @@ class LoopClock:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
+        self.now = self._loop.time  # type: ignore[method-assign]  # one call less per frame
 
     def now(self) -> float:
         return self._loop.time()

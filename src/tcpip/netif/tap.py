@@ -25,7 +25,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from tcpip.errors import DeviceClosedError
+from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.netif.device import BaseDevice, Buffer
 from tcpip.wire.mac import MacAddress
 
@@ -128,6 +128,7 @@ class TapDevice(BaseDevice):
         self.max_burst = max_burst
         self.rx_wakeups = 0  # reader callbacks; rx_frames / rx_wakeups = frames per wake-up
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
+        self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._loop.add_reader(fd, self._drain)
 
@@ -181,23 +182,55 @@ class TapDevice(BaseDevice):
         self.rx_wakeups += 1
         fd = self.fd
         size = self._readsize
-        received = self._received
-        for _ in range(self.max_burst):
-            if self._closed:
+        read = os.read
+        deliver = self._deliver
+        got = nbytes = 0
+        try:
+            for _ in range(self.max_burst):
+                if self._closed:
+                    return
+                try:
+                    f = read(fd, size)  # a fresh bytes object: views of it stay valid
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    # The interface went away (e.g. its namespace was deleted): stop, don't spin.
+                    log.warning("TAP %s: read failed (%s); closing the device", self.name, e)
+                    self.close()
+                    return
+                if not f:
+                    return
+                if deliver is None:
+                    self._received(memoryview(f))
+                    continue
+                got += 1
+                nbytes += len(f)
+                deliver(memoryview(f))  # push model: the stack's receive path, no queue
+        finally:
+            if got:
+                st = self.stats
+                st.rx_frames += got
+                st.rx_bytes += nbytes
+
+    def transmit(self, parts: Sequence[Buffer]) -> None:
+        """One frame out with os.writev; a full kernel queue is counted, never raised."""
+        if self._closed:
+            raise DeviceClosedError(f"TAP {self.name} is closed")
+        if sum(map(len, parts)) > self._maxframe:
+            self.stats.tx_oversize += 1
+            raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
+        try:
+            n = os.writev(self.fd, parts)
+        except OSError as e:
+            if e.errno in _TX_DROP_ERRNOS:
+                self.stats.tx_dropped += 1
                 return
-            buf = bytearray(size)
-            try:
-                n = os.readv(fd, (buf,))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                # The interface went away (e.g. its namespace was deleted): stop, don't spin.
-                log.warning("TAP %s: read failed (%s); closing the device", self.name, e)
-                self.close()
-                return
-            if n == 0:
-                return
-            received(memoryview(buf)[:n])
+            if e.errno == errno.EBADF:
+                raise DeviceClosedError(f"TAP {self.name} is closed") from None
+            raise
+        st = self.stats
+        st.tx_frames += 1
+        st.tx_bytes += n
 
     def _send(self, parts: Sequence[Buffer], size: int) -> None:
         try:
