@@ -263,12 +263,25 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (the `tcpip[fast]` extra), unless TCPIP_LOOP=asyncio."""
+    if os.environ.get("TCPIP_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     cmd = {"demo": cmd_demo, "up": cmd_up, "ping": cmd_ping}[args.command]
     try:
-        return asyncio.run(cmd(args))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(cmd(args))
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
