@@ -80,7 +80,7 @@ class Interface:
         self.ipv6_handler: Callable[[memoryview], None] | None = None
         self.groups: set[int] = {0xE0000001}  # joined multicast groups; 224.0.0.1 always
         self._group_macs: set[bytes] = set()
-        self._idents: OrderedDict[int, int] = OrderedDict()
+        self._idents: dict[int, int] = {}  # insertion order = age: the oldest destination goes first
         self.pmtu: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self.icmp_limiter = PeerLimiter(config.icmp_rate_per_dest, config.icmp_burst_per_dest,
                                         config.icmp_rate_global, config.icmp_burst_global,
@@ -558,7 +558,7 @@ class Interface:
         if v is None:
             v = self.rng.getrandbits(16)
             if len(ids) >= self.config.ident_table_size:
-                ids.popitem(last=False)
+                del ids[next(iter(ids))]
         v = (v + 1) & 0xFFFF
         ids[dst] = v
         return v
