@@ -352,18 +352,10 @@ class Namespace:
         process: the thread enters the namespace only for the open and returns at once; the fd stays
         bound to the namespace's interface."""
         from tcpip.netif.tap import TapDevice  # noqa: PLC0415 - keep this module light
-        from tcpip.wire.mac import MacAddress  # noqa: PLC0415
 
         with enter(self.name):
             fd, real, ctl = TapDevice.open_fd(ifname, mtu=mtu)
-        try:
-            dev = TapDevice(fd, real, mac=None if mac is None else MacAddress(mac), mtu=mtu, ctl=ctl)
-        except BaseException:
-            os.close(fd)
-            ctl.close()
-            raise
-        await dev.wait_running()
-        return dev
+        return await TapDevice.adopt(fd, real, ctl, mac=mac, mtu=mtu)
 
     # -- commands ---------------------------------------------------------------------------------
     def argv(self, cmd: Sequence[str]) -> list[str]:

@@ -150,6 +150,12 @@ class TapDevice(BaseDevice):
         `mac` is the stack's address (a random locally administered one by default); the kernel
         interface keeps its own. The kernel interface's MTU is set to `mtu`. Raises `TapError`."""
         fd, ifname, ctl = _open_tap_fd(name, mtu)
+        return await cls.adopt(fd, ifname, ctl, mac=mac, mtu=mtu)
+
+    @classmethod
+    async def adopt(cls, fd: int, ifname: str, ctl: socket.socket, *, mac: MacAddress | str | None = None,
+                    mtu: int = 1500) -> TapDevice:
+        """A device on an fd from `open_fd` (closed on failure), once the kernel side is running."""
         try:
             dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=mtu, ctl=ctl)
         except BaseException:
@@ -231,19 +237,6 @@ class TapDevice(BaseDevice):
         st = self.stats
         st.tx_frames += 1
         st.tx_bytes += n
-
-    def _send(self, parts: Sequence[Buffer], size: int) -> None:
-        try:
-            os.writev(self.fd, parts)
-        except OSError as e:
-            if e.errno in _TX_DROP_ERRNOS:
-                self.stats.tx_dropped += 1
-                return
-            if e.errno == errno.EBADF:
-                raise DeviceClosedError(f"TAP {self.name} is closed") from None
-            raise
-        self.stats.tx_frames += 1
-        self.stats.tx_bytes += size
 
     def _on_close(self) -> None:
         try:
