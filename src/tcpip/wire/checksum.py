@@ -33,11 +33,11 @@ def add(a: int, b: int) -> int:
 def checksum(data: Buffer, initial: int = 0) -> int:
     """RFC 1071 checksum of `data`, starting from a partial sum (e.g. a pseudo-header)."""
     x = _from(data, "big") << 8 if len(data) & 1 else _from(data, "big")
-    x += initial
     s = x % 0xFFFF
-    if s:
-        return ~s & 0xFFFF
-    return 0 if x else 0xFFFF  # a sum of 0xFFFF (not all zero) has checksum 0
+    if initial:  # added after the modulo: never a second big-integer operation
+        s = (s + initial) % 0xFFFF
+        return 0xFFFF - s if s else 0
+    return 0xFFFF - s if s or not x else 0  # a sum of 0xFFFF (not all zero) has checksum 0
 
 
 def checksum_parts(parts: Iterable[Buffer], initial: int = 0) -> int:
