@@ -7,11 +7,14 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tcpip.core.arp import ArpEntry
 from tcpip.core.interface import Accepted, Interface
 from tcpip.core.stats import UdpStats
+from tcpip.errors import NoRouteError
 
 Buffer = bytes | bytearray | memoryview
 _HDR = struct.Struct("!HHHH")
+_IPUDP = struct.Struct("!BBHHHBBHIIHHHH")  # IPv4 header (no options) + UDP header
 _from = int.from_bytes
 EPHEMERAL_LOW = 49152
 EPHEMERAL_HIGH = 65535
@@ -31,6 +34,18 @@ class Binding:
     remote: tuple[int, int] | None = None  # connected: only this peer is heard
 
 
+@dataclass(slots=True)
+class _Flow:
+    eth: bytes  # the Ethernet header
+    ip_sum: int  # the IPv4 header's constant words, mod 0xFFFF
+    udp_sum: int  # pseudo-header addresses + protocol + ports, mod 0xFFFF
+    entry: ArpEntry  # valid while this neighbour entry keeps this MAC and stays fresh
+    mac: bytes
+    nh: int
+    addr: int
+    ttl: int
+
+
 class PortInUse(Exception):
     pass
 
@@ -38,11 +53,14 @@ class PortInUse(Exception):
 class UdpLayer:
     """UDP over one Interface. Registers itself as the interface's UDP handler."""
 
+    FLOW_CACHE = 1024
+
     def __init__(self, iface: Interface, rng: random.Random) -> None:
         self.iface = iface
         self.rng = rng
         self.stats = UdpStats()
         self.ports: dict[int, Binding] = {}
+        self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
         iface.udp_handler = self.input
         iface.error_handlers[17] = self.icmp_error
@@ -129,16 +147,69 @@ class UdpLayer:
     # -- output --------------------------------------------------------------------------------
     def send(self, sport: int, dst: int, dport: int, data: Buffer, now: float, *,
              src: int | None = None, on_fail: Callable[[int], None] | None = None) -> int:
-        """One datagram; the payload is never copied (header and data go out as separate parts)."""
+        """One datagram; the payload is never copied (header and data go out as separate parts).
+
+        Datagrams that fit one frame to a resolved neighbour use per-flow state: the Ethernet header and
+        the sums of the constant IPv4 and UDP header fields are precomputed, so per datagram only the
+        lengths, the ident and the payload's sum are added, and both headers are packed at once."""
+        n = len(data)
+        iface = self.iface
+        if src is None and n <= iface.config.mtu - 28 and not iface.pmtu and n >= 18:
+            key = (dst << 32) | (sport << 16) | dport
+            t = self._flows.get(key)
+            if t is not None:
+                e = t.entry
+                if e.mac is t.mac and (e.state == 2 or e.expires > now) and t.addr == iface.addr \
+                        and iface.arp.entries.get(t.nh) is e:
+                    ident = iface.next_ident(dst)
+                    total = 28 + n
+                    x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
+                    ip = (t.ip_sum + total + ident) % 0xFFFF
+                    u = (t.udp_sum + 2 * (8 + n) + x % 0xFFFF) % 0xFFFF
+                    hdr = t.eth + _IPUDP.pack(0x45, 0, total, ident, 0, t.ttl, 17, 0xFFFF - ip if ip else 0,
+                                              t.addr, dst, sport, dport, 8 + n,
+                                              0xFFFF - u)  # u == 0: sum 0xFFFF, sent as 0xFFFF (RFC 768)
+                    self.stats.tx_datagrams += 1
+                    iface.ip_stats.tx_packets += 1
+                    iface.eth_stats.tx_frames += 1
+                    iface.tx.append((hdr, data))
+                    return 0
+            r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
+            self._learn_flow(key, dst, sport, dport)
+            return r
+        return self._send_slow(sport, dst, dport, data, now, src, on_fail)
+
+    def _send_slow(self, sport: int, dst: int, dport: int, data: Buffer, now: float, src: int | None,
+                   on_fail: Callable[[int], None] | None) -> int:
         n = len(data)
         length = 8 + n
         s = self.iface.addr if src is None else src
         # Checksum: pseudo-header and UDP header from their words, one pass over the payload.
         c = ((s >> 16) + (s & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + length + sport + dport + length)
         if n:
-            c += _from(data, "big") << 8 if n & 1 else _from(data, "big")
+            c += (_from(data, "big") << 8 if n & 1 else _from(data, "big")) % 0xFFFF
         c %= 0xFFFF
         c = (~c & 0xFFFF) if c else 0  # c == 0 here means a one's-complement sum of 0xFFFF
         hdr = _HDR.pack(sport, dport, length, c or 0xFFFF)
         self.stats.tx_datagrams += 1
         return self.iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail)
+
+    def _learn_flow(self, key: int, dst: int, sport: int, dport: int) -> None:
+        """Remember the header of a flow whose next hop is resolved (bounded; cleared when full)."""
+        iface = self.iface
+        try:
+            nh = iface.next_hop(dst)
+        except NoRouteError:
+            return
+        if isinstance(nh, bytes) or dst == iface.addr:
+            return
+        e = iface.arp.entries.get(nh)
+        if e is None or e.mac is None:
+            return
+        if len(self._flows) >= self.FLOW_CACHE:
+            self._flows.clear()
+        a = iface.addr
+        ttl = iface.config.ttl
+        ip_sum = (0x4500 + (ttl << 8 | 17) + (a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)) % 0xFFFF
+        udp_sum = ((a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + sport + dport) % 0xFFFF
+        self._flows[key] = _Flow(e.mac + iface.mac + b"\x08\x00", ip_sum, udp_sum, e, e.mac, nh, a, ttl)
