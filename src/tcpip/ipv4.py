@@ -5,8 +5,10 @@ from __future__ import annotations
 import inspect
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from tcpip.core.arp import ArpEntry
 from tcpip.errors import NoRouteError, UnknownError
 from tcpip.ethif import Ethif
 from tcpip.netif.device import Buffer
@@ -16,6 +18,14 @@ from tcpip.wire.ipv4 import IpProto
 Callback = Callable[[IPv4Address, IPv4Address, memoryview], Awaitable[None] | None]
 _HDR = struct.Struct("!BBHHHBBHII")
 _PSEUDO = struct.Struct("!IIBBH")
+
+
+@dataclass(slots=True)
+class _Template:
+    header: bytes  # Ethernet + IPv4 header for one destination and protocol
+    mac: bytes | None  # the neighbour MAC it was built with (identity-checked)
+    entry: ArpEntry | None  # the neighbour entry that must still hold `mac`; None for broadcast
+    routes: int  # the interface's routing generation it was built under
 
 
 def _addr(a: IPv4Address | str | int) -> IPv4Address:
@@ -29,7 +39,7 @@ class Ipv4:
         self._ethif = ethif
         self._core = ethif.core
         self._runner = ethif.runner
-        self._templates: dict[int, tuple[bytes, bytes, int]] = {}
+        self._templates: dict[int, _Template] = {}
         self._frame_len = 14 + ethif.core.config.mtu
 
     @classmethod
@@ -89,26 +99,35 @@ class Ipv4:
         length (34). Raises NoRouteError, or HostUnreachableError when ARP gives up."""
         core = self._core
         dst = int(dest_ip) if isinstance(dest_ip, IPv4Address) else int(IPv4Address(dest_ip))
+        key = dst << 8 | proto
+        t = self._templates.get(key)
+        if t is not None and t.routes == core.routes:
+            e = t.entry  # None: a broadcast/multicast MAC, valid while the routes are
+            if e is None or (e.mac is t.mac and (e.state == 2 or e.expires > self._runner.now())
+                             and core.arp.entries.get(e.ip) is e):
+                buf = bytearray(self._frame_len)
+                buf[:34] = t.header
+                return memoryview(buf), 34
         nh = core.next_hop(dst)
+        entry = None
         if isinstance(nh, bytes):
             mac = nh
         else:
             known = core.arp.lookup(nh, self._runner.now())
             mac = known if known is not None else await self._runner.resolve(nh)
+            entry = core.arp.entries.get(nh)
         # Per-destination header template: Ethernet + IPv4 without length, ident and checksum.
-        key = dst << 8 | int(proto)
-        t = self._templates.get(key)
-        if t is None or t[0] != mac or t[2] != core.addr:
-            hdr = bytearray(34)
-            hdr[0:6] = mac
-            hdr[6:12] = core.mac
-            hdr[12:14] = b"\x08\x00"
-            _HDR.pack_into(hdr, 14, 0x45, 0, 0, 0, 0, core.config.ttl, int(proto), 0, core.addr, dst)
-            if len(self._templates) >= 4096:
-                self._templates.clear()
-            t = self._templates[key] = (mac, bytes(hdr), core.addr)
+        hdr = bytearray(34)
+        hdr[0:6] = mac
+        hdr[6:12] = core.mac
+        hdr[12:14] = b"\x08\x00"
+        _HDR.pack_into(hdr, 14, 0x45, 0, 0, 0, 0, core.config.ttl, int(proto), 0, core.addr, dst)
+        if len(self._templates) >= 4096:
+            self._templates.clear()
+        if entry is None or entry.mac is not None:
+            self._templates[key] = _Template(bytes(hdr), entry.mac if entry else mac, entry, core.routes)
         buf = bytearray(self._frame_len)
-        buf[:34] = t[1]
+        buf[:34] = hdr
         return memoryview(buf), 34
 
     async def write(self, frame: memoryview | bytearray, buffer: Buffer) -> None:

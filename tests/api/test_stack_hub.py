@@ -188,3 +188,34 @@ async def test_udp_via_seed_frames_reaches_scapy_with_valid_checksums() -> None:
         c = e[IP].chksum
         del e[IP].chksum
         assert Ether(bytes(e))[IP].chksum == c
+
+
+async def test_cached_next_hops_follow_gateway_changes() -> None:
+    """The per-flow UDP headers and allocate_frame templates are rebuilt when the routes change."""
+    hub = Hub()
+    sniff = hub.port()
+    seen: list[bytes] = []
+    sniff.attach(lambda f: seen.append(bytes(f)))
+    async with await Stack.connect(hub.port(), ipv4="198.18.0.2/24", gateways=["198.18.0.1"]) as a, \
+            await Stack.connect(hub.port(), ipv4="198.18.0.1/24") as g1, \
+            await Stack.connect(hub.port(), ipv4="198.18.0.3/24") as g2:
+        await a.ping("198.18.0.1")
+        await a.ping("198.18.0.3")
+        t, _ = await a.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 5000))
+        far = IPv4Address("198.19.9.9")
+
+        async def macs_used() -> tuple[str, str]:
+            seen.clear()
+            for _ in range(2):  # the second datagram takes the cached per-flow path
+                t.sendto(b"x" * 40, (str(far), 9))
+            frame, _hl = await a.ipv4.allocate_frame(proto=17, dest_ip=far)
+            await a.ipv4.allocate_frame(proto=17, dest_ip=far)
+            await settle(lambda: len([f for f in seen if UDP in Ether(f)]) == 2)
+            udp = {Ether(f).dst for f in seen if UDP in Ether(f)}
+            assert len(udp) == 1
+            return udp.pop(), str(MacAddress(bytes(frame[0:6])))
+
+        assert await macs_used() == (str(g1.mac), str(g1.mac))
+        await a.ipv4.set_ipv4_gateways([IPv4Address("198.18.0.3")])
+        assert await macs_used() == (str(g2.mac), str(g2.mac))
+        t.close()

@@ -88,11 +88,13 @@ class Interface:
         self.reassembler: Reassembler | None = Reassembler(config.reassembly) if config.reassemble else None
         self.max_frame = 14 + config.mtu
         self._verify = config.verify_checksums
+        self.routes = 0  # routing generation: bumped by every address, netmask, gateway or MAC change
         self.set_mac(config.mac.packed)
         self._apply_address()
 
     # -- configuration -------------------------------------------------------------------------
     def set_mac(self, mac: bytes) -> None:
+        self.routes += 1
         self.mac = mac
         self.arp.mac = mac
         self._macs = {mac, _BCAST}
@@ -122,6 +124,7 @@ class Interface:
 
     def set_gateways(self, gateways: Sequence[int]) -> None:
         self.config.gateways = list(gateways)
+        self.routes += 1
 
     def _apply_address(self) -> None:
         c = self.config
@@ -133,6 +136,7 @@ class Interface:
         self.bcast = (self.net | (~c.netmask & 0xFFFFFFFF)) if c.address and 0 < c.netmask < 0xFFFFFFFE \
             else -1
         self.arp.ip = c.address
+        self.routes += 1  # a generation: next hops cached under an older one are stale
         self._fast_dst = c.address if c.address else -1
 
     # -- output plumbing -----------------------------------------------------------------------

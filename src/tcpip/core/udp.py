@@ -44,6 +44,7 @@ class _Flow:
     nh: int
     addr: int
     ttl: int
+    routes: int  # the interface's routing generation it was learnt under
 
 
 class PortInUse(Exception):
@@ -159,7 +160,7 @@ class UdpLayer:
             t = self._flows.get(key)
             if t is not None:
                 e = t.entry
-                if e.mac is t.mac and (e.state == 2 or e.expires > now) and t.addr == iface.addr \
+                if e.mac is t.mac and (e.state == 2 or e.expires > now) and t.routes == iface.routes \
                         and iface.arp.entries.get(t.nh) is e:
                     ident = iface.next_ident(dst)
                     total = 28 + n
@@ -212,4 +213,5 @@ class UdpLayer:
         ttl = iface.config.ttl
         ip_sum = (0x4500 + (ttl << 8 | 17) + (a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)) % 0xFFFF
         udp_sum = ((a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + sport + dport) % 0xFFFF
-        self._flows[key] = _Flow(e.mac + iface.mac + b"\x08\x00", ip_sum, udp_sum, e, e.mac, nh, a, ttl)
+        self._flows[key] = _Flow(e.mac + iface.mac + b"\x08\x00", ip_sum, udp_sum, e, e.mac, nh, a, ttl,
+                                 iface.routes)

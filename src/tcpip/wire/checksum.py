@@ -41,19 +41,24 @@ def checksum(data: Buffer, initial: int = 0) -> int:
 
 
 def checksum_parts(parts: Iterable[Buffer], initial: int = 0) -> int:
-    """Checksum over several buffers as if concatenated (handles parts of odd length)."""
+    """Checksum over several buffers as if concatenated (parts of any length, odd ones included).
+
+    256**2 == 1 (mod 0xFFFF): a part's value counts times 256 when an odd number of bytes follows it,
+    and with the pad byte of an odd total that is exactly when the part ends at an odd offset."""
     s = initial
-    odd = False
+    end = 0
+    nonzero = initial != 0
     for p in parts:
-        if not len(p):
+        n = len(p)
+        if not n:
             continue
-        ps = ones_sum(p)
-        if odd:  # this part starts on the low byte of a word: swap its bytes
-            ps = ((ps << 8) | (ps >> 8)) & 0xFFFF
-        s = add(s, ps)
-        if len(p) & 1:
-            odd = not odd
-    return ~s & 0xFFFF
+        x = _from(p, "big")
+        end += n
+        if x:
+            nonzero = True
+            s += (x % 0xFFFF) << 8 if end & 1 else x % 0xFFFF
+    s %= 0xFFFF
+    return 0xFFFF - s if s or not nonzero else 0
 
 
 def verify(data: Buffer, initial: int = 0) -> bool:
