@@ -1,4 +1,5 @@
-"""Shared test configuration: hypothesis profiles (dev is quick; CI a bit deeper)."""
+"""Shared test configuration: hypothesis profiles (dev is quick and random; CI deeper and derandomized, so
+a CI verdict is reproducible), and the opt-in for `slow` tests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile("dev", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("ci", max_examples=120, deadline=None,
+settings.register_profile("ci", max_examples=120, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 

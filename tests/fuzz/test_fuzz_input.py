@@ -97,6 +97,10 @@ def test_arbitrary_payloads_behind_a_valid_ethernet_header(eth: bytes, bodies: l
 
 
 MUTATION = st.tuples(st.integers(0, 7), st.integers(0, 2000), st.integers(0, 0xFFFF))
+# In-place mutations only: op 5 (splice in another seed) can turn a fragment into a whole other datagram,
+# which may rightly be delivered too.
+IN_PLACE_MUTATION = st.tuples(st.integers(0, 7).filter(lambda op: op != 5), st.integers(0, 2000),
+                              st.integers(0, 0xFFFF))
 
 
 def apply(frame: bytes, ops: list[tuple[int, int, int]], fix: bool) -> bytes:
@@ -138,7 +142,7 @@ def test_mutated_valid_frames(spec: list[tuple[str, list[tuple[int, int, int]], 
     assert ping_answered(iface, now)
 
 
-@given(st.permutations(range(6)), st.lists(MUTATION, max_size=3), st.integers(0, 5))
+@given(st.permutations(range(6)), st.lists(IN_PLACE_MUTATION, max_size=3), st.integers(0, 5))
 def test_fragment_sets_in_any_order_with_one_mutated(order: list[int], ops: list[tuple[int, int, int]],
                                                       which: int) -> None:
     """A fragmented UDP datagram (and an overlapping pair) in any order, one fragment mutated: the UDP
