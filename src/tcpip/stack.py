@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from types import TracebackType
@@ -16,7 +17,7 @@ from tcpip.core.udp import Binding, UdpLayer
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.ethif import Ethif
 from tcpip.ipv4 import Ipv4
-from tcpip.netif.clock import Clock
+from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
 from tcpip.udp import UdpTransport, create_datagram_endpoint
 from tcpip.wire.mac import MacAddress
@@ -37,6 +38,9 @@ class Stack:
         self.udp = UdpLayer(self.core, rng)
         self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], float]] = {}
         self._ping_ident = rng.getrandbits(16)
+        # Round-trip times need better than uvloop's millisecond loop clock; virtual clocks stay virtual.
+        clock = self.runner.clock
+        self._rtt_clock = time.perf_counter if isinstance(clock, LoopClock) else clock.now
         self.core.echo_reply_handler = self._echo_reply
         self._services: list[Binding] = []
         self._closed = False
@@ -94,7 +98,7 @@ class Stack:
     async def _probe(self, dst: int, ident: int, seq: int, size: int,
                      timeout: float) -> float | None:
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        sent = self.runner.now()
+        sent = self._rtt_clock()
         key = (ident, seq)
         self._pings[key] = (fut, sent)
         data = bytes((seq + i) & 0xFF for i in range(size))
@@ -110,7 +114,7 @@ class Stack:
     def _echo_reply(self, src: int, ident: int, seq: int, data: memoryview, now: float) -> None:
         e = self._pings.get((ident, seq))
         if e is not None and not e[0].done():
-            e[0].set_result(now - e[1])
+            e[0].set_result(self._rtt_clock() - e[1])
 
     # -- UDP -----------------------------------------------------------------------------------
     async def create_datagram_endpoint(self, protocol_factory: Callable[[], Any],
