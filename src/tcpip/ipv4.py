@@ -105,6 +105,8 @@ class Ipv4:
             e = t.entry  # None: a broadcast/multicast MAC, valid while the routes are
             if e is None or (e.mac is t.mac and (e.state == 2 or e.expires > self._runner.now())
                              and core.arp.entries.get(e.ip) is e):
+                if e is not None:
+                    e.used = True
                 buf = bytearray(self._frame_len)
                 buf[:34] = t.header
                 return memoryview(buf), 34
@@ -130,19 +132,25 @@ class Ipv4:
         buf[:34] = hdr
         return memoryview(buf), 34
 
-    async def write(self, frame: memoryview | bytearray, buffer: Buffer) -> None:
+    async def write(self, frame: memoryview | bytearray, buffer: Buffer, *, dont_fragment: bool = False,
+                    dont_frag: bool = False) -> None:
         """Send `frame` (from allocate_frame, cut to the bytes used) followed by `buffer` as one
-        datagram: total length, ident and checksum are filled in; fragmented above the MTU."""
-        mv = frame if isinstance(frame, memoryview) else memoryview(frame)
-        runner = self._runner
-        self._core.send_prebuilt(mv, (buffer,), runner.now())
-        runner.flush()
+        datagram: total length, ident and checksum are filled in; fragmented above the path MTU unless
+        `dont_fragment` (alias `dont_frag`) sets DF, in which case a datagram too big raises
+        WouldFragmentError. Above 65535 bytes: MessageTooLongError."""
+        self._send(frame, (buffer,), dont_fragment or dont_frag)
 
-    async def writev(self, frame: memoryview | bytearray, buffers: Sequence[Buffer]) -> None:
+    async def writev(self, frame: memoryview | bytearray, buffers: Sequence[Buffer], *,
+                     dont_fragment: bool = False, dont_frag: bool = False) -> None:
         """Like write, with the payload in several buffers (scatter-gather down to the device)."""
+        self._send(frame, buffers, dont_fragment or dont_frag)
+
+    def _send(self, frame: memoryview | bytearray, parts: Sequence[Buffer], df: bool) -> None:
         mv = frame if isinstance(frame, memoryview) else memoryview(frame)
+        if df and len(mv) > 20:
+            mv[20] |= 0x40
         runner = self._runner
-        self._core.send_prebuilt(mv, buffers, runner.now())
+        self._core.send_prebuilt(mv, parts, runner.now())
         runner.flush()
 
     # -- configuration -------------------------------------------------------------------------

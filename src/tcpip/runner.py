@@ -29,6 +29,7 @@ class Runner:
         self._timer_at: float | None = None
         self._arp_waiters: dict[int, list[asyncio.Future[bytes]]] = {}
         self.tx_errors = 0
+        self.rx_errors = 0
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
         self._loop_scheduled = False
@@ -44,8 +45,9 @@ class Runner:
         core = self.core
         try:
             core.receive(frame, self._time())
-        except TcpipError:
-            log.exception("unexpected error on input")  # a bug, but never kill the loop
+        except Exception:
+            self.rx_errors += 1  # a bug by definition (bad input is a counted drop): never kill the loop
+            log.exception("unexpected error on input")
         if core.tx or core.loopback:
             self.flush()
         elif core.arp.pending or core.reassembler:  # a Reassembler is falsy while it holds nothing

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from types import TracebackType
@@ -14,7 +15,7 @@ from typing import Any
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.stats import as_dict
 from tcpip.core.udp import Binding, UdpLayer
-from tcpip.errors import NoRouteError, TcpipError
+from tcpip.errors import DeviceClosedError, NoRouteError, TcpipError
 from tcpip.ethif import Ethif
 from tcpip.ipv4 import Ipv4
 from tcpip.netif.clock import Clock, LoopClock
@@ -43,6 +44,7 @@ class Stack:
         self._rtt_clock = time.perf_counter if isinstance(clock, LoopClock) else clock.now
         self.core.echo_reply_handler = self._echo_reply
         self._services: list[Binding] = []
+        self._transports: weakref.WeakSet[UdpTransport] = weakref.WeakSet()  # closed on disconnect
         self._closed = False
         self.device.attach(self.runner.on_frame)
 
@@ -106,7 +108,7 @@ class Stack:
             self.core.send_echo(dst, ident, seq, data, sent)
             self.runner.flush()
             return await asyncio.wait_for(fut, timeout)
-        except (TimeoutError, NoRouteError):
+        except (TimeoutError, NoRouteError, DeviceClosedError):
             return None
         finally:
             self._pings.pop(key, None)
@@ -122,8 +124,10 @@ class Stack:
                                        remote_addr: tuple[str, int] | None = None, *,
                                        allow_broadcast: bool = False) -> tuple[UdpTransport, Any]:
         """asyncio's `loop.create_datagram_endpoint`, over this stack."""
-        return await create_datagram_endpoint(self, protocol_factory, local_addr, remote_addr,
+        t, p = await create_datagram_endpoint(self, protocol_factory, local_addr, remote_addr,
                                               allow_broadcast=allow_broadcast)
+        self._transports.add(t)
+        return t, p
 
     async def udp_echo(self, port: int = 7) -> Binding:
         """A zero-copy UDP echo service on `port` (RFC 862)."""
@@ -151,6 +155,7 @@ class Stack:
             "udp": as_dict(self.udp.stats),
         }
         out["arp"]["cache_entries"] = len(c.arp.entries)
+        out["driver"] = {"rx_errors": self.runner.rx_errors, "tx_errors": self.runner.tx_errors}
         r = c.reassembler
         if r is not None:
             out["reassembly"] = as_dict(r.stats)
@@ -166,8 +171,10 @@ class Stack:
             return
         self._closed = True
         for fut, _ in self._pings.values():
-            if not fut.done():
-                fut.cancel()
+            if not fut.done():  # the pinger gets None for this probe, not a CancelledError
+                fut.set_exception(DeviceClosedError("stack disconnected"))
+        for t in list(self._transports):
+            t.close()
         self.device.attach(None)
         await self.ethif.disconnect()
 

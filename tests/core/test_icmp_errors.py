@@ -462,9 +462,9 @@ def test_frag_needed_lowers_path_mtu_used_by_later_sends_and_expires() -> None:
     # A "too big" announcing a larger MTU never raises the estimate (RFC 1191 6.1).
     feed(iface, _error_frame(3, 4, 1400, sent[:28]), 4.0)
     assert iface.path_mtu(ip_int(FAR), 4.0) == 1000
-    feed(iface, _error_frame(3, 4, 40, sent[:28]), 5.0)  # below 68: clamped
-    assert iface.path_mtu(ip_int(FAR), 5.0) == 68
-    assert iface.path_mtu(ip_int(FAR), 604.99) == 68
+    feed(iface, _error_frame(3, 4, 40, sent[:28]), 5.0)  # below Linux's min_pmtu: clamped to 552
+    assert iface.path_mtu(ip_int(FAR), 5.0) == 552
+    assert iface.path_mtu(ip_int(FAR), 604.99) == 552
     assert iface.path_mtu(ip_int(FAR), 605.0) == 1500  # expired 600 s after it was learnt
     assert iface.pmtu == {}
 

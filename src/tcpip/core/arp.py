@@ -31,6 +31,10 @@ class ArpEntry:
     # frames (IPv4 packets as parts, Ethernet header missing) waiting for the MAC, with failure hooks
     queue: list[tuple[Frame, FailHook | None]] | None = None
     refreshing: bool = False
+    queued_bytes: int = 0
+    # Set by the fast paths that read `entries` directly (cheaper than reordering per frame); eviction
+    # gives such an entry a second chance, so the order approximates least recently used (CLOCK).
+    used: bool = False
 
     @property
     def state_name(self) -> str:
@@ -45,7 +49,7 @@ class ArpCache:
     """
 
     def __init__(self, stats: ArpStats, emit: Callable[[Frame], None], *, size: int, tries: int,
-                 interval: float, reachable: float, queue_len: int) -> None:
+                 interval: float, reachable: float, queue_len: int, queue_bytes: int = 212992) -> None:
         self.stats = stats
         self._emit = emit
         self.size = size
@@ -53,6 +57,7 @@ class ArpCache:
         self.interval = interval
         self.reachable = reachable
         self.queue_len = queue_len
+        self.queue_bytes = queue_bytes
         self.entries: OrderedDict[int, ArpEntry] = OrderedDict()
         self.pending: dict[int, ArpEntry] = {}
         self.mac = _ZERO_MAC
@@ -92,10 +97,18 @@ class ArpCache:
             q = e.queue
             if q is None:
                 q = e.queue = []
-            if len(q) >= self.queue_len:
-                q.pop(0)  # like Linux: the oldest is dropped
+                e.queued_bytes = 0
+            size = sum(map(len, frame))
+            if size > self.queue_bytes:
+                self.stats.queue_dropped += 1
+                return
+            # Bounded in frames and in bytes (Linux unres_qlen_bytes): the oldest are dropped first.
+            while q and (len(q) >= self.queue_len or e.queued_bytes + size > self.queue_bytes):
+                old, _hook = q.pop(0)
+                e.queued_bytes -= sum(map(len, old))
                 self.stats.queue_dropped += 1
             q.append((frame, on_fail))
+            e.queued_bytes += size
 
     def add_static(self, ip: int, mac: bytes) -> None:
         e = self.entries.get(ip)
@@ -113,6 +126,10 @@ class ArpCache:
         self.entries.move_to_end(ip)
         while len(self.entries) > self.size:
             old_ip, old = next(iter(self.entries.items()))
+            if old.used and old is not e:  # used by a fast path since it was last ordered: second chance
+                old.used = False
+                self.entries.move_to_end(old_ip)
+                continue
             if old.state == STATIC and any(x.state != STATIC for x in self.entries.values()):
                 self.entries.move_to_end(old_ip)  # statics are never evicted while others exist
                 continue

@@ -22,7 +22,8 @@ class InterfaceConfig:
     arp_interval: float = 1.0
     arp_reachable: float = 60.0
     arp_cache_size: int = 1024
-    arp_queue_len: int = 64  # frames per unresolved next hop: one 64 KiB datagram's fragments fit
+    arp_queue_len: int = 4096  # frames per unresolved next hop (fragments count one each)
+    arp_queue_bytes: int = 212992  # and bytes (Linux unres_qlen_bytes): any one datagram fits at any MTU
     # ICMP
     icmp_echo_ignore_broadcasts: bool = True
     icmp_rate_per_dest: float = 1.0  # tokens per second per destination (Linux: 1 s peer limit)
@@ -34,6 +35,7 @@ class InterfaceConfig:
     pmtu_table_size: int = 4096
     icmp_rate_table_size: int = 4096
     pmtu_expiry: float = 600.0  # RFC 1191 suggests 10 minutes
+    min_pmtu: int = 552  # Linux net.ipv4.route.min_pmtu: the lowest path MTU an ICMP message can set
     # Reassembly (RFC 791/815): limits documented in core/reassembly.py
     reassemble: bool = True
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)

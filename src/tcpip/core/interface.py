@@ -71,7 +71,8 @@ class Interface:
         self.icmp_stats = IcmpStats()
         self.arp = ArpCache(ArpStats(), self._emit, size=config.arp_cache_size,
                             tries=config.arp_tries, interval=config.arp_interval,
-                            reachable=config.arp_reachable, queue_len=config.arp_queue_len)
+                            reachable=config.arp_reachable, queue_len=config.arp_queue_len,
+                            queue_bytes=config.arp_queue_bytes)
         self.udp_handler: Handler | None = None
         self.tcp_handler: Handler | None = None
         self.proto_handlers: dict[int, Handler] = {}
@@ -184,7 +185,7 @@ class Interface:
         elif proto == 6:
             h = self.tcp_handler
         else:
-            if proto == 1 and frame[34] == 8 and total >= 28 and self._fast_echo(frame, total, src, now):
+            if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
                 return
             h = None
         if h is not None:
@@ -411,6 +412,7 @@ class Interface:
         e = self.arp.entries.get(nh)
         if e is None or e.mac is None or (e.expires <= now and e.state != 2):
             return False
+        e.used = True
         self.ip_stats.rx_delivered += 1
         ist = self.icmp_stats
         ist.rx_messages += 1
@@ -470,7 +472,9 @@ class Interface:
         if mtu == 0:  # RFC 1191 section 5: an old router; guess from the plateau table
             mtu = next((p for p in (32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68)
                         if p < quoted_len), 68)
-        mtu = max(68, mtu)
+        # Linux's min_pmtu (552, RFC 5927): a forged "fragmentation needed" can't shrink us to 68-byte
+        # fragments; a link MTU below it stays the limit.
+        mtu = min(max(self.config.min_pmtu, mtu), self.config.mtu)
         if mtu >= self.path_mtu(dst, now):
             return  # RFC 1191 6.1: a Datagram Too Big never raises the estimate (Linux ignores it)
         self.pmtu[dst] = (mtu, now + self.config.pmtu_expiry)
@@ -600,6 +604,7 @@ class Interface:
             # Common case: one frame to a resolved neighbour.
             e = self.arp.entries.get(nh)
             if e is not None and e.mac is not None and (e.state == 2 or e.expires > now):
+                e.used = True
                 self.ip_stats.tx_packets += 1
                 self.eth_stats.tx_frames += 1
                 self.tx.append((e.mac + self.mac + _ETH_IPV4, hdr, *parts))
@@ -624,14 +629,17 @@ class Interface:
             frames = [(hdr, *parts)]
         self.ip_stats.tx_packets += 1
         if isinstance(nh, bytes):
-            mac: bytes | None = nh
+            mac = nh
         else:
-            mac = self.arp.lookup(nh, now)
-        if mac is None:
-            self.ip_stats.tx_arp_pending += 1
-            for f in frames:
-                self.arp.resolve(nh, f, now, on_fail)  # type: ignore[arg-type]
-            return PENDING
+            known = self.arp.lookup(nh, now)
+            if known is None:
+                self.ip_stats.tx_arp_pending += 1
+                for f in frames:
+                    # Waiting frames are copied: the caller may reuse its buffers as soon as we return
+                    # (asyncio's transports copy what they buffer too). Sent-now frames stay zero-copy.
+                    self.arp.resolve(nh, tuple(p if type(p) is bytes else bytes(p) for p in f), now, on_fail)
+                return PENDING
+            mac = known
         eth = mac + self.mac + _ETH_IPV4
         for f in frames:
             self._emit((eth, *f))

@@ -162,6 +162,7 @@ class UdpLayer:
                 e = t.entry
                 if e.mac is t.mac and (e.state == 2 or e.expires > now) and t.routes == iface.routes \
                         and iface.arp.entries.get(t.nh) is e:
+                    e.used = True
                     ident = iface.next_ident(dst)
                     total = 28 + n
                     x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
