@@ -223,6 +223,7 @@ async def cmd_ping(args: argparse.Namespace) -> int:
     sent = 0
     async with await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args)) as stack:
         print(f"PING {args.dest} ({args.dest}) {args.size}({args.size + 28}) bytes of data.", flush=True)
+        ident = stack.rng.getrandbits(16)  # one identifier for the run, sequence numbers 1, 2, ... like ping(8)
         t0 = time.monotonic()
         for seq in range(1, args.count + 1):
             if stop.is_set():
@@ -230,7 +231,8 @@ async def cmd_ping(args: argparse.Namespace) -> int:
             sent += 1
             tick = loop.time()
             try:
-                (rtt,) = await stack.ping(args.dest, count=1, size=args.size, timeout=args.timeout)
+                (rtt,) = await stack.ping(args.dest, count=1, size=args.size, timeout=args.timeout,
+                                          ident=ident, seq=seq)
             except TcpipError as e:
                 print(f"From {stack.address} icmp_seq={seq} {e}", flush=True)
                 rtt = None

@@ -81,19 +81,22 @@ class Stack:
 
     # -- ICMP echo -----------------------------------------------------------------------------
     async def ping(self, dst: IPv4Address | str, count: int = 1, size: int = 56,
-                   timeout: float = 1.0, interval: float = 0.0) -> list[float | None]:
+                   timeout: float = 1.0, interval: float = 0.0, *, ident: int | None = None,
+                   seq: int = 0) -> list[float | None]:
         """Send `count` echo requests of `size` data bytes, one after the other: each waits for its reply
         (at most `timeout` seconds), and consecutive requests start at least `interval` seconds apart
-        (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe."""
+        (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe. The echo
+        identifier is fresh per call unless given; sequence numbers count up from `seq`."""
         d = int(IPv4Address(dst))
-        self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
+        if ident is None:
+            self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
         results: list[float | None] = []
         loop = asyncio.get_running_loop()
-        for seq in range(count):
+        for i in range(count):
             start = loop.time()
-            results.append(await self._probe(d, ident, seq, size, timeout))
+            results.append(await self._probe(d, ident, (seq + i) & 0xFFFF, size, timeout))
             rest = interval - (loop.time() - start)
-            if rest > 0 and seq + 1 < count:
+            if rest > 0 and i + 1 < count:
                 await asyncio.sleep(rest)
         return results
 
