@@ -178,3 +178,27 @@ def test_tshark_oracle_catches_bad_checksums(tmp_path: Path) -> None:
         w.record([frame])
         w.close()
     assert any("Checksum" in p for p in tshark_problems(path))
+
+
+def test_frames_dropped_by_a_full_queue_are_not_recorded() -> None:
+    """A frame the device counted as dropped (EAGAIN on a TAP) never left: it is not in the capture."""
+    from collections.abc import Sequence
+
+    from tcpip.netif.device import BaseDevice, Buffer
+    from tcpip.wire.mac import MacAddress
+
+    class Full(BaseDevice):
+        def _send(self, parts: Sequence[Buffer], size: int) -> None:
+            if parts[0][0] == 0xEE:
+                self.stats.tx_dropped += 1
+            else:
+                self.stats.tx_frames += 1
+
+    buf = io.BytesIO()
+    w = PcapWriter(Full(MacAddress("02:00:00:00:00:01"), 1500), buf)
+    w.transmit((b"\x11" * 60,))
+    w.transmit((b"\xee" * 60,))
+    w.transmit((b"\x22" * 60,))
+    w.flush()
+    recs = read_pcap(io.BytesIO(buf.getvalue()))[1]
+    assert [r.data[:1] for r in recs] == [b"\x11", b"\x22"]

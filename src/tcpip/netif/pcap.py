@@ -89,8 +89,11 @@ class PcapWriter:
         return self.device.closed
 
     def transmit(self, parts: Sequence[Buffer]) -> None:
+        st = getattr(self.device, "stats", None)
+        dropped = getattr(st, "tx_dropped", 0)
         self.device.transmit(parts)  # raises on misuse before anything is recorded
-        self.record(parts)
+        if getattr(st, "tx_dropped", 0) == dropped:  # not dropped by a full queue: it really left
+            self.record(parts)
 
     async def write(self, frame: Buffer) -> None:
         self.transmit((frame,))
