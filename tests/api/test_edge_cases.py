@@ -8,9 +8,9 @@ import random
 from ipaddress import IPv4Address
 
 import pytest
-from helpers_hub import settle
 from scapy.layers.inet import IP
 from scapy.layers.l2 import ARP, Ether
+from testlib import settle
 
 from tcpip import IpProto, Stack, WouldFragmentError
 from tcpip.core.config import InterfaceConfig

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP, defragment, fragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
+from testlib import csum, ip_int, mac_bytes
 
 import tcpip
 from tcpip import Stack
@@ -37,23 +38,6 @@ from tcpip.wire.mac import MacAddress
 A, B = "198.18.0.1", "198.18.0.2"
 RAW_IP, RAW_MAC = "198.18.0.50", "02:00:00:00:00:50"
 OUR_MAC, PEER_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
-
-
-def ip_int(s: str) -> int:
-    return int(IPv4Address(s))
-
-
-def mac_bytes(s: str) -> bytes:
-    return MacAddress(s).packed
-
-
-def csum(data: bytes) -> int:
-    if len(data) & 1:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def pattern(n: int, seed: int = 0) -> bytes:

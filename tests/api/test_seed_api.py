@@ -6,10 +6,10 @@ import asyncio
 from ipaddress import IPv4Address
 
 import pytest
-from helpers_hub import settle
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
+from testlib import settle
 
 from tcpip import Ethif, IpProto, Ipv4, Ipv4Error, MacAddress, UnknownError
 from tcpip.netif import Hub

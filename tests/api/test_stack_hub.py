@@ -7,10 +7,10 @@ import random
 from ipaddress import IPv4Address
 
 import pytest
-from helpers_hub import settle
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
+from testlib import settle
 
 from tcpip import HostUnreachableError, MacAddress, NoRouteError, Stack
 from tcpip.netif import Hub, VirtualClock

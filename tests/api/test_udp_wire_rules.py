@@ -15,6 +15,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPOption, UDPerror
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
+from testlib import ref_ones_sum
 
 from tcpip import Stack
 from tcpip.netif.clock import VirtualClock
@@ -34,16 +35,6 @@ async def settle(cond: Callable[[], bool] | None = None, rounds: int = 50) -> No
         await asyncio.sleep(0)
     if cond is not None:
         assert cond(), "condition never held"
-
-
-def ones_sum(data: bytes) -> int:
-    """RFC 1071 one's-complement sum, written out here independently of tcpip's own."""
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
 
 
 def pseudo(src: str, dst: str, length: int) -> bytes:
@@ -118,10 +109,10 @@ def _payload_for_zero_checksum(sport: int, dport: int, prefix: bytes) -> bytes:
     assert len(prefix) % 2 == 0
     data = prefix + b"\0\0"
     length = 8 + len(data)
-    s = ones_sum(pseudo(US, PEER, length) + struct.pack("!HHHH", sport, dport, length, 0) + data)
+    s = ref_ones_sum(pseudo(US, PEER, length) + struct.pack("!HHHH", sport, dport, length, 0) + data)
     word = ~s & 0xFFFF
     out = prefix + struct.pack("!H", word)
-    total = ones_sum(pseudo(US, PEER, length) + struct.pack("!HHHH", sport, dport, length, 0) + out)
+    total = ref_ones_sum(pseudo(US, PEER, length) + struct.pack("!HHHH", sport, dport, length, 0) + out)
     assert total == 0xFFFF  # the computed checksum ~total is 0
     return out
 
@@ -149,7 +140,7 @@ async def test_output_checksum_matches_scapy(wire: Wire, payload: bytes | str) -
     if len(payload) == 32:  # the crafted one
         assert udp.chksum == 0xFFFF
     # And it verifies: the sum over pseudo-header and datagram is 0xFFFF.
-    assert ones_sum(pseudo(US, PEER, udp.len) + wire_udp) == 0xFFFF
+    assert ref_ones_sum(pseudo(US, PEER, udp.len) + wire_udp) == 0xFFFF
 
 
 # -- checksums and lengths on input ----------------------------------------------------------------
@@ -182,7 +173,7 @@ async def test_checksum_ffff_for_a_zero_sum_accepted(wire: Wire) -> None:
     data = b"make the sum come out as zero!.."
     # Find the trailing word that makes the sum zero for this direction (PEER -> US).
     length = 8 + len(data)
-    s = ones_sum(pseudo(PEER, US, length) + struct.pack("!HHHH", 1234, 7000, length, 0)
+    s = ref_ones_sum(pseudo(PEER, US, length) + struct.pack("!HHHH", 1234, 7000, length, 0)
                  + data[:-2] + b"\0\0")
     data = data[:-2] + struct.pack("!H", ~s & 0xFFFF)
     pkt = IP(src=PEER, dst=US) / UDP(sport=1234, dport=7000) / Raw(data)
@@ -279,7 +270,7 @@ async def test_closed_port_gives_icmp_port_unreachable_quoting_header_and_8_byte
     body = bytes(e[ICMP])
     assert body[8:] == sent[:hl + 8]  # the whole IP header (with options) + the UDP header
     assert body[4:8] == b"\0\0\0\0"  # unused
-    assert ones_sum(body) == 0xFFFF  # ICMP checksum verifies
+    assert ref_ones_sum(body) == 0xFFFF  # ICMP checksum verifies
     chk = e[IP].copy()
     del chk[ICMP].chksum
     assert IP(bytes(chk))[ICMP].chksum == e[ICMP].chksum  # and scapy agrees

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testlib import csum, ip_int, mac_bytes
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
@@ -37,23 +38,6 @@ SUBNET_BCAST = "198.18.0.255"
 
 
 # -- frame builders ------------------------------------------------------------------------------------
-def ip_int(s: str) -> int:
-    return int(IPv4Address(s))
-
-
-def mac_bytes(s: str) -> bytes:
-    return MacAddress(s).packed
-
-
-def csum(data: bytes) -> int:
-    if len(data) & 1:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def ipv4(src: str | int, dst: str | int, proto: int, payload: bytes, *, ident: int = 0x1234,
          flags_frag: int = 0, ttl: int = 64, options: bytes = b"", ihl: int | None = None,
          total: int | None = None) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any, cast
 import pytest
 from scapy.layers.inet import IP, UDP, defragment
 from scapy.packet import Raw
+from testlib import csum, ip_int, mac_bytes
 
 from tcpip import Stack
 from tcpip.core.config import InterfaceConfig
@@ -44,23 +45,6 @@ PROTO = 253  # RFC 3692 experimental: nobody handles it
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def ip_int(s: str) -> int:
-    return int(IPv4Address(s))
-
-
-def mac_bytes(s: str) -> bytes:
-    return MacAddress(s).packed
-
-
-def csum(data: bytes) -> int:
-    if len(data) & 1:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def ipv4(src: str, dst: str, proto: int, payload: bytes, *, ident: int = 0x1234, flags_frag: int = 0,
          ttl: int = 64, options: bytes = b"") -> bytes:
     hl = 20 + len(options)

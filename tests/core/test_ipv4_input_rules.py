@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import ARP, ICMP, IP, UDP, Ether, Raw
 from scapy.layers.inet import IPerror, IPOption_LSRR, IPOption_NOP, IPOption_RR, IPOption_SSRR
+from testlib import csum, ip_int, mac_bytes
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
@@ -31,14 +32,6 @@ OUR_IP = "198.18.0.2"
 PEER_IP = "198.18.0.1"
 SUBNET_BCAST = "198.18.0.255"
 GATEWAY = "198.18.0.254"
-
-
-def ip_int(s: str) -> int:
-    return int(IPv4Address(s))
-
-
-def mac_bytes(s: str) -> bytes:
-    return MacAddress(s).packed
 
 
 def make_iface(**config: object) -> Interface:
@@ -65,15 +58,6 @@ def feed(iface: Interface, frame: bytes, now: float = 1.0) -> dict[str, int]:
     return {k: after[k] - before[k] for k in after if after[k] != before[k]}
 
 
-def ones_complement_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def ipv4(src: str, dst: str, proto: int, payload: bytes, *, ttl: int = 64, options: bytes = b"",
          flags_frag: int = 0, version: int = 4, ihl: int | None = None, total: int | None = None,
          bad_checksum: bool = False) -> bytes:
@@ -83,7 +67,7 @@ def ipv4(src: str, dst: str, proto: int, payload: bytes, *, ttl: int = 64, optio
     total = hl + len(payload) if total is None else total
     hdr = bytearray(struct.pack("!BBHHHBBH4s4s", (version << 4) | ihl, 0, total, 0x1234, flags_frag, ttl, proto, 0,
                                 IPv4Address(src).packed, IPv4Address(dst).packed) + options)
-    c = ones_complement_checksum(bytes(hdr))
+    c = csum(bytes(hdr))
     if bad_checksum:
         c ^= 0x0101
     hdr[10:12] = c.to_bytes(2, "big")
@@ -436,8 +420,8 @@ def test_icmp_echo_answered(iface: Interface) -> None:
     assert (out.dst, out.src, out[IP].src, out[IP].dst, out[IP].len) == (PEER_MAC, OUR_MAC, OUR_IP, PEER_IP, 84)
     assert (out[ICMP].type, out[ICMP].code, out[ICMP].id, out[ICMP].seq) == (0, 0, 0xBEEF, 42)
     assert bytes(out[ICMP].payload) == data
-    assert ones_complement_checksum(bytes(out[ICMP])) == 0
-    assert ones_complement_checksum(bytes(out[IP])[:20]) == 0
+    assert csum(bytes(out[ICMP])) == 0
+    assert csum(bytes(out[IP])[:20]) == 0
 
 
 @pytest.mark.parametrize("size", [0, 1, 3, 17, 18, 1468])  # 1468: fits the MTU with 4 bytes of options
@@ -458,10 +442,10 @@ def test_icmp_echo_reply_exact_for_any_size(iface: Interface, size: int, options
     assert hdr[0] == 0x45  # options are not echoed back
     assert struct.unpack("!H", hdr[2:4])[0] == 20 + 8 + size
     assert (hdr[8], hdr[9], hdr[12:16], hdr[16:20]) == (64, 1, IPv4Address(OUR_IP).packed, IPv4Address(PEER_IP).packed)
-    assert ones_complement_checksum(hdr) == 0
+    assert csum(hdr) == 0
     assert icmp[:2] == b"\x00\x00"
     assert icmp[4:] == request[4:]  # same identifier, sequence and data
-    assert ones_complement_checksum(icmp) == 0
+    assert csum(icmp) == 0
 
 
 def test_icmp_echo_from_unresolved_host_waits_for_arp(iface: Interface) -> None:
@@ -583,7 +567,7 @@ def test_fuzz_mutated_frames_only_count(frame: bytes, flips: list[tuple[int, int
     hl = (buf[14] & 15) * 4
     if fix_checksum and buf[12:14] == b"\x08\x00" and 20 <= hl <= len(buf) - 14:  # reach the deeper checks
         buf[24:26] = b"\x00\x00"
-        buf[24:26] = ones_complement_checksum(bytes(buf[14:14 + hl])).to_bytes(2, "big")
+        buf[24:26] = csum(bytes(buf[14:14 + hl])).to_bytes(2, "big")
     buf = buf[:cut] if cut < len(buf) else buf
     before = counters(iface)["eth.rx_frames"]
     iface.receive(memoryview(bytes(buf)), 2.0)

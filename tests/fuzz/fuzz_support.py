@@ -7,7 +7,6 @@ Run as a script to (re)write the corpus: `python tests/fuzz/fuzz_support.py --wr
 
 from __future__ import annotations
 
-import asyncio
 import random
 import struct
 import sys
@@ -35,6 +34,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
+from testlib import settle as _settle
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
@@ -384,13 +384,8 @@ def ping_answered(iface: Interface, now: float, seq: int = 1) -> bool:
 
 
 async def settle(cond: Callable[[], bool] | None = None, rounds: int = 500) -> None:
-    """Let the loop deliver hub frames: until `cond()` holds, or `rounds` iterations."""
-    for _ in range(rounds):
-        if cond is not None and cond():
-            return
-        await asyncio.sleep(0)
-    if cond is not None:
-        assert cond(), "condition not reached"
+    """testlib.settle with more rounds: fuzzed stacks exchange more frames."""
+    await _settle(cond, rounds)
 
 
 # -- a device wrapper that records what reaches the stack ------------------------------------------------
