@@ -34,7 +34,7 @@ def csum(data: bytes) -> int:
     return ~ref_ones_sum(data) & 0xFFFF
 
 
-async def settle(cond: Callable[[], bool] | None = None, rounds: int = 200) -> None:
+async def settle(cond: Callable[[], bool] | None = None, rounds: int = 500) -> None:
     """Let the loop deliver hub frames (each hop is one call_soon): until `cond()` holds, or `rounds`
     iterations; asserts the condition was reached."""
     for _ in range(rounds):
@@ -43,3 +43,17 @@ async def settle(cond: Callable[[], bool] | None = None, rounds: int = 200) -> N
         await asyncio.sleep(0)
     if cond is not None:
         assert cond(), "condition not reached"
+
+
+class Recorder(asyncio.DatagramProtocol):
+    """A datagram protocol that keeps what it receives and the errors it is given."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[bytes, tuple[str, int]]] = []
+        self.errors: list[Exception] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.got.append((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.append(exc)

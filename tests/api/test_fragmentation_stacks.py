@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP, defragment, fragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
-from testlib import csum, ip_int, mac_bytes
+from testlib import Recorder, csum, ip_int, mac_bytes, settle
 
 import tcpip
 from tcpip import Stack
@@ -175,27 +175,6 @@ def test_send_prebuilt_fragments_or_raises() -> None:
 
 
 # == stacks on a hub =================================================================================
-async def settle(cond: Callable[[], bool] | None = None, rounds: int = 400) -> None:
-    for _ in range(rounds):
-        if cond is not None and cond():
-            return
-        await asyncio.sleep(0)
-    if cond is not None:
-        assert cond(), "condition never held"
-
-
-class Recorder(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.got: list[tuple[bytes, tuple[str, int]]] = []
-        self.errors: list[Exception] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.got.append((data, addr))
-
-    def error_received(self, exc: Exception) -> None:
-        self.errors.append(exc)
-
-
 class RawHost:
     """A scapy-driven host on the hub: answers ARP for RAW_IP, records every frame, sends crafted ones."""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from testlib import settle
 
 import tcpip
 from tcpip import Stack
@@ -28,16 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 A, B, C = "198.18.0.1", "198.18.0.2", "198.18.0.3"
 ABSENT = "198.18.0.99"  # on-link, but nobody answers ARP for it
 EPHEMERAL = range(49152, 65536)
-
-
-async def settle(cond: Callable[[], bool] | None = None, rounds: int = 50) -> None:
-    """Run the loop until `cond()` holds (Hub deliveries are call_soon callbacks); bounded."""
-    for _ in range(rounds):
-        if cond is not None and cond():
-            return
-        await asyncio.sleep(0)
-    if cond is not None:
-        assert cond(), "condition never held"
 
 
 class Recorder(asyncio.DatagramProtocol):

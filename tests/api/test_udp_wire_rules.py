@@ -5,17 +5,16 @@ captured on the same port, which also answers ARP for the fake peers.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPOption, UDPerror
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
-from testlib import ref_ones_sum
+from testlib import Recorder, ref_ones_sum, settle
 
 from tcpip import Stack
 from tcpip.netif.clock import VirtualClock
@@ -28,29 +27,8 @@ PEER_MAC = "02:00:00:00:00:01"
 SUBNET_BCAST = "198.18.0.255"
 
 
-async def settle(cond: Callable[[], bool] | None = None, rounds: int = 50) -> None:
-    for _ in range(rounds):
-        if cond is not None and cond():
-            return
-        await asyncio.sleep(0)
-    if cond is not None:
-        assert cond(), "condition never held"
-
-
 def pseudo(src: str, dst: str, length: int) -> bytes:
     return bytes(IP(src=src, dst=dst))[12:20] + struct.pack("!BBH", 0, 17, length)
-
-
-class Recorder(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.got: list[tuple[bytes, tuple[str, int]]] = []
-        self.errors: list[Exception] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.got.append((data, addr))
-
-    def error_received(self, exc: Exception) -> None:
-        self.errors.append(exc)
 
 
 class Wire:

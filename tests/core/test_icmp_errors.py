@@ -21,7 +21,7 @@ from typing import Any, cast
 import pytest
 from scapy.layers.inet import IP, UDP, defragment
 from scapy.packet import Raw
-from testlib import csum, ip_int, mac_bytes
+from testlib import Recorder, csum, ip_int, mac_bytes
 
 from tcpip import Stack
 from tcpip.core.config import InterfaceConfig
@@ -537,18 +537,6 @@ def test_error_about_a_non_initial_fragment_updates_pmtu_only() -> None:
 A, B = "198.18.0.1", "198.18.0.2"
 ROUTER, ROUTER_MAC = "198.18.0.254", "02:00:00:00:00:fe"
 SILENT = "198.18.0.99"  # its frames go to the raw "router" port
-
-
-class Recorder(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.got: list[tuple[bytes, tuple[str, int]]] = []
-        self.errors: list[Exception] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.got.append((data, addr))
-
-    def error_received(self, exc: Exception) -> None:
-        self.errors.append(exc)
 
 
 async def settle(cond: Any = None, rounds: int = 100) -> None:

@@ -34,7 +34,6 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
-from testlib import settle as _settle
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
@@ -381,11 +380,6 @@ def ping_answered(iface: Interface, now: float, seq: int = 1) -> bool:
             ok = bytes(p[ICMP].payload)[:len(data)] == data and p.dst == PROBE_MAC
     iface.tx.clear()
     return ok
-
-
-async def settle(cond: Callable[[], bool] | None = None, rounds: int = 500) -> None:
-    """testlib.settle with more rounds: fuzzed stacks exchange more frames."""
-    await _settle(cond, rounds)
 
 
 # -- a device wrapper that records what reaches the stack ------------------------------------------------

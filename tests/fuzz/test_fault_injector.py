@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 import pytest
-from fuzz_support import settle
+from testlib import settle
 
 from tcpip import Stack
 from tcpip.core.config import InterfaceConfig

@@ -25,12 +25,12 @@ from fuzz_support import (
     over_caps,
     ping_answered,
     seed_frames,
-    settle,
     table_caps,
     table_sizes,
 )
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.l2 import Ether
+from testlib import settle
 
 from tcpip import Stack
 from tcpip.core.interface import Interface

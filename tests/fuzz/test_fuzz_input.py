@@ -28,10 +28,10 @@ from fuzz_support import (
     mutate,
     ping_answered,
     seed_frames,
-    settle,
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from testlib import settle
 
 from tcpip import Stack
 from tcpip.core.interface import Interface

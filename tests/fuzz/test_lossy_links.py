@@ -9,7 +9,8 @@ import struct
 from collections import Counter
 from ipaddress import IPv4Address
 
-from fuzz_support import Recorder, settle
+from fuzz_support import Recorder
+from testlib import settle
 
 from tcpip import Stack
 from tcpip.core.config import InterfaceConfig
