@@ -2,24 +2,10 @@
 
 from tcpip.netif.clock import Clock, LoopClock, VirtualClock
 from tcpip.netif.device import BaseDevice, DeviceStats, NetworkDevice
+from tcpip.netif.fault import FaultInjector
 from tcpip.netif.hub import Hub, HubPort
+from tcpip.netif.pcap import PcapWriter, read_pcap
+from tcpip.netif.tap import TapDevice, TapError
 
-__all__ = ["BaseDevice", "Clock", "DeviceStats", "Hub", "HubPort", "LoopClock", "NetworkDevice",
-           "VirtualClock"]
-
-
-def __getattr__(name: str) -> object:
-    # Optional drivers are imported lazily so the core stays importable without them.
-    if name == "TapDevice":
-        from tcpip.netif.tap import TapDevice  # noqa: PLC0415
-
-        return TapDevice
-    if name == "PcapWriter":
-        from tcpip.netif.pcap import PcapWriter  # noqa: PLC0415
-
-        return PcapWriter
-    if name == "FaultInjector":
-        from tcpip.netif.fault import FaultInjector  # noqa: PLC0415
-
-        return FaultInjector
-    raise AttributeError(name)
+__all__ = ["BaseDevice", "Clock", "DeviceStats", "FaultInjector", "Hub", "HubPort", "LoopClock", "NetworkDevice",
+           "PcapWriter", "TapDevice", "TapError", "VirtualClock", "read_pcap"]
