@@ -1,5 +1,6 @@
 """tcpip: a user-space IPv4 network stack (Ethernet, ARP, IPv4, ICMP, UDP) with the MirageOS Ipv4 API."""
 
+from tcpip.core.config import InterfaceConfig
 from tcpip.errors import (
     DeviceClosedError,
     HostUnreachableError,
@@ -22,6 +23,7 @@ __all__ = [
     "DeviceClosedError",
     "Ethif",
     "HostUnreachableError",
+    "InterfaceConfig",
     "IpProto",
     "Ipv4",
     "Ipv4Error",

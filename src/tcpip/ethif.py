@@ -31,17 +31,18 @@ class Ethif:
         """Wrap `netif`. The MAC is the device's unless `mac` (or `config.mac`) says otherwise."""
         clk = default_clock(clock)
         if config is None:
-            config = InterfaceConfig(mac=MacAddress(mac) if mac is not None else netif.mac,
-                                     mtu=netif.mtu)
-        elif mac is not None:
+            config = InterfaceConfig()
+        if mac is not None:
             config.mac = MacAddress(mac)
-        config.mtu = min(config.mtu, netif.mtu)
+        elif config.mac is None:
+            config.mac = netif.mac
+        config.mtu = min(config.mtu, netif.mtu) if config.mtu else netif.mtu
         core = Interface(config, now=clk.now(), rng=default_rng(rng))
         return cls(netif, core, Runner(netif, core, clk))
 
     @property
     def mac(self) -> MacAddress:
-        return self.core.config.mac
+        return MacAddress(self.core.mac)
 
     @property
     def mtu(self) -> int:

@@ -219,3 +219,26 @@ async def test_cached_next_hops_follow_gateway_changes() -> None:
         await a.ipv4.set_ipv4_gateways([IPv4Address("198.18.0.3")])
         assert await macs_used() == (str(g2.mac), str(g2.mac))
         t.close()
+
+
+async def test_configured_arp_retries_without_naming_a_mac() -> None:
+    """An InterfaceConfig needs no MAC or MTU: the device's are used."""
+    from tcpip import InterfaceConfig
+
+    hub = Hub(mtu=9000)
+    clock = VirtualClock()
+    port = hub.port()
+    a = await Stack.connect(port, ipv4="198.18.0.1/24", clock=clock,
+                            config=InterfaceConfig(arp_tries=2, arp_interval=0.5))
+    assert a.mac == port.mac
+    assert a.ipv4.mtu() == 9000
+    task = asyncio.ensure_future(a.ipv4.allocate_frame(proto=17, dest_ip=IPv4Address("198.18.0.50")))
+    await settle()
+    clock.advance(0.5)
+    await settle()
+    assert not task.done()
+    clock.advance(0.5)
+    await settle(task.done)
+    assert isinstance(task.exception(), HostUnreachableError)
+    assert a.stats()["arp"]["requests_sent"] == 2
+    await a.disconnect()

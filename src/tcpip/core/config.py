@@ -10,11 +10,11 @@ from tcpip.wire.mac import MacAddress
 
 @dataclass(slots=True)
 class InterfaceConfig:
-    mac: MacAddress
+    mac: MacAddress | None = None  # None: the device's (Ethif.connect), or a random local one
     address: int = 0  # 0.0.0.0 until set (the seed's default)
     netmask: int = 0
     gateways: list[int] = field(default_factory=list)
-    mtu: int = 1500
+    mtu: int = 0  # IP MTU; 0: the device's (Ethif.connect), or 1500
     ttl: int = 64
     verify_checksums: bool = True
     # ARP (RFC 826 / RFC 5227); defaults close to Linux's

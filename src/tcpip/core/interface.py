@@ -21,6 +21,7 @@ from tcpip.core.reassembly import Reassembler
 from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
 from tcpip.errors import MessageTooLongError, NoRouteError, WouldFragmentError
 from tcpip.wire import checksum as ck
+from tcpip.wire.mac import MacAddress
 
 Buffer = bytes | bytearray | memoryview
 Frame = Sequence[Buffer]
@@ -60,6 +61,12 @@ class Interface:
     """One IPv4-over-Ethernet interface. Deterministic: time and randomness are injected."""
 
     def __init__(self, config: InterfaceConfig, *, now: float, rng: random.Random) -> None:
+        if config.mac is None:
+            config.mac = MacAddress.random_local(rng)
+        if not config.mtu:
+            config.mtu = 1500
+        if not 68 <= config.mtu <= 65535:
+            raise ValueError(f"MTU {config.mtu} outside 68..65535")
         self.config = config
         self.rng = rng
         self.tx: list[Frame] = []
