@@ -13,7 +13,7 @@ from scapy.packet import Raw
 from testlib import settle
 
 from tcpip import HostUnreachableError, MacAddress, NoRouteError, Stack
-from tcpip.netif import Hub, VirtualClock
+from tcpip.netif import Hub, Switch, VirtualClock
 
 
 async def test_ping_between_two_stacks_with_exact_echo_fields() -> None:
@@ -162,12 +162,18 @@ async def test_set_ipv4_announces_and_defaults_follow_the_seed() -> None:
 
 
 async def test_many_hosts_on_a_switch_ping_each_other() -> None:
-    hub = Hub(switch=True)
+    hub = Switch()
     stacks = [await Stack.connect(hub.port(), ipv4=f"198.18.1.{i + 1}/24", rng=random.Random(i))
               for i in range(6)]
     for s in stacks[1:]:
         assert (await stacks[0].ping(s.address, interval=0.0))[0] is not None
     assert stacks[0].stats()["arp"]["cache_entries"] == 5
+    # Learnt: once ARP is done, a unicast ping between two hosts reaches only their two ports.
+    assert (await stacks[1].ping(stacks[2].address))[0] is not None
+    before = [s.device.stats.rx_frames for s in stacks]
+    assert (await stacks[1].ping(stacks[2].address))[0] is not None
+    got = [s.device.stats.rx_frames - b for s, b in zip(stacks, before, strict=True)]
+    assert got == [0, 1, 1, 0, 0, 0]
     for s in stacks:
         await s.disconnect()
 

@@ -3,9 +3,9 @@
 from tcpip.netif.clock import Clock, LoopClock, VirtualClock
 from tcpip.netif.device import BaseDevice, DeviceStats, NetworkDevice
 from tcpip.netif.fault import FaultInjector
-from tcpip.netif.hub import Hub, HubPort
+from tcpip.netif.hub import Hub, HubPort, Switch
 from tcpip.netif.pcap import PcapWriter, read_pcap
 from tcpip.netif.tap import TapDevice, TapError
 
 __all__ = ["BaseDevice", "Clock", "DeviceStats", "FaultInjector", "Hub", "HubPort", "LoopClock", "NetworkDevice",
-           "PcapWriter", "TapDevice", "TapError", "VirtualClock", "read_pcap"]
+           "PcapWriter", "Switch", "TapDevice", "TapError", "VirtualClock", "read_pcap"]

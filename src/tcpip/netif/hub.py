@@ -75,3 +75,10 @@ class Hub:
         for p in self.ports:
             if p is not src and not p.closed:
                 call_soon(p._received, mv)
+
+
+class Switch(Hub):
+    """A MAC-learning switch: `Hub(switch=True)` under its own name."""
+
+    def __init__(self, *, mtu: int = 1500) -> None:
+        super().__init__(switch=True, mtu=mtu)
