@@ -138,7 +138,12 @@ class Ipv4:
         datagram: total length, ident and checksum are filled in; fragmented above the path MTU unless
         `dont_fragment` (alias `dont_frag`) sets DF, in which case a datagram too big raises
         WouldFragmentError. Above 65535 bytes: MessageTooLongError."""
-        self._send(frame, (buffer,), dont_fragment or dont_frag)
+        mv = frame if type(frame) is memoryview else memoryview(frame)
+        if dont_fragment or dont_frag:
+            mv[20] |= 0x40
+        runner = self._runner
+        self._core.send_prebuilt(mv, (buffer,), runner.now())
+        runner.flush()
 
     async def writev(self, frame: memoryview | bytearray, buffers: Sequence[Buffer], *,
                      dont_fragment: bool = False, dont_frag: bool = False) -> None:
@@ -147,7 +152,7 @@ class Ipv4:
 
     def _send(self, frame: memoryview | bytearray, parts: Sequence[Buffer], df: bool) -> None:
         mv = frame if isinstance(frame, memoryview) else memoryview(frame)
-        if df and len(mv) > 20:
+        if df:
             mv[20] |= 0x40
         runner = self._runner
         self._core.send_prebuilt(mv, parts, runner.now())

@@ -50,7 +50,7 @@ class Runner:
             log.exception("unexpected error on input")
         if core.tx or core.loopback:
             self.flush()
-        elif core.arp.pending or core.reassembler:  # a Reassembler is falsy while it holds nothing
+        elif core.arp.pending or core.timers_dirty:
             self.schedule()
 
     def flush(self) -> None:
@@ -69,7 +69,7 @@ class Runner:
             except (DeviceClosedError, OSError, TcpipError) as e:
                 self.tx_errors += 1
                 log.debug("transmit failed: %s", e)
-        if core.arp.pending or core.reassembler:  # only then can a new deadline exist
+        if core.arp.pending or core.timers_dirty:  # only then can a new deadline exist
             self.schedule()
 
     def _loop_in(self) -> None:
@@ -79,6 +79,7 @@ class Runner:
 
     # -- timers --------------------------------------------------------------------------------
     def schedule(self) -> None:
+        self.core.timers_dirty = False
         at = self.core.poll_at()
         if at is None:
             return

@@ -73,6 +73,7 @@ class Interface:
         self.loopback: list[bytes] = []  # datagrams to our own address, for loopback_input()
         self.now = now  # time of the input being processed, for handlers that need it
         self.l2_broadcast = False  # set by the layered (seed) API between Ethif.input and Ipv4.input
+        self.timers_dirty = False  # set when poll_at() may have moved earlier (ARP sets none: see pending)
         self.eth_stats = EthernetStats()
         self.ip_stats = Ipv4Stats()
         self.icmp_stats = IcmpStats()
@@ -323,6 +324,7 @@ class Interface:
         if r is None:
             st.rx_fragments_dropped += 1
             return None
+        self.timers_dirty = True  # a new reassembly deadline may exist
         whole = r.process(pkt[:hl], pkt[hl:total], now)
         if whole is None:
             return None
