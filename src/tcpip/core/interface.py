@@ -104,6 +104,7 @@ class Interface:
     # -- configuration -------------------------------------------------------------------------
     def set_mac(self, mac: bytes) -> None:
         self.routes += 1
+        self.config.mac = MacAddress(mac)
         self.mac = mac
         self.arp.mac = mac
         self._macs = {mac, _BCAST}
