@@ -138,12 +138,7 @@ class Ipv4:
         datagram: total length, ident and checksum are filled in; fragmented above the path MTU unless
         `dont_fragment` (alias `dont_frag`) sets DF, in which case a datagram too big raises
         WouldFragmentError. Above 65535 bytes: MessageTooLongError."""
-        mv = frame if type(frame) is memoryview else memoryview(frame)
-        if dont_fragment or dont_frag:
-            mv[20] |= 0x40
-        runner = self._runner
-        self._core.send_prebuilt(mv, (buffer,), runner.now())
-        runner.flush()
+        self._send(frame, (buffer,), dont_fragment or dont_frag)
 
     async def writev(self, frame: memoryview | bytearray, buffers: Sequence[Buffer], *,
                      dont_fragment: bool = False, dont_frag: bool = False) -> None:

@@ -10,12 +10,10 @@ from tcpip.core.interface import Interface
 from tcpip.errors import DeviceClosedError, HostUnreachableError, TcpipError
 from tcpip.netif.clock import Clock, LoopClock, TimerHandle
 from tcpip.netif.device import NetworkDevice
+from tcpip.wire.ipv4 import ip_str
 
 log = logging.getLogger("tcpip")
 
-
-def _ip(x: int) -> str:
-    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
 
 
 class Runner:
@@ -104,7 +102,7 @@ class Runner:
         for ip, futs in self._arp_waiters.items():
             for f in futs:
                 if not f.done():
-                    f.set_exception(HostUnreachableError(f"{_ip(ip)}: interface closed"))
+                    f.set_exception(HostUnreachableError(f"{ip_str(ip)}: interface closed"))
         self._arp_waiters.clear()
 
     # -- ARP waiters for the async API ---------------------------------------------------------
@@ -132,7 +130,7 @@ class Runner:
         for f in self._arp_waiters.pop(ip, ()):
             if not f.done():
                 f.set_exception(HostUnreachableError(
-                    f"{_ip(ip)}: no ARP reply after {tries} requests"))
+                    f"{ip_str(ip)}: no ARP reply after {tries} requests"))
 
 
 def default_clock(clock: Clock | None) -> Clock:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tcpip.core.udp import Binding, PortInUse, UdpLayer
 from tcpip.errors import HostUnreachableError, MessageTooLongError, NoRouteError
 from tcpip.netif.device import Buffer
+from tcpip.wire.ipv4 import ip_str
 
 if TYPE_CHECKING:
     from tcpip.stack import Stack
@@ -23,9 +24,6 @@ MAX_PAYLOAD = 65535 - 20 - 8
 _ICMP_UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
                        3: errno.ECONNREFUSED, 4: errno.EMSGSIZE, 5: errno.EOPNOTSUPP}
 
-
-def _ip(x: int) -> str:
-    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
 
 
 def _parse_addr(addr: Any) -> tuple[int, int]:
@@ -64,8 +62,8 @@ class UdpTransport(asyncio.DatagramTransport):
         # Like connect(2) on a UDP socket, a connected endpoint's sockname shows the source address.
         shown = local or (layer.iface.addr if remote is not None else 0)
         self._extra: dict[str, Any] = {
-            "sockname": (_ip(shown), self._binding.port),
-            "peername": (_ip(remote[0]), remote[1]) if remote else None,
+            "sockname": (ip_str(shown), self._binding.port),
+            "peername": (ip_str(remote[0]), remote[1]) if remote else None,
             "socket": None,
         }
 
@@ -155,14 +153,14 @@ class UdpTransport(asyncio.DatagramTransport):
         self._layer.stats.tx_arp_failed += 1
         if not self._closing:
             self._protocol.error_received(HostUnreachableError(
-                f"{_ip(ip)}: no ARP reply after {self._layer.iface.config.arp_tries} requests"))
+                f"{ip_str(ip)}: no ARP reply after {self._layer.iface.config.arp_tries} requests"))
 
     # -- receiving -----------------------------------------------------------------------------
     def _received(self, payload: memoryview, src: int, sport: int, dst: int) -> None:
         if self._closing:
             return
         try:
-            self._protocol.datagram_received(payload.tobytes(), (_ip(src), sport))
+            self._protocol.datagram_received(payload.tobytes(), (ip_str(src), sport))
         except Exception:
             log.exception("datagram_received raised")
 
@@ -177,7 +175,7 @@ class UdpTransport(asyncio.DatagramTransport):
             exc = OSError(errno.EHOSTUNREACH, f"ICMP time exceeded code {code}")
         else:
             exc = OSError(errno.EPROTO, f"ICMP parameter problem pointer {rest >> 24}")
-        exc.filename = f"{_ip(qdst)}:{qport}"
+        exc.filename = f"{ip_str(qdst)}:{qport}"
         self._protocol.error_received(exc)
 
 
@@ -190,7 +188,7 @@ async def create_datagram_endpoint(
     local, port = _parse_addr(local_addr) if local_addr is not None else (0, 0)
     if local and local != core.addr:
         raise OSError(errno.EADDRNOTAVAIL, "cannot assign requested address "
-                      f"{_ip(local)}: not an address of this stack")
+                      f"{ip_str(local)}: not an address of this stack")
     remote = _parse_addr(remote_addr) if remote_addr is not None else None
     if remote is not None:
         if remote[1] == 0:
@@ -202,7 +200,7 @@ async def create_datagram_endpoint(
         transport = UdpTransport(stack, layer, protocol, local, port, remote, allow_broadcast)
     except PortInUse:
         raise OSError(errno.EADDRINUSE, "address already in use: "
-                      f"{_ip(local)}:{port}") from None
+                      f"{ip_str(local)}:{port}") from None
     protocol.connection_made(transport)
     return transport, protocol
 

@@ -16,7 +16,6 @@ FailHook = Callable[[int], None]
 PENDING = 0
 REACHABLE = 1
 STATIC = 2
-_STATE_NAMES = {PENDING: "pending", REACHABLE: "reachable", STATIC: "static"}
 _ZERO_MAC = b"\x00" * 6
 _BCAST_MAC = b"\xff" * 6
 
@@ -35,10 +34,6 @@ class ArpEntry:
     # Set by the fast paths that read `entries` directly (cheaper than reordering per frame); eviction
     # gives such an entry a second chance, so the order approximates least recently used (CLOCK).
     used: bool = False
-
-    @property
-    def state_name(self) -> str:
-        return _STATE_NAMES[self.state]
 
 
 class ArpCache:

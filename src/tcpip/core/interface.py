@@ -21,6 +21,7 @@ from tcpip.core.reassembly import Reassembler
 from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
 from tcpip.errors import MessageTooLongError, NoRouteError, WouldFragmentError
 from tcpip.wire import checksum as ck
+from tcpip.wire.ipv4 import ip_str
 from tcpip.wire.mac import MacAddress
 
 Buffer = bytes | bytearray | memoryview
@@ -139,7 +140,6 @@ class Interface:
     def _apply_address(self) -> None:
         c = self.config
         self.addr = c.address
-        self.addr_b = c.address.to_bytes(4, "big")
         self.mask = c.netmask
         self.net = c.address & c.netmask
         # The subnet broadcast only exists for a real subnet (not /31, /32, nor an unset mask).
@@ -393,12 +393,7 @@ class Interface:
         """Echo reply through the general output path (routing, ARP queueing, fragmentation)."""
         body = bytearray(a.payload)
         body[0] = 0
-        # RFC 1624 eqn 3: HC' = ~(~HC + ~m + m') with m = 0x0800 (type 8), m' = 0 (type 0).
-        c = (~_U16.unpack_from(body, 2)[0] & 0xFFFF) + 0xF7FF
-        c = (c & 0xFFFF) + (c >> 16)
-        # 0xFFFF, never 0x0000: eqn 3 yields 0 for an all-zero reply (id, seq, data 0), whose only
-        # valid checksum is 0xFFFF; for any other message both forms verify.
-        _U16.pack_into(body, 2, (~c & 0xFFFF) or 0xFFFF)
+        _U16.pack_into(body, 2, _echo_reply_checksum(_U16.unpack_from(body, 2)[0]))
         self.icmp_stats.tx_echo_replies += 1
         try:
             self.send(a.src, 1, (body,), now)
@@ -442,9 +437,7 @@ class Interface:
         c = (c & 0xFFFF) + (c >> 16)
         _HDR.pack_into(out, 14, 0x45, 0, total, ident, 0, ttl, 1, ~c & 0xFFFF, addr, src)
         out[34] = 0
-        c = (~_U16.unpack_from(frame, 36)[0] & 0xFFFF) + 0xF7FF  # RFC 1624 eqn 3, type 8 -> 0
-        c = (c & 0xFFFF) + (c >> 16)
-        _U16.pack_into(out, 36, (~c & 0xFFFF) or 0xFFFF)  # see _echo_reply
+        _U16.pack_into(out, 36, _echo_reply_checksum(_U16.unpack_from(frame, 36)[0]))
         self.eth_stats.tx_frames += 1
         self.ip_stats.tx_packets += 1
         self.tx.append((out,))
@@ -567,7 +560,7 @@ class Interface:
         for gw in self.config.gateways:
             return gw
         self.ip_stats.tx_no_route += 1
-        raise NoRouteError(f"no route to {_ip(dst)}: off-link and no gateway")
+        raise NoRouteError(f"no route to {ip_str(dst)}: off-link and no gateway")
 
     def next_ident(self, dst: int) -> int:
         """Per-destination IP ident counter with an unpredictable start (RFC 6864, RFC 7739)."""
@@ -727,5 +720,11 @@ class Interface:
                 self.send_time_exceeded(quote, now)
 
 
-def _ip(x: int) -> str:
-    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
+def _echo_reply_checksum(request_checksum: int) -> int:
+    """The ICMP checksum once type 8 (echo request) becomes 0 (reply): RFC 1624 eqn 3,
+    HC' = ~(~HC + ~m + m') with m = 0x0800, m' = 0. Never 0x0000: eqn 3 gives 0 for an all-zero reply
+    (id, seq and data 0), whose only valid checksum is 0xFFFF; for any other message both forms verify."""
+    c = (~request_checksum & 0xFFFF) + 0xF7FF
+    c = (c & 0xFFFF) + (c >> 16)
+    return (~c & 0xFFFF) or 0xFFFF
+

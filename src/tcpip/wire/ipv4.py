@@ -87,3 +87,8 @@ def fill_checksum(hdr: bytearray | memoryview) -> None:
     c = ck.checksum(hdr[:hl])
     hdr[10] = c >> 8
     hdr[11] = c & 0xFF
+
+
+def ip_str(x: int) -> str:
+    """Dotted quad of an address held as an int (the hot paths keep addresses as ints)."""
+    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
