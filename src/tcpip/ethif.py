@@ -30,8 +30,8 @@ class Ethif:
                       rng: random.Random | None = None) -> Ethif:
         """Wrap `netif`. The MAC is the device's unless `mac` (or `config.mac`) says otherwise."""
         clk = default_clock(clock)
-        if config is None:
-            config = InterfaceConfig()
+        # Our own copy: the caller's config may build other interfaces too (never mutated).
+        config = InterfaceConfig() if config is None else config.copy()
         if mac is not None:
             config.mac = MacAddress(mac)
         elif config.mac is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tcpip.core.reassembly import ReassemblyConfig
 from tcpip.wire.mac import MacAddress
@@ -39,3 +39,7 @@ class InterfaceConfig:
     # Reassembly (RFC 791/815): limits documented in core/reassembly.py
     reassemble: bool = True
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
+
+    def copy(self) -> InterfaceConfig:
+        """An independent copy: the interface keeps its own, so a caller's config is never mutated."""
+        return replace(self, gateways=list(self.gateways), reassembly=replace(self.reassembly))

@@ -62,6 +62,7 @@ class Interface:
     """One IPv4-over-Ethernet interface. Deterministic: time and randomness are injected."""
 
     def __init__(self, config: InterfaceConfig, *, now: float, rng: random.Random) -> None:
+        config = config.copy()  # ours alone: set_mac, set_address... never write into the caller's
         if config.mac is None:
             config.mac = MacAddress.random_local(rng)
         if not config.mtu:
