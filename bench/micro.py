@@ -60,8 +60,8 @@ def tcpip_rx(frame: bytes, handlers: peers.Handlers) -> Callable[[], object]:
     """tcpip's real input path: `Interface.receive(frame, now)`; echo replies are drained from `tx`."""
     iface = tcpip_interface()
     on_udp, on_tcp = handlers[17], handlers[6]
-    iface.udp_handler = lambda _s, _d, payload, _p: on_udp(payload)
-    iface.tcp_handler = lambda _s, _d, payload, _p: on_tcp(payload)
+    iface.register(17, lambda _s, _d, payload, _p, _now, _b: on_udp(payload))
+    iface.register(6, lambda _s, _d, payload, _p, _now, _b: on_tcp(payload))
     mv = memoryview(frame)
     recv = iface.receive
     tx = iface.tx

@@ -23,6 +23,9 @@ class Ethif:
         self.device = device
         self.core = core
         self.runner = runner
+        # Whether the last IPv4 payload handed to `ipv4=` came in a link broadcast/multicast frame: the
+        # seed's layering passes only the packet on, and Ipv4.input needs this for RFC 1122 3.3.6.
+        self._l2_broadcast = False
 
     @classmethod
     async def connect(cls, netif: NetworkDevice, *, mac: MacAddress | str | None = None,
@@ -54,11 +57,11 @@ class Ethif:
         callbacks. Bad frames are counted and dropped."""
         r = self.core.eth_demux(frame if isinstance(frame, memoryview) else memoryview(frame),
                                 self.runner.now())
-        self.runner.flush()
+        self.runner.kick()  # ARP answers
         if r is None:
             return
         if r[0] == 0x0800:
-            self.core.l2_broadcast = r[2]
+            self._l2_broadcast = r[2]
             res = ipv4(r[1])
         elif ipv6 is not None:
             self.core.eth_stats.rx_ipv6 += 1
@@ -68,6 +71,11 @@ class Ethif:
             return
         if inspect.isawaitable(res):
             await res
+
+    def take_l2_broadcast(self) -> bool:
+        """Whether the IPv4 payload being handled came in a link broadcast frame (read once, then reset)."""
+        b, self._l2_broadcast = self._l2_broadcast, False
+        return b
 
     async def write(self, frame: Buffer) -> None:
         await self.device.write(frame)

@@ -64,28 +64,26 @@ class Ipv4:
         core = self._core
         now = self._runner.now()
         mv = packet if isinstance(packet, memoryview) else memoryview(packet)
-        l2b = getattr(core, "l2_broadcast", False)
-        core.l2_broadcast = False
-        a = core.ip_accept(mv, now, l2b)
+        a = core.ip_accept(mv, now, self._ethif.take_l2_broadcast())
         if a is None:
-            self._runner.flush()
+            self._runner.kick()  # a fragment may have armed a timer
             return
         core.ip_stats.rx_delivered += 1
         p = a.proto
         if p == 1:
             core.icmp_input(a, now)
-            self._runner.flush()
+            self._runner.kick()
             return
-        if p == 6:
+        if p == IpProto.TCP:  # the seed API's own demux: its tcp/udp arguments
             cb: Callback | None = tcp
-        elif p == 17:
+        elif p == IpProto.UDP:
             cb = udp
         else:
             cb = default(p) if default is not None else None
         if cb is None:
             core.ip_stats.rx_unknown_protocol += 1
             core.send_icmp_error(a, 3, 2, 0, now)
-            self._runner.flush()
+            self._runner.kick()
             return
         r = cb(IPv4Address(a.src), IPv4Address(a.dst), a.payload)
         if inspect.isawaitable(r):
@@ -150,14 +148,18 @@ class Ipv4:
         if df:
             mv[20] |= 0x40
         runner = self._runner
-        self._core.send_prebuilt(mv, parts, runner.now())
-        runner.flush()
+        try:
+            self._core.send_prebuilt(mv, parts, runner.now())
+        finally:
+            # Zero-copy: the frame and parts go to the device before write returns (mirage's contract), so
+            # the caller may reuse its buffers at once.
+            runner.transmit()
 
     # -- configuration -------------------------------------------------------------------------
     async def set_ipv4(self, ip: IPv4Address | str) -> None:
         """Set the address, and announce it with a gratuitous ARP."""
         self._core.set_address(int(_addr(ip)), self._runner.now())
-        self._runner.flush()
+        self._runner.transmit()  # the announcement is on the wire when set_ipv4 returns
 
     def get_ipv4(self) -> IPv4Address:
         return IPv4Address(self._core.addr)

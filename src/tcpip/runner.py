@@ -1,10 +1,27 @@
-"""Runner: the thin driver between a device and the sans-I/O core: frames in, frames out, timers, ARP waiters."""
+"""Runner: the thin driver between a device and the sans-I/O core: frames in, frames out, timers, ARP waiters.
+
+Every path that may have queued frames ends in one *drain* (`flush()`): the after-batch callbacks run
+(upper layers deliver application callbacks there, never inside `receive()`), then `poll_transmit()` goes to
+the device, then the timer is re-armed if `poll_at()` may have moved. A drain happens
+- after each received frame (`on_frame`, the device's push callback: one frame is one input batch);
+- after each timer (`handle_timeout`);
+- once per loop turn after `kick()`: code that queues output or deliveries outside those two (ping, a new
+  address, the seed API's input, queued protocol callbacks; TCP's transport next) calls `kick()`; all kicks
+  of one turn share one `call_soon`, so the frames of a burst go out together. Without a running loop
+  (sans-loop drivers, benchmarks) `kick()` drains at once.
+`transmit()` is the exception for zero-copy sends whose callers may reuse their buffers on return (UDP
+`sendto`, the seed API's `write`): it hands the queued frames to the device at once, without running
+callbacks.
+`add_after_batch(cb)` registers `cb()` to run at the start of every drain (it must be cheap when it has
+nothing to do); a callback that leaves work for another round calls `kick()`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 from tcpip.core.interface import Interface
 from tcpip.errors import DeviceClosedError, HostUnreachableError, TcpipError
@@ -15,9 +32,8 @@ from tcpip.wire.ipv4 import ip_str
 log = logging.getLogger("tcpip")
 
 
-
 class Runner:
-    """Owns the timer and the transmit flush of one Interface on one device."""
+    """Owns the timer and the transmit drain of one Interface on one device."""
 
     def __init__(self, device: NetworkDevice, core: Interface, clock: Clock) -> None:
         self.device = device
@@ -31,6 +47,11 @@ class Runner:
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
         self._loop_scheduled = False
+        self._after: list[Callable[[], None]] = []
+        self._kicked = False  # a drain is scheduled with call_soon
+        self._draining = False  # the after-batch callbacks are running
+        self._rekick = False  # kick() during them: one more round on the next turn
+        self._closed = False
         # The per-frame clock read: the loop's own time() when the clock is the loop's.
         self._time = clock.now
 
@@ -39,36 +60,79 @@ class Runner:
 
     # -- the per-frame path --------------------------------------------------------------------
     def on_frame(self, frame: memoryview) -> None:
-        """Push-model receive: one frame through the core, then flush what it queued."""
-        core = self.core
+        """Push-model receive: one frame through the core, then one drain."""
         try:
-            core.receive(frame, self._time())
+            self.core.receive(frame, self._time())
         except Exception:
             self.rx_errors += 1  # a bug by definition (bad input is a counted drop): never kill the loop
             log.exception("unexpected error on input")
-        if core.tx or core.loopback:
+        self.flush()
+
+    def add_after_batch(self, cb: Callable[[], None]) -> None:
+        """Run `cb()` at the start of every drain, before transmission (application callbacks go here)."""
+        self._after.append(cb)
+
+    def remove_after_batch(self, cb: Callable[[], None]) -> None:
+        if cb in self._after:
+            self._after.remove(cb)
+
+    def kick(self) -> None:
+        """Output or deliveries are waiting: drain once on this loop turn (at once without a loop)."""
+        if self._draining:
+            self._rekick = True
+            return
+        if self._kicked:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             self.flush()
-        elif core.arp.pending or core.timers_dirty:
-            self.schedule()
+            return
+        self._kicked = True
+        loop.call_soon(self._on_kick)
+
+    def _on_kick(self) -> None:
+        self._kicked = False
+        if not self._closed:
+            self.flush()
 
     def flush(self) -> None:
+        """One drain now: after-batch callbacks, the core's frames to the device, the timer re-armed."""
+        if self._after:
+            self._run_after()
+        self.transmit()
+
+    def transmit(self) -> None:
+        """The core's queued frames to the device now, no callbacks run (safe inside one): for zero-copy
+        sends (a transport's sendto, the seed API's write) whose callers may reuse their buffers on return."""
         core = self.core
         if core.loopback and not self._loop_scheduled:
             self._loop_scheduled = True
             asyncio.get_running_loop().call_soon(self._loop_in)
-        tx = core.tx
-        if not tx:
-            return
-        core.tx = []
-        transmit = self.device.transmit
-        for f in tx:
-            try:
-                transmit(f)
-            except (DeviceClosedError, OSError, TcpipError) as e:
-                self.tx_errors += 1
-                log.debug("transmit failed: %s", e)
+        if core.tx:
+            transmit = self.device.transmit
+            for f in core.poll_transmit():
+                try:
+                    transmit(f)
+                except (DeviceClosedError, OSError, TcpipError) as e:
+                    self.tx_errors += 1
+                    log.debug("transmit failed: %s", e)
         if core.arp.pending or core.timers_dirty:  # only then can a new deadline exist
             self.schedule()
+
+    def _run_after(self) -> None:
+        self._draining = True
+        try:
+            for cb in self._after:
+                try:
+                    cb()
+                except Exception:
+                    log.exception("after-batch callback raised")
+        finally:
+            self._draining = False
+        if self._rekick:
+            self._rekick = False
+            self.kick()
 
     def _loop_in(self) -> None:
         self._loop_scheduled = False
@@ -96,6 +160,10 @@ class Runner:
         self.schedule()
 
     def close(self) -> None:
+        """Stop: what is already queued goes out first (the device is still open), then no more drains."""
+        if not self._closed and not self.device.closed:
+            self.flush()
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -111,13 +179,13 @@ class Runner:
         core = self.core
         mac = core.arp.lookup(ip, self.clock.now())
         if mac is not None:
-            if core.tx:
-                self.flush()
+            if core.tx:  # a refresh request went out
+                self.kick()
             return mac
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._arp_waiters.setdefault(ip, []).append(fut)
         core.arp.resolve(ip, None, self.clock.now())
-        self.flush()
+        self.kick()
         return await fut
 
     def _arp_resolved(self, ip: int, mac: bytes) -> None:

@@ -20,7 +20,7 @@ from tcpip.ethif import Ethif
 from tcpip.ipv4 import Ipv4
 from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
-from tcpip.udp import UdpTransport, create_datagram_endpoint
+from tcpip.udp import UdpEndpoints, UdpTransport, create_datagram_endpoint
 from tcpip.wire.mac import MacAddress
 
 log = logging.getLogger("tcpip")
@@ -42,7 +42,8 @@ class Stack:
         # Round-trip times need better than uvloop's millisecond loop clock; virtual clocks stay virtual.
         clock = self.runner.clock
         self._rtt_clock = time.perf_counter if isinstance(clock, LoopClock) else clock.now
-        self.core.echo_reply_handler = self._echo_reply
+        self.core.set_echo_handler(self._echo_reply)
+        self._endpoints = UdpEndpoints(self.udp, self.runner)
         self._services: list[Binding] = []
         self._transports: weakref.WeakSet[UdpTransport] = weakref.WeakSet()  # closed on disconnect
         self._closed = False
@@ -108,8 +109,10 @@ class Stack:
         self._pings[key] = (fut, sent)
         data = bytes((seq + i) & 0xFF for i in range(size))
         try:
-            self.core.send_echo(dst, ident, seq, data, sent)
-            self.runner.flush()
+            try:
+                self.core.send_echo(dst, ident, seq, data, sent)
+            finally:
+                self.runner.kick()
             return await asyncio.wait_for(fut, timeout)
         except (TimeoutError, NoRouteError, DeviceClosedError):
             return None
@@ -127,7 +130,7 @@ class Stack:
                                        remote_addr: tuple[str, int] | None = None, *,
                                        allow_broadcast: bool = False) -> tuple[UdpTransport, Any]:
         """asyncio's `loop.create_datagram_endpoint`, over this stack."""
-        t, p = await create_datagram_endpoint(self, protocol_factory, local_addr, remote_addr,
+        t, p = await create_datagram_endpoint(self._endpoints, protocol_factory, local_addr, remote_addr,
                                               allow_broadcast=allow_broadcast)
         self._transports.add(t)
         return t, p
@@ -135,11 +138,10 @@ class Stack:
     async def udp_echo(self, port: int = 7) -> Binding:
         """A zero-copy UDP echo service on `port` (RFC 862)."""
         layer = self.udp
-        core = self.core
 
-        def echo(payload: memoryview, src: int, sport: int, dst: int) -> None:
-            try:  # core.now: the time of the frame being answered
-                layer.send(port, src, sport, payload, core.now)
+        def echo(payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
+            try:
+                layer.send(port, src, sport, payload, now)
             except TcpipError:
                 pass
 

@@ -1,21 +1,26 @@
-"""UDP endpoints with asyncio's datagram API: create_datagram_endpoint, DatagramTransport, DatagramProtocol."""
+"""UDP endpoints with asyncio's datagram API: create_datagram_endpoint, DatagramTransport, DatagramProtocol.
+
+Protocol callbacks never run inside the core's `receive()`: datagrams and errors for the endpoints are
+queued and delivered by `UdpEndpoints.deliver`, an after-batch callback of the stack's runner (the order
+of arrival is kept). `sendto` hands its datagram to the device before it returns (`runner.transmit()`):
+zero-copy, and the caller may reuse its buffer at once, as with asyncio's own sendto.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import logging
+from collections import deque
 from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tcpip.core.udp import Binding, PortInUse, UdpLayer
 from tcpip.errors import HostUnreachableError, MessageTooLongError, NoRouteError
 from tcpip.netif.device import Buffer
+from tcpip.runner import Runner
 from tcpip.wire.ipv4 import ip_str
-
-if TYPE_CHECKING:
-    from tcpip.stack import Stack
 
 log = logging.getLogger("tcpip.udp")
 Address = tuple[str, int]
@@ -39,16 +44,42 @@ def _parse_addr(addr: Any) -> tuple[int, int]:
     return ip, port
 
 
+class UdpEndpoints:
+    """The asyncio UDP endpoints of one stack: their UdpLayer, runner and the queue of pending callbacks."""
+
+    def __init__(self, layer: UdpLayer, runner: Runner) -> None:
+        self.layer = layer
+        self.runner = runner
+        # (transport, data, address) for datagram_received, or (transport, exception, None) for errors
+        self._pending: deque[tuple[UdpTransport, bytes | Exception, Address | None]] = deque()
+        self._registered = False
+
+    def queue(self, t: UdpTransport, item: bytes | Exception, addr: Address | None) -> None:
+        self._pending.append((t, item, addr))
+        if not self._registered:  # only stacks with endpoints pay for the callback
+            self._registered = True
+            self.runner.add_after_batch(self.deliver)
+        self.runner.kick()  # no-op inside a drain; needed when queued from a timer or outside one
+
+    def deliver(self) -> None:
+        """Run the queued protocol callbacks (an after-batch callback of the runner)."""
+        q = self._pending
+        while q:
+            t, item, addr = q.popleft()
+            t._deliver(item, addr)
+
+
 class UdpTransport(asyncio.DatagramTransport):
     """A UDP endpoint on a tcpip Stack, behaving like asyncio's own datagram transport."""
 
-    def __init__(self, stack: Stack, layer: UdpLayer, protocol: asyncio.DatagramProtocol,
+    def __init__(self, endpoints: UdpEndpoints, protocol: asyncio.DatagramProtocol,
                  local: int, port: int, remote: tuple[int, int] | None,
                  allow_broadcast: bool) -> None:
         super().__init__()
         self._loop = asyncio.get_running_loop()
-        self._stack = stack
-        self._layer = layer
+        self._endpoints = endpoints
+        self._runner = endpoints.runner
+        self._layer = layer = endpoints.layer
         self._protocol = protocol
         self._remote = remote
         self._allow_broadcast = allow_broadcast
@@ -138,7 +169,7 @@ class UdpTransport(asyncio.DatagramTransport):
             raise OSError(errno.EMSGSIZE, f"datagram of {len(data)} bytes is too long")
         if dport == 0:
             raise OSError(errno.EINVAL, "destination port 0")
-        runner = self._stack.runner
+        runner = self._runner
         try:
             self._layer.send(self._binding.port, dst, dport, data, runner.now(),
                              on_fail=self._on_arp_fail)
@@ -147,20 +178,29 @@ class UdpTransport(asyncio.DatagramTransport):
         except MessageTooLongError as e:
             raise OSError(errno.EMSGSIZE, str(e)) from e
         finally:
-            runner.flush()
+            # Zero-copy like asyncio's own sendto: the datagram reaches the device before sendto returns
+            # (or was copied into the ARP queue), so the caller may reuse its buffer at once.
+            runner.transmit()
 
     def _arp_failed(self, ip: int) -> None:
         self._layer.stats.tx_arp_failed += 1
         if not self._closing:
-            self._protocol.error_received(HostUnreachableError(
-                f"{ip_str(ip)}: no ARP reply after {self._layer.iface.config.arp_tries} requests"))
+            self._endpoints.queue(self, HostUnreachableError(
+                f"{ip_str(ip)}: no ARP reply after {self._layer.iface.config.arp_tries} requests"), None)
 
-    # -- receiving -----------------------------------------------------------------------------
-    def _received(self, payload: memoryview, src: int, sport: int, dst: int) -> None:
+    # -- receiving (queued by the core's callbacks, delivered after the batch) -------------------
+    def _received(self, payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
+        if not self._closing:
+            self._endpoints.queue(self, payload.tobytes(), (ip_str(src), sport))
+
+    def _deliver(self, item: bytes | Exception, addr: Address | None) -> None:
         if self._closing:
             return
         try:
-            self._protocol.datagram_received(payload.tobytes(), (ip_str(src), sport))
+            if isinstance(item, Exception):
+                self._protocol.error_received(item)
+            else:
+                self._protocol.datagram_received(item, addr)  # type: ignore[arg-type]
         except Exception:
             log.exception("datagram_received raised")
 
@@ -176,15 +216,15 @@ class UdpTransport(asyncio.DatagramTransport):
         else:
             exc = OSError(errno.EPROTO, f"ICMP parameter problem pointer {rest >> 24}")
         exc.filename = f"{ip_str(qdst)}:{qport}"
-        self._protocol.error_received(exc)
+        self._endpoints.queue(self, exc, None)
 
 
 async def create_datagram_endpoint(
-        stack: Stack, protocol_factory: Callable[[], asyncio.DatagramProtocol],
+        endpoints: UdpEndpoints, protocol_factory: Callable[[], asyncio.DatagramProtocol],
         local_addr: Any = None, remote_addr: Any = None, *,
         allow_broadcast: bool = False) -> tuple[UdpTransport, asyncio.DatagramProtocol]:
-    layer = stack.udp
-    core = layer.iface
+    """asyncio's `loop.create_datagram_endpoint` over the stack that owns `endpoints`."""
+    core = endpoints.layer.iface
     local, port = _parse_addr(local_addr) if local_addr is not None else (0, 0)
     if local and local != core.addr:
         raise OSError(errno.EADDRNOTAVAIL, "cannot assign requested address "
@@ -197,7 +237,7 @@ async def create_datagram_endpoint(
             raise PermissionError(errno.EACCES, "broadcast needs allow_broadcast=True")
     protocol = protocol_factory()
     try:
-        transport = UdpTransport(stack, layer, protocol, local, port, remote, allow_broadcast)
+        transport = UdpTransport(endpoints, protocol, local, port, remote, allow_broadcast)
     except PortInUse:
         raise OSError(errno.EADDRINUSE, "address already in use: "
                       f"{ip_str(local)}:{port}") from None
@@ -205,4 +245,4 @@ async def create_datagram_endpoint(
     return transport, protocol
 
 
-__all__ = ["UdpTransport", "create_datagram_endpoint"]
+__all__ = ["UdpEndpoints", "UdpTransport", "create_datagram_endpoint"]

@@ -87,8 +87,8 @@ class Host:
         self.iface.tx.clear()
         self.udp = UdpLayer(self.iface, random.Random(6))
         self.got: list[tuple[str, bytes]] = []
-        self.udp.bind(9, 0, lambda data, src, sport, dst: self.got.append((str(IPv4Address(src)), bytes(data))))
-        self.iface.proto_handlers[253] = lambda s, d, payload, pkt: self.got.append(("raw", bytes(payload)))
+        self.udp.bind(9, 0, lambda data, src, sport, dst, now: self.got.append((str(IPv4Address(src)), bytes(data))))
+        self.iface.register(253, lambda s, d, payload, pkt, now, b: self.got.append(("raw", bytes(payload))))
 
     def counters(self) -> dict[str, int]:
         i = self.iface

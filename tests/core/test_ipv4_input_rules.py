@@ -97,7 +97,8 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, bytes]] = []
 
-    def __call__(self, src: int, dst: int, payload: memoryview, packet: memoryview) -> None:
+    def __call__(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+                 broadcast: bool) -> None:
         self.calls.append((str(IPv4Address(src)), str(IPv4Address(dst)), bytes(payload)))
 
 
@@ -109,7 +110,7 @@ def iface() -> Interface:
 @pytest.fixture
 def udp(iface: Interface) -> Recorder:
     rec = Recorder()
-    iface.udp_handler = rec
+    iface.register(17, rec)
     return rec
 
 
@@ -222,7 +223,7 @@ def test_ipv4_zero_source_to_limited_broadcast_accepted(iface: Interface, udp: R
 
 def test_bad_checksum_accepted_when_verification_off(udp: Recorder) -> None:
     iface = make_iface(verify_checksums=False)
-    iface.udp_handler = udp
+    iface.register(17, udp)
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 17, b"unverified", bad_checksum=True))) == DELIVERED
     assert udp.calls == [(PEER_IP, OUR_IP, b"unverified")]
 
@@ -248,7 +249,7 @@ def test_ip_broadcast_in_unicast_frame_accepted(iface: Interface, udp: Recorder,
 )
 def test_fragments_counted_and_dropped_without_reassembler(udp: Recorder, flags_frag: int) -> None:
     iface = make_iface(reassemble=False)
-    iface.udp_handler = udp
+    iface.register(17, udp)
     assert iface.reassembler is None
     packet = ipv4(PEER_IP, OUR_IP, 17, b"f" * 16, flags_frag=flags_frag)
     assert feed(iface, eth(packet)) == {**IP_RX, "ip.rx_fragments": 1, "ip.rx_fragments_dropped": 1}
@@ -347,8 +348,8 @@ def test_scapy_udp_frame_delivered_to_udp_handler(iface: Interface, udp: Recorde
 
 def test_tcp_and_other_protocols_demultiplexed(iface: Interface, udp: Recorder) -> None:
     tcp, raw = Recorder(), Recorder()
-    iface.tcp_handler = tcp
-    iface.proto_handlers[132] = raw
+    iface.register(6, tcp)
+    iface.register(132, raw)
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 6, b"tcp-seg"))) == DELIVERED
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 132, b"sctp"))) == DELIVERED
     assert tcp.calls == [(PEER_IP, OUR_IP, b"tcp-seg")]
@@ -557,7 +558,8 @@ _TEMPLATES = [
 def test_fuzz_mutated_frames_only_count(frame: bytes, flips: list[tuple[int, int]], cut: int, static: bool,
                                         fix_checksum: bool) -> None:
     iface = make_iface()
-    iface.udp_handler = iface.tcp_handler = lambda s, d, p, pkt: None
+    for proto in (6, 17):
+        iface.register(proto, lambda s, d, p, pkt, now, b: None)
     if static:
         iface.arp.add_static(ip_int(PEER_IP), mac_bytes(PEER_MAC))
     buf = bytearray(frame)

@@ -60,8 +60,8 @@ def make_iface(config: InterfaceConfig | None = None, *, seed: int = 1) -> tuple
     iface = Interface(cfg, now=0.0, rng=random.Random(seed))
     udp = UdpLayer(iface, random.Random(seed + 1))
 
-    def echo(payload: memoryview, src: int, sport: int, dst: int) -> None:
-        udp.send(7, src, sport, payload, iface.now)
+    def echo(payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
+        udp.send(7, src, sport, payload, now)
 
     udp.bind(7, 0, echo)
     return iface, udp

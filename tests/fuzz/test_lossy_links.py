@@ -111,7 +111,7 @@ async def test_reassembly_delivers_every_datagram_whose_fragments_all_arrived() 
     b = await Stack.connect(dev_b, ipv4=f"{B}/24", clock=clock)  # type: ignore[arg-type]
     a.core.arp.add_static(B_INT, b.mac.packed)
     got: Counter[bytes] = Counter()
-    b.udp.bind(9000, 0, lambda payload, src, sport, dst: got.update([bytes(payload)]))
+    b.udp.bind(9000, 0, lambda payload, src, sport, dst, now: got.update([bytes(payload)]))
     sent = []
     for i in range(80):
         data = i.to_bytes(4, "big") + bytes((i * 7 + k) & 0xFF for k in range(1500 + 37 * i))
@@ -163,7 +163,7 @@ async def test_udp_never_delivers_corrupted_data_and_counts_bad_checksums() -> N
     b = await Stack.connect(dev_b, ipv4=f"{B}/24", clock=clock)  # type: ignore[arg-type]
     a.core.arp.add_static(B_INT, b.mac.packed)
     got: list[bytes] = []
-    b.udp.bind(9000, 0, lambda payload, src, sport, dst: got.append(bytes(payload)))
+    b.udp.bind(9000, 0, lambda payload, src, sport, dst, now: got.append(bytes(payload)))
     sent: set[bytes] = set()
     for i in range(1500):
         data = b"udp datagram %06d :" % i + bytes((i + k) & 0xFF for k in range(i % 200))

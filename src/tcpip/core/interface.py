@@ -1,8 +1,22 @@
 """Interface: the sans-I/O host. Ethernet in, ARP, IPv4 checks and demux, ICMP, routing and IPv4 output.
 
-Frames in come through `receive(frame, now)`; frames out accumulate in `tx` (each a sequence of buffers,
-ready for `os.writev`) for the driver to drain. Timers: `poll_at()` says when `handle_timeout(now)` is due.
-Upper layers (UDP, TCP, raw protocol handlers) register plain synchronous callables.
+The sans-I/O surface a driver uses: `receive(frame, now)`; `poll_transmit()` -> the frames queued since the
+last call (each a sequence of buffers, ready for `os.writev`); `poll_at()` -> when `handle_timeout(now)` is
+next due (None: never); loopback datagrams wait in `loopback` for `loopback_input(now)` on a later turn.
+
+Hooks for upper layers (UDP today, TCP next); every callable is synchronous and `now` is always an argument:
+- `register(proto, on_input, on_error=None)`: the protocol registry, the only place protocol numbers meet
+  handlers. `on_input(src, dst, payload, packet, now, broadcast)` gets each accepted datagram (addresses as
+  ints; `payload`/`packet` are views valid during the call only; `broadcast` = sent to a broadcast or
+  multicast address); `on_error(icmp_type, code, rest, quote, now)` gets each ICMP error quoting one of our
+  datagrams of that protocol (`rest` = the ICMP header's second word, `quote` = the quoted IPv4 header + 8+
+  bytes). No handler: ICMP protocol unreachable.
+- `add_timer_source(poll_at, handle_timeout)`: `poll_at() -> float | None` is folded into the host's
+  `poll_at()`, and `handle_timeout(now)` is called on every host `handle_timeout(now)` (it must do nothing
+  when nothing is due). A source whose deadline moves *earlier* calls `timers_changed()` so the driver
+  re-reads `poll_at()` (moving it later needs nothing: a timer firing early finds nothing due).
+- `send(dst, proto, parts, now)`: the one output path (routing, ARP queueing, fragmentation; a resolved
+  next hop takes a fast path). `set_echo_handler(cb)`: echo replies to our requests.
 """
 
 from __future__ import annotations
@@ -26,10 +40,13 @@ from tcpip.wire.mac import MacAddress
 
 Buffer = bytes | bytearray | memoryview
 Frame = Sequence[Buffer]
-# (src, dst, payload, ip packet) -> None; addresses as ints on the hot path
-Handler = Callable[[int, int, memoryview, memoryview], None]
-# (icmp type, code, rest-of-header, quoted datagram) -> None
-ErrorHandler = Callable[[int, int, int, memoryview], None]
+# (src, dst, payload, ip packet, now, broadcast) -> None; addresses as ints on the hot path
+InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
+# (icmp type, code, rest-of-header, quoted datagram, now) -> None
+ErrorHandler = Callable[[int, int, int, memoryview, float], None]
+# (src, ident, seq, data, now) -> None: an echo reply
+EchoHandler = Callable[[int, int, int, memoryview, float], None]
+TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 _HDR = struct.Struct("!BBHHHBBHII")
 _FAST = struct.Struct("!6s6xHBBHHHBBHII")  # Ethernet dst, type, then the 20-byte IPv4 header
@@ -73,9 +90,7 @@ class Interface:
         self.rng = rng
         self.tx: list[Frame] = []
         self.loopback: list[bytes] = []  # datagrams to our own address, for loopback_input()
-        self.now = now  # time of the input being processed, for handlers that need it
-        self.l2_broadcast = False  # set by the layered (seed) API between Ethif.input and Ipv4.input
-        self.timers_dirty = False  # set when poll_at() may have moved earlier (ARP sets none: see pending)
+        self.timers_dirty = False  # poll_at() may have moved earlier (ARP sets none: the driver reads pending)
         self.eth_stats = EthernetStats()
         self.ip_stats = Ipv4Stats()
         self.icmp_stats = IcmpStats()
@@ -83,11 +98,10 @@ class Interface:
                             tries=config.arp_tries, interval=config.arp_interval,
                             reachable=config.arp_reachable, queue_len=config.arp_queue_len,
                             queue_bytes=config.arp_queue_bytes)
-        self.udp_handler: Handler | None = None
-        self.tcp_handler: Handler | None = None
-        self.proto_handlers: dict[int, Handler] = {}
+        self.protocols: dict[int, InputHandler] = {}  # the registry: read once per frame on the fast path
         self.error_handlers: dict[int, ErrorHandler] = {}  # proto -> ICMP errors about it
-        self.echo_reply_handler: Callable[[int, int, int, memoryview, float], None] | None = None
+        self.timer_sources: list[TimerSource] = []
+        self.echo_reply_handler: EchoHandler | None = None
         self.ipv6_handler: Callable[[memoryview], None] | None = None
         self.groups: set[int] = {0xE0000001}  # joined multicast groups; 224.0.0.1 always
         self._group_macs: set[bytes] = set()
@@ -102,6 +116,40 @@ class Interface:
         self.routes = 0  # routing generation: bumped by every address, netmask, gateway or MAC change
         self.set_mac(config.mac.packed)
         self._apply_address()
+        self.register(1, self._icmp_dispatch)
+
+    # -- hooks for upper layers ----------------------------------------------------------------
+    def register(self, proto: int, on_input: InputHandler, on_error: ErrorHandler | None = None) -> None:
+        """Deliver protocol `proto`'s datagrams to `on_input` and ICMP errors about it to `on_error`."""
+        self.protocols[proto] = on_input
+        if on_error is not None:
+            self.error_handlers[proto] = on_error
+        else:
+            self.error_handlers.pop(proto, None)
+
+    def unregister(self, proto: int) -> None:
+        self.protocols.pop(proto, None)
+        self.error_handlers.pop(proto, None)
+
+    def add_timer_source(self, poll_at: Callable[[], float | None],
+                         handle_timeout: Callable[[float], None]) -> None:
+        """Fold an upper layer's timers into `poll_at()` / `handle_timeout(now)`."""
+        self.timer_sources.append((poll_at, handle_timeout))
+        self.timers_dirty = True
+
+    def timers_changed(self) -> None:
+        """A deadline may have moved earlier: the driver re-reads `poll_at()` after this batch."""
+        self.timers_dirty = True
+
+    def set_echo_handler(self, handler: EchoHandler | None) -> None:
+        """`handler(src, ident, seq, data, now)` for each echo reply received."""
+        self.echo_reply_handler = handler
+
+    def poll_transmit(self) -> list[Frame]:
+        """The frames queued since the last call, oldest first (each a sequence of buffers)."""
+        tx = self.tx
+        self.tx = []
+        return tx
 
     # -- configuration -------------------------------------------------------------------------
     def set_mac(self, mac: bytes) -> None:
@@ -168,7 +216,6 @@ class Interface:
         The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
         one struct unpack and one checksum; everything else takes the general path, which applies the
         same rules one by one with a counter each."""
-        self.now = now
         try:
             dmac, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
@@ -190,17 +237,12 @@ class Interface:
         self.eth_stats.rx_frames += 1
         ist = self.ip_stats
         ist.rx_packets += 1
-        if proto == 17:
-            h = self.udp_handler
-        elif proto == 6:
-            h = self.tcp_handler
-        else:
-            if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
-                return
-            h = None
+        if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
+            return
+        h = self.protocols.get(proto)
         if h is not None:
             ist.rx_delivered += 1
-            h(src, dst, frame[34:14 + total], frame[14:14 + total])
+            h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
             return
         self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
 
@@ -248,7 +290,6 @@ class Interface:
 
     def ip_accept(self, pkt: memoryview, now: float, l2_bcast: bool = False) -> Accepted | None:
         """Every RFC 791/1122 input check; reassembles fragments. None when dropped or held."""
-        self.now = now
         st = self.ip_stats
         st.rx_packets += 1
         n = len(pkt)
@@ -336,25 +377,20 @@ class Interface:
         return Accepted(src, dst, proto, mv[whl:], mv, bcast)
 
     def dispatch(self, a: Accepted, now: float) -> None:
-        """Hand an accepted datagram to ICMP or the registered handler of its protocol."""
+        """Hand an accepted datagram to the registered handler of its protocol."""
         self.ip_stats.rx_delivered += 1
-        proto = a.proto
-        if proto == 17:
-            h = self.udp_handler
-        elif proto == 1:
-            self.icmp_input(a, now)
-            return
-        elif proto == 6:
-            h = self.tcp_handler
-        else:
-            h = self.proto_handlers.get(proto)
+        h = self.protocols.get(a.proto)
         if h is None:
             self.ip_stats.rx_unknown_protocol += 1
             self.send_icmp_error(a, 3, 2, 0, now)
             return
-        h(a.src, a.dst, a.payload, a.packet)
+        h(a.src, a.dst, a.payload, a.packet, now, a.broadcast)
 
     # -- ICMP ----------------------------------------------------------------------------------
+    def _icmp_dispatch(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+                       broadcast: bool) -> None:
+        self.icmp_input(Accepted(src, dst, 1, payload, packet, broadcast), now)
+
     def icmp_input(self, a: Accepted, now: float) -> None:
         st = self.icmp_stats
         st.rx_messages += 1
@@ -470,7 +506,7 @@ class Interface:
         # A non-initial fragment carries no transport header: nothing to demultiplex on.
         h = self.error_handlers.get(q[9]) if not _U16.unpack_from(q, 6)[0] & 0x1FFF else None
         if h is not None:
-            h(t, code, rest, q)
+            h(t, code, rest, q, now)
 
     def _update_pmtu(self, dst: int, mtu: int, quoted_len: int, now: float) -> None:
         if mtu == 0:  # RFC 1191 section 5: an old router; guess from the plateau table
@@ -693,7 +729,6 @@ class Interface:
             mv = memoryview(pkt)
             hl = (pkt[0] & 15) << 2
             self.ip_stats.rx_loopback += 1
-            self.now = now
             self.dispatch(Accepted(self.addr, self.addr, pkt[9], mv[hl:], mv, False), now)
 
     def _fragment_out(self, hdr: bytearray | memoryview, parts: Sequence[Buffer],
@@ -709,7 +744,11 @@ class Interface:
         if r is not None:
             b = r.poll_at()
             if b is not None and (a is None or b < a):
-                return b
+                a = b
+        for poll, _handle in self.timer_sources:
+            b = poll()
+            if b is not None and (a is None or b < a):
+                a = b
         return a
 
     def handle_timeout(self, now: float) -> None:
@@ -719,6 +758,8 @@ class Interface:
             for quote in r.expire(now):
                 self.ip_stats.reassembly_timeouts += 1
                 self.send_time_exceeded(quote, now)
+        for _poll, handle in self.timer_sources:
+            handle(now)
 
 
 def _echo_reply_checksum(request_checksum: int) -> int:

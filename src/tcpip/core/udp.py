@@ -19,8 +19,8 @@ _from = int.from_bytes
 EPHEMERAL_LOW = 49152
 EPHEMERAL_HIGH = 65535
 
-# (payload, src ip, src port, dst ip) -> None
-Receiver = Callable[[memoryview, int, int, int], None]
+# (payload, src ip, src port, dst ip, now) -> None
+Receiver = Callable[[memoryview, int, int, int, float], None]
 # (icmp type, code, rest, quoted dst ip, quoted dst port) -> None
 ErrorReceiver = Callable[[int, int, int, int, int], None]
 
@@ -63,8 +63,7 @@ class UdpLayer:
         self.ports: dict[int, Binding] = {}
         self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
-        iface.udp_handler = self.input
-        iface.error_handlers[17] = self.icmp_error
+        iface.register(17, self.input, self.icmp_error)
 
     # -- ports ---------------------------------------------------------------------------------
     def bind(self, port: int, local: int, receiver: Receiver, on_error: ErrorReceiver | None = None,
@@ -93,7 +92,8 @@ class UdpLayer:
         raise PortInUse(0)
 
     # -- input ---------------------------------------------------------------------------------
-    def input(self, src: int, dst: int, payload: memoryview, packet: memoryview) -> None:
+    def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+              broadcast: bool) -> None:
         st = self.stats
         st.rx_datagrams += 1
         n = len(payload)
@@ -117,23 +117,23 @@ class UdpLayer:
                 return
         b = self.ports.get(dport)
         if b is None or (b.local and b.local != dst and dst == self.iface.addr):
-            self._no_port(src, dst, payload, packet)
+            self._no_port(src, dst, payload, packet, now)
             return
         if b.remote is not None and (b.remote[0] != src or b.remote[1] != sport):
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
         st.rx_delivered += 1
-        b.receiver(payload[8:length], src, sport, dst)
+        b.receiver(payload[8:length], src, sport, dst, now)
 
-    def _no_port(self, src: int, dst: int, payload: memoryview, packet: memoryview) -> None:
+    def _no_port(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float) -> None:
         iface = self.iface
         if dst != iface.addr:
             self.stats.rx_broadcast_no_port += 1
             return
         self.stats.rx_no_port += 1
-        iface.send_icmp_error(Accepted(src, dst, 17, payload, packet, False), 3, 3, 0, iface.now)
+        iface.send_icmp_error(Accepted(src, dst, 17, payload, packet, False), 3, 3, 0, now)
 
-    def icmp_error(self, t: int, code: int, rest: int, quote: memoryview) -> None:
+    def icmp_error(self, t: int, code: int, rest: int, quote: memoryview, now: float) -> None:
         hl = (quote[0] & 15) << 2
         sport, dport = struct.unpack_from("!HH", quote, hl)
         b = self.ports.get(sport)
