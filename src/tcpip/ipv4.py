@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from tcpip.core.arp import ArpEntry
+from tcpip.core.routing import Path
 from tcpip.errors import NoRouteError, UnknownError
 from tcpip.ethif import Ethif
 from tcpip.netif.device import Buffer
@@ -23,9 +23,8 @@ _PSEUDO = struct.Struct("!IIBBH")
 @dataclass(slots=True)
 class _Template:
     header: bytes  # Ethernet + IPv4 header for one destination and protocol
-    mac: bytes | None  # the neighbour MAC it was built with (identity-checked)
-    entry: ArpEntry | None  # the neighbour entry that must still hold `mac`; None for broadcast
-    routes: int  # the interface's routing generation it was built under
+    path: Path | None  # the resolved route it was built for (valid while fresh); None for broadcast
+    routes: int  # the routing generation it was built under
 
 
 def _addr(a: IPv4Address | str | int) -> IPv4Address:
@@ -99,23 +98,21 @@ class Ipv4:
         dst = int(dest_ip) if isinstance(dest_ip, IPv4Address) else int(IPv4Address(dest_ip))
         key = dst << 8 | proto
         t = self._templates.get(key)
-        if t is not None and t.routes == core.routes:
-            e = t.entry  # None: a broadcast/multicast MAC, valid while the routes are
-            if e is None or (e.mac is t.mac and (e.state == 2 or e.expires > self._runner.now())
-                             and core.arp.entries.get(e.ip) is e):
-                if e is not None:
-                    e.used = True
+        routing = core.routing
+        if t is not None and t.routes == routing.routes:
+            p = t.path  # None: a broadcast/multicast MAC, valid while the routes are
+            if p is None or p.fresh(self._runner.now()):
                 buf = bytearray(self._frame_len)
                 buf[:34] = t.header
                 return memoryview(buf), 34
-        nh = core.next_hop(dst)
-        entry = None
+        nh = routing.next_hop(dst)
+        path = None
         if isinstance(nh, bytes):
             mac = nh
         else:
             known = core.arp.lookup(nh, self._runner.now())
             mac = known if known is not None else await self._runner.resolve(nh)
-            entry = core.arp.entries.get(nh)
+            path = routing.path(dst, self._runner.now())
         # Per-destination header template: Ethernet + IPv4 without length, ident and checksum.
         hdr = bytearray(34)
         hdr[0:6] = mac
@@ -124,8 +121,8 @@ class Ipv4:
         _HDR.pack_into(hdr, 14, 0x45, 0, 0, 0, 0, core.config.ttl, int(proto), 0, core.addr, dst)
         if len(self._templates) >= 4096:
             self._templates.clear()
-        if entry is None or entry.mac is not None:
-            self._templates[key] = _Template(bytes(hdr), entry.mac if entry else mac, entry, core.routes)
+        if path is not None or isinstance(nh, bytes):
+            self._templates[key] = _Template(bytes(hdr), path, routing.routes)
         buf = bytearray(self._frame_len)
         buf[:34] = hdr
         return memoryview(buf), 34

@@ -514,7 +514,7 @@ def table_sizes(iface: Interface) -> dict[str, int]:
         "reassembly_datagrams": len(r) if r is not None else 0,
         "reassembly_quotes": len(r._quotes) if r is not None else 0,
         "icmp_rate_table": len(iface.icmp_limiter),
-        "ident_table": len(iface._idents),
+        "ident_table": len(iface.idents),
         "pmtu_table": len(iface.pmtu),
         "tx": len(iface.tx),
         "loopback": len(iface.loopback),

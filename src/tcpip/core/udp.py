@@ -7,10 +7,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tcpip.core.arp import ArpEntry
-from tcpip.core.interface import Accepted, Interface
+from tcpip.core.host import Host
+from tcpip.core.ipv4 import Accepted
+from tcpip.core.routing import Path
 from tcpip.core.stats import UdpStats
-from tcpip.errors import NoRouteError
 
 Buffer = bytes | bytearray | memoryview
 _HDR = struct.Struct("!HHHH")
@@ -36,15 +36,11 @@ class Binding:
 
 @dataclass(slots=True)
 class _Flow:
-    eth: bytes  # the Ethernet header
+    path: Path  # the resolved route: the flow is valid while `path.fresh(now)`
     ip_sum: int  # the IPv4 header's constant words, mod 0xFFFF
     udp_sum: int  # pseudo-header addresses + protocol + ports, mod 0xFFFF
-    entry: ArpEntry  # valid while this neighbour entry keeps this MAC and stays fresh
-    mac: bytes
-    nh: int
     addr: int
     ttl: int
-    routes: int  # the interface's routing generation it was learnt under
 
 
 class PortInUse(Exception):
@@ -52,11 +48,11 @@ class PortInUse(Exception):
 
 
 class UdpLayer:
-    """UDP over one Interface. Registers itself as the interface's UDP handler."""
+    """UDP over one Host. Registers itself as the host's protocol 17."""
 
     FLOW_CACHE = 1024
 
-    def __init__(self, iface: Interface, rng: random.Random) -> None:
+    def __init__(self, iface: Host, rng: random.Random) -> None:
         self.iface = iface
         self.rng = rng
         self.stats = UdpStats()
@@ -155,20 +151,18 @@ class UdpLayer:
         lengths, the ident and the payload's sum are added, and both headers are packed at once."""
         n = len(data)
         iface = self.iface
-        if src is None and n <= iface.config.mtu - 28 and not iface.pmtu and n >= 18:
+        if src is None and n <= iface.config.mtu - 28 and not iface.routing.pmtu and n >= 18:
             key = (dst << 32) | (sport << 16) | dport
             t = self._flows.get(key)
             if t is not None:
-                e = t.entry
-                if e.mac is t.mac and (e.state == 2 or e.expires > now) and t.routes == iface.routes \
-                        and iface.arp.entries.get(t.nh) is e:
-                    e.used = True
-                    ident = iface.next_ident(dst)
+                path = t.path
+                if path.fresh(now):
+                    ident = iface.idents.next(dst)
                     total = 28 + n
                     x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
                     ip = (t.ip_sum + total + ident) % 0xFFFF
                     u = (t.udp_sum + 2 * (8 + n) + x % 0xFFFF) % 0xFFFF
-                    hdr = t.eth + _IPUDP.pack(0x45, 0, total, ident, 0, t.ttl, 17, 0xFFFF - ip if ip else 0,
+                    hdr = path.eth + _IPUDP.pack(0x45, 0, total, ident, 0, t.ttl, 17, 0xFFFF - ip if ip else 0,
                                               t.addr, dst, sport, dport, 8 + n,
                                               0xFFFF - u)  # u == 0: sum 0xFFFF, sent as 0xFFFF (RFC 768)
                     self.stats.tx_datagrams += 1
@@ -177,7 +171,7 @@ class UdpLayer:
                     iface.tx.append((hdr, data))
                     return 0
             r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
-            self._learn_flow(key, dst, sport, dport)
+            self._learn_flow(key, dst, sport, dport, now)
             return r
         return self._send_slow(sport, dst, dport, data, now, src, on_fail)
 
@@ -196,17 +190,11 @@ class UdpLayer:
         self.stats.tx_datagrams += 1
         return self.iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail)
 
-    def _learn_flow(self, key: int, dst: int, sport: int, dport: int) -> None:
+    def _learn_flow(self, key: int, dst: int, sport: int, dport: int, now: float) -> None:
         """Remember the header of a flow whose next hop is resolved (bounded; cleared when full)."""
         iface = self.iface
-        try:
-            nh = iface.next_hop(dst)
-        except NoRouteError:
-            return
-        if isinstance(nh, bytes) or dst == iface.addr:
-            return
-        e = iface.arp.entries.get(nh)
-        if e is None or e.mac is None:
+        path = iface.routing.path(dst, now)
+        if path is None:
             return
         if len(self._flows) >= self.FLOW_CACHE:
             self._flows.clear()
@@ -214,5 +202,4 @@ class UdpLayer:
         ttl = iface.config.ttl
         ip_sum = (0x4500 + (ttl << 8 | 17) + (a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)) % 0xFFFF
         udp_sum = ((a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + sport + dport) % 0xFFFF
-        self._flows[key] = _Flow(e.mac + iface.mac + b"\x08\x00", ip_sum, udp_sum, e, e.mac, nh, a, ttl,
-                                 iface.routes)
+        self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl)

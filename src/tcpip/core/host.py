@@ -1,0 +1,349 @@
+"""Host: the sans-I/O IPv4-over-Ethernet host composing Ethernet, ARP, IPv4, routing and ICMP, with the
+protocol registry, timer sources and the one output path.
+
+The surface a driver uses: `receive(frame, now)`; `poll_transmit()` -> the frames queued since the last
+call (each a sequence of buffers, ready for `os.writev`); `poll_at()` -> when `handle_timeout(now)` is next
+due (None: never); datagrams to our own address wait in `loopback` for `loopback_input(now)` on a later turn.
+
+Hooks for upper layers (UDP today, TCP next); every callable is synchronous and `now` is always an argument:
+- `register(proto, on_input, on_error=None)`: the protocol registry, the only place protocol numbers meet
+  handlers. `on_input(src, dst, payload, packet, now, broadcast)` gets each accepted datagram (addresses as
+  ints; `payload`/`packet` are views valid during the call only; `broadcast`: sent to a broadcast or
+  multicast address); `on_error(icmp_type, code, rest, quote, now)` gets each ICMP error quoting one of our
+  datagrams of that protocol (`rest`: the ICMP header's second word; `quote`: the quoted IPv4 header and
+  at least 8 bytes after it). No handler: ICMP protocol unreachable.
+- `add_timer_source(poll_at, handle_timeout)`: `poll_at() -> float | None` is folded into the host's
+  `poll_at()`, and `handle_timeout(now)` is called on every host `handle_timeout(now)` (it must do nothing
+  when nothing is due). A source whose deadline moves *earlier* calls `timers_changed()` so the driver
+  re-reads `poll_at()` after the batch (a deadline moving later needs nothing).
+- `send(dst, proto, parts, now, *, ttl=None, dont_frag=False, on_fail=None) -> SENT | PENDING`: the one
+  output path (IPv4 header, routing, ARP queueing, fragmentation). `parts` are sent zero-copy when the
+  next hop is resolved (a fresh `Path`: one frame, no dict walk beyond the path cache); a datagram that
+  must wait for ARP is copied. A transport keeping per-flow header templates holds `routing.path(dst,
+  now)` and re-checks `path.fresh(now)` per segment.
+- `set_echo_handler(cb)`: `cb(src, ident, seq, data, now)` for each echo reply.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable, Sequence
+
+from tcpip.core.arp import ArpCache
+from tcpip.core.config import InterfaceConfig
+from tcpip.core.ethernet import ETHERTYPE_IPV4, Ethernet, Frame
+from tcpip.core.icmp import EchoHandler, ErrorHandler, Icmp
+from tcpip.core.ipv4 import SENT, Accepted, IdentAllocator, Ipv4Input, Ipv4Output, header_into
+from tcpip.core.ratelimit import PeerLimiter
+from tcpip.core.reassembly import Reassembler
+from tcpip.core.routing import Routing
+from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
+from tcpip.errors import MessageTooLongError
+from tcpip.wire import checksum as ck
+from tcpip.wire.mac import MacAddress
+
+Buffer = bytes | bytearray | memoryview
+# (src, dst, payload, ip packet, now, broadcast) -> None; addresses as ints on the hot path
+InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
+TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
+
+_FAST = struct.Struct("!6s6xHBBHHHBBHII")  # Ethernet dst, type, then the 20-byte IPv4 header
+
+
+class Host:
+    """One IPv4-over-Ethernet interface. Deterministic: time and randomness are injected."""
+
+    def __init__(self, config: InterfaceConfig, *, now: float, rng: random.Random) -> None:
+        config = config.copy()  # ours alone: set_mac, set_address... never write into the caller's
+        if config.mac is None:
+            config.mac = MacAddress.random_local(rng)
+        if not config.mtu:
+            config.mtu = 1500
+        if not 68 <= config.mtu <= 65535:
+            raise ValueError(f"MTU {config.mtu} outside 68..65535")
+        self.config = config
+        self.rng = rng
+        self.tx: list[Frame] = []  # never replaced: the layers append to this very list
+        self.loopback: list[bytes] = []
+        self.timers_dirty = False  # poll_at() may have moved earlier (ARP sets none: the driver reads pending)
+        self.eth_stats = EthernetStats()
+        self.ip_stats = Ipv4Stats()
+        self.icmp_stats = IcmpStats()
+        self.protocols: dict[int, InputHandler] = {}  # the registry: read once per frame on the fast path
+        self.error_handlers: dict[int, ErrorHandler] = {}
+        self.timer_sources: list[TimerSource] = []
+        self.ipv6_handler: Callable[[memoryview], None] | None = None
+        self.groups: set[int] = {0xE0000001}  # joined multicast groups; 224.0.0.1 always
+        self.max_frame = 14 + config.mtu
+        self._verify = config.verify_checksums
+        self.eth = Ethernet(config.mac.packed, self.max_frame, self.eth_stats, self.tx, self._arp_input)
+        self.arp = ArpCache(ArpStats(), self.eth.emit, size=config.arp_cache_size,
+                            tries=config.arp_tries, interval=config.arp_interval,
+                            reachable=config.arp_reachable, queue_len=config.arp_queue_len,
+                            queue_bytes=config.arp_queue_bytes)
+        self.routing = Routing(self.arp, self.ip_stats, mtu=config.mtu, min_pmtu=config.min_pmtu,
+                               pmtu_expiry=config.pmtu_expiry, pmtu_table_size=config.pmtu_table_size)
+        self.idents = IdentAllocator(rng, config.ident_table_size)
+        self.reassembler: Reassembler | None = Reassembler(config.reassembly) if config.reassemble else None
+        self.ipv4 = Ipv4Input(self.routing, self.ip_stats, self.groups, self.reassembler, self.timers_changed,
+                              verify=config.verify_checksums)
+        self.output = Ipv4Output(config, self.routing, self.idents, self.arp, self.eth, self.ip_stats,
+                                 self.loopback)
+        self.icmp = Icmp(config, self.routing, self.idents, self.send, self.error_handlers, self.tx,
+                         self.icmp_stats, self.ip_stats, self.eth_stats, now)
+        self.set_mac(config.mac.packed)
+        self._apply_address()
+        self.register(1, self._icmp_input)
+
+    # -- hooks for upper layers ----------------------------------------------------------------
+    def register(self, proto: int, on_input: InputHandler, on_error: ErrorHandler | None = None) -> None:
+        """Deliver protocol `proto`'s datagrams to `on_input` and ICMP errors about it to `on_error`."""
+        self.protocols[proto] = on_input
+        if on_error is not None:
+            self.error_handlers[proto] = on_error
+        else:
+            self.error_handlers.pop(proto, None)
+
+    def unregister(self, proto: int) -> None:
+        self.protocols.pop(proto, None)
+        self.error_handlers.pop(proto, None)
+
+    def add_timer_source(self, poll_at: Callable[[], float | None],
+                         handle_timeout: Callable[[float], None]) -> None:
+        """Fold an upper layer's timers into `poll_at()` / `handle_timeout(now)`."""
+        self.timer_sources.append((poll_at, handle_timeout))
+        self.timers_dirty = True
+
+    def timers_changed(self) -> None:
+        """A deadline may have moved earlier: the driver re-reads `poll_at()` after this batch."""
+        self.timers_dirty = True
+
+    def set_echo_handler(self, handler: EchoHandler | None) -> None:
+        """`handler(src, ident, seq, data, now)` for each echo reply received."""
+        self.icmp.echo_handler = handler
+
+    def poll_transmit(self) -> list[Frame]:
+        """The frames queued since the last call, oldest first (each a sequence of buffers)."""
+        out = self.tx.copy()
+        self.tx.clear()
+        return out
+
+    # -- configuration -------------------------------------------------------------------------
+    def set_mac(self, mac: bytes) -> None:
+        self.config.mac = MacAddress(mac)
+        self.mac = mac
+        self.arp.mac = mac
+        self.eth.set_mac(mac)
+        self.routing.set_mac(mac)
+        self.eth.set_groups(self.groups)
+
+    def join(self, group: int) -> None:
+        self.groups.add(group)
+        self.eth.set_groups(self.groups)
+
+    def leave(self, group: int) -> None:
+        if group != 0xE0000001:
+            self.groups.discard(group)
+            self.eth.set_groups(self.groups)
+
+    def set_address(self, address: int, now: float) -> None:
+        self.config.address = address
+        self._apply_address()
+        if address:
+            self.arp.announce()
+
+    def set_netmask(self, netmask: int) -> None:
+        self.config.netmask = netmask
+        self._apply_address()
+
+    def set_gateways(self, gateways: Sequence[int]) -> None:
+        self.config.gateways = list(gateways)
+        self.routing.set_gateways(self.config.gateways)
+
+    def _apply_address(self) -> None:
+        c = self.config
+        r = self.routing
+        r.set_address(c.address, c.netmask)
+        r.set_gateways(c.gateways)
+        # Mirrors of the routing state read by the per-frame fast path (plain attributes are cheapest).
+        self.addr, self.mask, self.bcast = r.addr, r.mask, r.bcast
+        self.arp.ip = c.address
+        self._fast_dst = c.address if c.address else -1
+
+    # -- compatibility views of the layers -----------------------------------------------------
+    @property
+    def routes(self) -> int:
+        return self.routing.routes
+
+    @property
+    def pmtu(self) -> dict[int, tuple[int, float]]:
+        return self.routing.pmtu
+
+    @property
+    def icmp_limiter(self) -> PeerLimiter:
+        return self.icmp.limiter
+
+    def next_hop(self, dst: int) -> int | bytes:
+        return self.routing.next_hop(dst)
+
+    def path_mtu(self, dst: int, now: float | None = None) -> int:
+        return self.routing.path_mtu(dst, now)
+
+    def next_ident(self, dst: int) -> int:
+        return self.idents.next(dst)
+
+    def send_icmp_error(self, a: Accepted, t: int, code: int, rest: int, now: float) -> bool:
+        return self.icmp.send_error(a, t, code, rest, now)
+
+    def send_echo(self, dst: int, ident: int, seq: int, data: Buffer, now: float, *,
+                  dont_frag: bool = False) -> int:
+        return self.send(dst, 1, (self.icmp.echo_request(ident, seq, data), data), now, dont_frag=dont_frag)
+
+    def eth_demux(self, frame: memoryview, now: float) -> tuple[int, memoryview, bool] | None:
+        return self.eth.demux(frame, now)
+
+    def ip_accept(self, pkt: memoryview, now: float, l2_bcast: bool = False) -> Accepted | None:
+        return self.ipv4.accept(pkt, now, l2_bcast)
+
+    def icmp_input(self, a: Accepted, now: float) -> None:
+        self.icmp.input(a, now)
+
+    # -- input ---------------------------------------------------------------------------------
+    def receive(self, frame: memoryview, now: float) -> None:
+        """One Ethernet frame in: ARP and ICMP answered here, other protocols to their handlers.
+
+        The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
+        one struct unpack and one checksum; everything else takes the general path, which applies the
+        same rules one by one with a counter each."""
+        try:
+            dmac, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
+        except struct.error:
+            self._receive_general(frame, now)
+            return
+        n = len(frame)
+        # `_fast_dst` is our address, or -1 while we have none; then the unicast host source ranges.
+        if (dst != self._fast_dst or dmac != self.mac or et != 0x0800 or vihl != 0x45 or ff & 0x3FFF
+                or total + 14 > n or total < 20 or n > self.max_frame
+                or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
+                or src == dst or src == self.bcast):
+            self._receive_general(frame, now)
+            return
+        if self._verify and not ck.verify(frame[14:34]):
+            self._receive_general(frame, now)
+            return
+        self.eth_stats.rx_frames += 1
+        ist = self.ip_stats
+        ist.rx_packets += 1
+        if proto == 1 and total >= 28 and frame[34] == 8 and self.icmp.fast_echo(frame, total, src, now):
+            return
+        h = self.protocols.get(proto)
+        if h is not None:
+            ist.rx_delivered += 1
+            h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
+            return
+        self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
+
+    def _receive_general(self, frame: memoryview, now: float) -> None:
+        r = self.eth.demux(frame, now)
+        if r is None:
+            return
+        if r[0] == ETHERTYPE_IPV4:
+            a = self.ipv4.accept(r[1], now, r[2])
+            if a is not None:
+                self.dispatch(a, now)
+        elif self.ipv6_handler is not None:
+            self.eth_stats.rx_ipv6 += 1
+            self.ipv6_handler(r[1])
+        else:
+            self.eth_stats.rx_ipv6_no_handler += 1
+
+    def _arp_input(self, pkt: memoryview, now: float) -> None:
+        self.arp.input(pkt, now)
+
+    def dispatch(self, a: Accepted, now: float) -> None:
+        """Hand an accepted datagram to the registered handler of its protocol."""
+        self.ip_stats.rx_delivered += 1
+        h = self.protocols.get(a.proto)
+        if h is None:
+            self.ip_stats.rx_unknown_protocol += 1
+            self.icmp.send_error(a, 3, 2, 0, now)
+            return
+        h(a.src, a.dst, a.payload, a.packet, now, a.broadcast)
+
+    def _icmp_input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+                    broadcast: bool) -> None:
+        self.icmp.input(Accepted(src, dst, 1, payload, packet, broadcast), now)
+
+    # -- output --------------------------------------------------------------------------------
+    def send(self, dst: int, proto: int, parts: Sequence[Buffer], now: float, *,
+             ttl: int | None = None, dont_frag: bool = False,
+             on_fail: Callable[[int], None] | None = None) -> int:
+        """Build the IPv4 header for `parts` and send (SENT), or queue behind ARP (PENDING).
+
+        Raises NoRouteError, WouldFragmentError (DF and too big), MessageTooLongError (> 65535)."""
+        size = 0
+        for p in parts:
+            size += len(p)
+        total = 20 + size
+        if total > 0xFFFF:
+            self.ip_stats.tx_too_long += 1
+            raise MessageTooLongError(f"IPv4 datagram of {total} bytes exceeds 65535")
+        hdr = bytearray(20)
+        path = self.routing.path(dst, now)
+        if path is not None and total <= self.config.mtu and total >= 46 and not self.routing.pmtu:
+            # Common case: one frame to a resolved neighbour.
+            header_into(hdr, 0, self.addr, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
+                        self.config.ttl if ttl is None else ttl)
+            self.ip_stats.tx_packets += 1
+            self.eth_stats.tx_frames += 1
+            self.tx.append((path.eth, hdr, *parts))
+            return SENT
+        nh = self.routing.next_hop(dst)
+        header_into(hdr, 0, self.addr, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
+                    self.config.ttl if ttl is None else ttl)
+        return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
+
+    def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
+                    parts: Sequence[Buffer], total: int, now: float, *,
+                    on_fail: Callable[[int], None] | None = None) -> int:
+        """Send a datagram whose header is complete (see Ipv4Output.send_packet)."""
+        return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
+
+    def send_prebuilt(self, frame: memoryview, parts: Sequence[Buffer], now: float) -> int:
+        """Finish and send a frame from `allocate_frame` (see Ipv4Output.send_prebuilt)."""
+        return self.output.send_prebuilt(frame, parts, now)
+
+    def loopback_input(self, now: float) -> None:
+        """Deliver the datagrams we sent to ourselves (the driver calls this on a later turn)."""
+        q = self.loopback.copy()
+        self.loopback.clear()
+        for pkt in q:
+            mv = memoryview(pkt)
+            hl = (pkt[0] & 15) << 2
+            self.ip_stats.rx_loopback += 1
+            self.dispatch(Accepted(self.addr, self.addr, pkt[9], mv[hl:], mv, False), now)
+
+    # -- timers --------------------------------------------------------------------------------
+    def poll_at(self) -> float | None:
+        a = self.arp.poll_at()
+        r = self.reassembler
+        if r is not None:
+            b = r.poll_at()
+            if b is not None and (a is None or b < a):
+                a = b
+        for poll, _handle in self.timer_sources:
+            b = poll()
+            if b is not None and (a is None or b < a):
+                a = b
+        return a
+
+    def handle_timeout(self, now: float) -> None:
+        self.arp.handle_timeout(now)
+        r = self.reassembler
+        if r is not None:
+            for quote in r.expire(now):
+                self.ip_stats.reassembly_timeouts += 1
+                self.icmp.send_time_exceeded(quote, now)
+        for _poll, handle in self.timer_sources:
+            handle(now)

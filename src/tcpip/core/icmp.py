@@ -1,0 +1,212 @@
+"""ICMPv4 (RFC 792, RFC 1122 3.2.2): echo replies (a zero-copy fast path when the sender is resolved),
+errors received (routed to the quoted protocol, path MTU updates) and sent (rate limited like Linux)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+
+from tcpip.core.config import InterfaceConfig
+from tcpip.core.ethernet import PAD
+from tcpip.core.ipv4 import Accepted, IdentAllocator, header_into
+from tcpip.core.ratelimit import PeerLimiter
+from tcpip.core.routing import Routing
+from tcpip.core.stats import EthernetStats, IcmpStats, Ipv4Stats
+from tcpip.errors import MessageTooLongError, NoRouteError
+from tcpip.wire import checksum as ck
+
+Buffer = bytes | bytearray | memoryview
+Frame = Sequence[Buffer]
+# (icmp type, code, rest-of-header, quoted datagram, now) -> None
+ErrorHandler = Callable[[int, int, int, memoryview, float], None]
+# (src, ident, seq, data, now) -> None: an echo reply
+EchoHandler = Callable[[int, int, int, memoryview, float], None]
+# the host's output path: (dst, proto, parts, now) -> SENT/PENDING
+Send = Callable[[int, int, Sequence[Buffer], float], int]
+
+_HDR = struct.Struct("!BBHI")
+_U16 = struct.Struct("!H")
+_from = int.from_bytes
+ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
+
+
+class Icmp:
+    """ICMP of one host. `error_handlers` is the host's registry of protocol -> ICMP error handler."""
+
+    def __init__(self, config: InterfaceConfig, routing: Routing, idents: IdentAllocator, send: Send,
+                 error_handlers: dict[int, ErrorHandler], tx: list[Frame], stats: IcmpStats,
+                 ip_stats: Ipv4Stats, eth_stats: EthernetStats, now: float) -> None:
+        self.config = config
+        self.routing = routing
+        self.idents = idents
+        self.send = send
+        self.error_handlers = error_handlers
+        self.tx = tx
+        self.stats = stats
+        self.ip_stats = ip_stats
+        self.eth_stats = eth_stats
+        self.verify = config.verify_checksums
+        self.echo_handler: EchoHandler | None = None
+        self.limiter = PeerLimiter(config.icmp_rate_per_dest, config.icmp_burst_per_dest,
+                                   config.icmp_rate_global, config.icmp_burst_global,
+                                   config.icmp_rate_table_size, now)
+
+    # -- input ---------------------------------------------------------------------------------
+    def input(self, a: Accepted, now: float) -> None:
+        st = self.stats
+        st.rx_messages += 1
+        m = a.payload
+        if len(m) < 8:
+            st.rx_truncated += 1
+            return
+        if self.verify and not ck.verify(m):
+            st.rx_bad_checksum += 1
+            return
+        t = m[0]
+        if t == 8:
+            st.rx_echo_requests += 1
+            if a.broadcast and self.config.icmp_echo_ignore_broadcasts:
+                st.rx_echo_broadcast_ignored += 1
+                return
+            self._echo_reply(a, now)
+            return
+        if t == 0:
+            st.rx_echo_replies += 1
+            h = self.echo_handler
+            if h is not None:
+                rest = _HDR.unpack_from(m, 0)[3]
+                h(a.src, rest >> 16, rest & 0xFFFF, m[8:], now)
+            return
+        if t in (3, 11, 12):
+            if a.broadcast:  # errors are unicast by definition (RFC 1122 3.2.2); Linux drops these
+                st.rx_error_to_broadcast += 1
+                return
+            self._error_input(a, t, m[1], now)
+            return
+        st.rx_other += 1
+
+    def _echo_reply(self, a: Accepted, now: float) -> None:
+        """Echo reply through the general output path (routing, ARP queueing, fragmentation)."""
+        body = bytearray(a.payload)
+        body[0] = 0
+        _U16.pack_into(body, 2, echo_reply_checksum(_U16.unpack_from(body, 2)[0]))
+        self.stats.tx_echo_replies += 1
+        try:
+            self.send(a.src, 1, (body,), now)
+        except (NoRouteError, MessageTooLongError):
+            self.stats.tx_echo_replies -= 1
+
+    def fast_echo(self, frame: memoryview, total: int, src: int, now: float) -> bool:
+        """Echo reply for a plain unicast request whose sender's Path is fresh: one copy of the request,
+        fields patched in place, checksums updated arithmetically. False = take the general path."""
+        end = 14 + total
+        if self.verify and not ck.verify(frame[34:end]):
+            return False
+        if self.routing.pmtu:  # a lowered path MTU may call for fragments: general path
+            return False
+        p = self.routing.path(src, now)
+        if p is None:
+            return False
+        self.ip_stats.rx_delivered += 1
+        st = self.stats
+        st.rx_messages += 1
+        st.rx_echo_requests += 1
+        st.tx_echo_replies += 1
+        out = bytearray(frame[:end])
+        if end < 60:
+            out += PAD[:60 - end]
+        out[0:14] = p.eth
+        header_into(out, 14, self.routing.addr, src, 1, total, self.idents.next(src), 0, self.config.ttl)
+        out[34] = 0
+        _U16.pack_into(out, 36, echo_reply_checksum(_U16.unpack_from(frame, 36)[0]))
+        self.eth_stats.tx_frames += 1
+        self.ip_stats.tx_packets += 1
+        self.tx.append((out,))
+        return True
+
+    def _error_input(self, a: Accepted, t: int, code: int, now: float) -> None:
+        st = self.stats
+        m = a.payload
+        if t == 3:
+            st.rx_dest_unreachable += 1
+        elif t == 11:
+            st.rx_time_exceeded += 1
+        else:
+            st.rx_param_problem += 1
+        q = m[8:]
+        # The quote: an IPv4 header of ours plus at least 8 bytes of its payload.
+        if len(q) < 28 or q[0] >> 4 != 4 or (q[0] & 15) < 5 or len(q) < ((q[0] & 15) << 2) + 8:
+            st.rx_error_bad_quote += 1
+            return
+        if _from(q[12:16], "big") != self.routing.addr:
+            st.rx_error_bad_quote += 1
+            return
+        rest = _HDR.unpack_from(m, 0)[3]
+        if t == 3 and code == 4:
+            st.rx_frag_needed += 1
+            self.routing.update_pmtu(_from(q[16:20], "big"), rest & 0xFFFF, _U16.unpack_from(q, 2)[0], now)
+        # A non-initial fragment carries no transport header: nothing to demultiplex on.
+        h = self.error_handlers.get(q[9]) if not _U16.unpack_from(q, 6)[0] & 0x1FFF else None
+        if h is not None:
+            h(t, code, rest, q, now)
+
+    # -- output --------------------------------------------------------------------------------
+    def send_error(self, a: Accepted, t: int, code: int, rest: int, now: float) -> bool:
+        """An ICMP error about `a` (RFC 1122 3.2.2 rules, rate limited like Linux). True if sent."""
+        st = self.stats
+        pkt = a.packet
+        hl = (pkt[0] & 15) << 2
+        src = a.src
+        if a.broadcast or (_U16.unpack_from(pkt, 6)[0] & 0x1FFF) or not src or src == self.routing.bcast \
+                or src >> 28 >= 0xE or src >> 24 == 127 or src >> 24 == 0:
+            st.tx_suppressed += 1
+            return False
+        if a.proto == 1 and len(pkt) > hl and (pkt[hl] in ERROR_TYPES or pkt[hl] > 18):
+            st.tx_suppressed += 1
+            return False
+        if not self.limiter.allow(src, now):
+            st.tx_rate_limited += 1
+            return False
+        quote = bytes(pkt[: hl + 8])
+        body = bytearray(8 + len(quote))
+        _HDR.pack_into(body, 0, t, code, 0, rest)
+        body[8:] = quote
+        _U16.pack_into(body, 2, ck.checksum(body))
+        try:
+            self.send(src, 1, (body,), now)
+        except (NoRouteError, MessageTooLongError):
+            return False
+        if t == 3:
+            st.tx_dest_unreachable += 1
+        elif t == 11:
+            st.tx_time_exceeded += 1
+        return True
+
+    def send_time_exceeded(self, quote: bytes, now: float) -> bool:
+        """Time exceeded (code 1: reassembly) quoting an expired datagram's first fragment."""
+        mv = memoryview(quote)
+        if len(mv) < 20:
+            return False
+        src = _from(mv[12:16], "big")
+        dst = _from(mv[16:20], "big")
+        hl = (mv[0] & 15) << 2
+        # The quote's offset-0 header has MF set but no offset, so the fragment rule lets it through.
+        a = Accepted(src, dst, mv[9], mv[hl:], mv, dst != self.routing.addr)
+        return self.send_error(a, 11, 1, 0, now)
+
+    def echo_request(self, ident: int, seq: int, data: Buffer) -> bytearray:
+        """The 8-byte echo request header for `data` (checksum included); counted as sent."""
+        hdr = bytearray(8)
+        _HDR.pack_into(hdr, 0, 8, 0, 0, (ident << 16) | seq)
+        _U16.pack_into(hdr, 2, ck.checksum_parts((hdr, data)))
+        self.stats.tx_echo_requests += 1
+        return hdr
+
+
+def echo_reply_checksum(request_checksum: int) -> int:
+    """The ICMP checksum once type 8 (echo request) becomes 0 (reply): RFC 1624 eqn 3,
+    HC' = ~(~HC + ~m + m') with m = 0x0800, m' = 0. Never 0x0000: eqn 3 gives 0 for an all-zero reply
+    (id, seq and data 0), whose only valid checksum is 0xFFFF; for any other message both forms verify."""
+    c = (~request_checksum & 0xFFFF) + 0xF7FF
+    c = (c & 0xFFFF) + (c >> 16)
+    return (~c & 0xFFFF) or 0xFFFF

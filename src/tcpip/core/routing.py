@@ -1,0 +1,150 @@
+"""Routing: our address and subnet, next hop (on-link, gateway, broadcast, multicast), path MTU, and `Path`.
+
+A `Path` is a resolved route to one unicast destination: its next hop's neighbour entry and the Ethernet
+header to reach it. Every fast path (host output, echo replies, UDP flows, the seed API's frame templates)
+keeps a Path and asks `path.fresh(now)` before using it, instead of reading ARP entries itself: one test
+for "same routes, same neighbour entry, same MAC, still reachable".
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from tcpip.core.arp import STATIC, ArpCache, ArpEntry
+from tcpip.core.stats import Ipv4Stats
+from tcpip.errors import NoRouteError
+from tcpip.wire.ipv4 import ip_str
+
+_BCAST = b"\xff" * 6
+_PMTU_PLATEAUS = (32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68)  # RFC 1191 section 7
+PATH_CACHE = 4096
+
+
+class Path:
+    """The resolved route to `dst` through neighbour `nh`; valid while `fresh(now)`."""
+
+    __slots__ = ("_entries", "_routing", "dst", "entry", "eth", "mac", "nh", "routes")
+
+    def __init__(self, routing: Routing, dst: int, nh: int, entry: ArpEntry, mac: bytes) -> None:
+        self._routing = routing
+        self._entries = routing.arp.entries
+        self.dst = dst
+        self.nh = nh
+        self.entry = entry
+        self.mac = mac
+        self.eth = mac + routing.mac + b"\x08\x00"  # the Ethernet header of every frame on this path
+        self.routes = routing.routes
+
+    def fresh(self, now: float) -> bool:
+        """Still usable: no routing change since, and the neighbour entry is the cache's, with the same
+        MAC, static or within its reachable time. Marks the entry used (the cache's CLOCK eviction)."""
+        e = self.entry
+        if (e.mac is self.mac and (e.state == STATIC or e.expires > now) and self.routes == self._routing.routes
+                and self._entries.get(self.nh) is e):
+            e.used = True
+            return True
+        return False
+
+
+class Routing:
+    """Address, netmask, gateways and the path MTU table of one interface; `routes` is a generation
+    number bumped by every change, so anything derived from a route can tell it is stale."""
+
+    def __init__(self, arp: ArpCache, stats: Ipv4Stats, *, mtu: int, min_pmtu: int, pmtu_expiry: float,
+                 pmtu_table_size: int) -> None:
+        self.arp = arp
+        self.stats = stats
+        self.mtu = mtu
+        self.min_pmtu = min_pmtu
+        self.pmtu_expiry = pmtu_expiry
+        self.pmtu_table_size = pmtu_table_size
+        self.mac = b"\x00" * 6
+        self.addr = 0
+        self.mask = 0
+        self.net = 0
+        self.bcast = -1
+        self.gateways: list[int] = []
+        self.routes = 0
+        self.pmtu: OrderedDict[int, tuple[int, float]] = OrderedDict()
+        self._paths: dict[int, Path] = {}
+
+    # -- configuration -------------------------------------------------------------------------
+    def set_mac(self, mac: bytes) -> None:
+        self.mac = mac
+        self.routes += 1
+
+    def set_address(self, address: int, netmask: int) -> None:
+        self.addr = address
+        self.mask = netmask
+        self.net = address & netmask
+        # The subnet broadcast only exists for a real subnet (not /31, /32, nor an unset mask).
+        self.bcast = (self.net | (~netmask & 0xFFFFFFFF)) if address and 0 < netmask < 0xFFFFFFFE else -1
+        self.routes += 1
+
+    def set_gateways(self, gateways: list[int]) -> None:
+        self.gateways = gateways
+        self.routes += 1
+
+    # -- next hop ------------------------------------------------------------------------------
+    def _hop(self, dst: int) -> int | bytes | None:
+        if dst == self.addr and dst:
+            return self.mac
+        if dst == 0xFFFFFFFF or dst == self.bcast:
+            return _BCAST
+        if dst >> 28 == 0xE:
+            return b"\x01\x00\x5e" + (dst & 0x7FFFFF).to_bytes(3, "big")
+        if (dst & self.mask) == self.net:
+            return dst
+        for gw in self.gateways:
+            return gw
+        return None
+
+    def next_hop(self, dst: int) -> int | bytes:
+        """The IP of the next hop to ARP for, or directly the destination MAC (broadcast/multicast;
+        our own MAC for our own address, which is looped back). Raises NoRouteError."""
+        nh = self._hop(dst)
+        if nh is None:
+            self.stats.tx_no_route += 1
+            raise NoRouteError(f"no route to {ip_str(dst)}: off-link and no gateway")
+        return nh
+
+    def path(self, dst: int, now: float) -> Path | None:
+        """The fresh resolved Path to unicast `dst`, or None (no route, broadcast, ourselves, unresolved)."""
+        p = self._paths.get(dst)
+        if p is not None and p.fresh(now):
+            return p
+        nh = self._hop(dst)
+        if type(nh) is not int or dst == self.addr:
+            return None
+        e = self.arp.entries.get(nh)
+        if e is None or e.mac is None or not (e.state == STATIC or e.expires > now):
+            return None
+        if len(self._paths) >= PATH_CACHE:
+            self._paths.clear()
+        e.used = True
+        p = self._paths[dst] = Path(self, dst, nh, e, e.mac)
+        return p
+
+    # -- path MTU (RFC 1191) -------------------------------------------------------------------
+    def path_mtu(self, dst: int, now: float | None = None) -> int:
+        e = self.pmtu.get(dst)
+        if e is None:
+            return self.mtu
+        if now is not None and now >= e[1]:
+            del self.pmtu[dst]
+            return self.mtu
+        return e[0]
+
+    def update_pmtu(self, dst: int, mtu: int, quoted_len: int, now: float) -> None:
+        """A "fragmentation needed" for `dst` announcing `mtu` (0: an old router; guessed from plateaus)."""
+        if mtu == 0:
+            mtu = next((p for p in _PMTU_PLATEAUS if p < quoted_len), 68)
+        # Linux's min_pmtu (552, RFC 5927): a forged "fragmentation needed" can't shrink us to 68-byte
+        # fragments; a link MTU below it stays the limit.
+        mtu = min(max(self.min_pmtu, mtu), self.mtu)
+        if mtu >= self.path_mtu(dst, now):
+            return  # RFC 1191 6.1: a Datagram Too Big never raises the estimate (Linux ignores it)
+        self.pmtu[dst] = (mtu, now + self.pmtu_expiry)
+        self.pmtu.move_to_end(dst)
+        if len(self.pmtu) > self.pmtu_table_size:
+            self.pmtu.popitem(last=False)
