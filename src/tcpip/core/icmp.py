@@ -207,6 +207,4 @@ def echo_reply_checksum(request_checksum: int) -> int:
     """The ICMP checksum once type 8 (echo request) becomes 0 (reply): RFC 1624 eqn 3,
     HC' = ~(~HC + ~m + m') with m = 0x0800, m' = 0. Never 0x0000: eqn 3 gives 0 for an all-zero reply
     (id, seq and data 0), whose only valid checksum is 0xFFFF; for any other message both forms verify."""
-    c = (~request_checksum & 0xFFFF) + 0xF7FF
-    c = (c & 0xFFFF) + (c >> 16)
-    return (~c & 0xFFFF) or 0xFFFF
+    return ck.update(request_checksum, 0x0800, 0x0000) or 0xFFFF

@@ -11,6 +11,7 @@ from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
 from tcpip.core.stats import UdpStats
+from tcpip.wire import checksum as ck
 
 Buffer = bytes | bytearray | memoryview
 _HDR = struct.Struct("!HHHH")
@@ -103,14 +104,10 @@ class UdpLayer:
         if length > n:
             st.rx_truncated += 1
             return
-        if csum and self.verify_checksums:
-            # Valid when pseudo-header + datagram sum to 0 mod 0xFFFF (one pass; 2**16 == 1 mod 0xFFFF).
-            x = _from(payload if length == n else payload[:length], "big")
-            if length & 1:
-                x <<= 8
-            if (x + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + length) % 0xFFFF:
-                st.rx_bad_checksum += 1
-                return
+        if csum and self.verify_checksums and not ck.verify(payload if length == n else payload[:length],
+                                                            ck.pseudo_header_sum(src, dst, 17, length)):
+            st.rx_bad_checksum += 1
+            return
         b = self.ports.get(dport)
         if b is None or (b.local and b.local != dst and dst == self.iface.addr):
             self._no_port(src, dst, payload, packet, now)
@@ -159,12 +156,10 @@ class UdpLayer:
                 if path.fresh(now):
                     ident = iface.idents.next(dst)
                     total = 28 + n
-                    x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
-                    ip = (t.ip_sum + total + ident) % 0xFFFF
-                    u = (t.udp_sum + 2 * (8 + n) + x % 0xFFFF) % 0xFFFF
-                    hdr = path.eth + _IPUDP.pack(0x45, 0, total, ident, 0, t.ttl, 17, 0xFFFF - ip if ip else 0,
-                                              t.addr, dst, sport, dport, 8 + n,
-                                              0xFFFF - u)  # u == 0: sum 0xFFFF, sent as 0xFFFF (RFC 768)
+                    # A computed 0 is sent as 0xFFFF (RFC 768: 0 means "no checksum").
+                    hdr = path.eth + _IPUDP.pack(0x45, 0, total, ident, 0, t.ttl, 17,
+                                                 ck.finish(t.ip_sum + total + ident), t.addr, dst, sport, dport,
+                                                 8 + n, ck.checksum(data, t.udp_sum + 2 * (8 + n)) or 0xFFFF)
                     self.stats.tx_datagrams += 1
                     iface.ip_stats.tx_packets += 1
                     iface.eth_stats.tx_frames += 1
@@ -180,13 +175,9 @@ class UdpLayer:
         n = len(data)
         length = 8 + n
         s = self.iface.addr if src is None else src
-        # Checksum: pseudo-header and UDP header from their words, one pass over the payload.
-        c = ((s >> 16) + (s & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + length + sport + dport + length)
-        if n:
-            c += (_from(data, "big") << 8 if n & 1 else _from(data, "big")) % 0xFFFF
-        c %= 0xFFFF
-        c = (~c & 0xFFFF) if c else 0  # c == 0 here means a one's-complement sum of 0xFFFF
-        hdr = _HDR.pack(sport, dport, length, c or 0xFFFF)
+        # Pseudo-header and UDP header from their words, one pass over the payload; 0 is sent as 0xFFFF.
+        c = ck.checksum(data, ck.pseudo_header_sum(s, dst, 17, length) + sport + dport + length) or 0xFFFF
+        hdr = _HDR.pack(sport, dport, length, c)
         self.stats.tx_datagrams += 1
         return self.iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail)
 
@@ -200,6 +191,7 @@ class UdpLayer:
             self._flows.clear()
         a = iface.addr
         ttl = iface.config.ttl
-        ip_sum = (0x4500 + (ttl << 8 | 17) + (a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)) % 0xFFFF
-        udp_sum = ((a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + sport + dport) % 0xFFFF
+        # Partial sums of the constant words; per datagram only lengths, ident and the payload are added.
+        ip_sum = ck.fold(0x4500 + (ttl << 8 | 17) + ck.addr_sum(a) + ck.addr_sum(dst))
+        udp_sum = ck.fold(ck.pseudo_header_sum(a, dst, 17, 0) + sport + dport)
         self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl)

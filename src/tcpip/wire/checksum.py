@@ -1,4 +1,10 @@
-"""The Internet checksum (RFC 1071) and the IPv4 pseudo-header sum."""
+"""The Internet checksum (RFC 1071): whole-buffer checksums, partial sums, incremental update (RFC 1624).
+
+Every checksum in tcpip goes through these helpers. Partial sums are plain non-negative ints: add them
+with `+` (or `add`), reduce with `fold`, and turn a sum into the field value with `finish`. All of them
+rest on 2**16 == 1 (mod 0xFFFF): the one's-complement sum of a big-endian integer is that integer mod
+0xFFFF, except that a non-zero multiple of 0xFFFF folds to 0xFFFF (end-around carry), never to 0.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,37 @@ def add(a: int, b: int) -> int:
     """One's-complement addition of two partial sums."""
     s = a + b
     return (s & 0xFFFF) + (s >> 16)
+
+
+def fold(x: int) -> int:
+    """A partial sum (any non-negative int) folded to 16 bits with end-around carry: 0 only for 0."""
+    return (x - 1) % 0xFFFF + 1 if x else 0
+
+
+def addr_sum(address: int) -> int:
+    """Partial sum of a 32-bit field (an IPv4 address as an int): its two 16-bit words."""
+    return (address >> 16) + (address & 0xFFFF)
+
+
+def finish(x: int) -> int:
+    """The checksum field for a partial sum `x` (any non-negative int): ~fold(x). A sum that folds to
+    0xFFFF gives 0 (UDP, which reserves 0 for "no checksum", sends `finish(x) or 0xFFFF`)."""
+    return 0xFFFF - fold(x)
+
+
+def update(checksum: int, old: int, new: int) -> int:
+    """RFC 1624 eqn 3, HC' = ~(~HC + ~m + m'): the checksum after a 16-bit word changes from `old` to
+    `new`, without a pass over the data. (For a message whose every other word is 0 this may give 0 where
+    a full computation gives 0xFFFF; both verify. ICMP echo replies use `update(...) or 0xFFFF`.)"""
+    c = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
+    c = (c & 0xFFFF) + (c >> 16)
+    c = (c & 0xFFFF) + (c >> 16)
+    return ~c & 0xFFFF
+
+
+def update32(checksum: int, old: int, new: int) -> int:
+    """`update` for a 32-bit field (an address or a sequence number): both of its words."""
+    return update(update(checksum, old >> 16, new >> 16), old & 0xFFFF, new & 0xFFFF)
 
 
 def checksum(data: Buffer, initial: int = 0) -> int:
@@ -65,6 +102,13 @@ def verify(data: Buffer, initial: int = 0) -> bool:
     """True when `data` (checksum field included) sums to 0xFFFF (with `initial`)."""
     x = (_from(data, "big") << 8 if len(data) & 1 else _from(data, "big")) + initial
     return not x % 0xFFFF and x != 0
+
+
+def ipv4_header_checksum(total: int, ident: int, flags_frag: int, ttl: int, proto: int, src: int, dst: int) -> int:
+    """The checksum of a 20-byte IPv4 header (version 4, IHL 5, TOS 0) from its fields' words: no pass
+    over packed bytes."""
+    return finish(0x4500 + total + ident + flags_frag + (ttl << 8 | proto) + (src >> 16) + (src & 0xFFFF)
+                  + (dst >> 16) + (dst & 0xFFFF))
 
 
 def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
