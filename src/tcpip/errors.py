@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class TcpipError(Exception):
     """Base of every exception tcpip raises."""
@@ -41,6 +43,14 @@ class MessageTooLongError(Ipv4Error):
 
 class DeviceClosedError(TcpipError, OSError):
     """The network device has been disconnected."""
+
+
+class PortInUseError(TcpipError, OSError):
+    """The local port is taken (or no ephemeral port is free): errno EADDRINUSE, as bind(2) reports it."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"address already in use: port {port}")
+        self.port = port
 
 
 class WireError(TcpipError, ValueError):

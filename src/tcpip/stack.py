@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from types import TracebackType
 from typing import Any
 
+from tcpip.aio.udp import UdpEndpoints, UdpTransport, create_datagram_endpoint
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.stats import as_dict
 from tcpip.core.udp import Binding, UdpLayer
@@ -20,7 +21,6 @@ from tcpip.ethif import Ethif
 from tcpip.ipv4 import Ipv4
 from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
-from tcpip.udp import UdpEndpoints, UdpTransport, create_datagram_endpoint
 from tcpip.wire.mac import MacAddress
 
 log = logging.getLogger("tcpip")

@@ -11,12 +11,14 @@ from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
 from tcpip.core.stats import UdpStats
+from tcpip.errors import PortInUseError
 from tcpip.wire import checksum as ck
 
 Buffer = bytes | bytearray | memoryview
 _HDR = struct.Struct("!HHHH")
 _IPUDP = struct.Struct("!BBHHHBBHIIHHHH")  # IPv4 header (no options) + UDP header
 _from = int.from_bytes
+PortInUse = PortInUseError  # the old name
 EPHEMERAL_LOW = 49152
 EPHEMERAL_HIGH = 65535
 
@@ -44,10 +46,6 @@ class _Flow:
     ttl: int
 
 
-class PortInUse(Exception):
-    pass
-
-
 class UdpLayer:
     """UDP over one Host. Registers itself as the host's protocol 17."""
 
@@ -68,7 +66,7 @@ class UdpLayer:
         if port == 0:
             port = self.ephemeral_port()
         elif port in self.ports:
-            raise PortInUse(port)
+            raise PortInUseError(port)
         b = Binding(port, local, receiver, on_error, remote)
         self.ports[port] = b
         return b
@@ -80,13 +78,13 @@ class UdpLayer:
     def ephemeral_port(self) -> int:
         span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
         if len(self.ports) >= span:
-            raise PortInUse(0)
+            raise PortInUseError(0)
         start = self.rng.randrange(span)
         for i in range(span):  # random start, then linear probe: never two endpoints on one port
             p = EPHEMERAL_LOW + (start + i) % span
             if p not in self.ports:
                 return p
-        raise PortInUse(0)
+        raise PortInUseError(0)
 
     # -- input ---------------------------------------------------------------------------------
     def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
