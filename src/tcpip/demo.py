@@ -81,7 +81,7 @@ print(json.dumps(out))
 """
 
 
-async def kernel_demo(out: Out, *, pcap: str | None = None) -> DemoReport:
+async def kernel_demo(out: Out, *, pcap: str | None = None) -> DemoReport:  # noqa: PLR0915 - a script of checks, read top to bottom
     from tcpip.netns import Namespace  # noqa: PLC0415 - needs pyroute2, only on this path
 
     rep = DemoReport("kernel")

@@ -171,7 +171,7 @@ class ArpCache:
             self.on_failed(e.ip)
 
     # -- input ---------------------------------------------------------------------------------
-    def input(self, pkt: memoryview, now: float) -> None:
+    def input(self, pkt: memoryview, now: float) -> None:  # noqa: PLR0911, PLR0912 - RFC 826/5227 rules in order, one return per counted outcome
         """One ARP packet (Ethernet payload). Answers, learns and counts."""
         st = self.stats
         st.rx_packets += 1

@@ -38,7 +38,7 @@ class Ethernet:
         """Accept the MACs of these IPv4 multicast groups (RFC 1112: 01:00:5e + low 23 bits)."""
         self.group_macs = {b"\x01\x00\x5e" + (g & 0x7FFFFF).to_bytes(3, "big") for g in groups}
 
-    def demux(self, frame: memoryview, now: float) -> tuple[int, memoryview, bool] | None:
+    def demux(self, frame: memoryview, now: float) -> tuple[int, memoryview, bool] | None:  # noqa: PLR0911 - one return per counted drop
         """ARP is handled here; IPv4 and IPv6 come back as (ethertype, payload, link-broadcast-or-
         multicast). Anything else is counted and dropped (None)."""
         st = self.stats

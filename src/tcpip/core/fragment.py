@@ -56,7 +56,7 @@ def fragment_count(header: Buffer, payload_len: int, mtu: int) -> int:
     return 1 + -(-(payload_len - first) // later)
 
 
-def fragment(header: Buffer, payload: Sequence[Buffer], mtu: int) -> list[list[Buffer]]:
+def fragment(header: Buffer, payload: Sequence[Buffer], mtu: int) -> list[list[Buffer]]:  # noqa: PLR0915 - one pass, kept flat for speed
     """Split a datagram into fragments of at most `mtu` bytes: per fragment [header, *payload views].
 
     `header` is the datagram's header (IHL*4 bytes, ident set; total length and checksum are fixed here).

@@ -52,7 +52,7 @@ class Icmp:
                                    config.icmp_rate_table_size, now)
 
     # -- input ---------------------------------------------------------------------------------
-    def input(self, a: Accepted, now: float) -> None:
+    def input(self, a: Accepted, now: float) -> None:  # noqa: PLR0911 - one return per message type or counted drop
         st = self.stats
         st.rx_messages += 1
         m = a.payload

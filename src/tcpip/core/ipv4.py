@@ -77,7 +77,7 @@ class Ipv4Input:
         self.timers_changed = timers_changed  # a fragment may set a new reassembly deadline
         self.verify = verify
 
-    def accept(self, pkt: memoryview, now: float, l2_bcast: bool = False) -> Accepted | None:
+    def accept(self, pkt: memoryview, now: float, l2_bcast: bool = False) -> Accepted | None:  # noqa: PLR0911, PLR0912 - RFC 791/1122 checks in order, one return per counted drop
         """The datagram if it passes every check and is whole; None when dropped (counted) or held."""
         st = self.stats
         st.rx_packets += 1

@@ -143,7 +143,7 @@ class Reassembler:
         """Accounted bytes held for source address `src` (an int)."""
         return self._src_mem.get(src, 0)
 
-    def process(self, header: memoryview, payload: memoryview, now: float) -> bytearray | None:
+    def process(self, header: memoryview, payload: memoryview, now: float) -> bytearray | None:  # noqa: PLR0911, PLR0912, PLR0915 - the RFC 815 hole algorithm with Linux's overlap/limit rules, one outcome per return
         """One fragment in (header validated, payload trimmed); the whole datagram when it completes."""
         st = self.stats
         st.fragments += 1
