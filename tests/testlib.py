@@ -1,13 +1,19 @@
-"""Helpers shared by the test modules: address conversions and a reference RFC 1071 checksum written out
-word by word, independently of tcpip's own (an oracle must not share the code it checks)."""
+"""Helpers shared by the test modules: address conversions, a reference RFC 1071 checksum written out
+word by word, independently of tcpip's own (an oracle must not share the code it checks), and the one way
+tests build a bare sans-I/O host and read what it sent or learnt (`make_iface`, `sent`, `neighbours`)."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address
+from typing import Any
 
+from tcpip.core.arp import ArpEntry
+from tcpip.core.config import InterfaceConfig
+from tcpip.core.interface import Interface
 from tcpip.wire.mac import MacAddress
 
 
@@ -57,3 +63,39 @@ class Recorder(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.errors.append(exc)
+
+
+# -- a bare sans-I/O host, and what it sent and learnt ---------------------------------------------
+def make_iface(*, mac: str = "02:00:00:00:00:02", address: str = "198.18.0.2", netmask: int = 0xFFFFFF00,
+               gateways: Sequence[str] = (), static: Mapping[str, str] | None = None, seed: int = 1,
+               **config: Any) -> Interface:
+    """A host (default 198.18.0.2/24 at 02:00:00:00:00:02) built the way the stack builds one; `static`
+    neighbours (ip -> mac) are added, and whatever the set-up queued is dropped."""
+    cfg = InterfaceConfig(mac=MacAddress(mac), address=ip_int(address), netmask=netmask,
+                          gateways=[ip_int(g) for g in gateways], **config)
+    iface = Interface(cfg, now=0.0, rng=random.Random(seed))
+    for ip, m in (static or {}).items():
+        iface.arp.add_static(ip_int(ip), mac_bytes(m))
+    iface.poll_transmit()
+    return iface
+
+
+def sent(iface: Interface) -> list[bytes]:
+    """The frames the host queued since the last call, oldest first, each joined into bytes (this drains
+    `poll_transmit()`: a second call returns only what was queued in between)."""
+    return [b"".join(bytes(p) for p in f) for f in iface.poll_transmit()]
+
+
+def queued(iface: Interface) -> int:
+    """How many frames the host has queued (nothing is drained)."""
+    return len(iface.tx)
+
+
+def neighbours(iface: Interface) -> dict[int, ArpEntry]:
+    """The neighbour table by IP (ints), resolved and pending entries alike (a copy)."""
+    return dict(iface.arp.entries)
+
+
+def neighbour(iface: Interface, ip: str | int) -> ArpEntry | None:
+    """The neighbour entry for `ip`, if any."""
+    return iface.arp.entries.get(ip if isinstance(ip, int) else ip_int(ip))

@@ -10,16 +10,14 @@ from ipaddress import IPv4Address
 import pytest
 from scapy.layers.inet import IP
 from scapy.layers.l2 import ARP, Ether
-from testlib import settle
+from testlib import make_iface, neighbour, neighbours, sent, settle
 
 from tcpip import IpProto, Stack, WouldFragmentError
 from tcpip.core.config import InterfaceConfig
-from tcpip.core.interface import Interface
 from tcpip.core.reassembly import ReassemblyConfig
 from tcpip.core.stats import unbalanced
 from tcpip.core.udp import UdpLayer
 from tcpip.netif import Hub
-from tcpip.wire.mac import MacAddress
 
 
 class Got(asyncio.DatagramProtocol):
@@ -50,14 +48,13 @@ async def test_buffer_reused_while_arp_pending_sends_what_was_given() -> None:
 
 
 def test_34_byte_icmp_frame_is_a_counted_drop() -> None:
-    me = MacAddress("02:00:00:00:00:02")
-    iface = Interface(InterfaceConfig(mac=me, address=int(IPv4Address("198.18.0.2")), netmask=0xFFFFFF00),
-                      now=0.0, rng=random.Random(1))
-    frame = bytes(Ether(src="02:00:00:00:00:01", dst=str(me)) / IP(src="198.18.0.1", dst="198.18.0.2", proto=1))
+    iface = make_iface(mac="02:00:00:00:00:02", address="198.18.0.2")
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src="198.18.0.1", dst="198.18.0.2", proto=1))
     assert len(frame) == 34
     iface.receive(memoryview(frame), 1.0)
     assert iface.icmp_stats.rx_truncated == 1
-    assert iface.tx == []
+    assert sent(iface) == []
     assert unbalanced(iface.eth_stats, iface.arp.stats, iface.ip_stats) == []
 
 
@@ -119,21 +116,19 @@ async def test_disconnect_closes_udp_endpoints() -> None:
 def test_neighbour_in_use_survives_an_arp_flood() -> None:
     """Entries used by the fast paths get a second chance at eviction (CLOCK), so a flood of requests
     from new senders evicts idle entries, not the neighbour we are talking to."""
-    me = MacAddress("02:00:00:00:00:02")
-    iface = Interface(InterfaceConfig(mac=me, address=int(IPv4Address("198.18.0.2")), netmask=0xFFFF0000,
-                                      arp_cache_size=8), now=0.0, rng=random.Random(1))
+    iface = make_iface(mac="02:00:00:00:00:02", address="198.18.0.2", netmask=0xFFFF0000, arp_cache_size=8)
     udp = UdpLayer(iface, random.Random(2))
     peer = int(IPv4Address("198.18.0.1"))
     iface.arp.add_static(peer, b"\x02\x00\x00\x00\x00\x01")
-    iface.arp.entries[peer].state = 1  # an ordinary (evictable) entry, reachable for a long time
-    iface.arp.entries[peer].expires = 1e9
+    neighbour(iface, peer).state = 1  # an ordinary (evictable) entry, reachable for a long time
+    neighbour(iface, peer).expires = 1e9
     for i in range(40):
         udp.send(1000, peer, 7, b"z" * 30, float(i))  # the per-flow fast path after the first
         src = f"198.18.{1 + i // 200}.{10 + i % 200}"
         req = Ether(src=f"02:00:00:00:01:{i:02x}", dst="ff:ff:ff:ff:ff:ff") / ARP(
             op=1, hwsrc=f"02:00:00:00:01:{i:02x}", psrc=src, pdst="198.18.0.2")
         iface.receive(memoryview(bytes(req)), float(i))
-        iface.tx.clear()
-    assert peer in iface.arp.entries
-    assert len(iface.arp.entries) == 8
+        sent(iface)
+    assert peer in neighbours(iface)
+    assert len(neighbours(iface)) == 8
     assert iface.arp.stats.evictions == 40 - 7

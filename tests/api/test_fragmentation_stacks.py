@@ -19,16 +19,16 @@ from ipaddress import IPv4Address
 from typing import Any, cast
 
 import pytest
+import testlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP, defragment, fragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
-from testlib import Recorder, csum, ip_int, mac_bytes, settle
+from testlib import Recorder, csum, ip_int, mac_bytes, sent, settle
 
 import tcpip
 from tcpip import Stack
-from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import SENT, Interface
 from tcpip.core.stats import unbalanced
 from tcpip.netif.clock import VirtualClock
@@ -74,22 +74,16 @@ def check_fragments(packets: list[bytes], mtu: int, payload_len: int) -> None:
 
 # == Interface (sans-I/O) ===========================================================================
 def make_iface(mtu: int) -> Interface:
-    cfg = InterfaceConfig(mac=MacAddress(OUR_MAC), address=ip_int(B), netmask=0xFFFFFF00, mtu=mtu)
-    iface = Interface(cfg, now=0.0, rng=random.Random(3))
-    iface.arp.add_static(ip_int(A), mac_bytes(PEER_MAC))
-    iface.tx.clear()
-    return iface
+    return testlib.make_iface(mac=OUR_MAC, address=B, mtu=mtu, seed=3, static={A: PEER_MAC})
 
 
 def drain_ip(iface: Interface) -> list[bytes]:
     out = []
-    for f in iface.tx:
-        raw = b"".join(bytes(p) for p in f)
+    for raw in sent(iface):
         assert raw[:14] == mac_bytes(PEER_MAC) + mac_bytes(OUR_MAC) + b"\x08\x00"
         total = struct.unpack_from("!H", raw, 16)[0]
         assert len(raw) == max(60, 14 + total)
         out.append(raw[14:14 + total])
-    iface.tx.clear()
     return out
 
 
@@ -125,7 +119,7 @@ def test_dont_fragment_too_big_raises_and_sends_nothing() -> None:
     iface = make_iface(576)
     with pytest.raises(tcpip.WouldFragmentError):
         iface.send(ip_int(A), 17, (bytes(557),), 1.0, dont_frag=True)
-    assert iface.tx == []
+    assert sent(iface) == []
     assert iface.ip_stats.tx_would_fragment == 1
     assert iface.ip_stats.tx_packets == 0
     # Exactly the MTU: goes whole, with DF set.
@@ -139,7 +133,7 @@ def test_message_too_long_raises() -> None:
     iface = make_iface(1500)
     with pytest.raises(tcpip.MessageTooLongError):
         iface.send(ip_int(A), 17, (bytes(40000), bytes(25516)), 1.0)  # 65516 + 20 = 65536
-    assert iface.tx == []
+    assert sent(iface) == []
     assert iface.ip_stats.tx_too_long == 1
     iface.send(ip_int(A), 17, (bytes(40000), bytes(25515)), 1.0)  # exactly 65535: 45 fragments
     pkts = drain_ip(iface)
@@ -163,10 +157,10 @@ def test_send_prebuilt_fragments_or_raises() -> None:
     hdr = struct.pack("!HHHH", 1000, 2000, 8 + len(data), 0)
     with pytest.raises(tcpip.WouldFragmentError):
         iface.send_prebuilt(_prebuilt(iface, A, df=True, transport=hdr), (data,), 1.0)
-    assert iface.tx == []
+    assert sent(iface) == []
     with pytest.raises(tcpip.MessageTooLongError):
         iface.send_prebuilt(_prebuilt(iface, A, df=False, transport=hdr), (bytes(65508),), 1.0)
-    assert iface.tx == []
+    assert sent(iface) == []
     assert (iface.ip_stats.tx_would_fragment, iface.ip_stats.tx_too_long) == (1, 1)
     iface.send_prebuilt(_prebuilt(iface, A, df=False, transport=hdr), (data,), 1.0)
     pkts = drain_ip(iface)

@@ -1,20 +1,20 @@
 """ARP (RFC 826, RFC 5227, Linux arp_accept=0) and next-hop routing of the sans-I/O Interface, with literal times.
 
 Frames go in through `iface.receive(frame, now)`; timers fire through `iface.handle_timeout(now)` at the instants
-`iface.poll_at()` announces; what goes out is read back from `iface.tx` with scapy.
+`iface.poll_at()` announces; what goes out is read back with `testlib.sent` and scapy.
 """
 
 from __future__ import annotations
 
-import random
 import struct
 from ipaddress import IPv4Address
 
 import pytest
+import testlib
 from scapy.all import ARP, IP, Ether, Raw
+from testlib import neighbour, neighbours, sent
 
 from tcpip.core.arp import REACHABLE
-from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import PENDING, SENT, Interface
 from tcpip.errors import NoRouteError
 from tcpip.wire.mac import MacAddress
@@ -43,9 +43,7 @@ def mac_bytes(s: str) -> bytes:
 
 
 def make_iface(gateways: tuple[str, ...] = (GATEWAY,), **config: object) -> Interface:
-    cfg = InterfaceConfig(mac=MacAddress(OUR_MAC), address=ip_int(OUR_IP), netmask=0xFFFFFF00,
-                          gateways=[ip_int(g) for g in gateways], **config)  # type: ignore[arg-type]
-    return Interface(cfg, now=0.0, rng=random.Random(1))
+    return testlib.make_iface(mac=OUR_MAC, address=OUR_IP, gateways=gateways, **config)
 
 
 def arp_frame(*, op: int, sha: str, spa: str, tha: str = ZERO_MAC, tpa: str = OUR_IP,
@@ -67,11 +65,9 @@ def reply(sha: str, spa: str, tpa: str = OUR_IP, *, dst: str = OUR_MAC) -> memor
 def drain(iface: Interface) -> list[Ether]:
     """The frames queued since the last drain, parsed by scapy (each must be padded to 60 bytes)."""
     out = []
-    for f in iface.tx:
-        raw = b"".join(bytes(p) for p in f)
+    for raw in sent(iface):
         assert len(raw) >= 60
         out.append(Ether(raw))
-    iface.tx.clear()
     return out
 
 
@@ -83,7 +79,7 @@ def assert_request_for(frame: Ether, target: str) -> None:
 
 
 def entry_mac(iface: Interface, ip: str) -> str | None:
-    e = iface.arp.entries.get(ip_int(ip))
+    e = neighbour(iface, ip_int(ip))
     if e is None or e.mac is None:
         return None
     return str(MacAddress(e.mac))
@@ -107,7 +103,7 @@ def test_request_for_our_address_answered_exactly(iface: Interface) -> None:
 
 def test_request_addressed_to_us_creates_entry(iface: Interface) -> None:
     iface.receive(request(), now=5.0)
-    e = iface.arp.entries[ip_int(PEER_IP)]
+    e = neighbour(iface, ip_int(PEER_IP))
     assert (e.mac, e.state, e.expires) == (mac_bytes(PEER_MAC), REACHABLE, 65.0)
     assert iface.arp.stats.entries_created == 1
     assert iface.arp.lookup(ip_int(PEER_IP), 6.0) == mac_bytes(PEER_MAC)
@@ -127,8 +123,8 @@ def test_request_addressed_to_us_creates_entry(iface: Interface) -> None:
 )
 def test_arp_for_unknown_ip_creates_nothing(iface: Interface, frame: memoryview) -> None:
     iface.receive(frame, now=1.0)
-    assert iface.arp.entries == {}
-    assert iface.tx == []
+    assert neighbours(iface) == {}
+    assert sent(iface) == []
     st = iface.arp.stats
     assert st.entries_created == 0
     assert st.unsolicited_ignored + st.rx_not_for_us == 1
@@ -148,11 +144,11 @@ def test_arp_for_known_ip_refreshes_entry(iface: Interface, frame: memoryview) -
     iface.receive(request(), now=0.0)
     drain(iface)
     iface.receive(frame, now=30.0)
-    e = iface.arp.entries[ip_int(PEER_IP)]
+    e = neighbour(iface, ip_int(PEER_IP))
     assert (e.mac, e.state, e.expires) == (mac_bytes(NEW_MAC), REACHABLE, 90.0)
     assert iface.arp.stats.entries_refreshed == 1
-    assert len(iface.arp.entries) == 1
-    assert iface.tx == []
+    assert len(neighbours(iface)) == 1
+    assert sent(iface) == []
 
 
 def test_zero_sender_ip_never_cached_and_probe_answered(iface: Interface) -> None:
@@ -162,10 +158,10 @@ def test_zero_sender_ip_never_cached_and_probe_answered(iface: Interface) -> Non
     assert (rep.dst, rep[ARP].op, rep[ARP].hwsrc, rep[ARP].psrc) == (PEER_MAC, 2, OUR_MAC, OUR_IP)
     assert (rep[ARP].hwdst, rep[ARP].pdst) == (PEER_MAC, "0.0.0.0")
     assert iface.arp.stats.probes_answered == 1
-    assert iface.arp.entries == {}
+    assert neighbours(iface) == {}
     iface.receive(arp_frame(op=1, sha=PEER_MAC, spa="0.0.0.0", tpa="198.18.0.3"), now=1.5)  # someone else's
-    assert iface.tx == []
-    assert iface.arp.entries == {}
+    assert sent(iface) == []
+    assert neighbours(iface) == {}
 
 
 @pytest.mark.parametrize(
@@ -180,15 +176,15 @@ def test_zero_sender_ip_never_cached_and_probe_answered(iface: Interface) -> Non
 def test_conflict_counted_when_another_mac_claims_our_address(iface: Interface, frame: memoryview) -> None:
     iface.receive(frame, now=1.0)
     assert iface.arp.stats.conflicts == 1
-    assert iface.arp.entries == {}
-    assert iface.tx == []
+    assert neighbours(iface) == {}
+    assert sent(iface) == []
 
 
 def test_broadcast_sender_mac_never_cached(iface: Interface) -> None:
     iface.receive(request(sha=BCAST_MAC), now=1.0)
     iface.receive(request(sha="01:00:5e:00:00:01"), now=1.0)
-    assert iface.arp.entries == {}
-    assert iface.tx == []
+    assert neighbours(iface) == {}
+    assert sent(iface) == []
     assert iface.arp.stats.rx_bad_sender_mac == 2
 
 
@@ -202,7 +198,7 @@ def test_unresolved_send_requests_retries_and_fails() -> None:
     assert_request_for(req, HOST_IP)
     assert iface.poll_at() == 11.0
     iface.handle_timeout(10.999)
-    assert iface.tx == []
+    assert sent(iface) == []
     for t in (11.0, 12.0):  # retries exactly arp_interval apart
         iface.handle_timeout(t)
         [req] = drain(iface)
@@ -210,19 +206,19 @@ def test_unresolved_send_requests_retries_and_fails() -> None:
         assert iface.poll_at() == t + 1.0
     assert failed == []
     iface.handle_timeout(13.0)  # arp_tries=3 requests went unanswered
-    assert iface.tx == []
+    assert sent(iface) == []
     assert failed == [ip_int(HOST_IP)]
     st = iface.arp.stats
     assert (st.requests_sent, st.resolve_failures, st.queue_dropped) == (3, 1, 1)
-    assert ip_int(HOST_IP) not in iface.arp.entries
+    assert ip_int(HOST_IP) not in neighbours(iface)
     assert iface.poll_at() is None
     iface.handle_timeout(100.0)
-    assert iface.tx == []
+    assert sent(iface) == []
     assert failed == [ip_int(HOST_IP)]  # the hook ran once
     # a late reply does not resurrect the dropped frame
     iface.receive(reply(PEER_MAC, HOST_IP), now=100.5)
-    assert iface.tx == []
-    assert ip_int(HOST_IP) not in iface.arp.entries
+    assert sent(iface) == []
+    assert ip_int(HOST_IP) not in neighbours(iface)
 
 
 @pytest.mark.parametrize(("tries", "interval"), [(1, 1.0), (5, 0.25), (2, 3.0)])
@@ -278,7 +274,7 @@ def test_reply_resolves_and_flushes_queue_in_order() -> None:
         assert (f.dst, f.src, f.type) == (OTHER_MAC, OUR_MAC, 0x0800)
         assert (f[IP].src, f[IP].dst, f[IP].proto) == (OUR_IP, HOST_IP, PROTO)
         assert f[Raw].load[: f[IP].len - 20] == b"frame-%d" % i
-    e = iface.arp.entries[ip_int(HOST_IP)]
+    e = neighbour(iface, ip_int(HOST_IP))
     assert (e.mac, e.state, e.expires) == (mac_bytes(OTHER_MAC), REACHABLE, 60.5)
     assert iface.arp.pending == {}
     assert iface.poll_at() is None
@@ -287,7 +283,7 @@ def test_reply_resolves_and_flushes_queue_in_order() -> None:
     [f] = drain(iface)
     assert f.dst == OTHER_MAC
     iface.handle_timeout(10.0)
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_request_from_pending_host_also_resolves(iface: Interface) -> None:
@@ -348,7 +344,7 @@ def test_reachable_entry_revalidated_after_expiry_and_removed_without_answer(ifa
     iface.handle_timeout(62.0)
     assert [f.type for f in drain(iface)] == [0x0806, 0x0806]
     iface.handle_timeout(63.0)
-    assert ip_int(HOST_IP) not in iface.arp.entries
+    assert ip_int(HOST_IP) not in neighbours(iface)
     assert iface.arp.stats.expired == 1
     assert iface.poll_at() is None
     assert iface.send(ip_int(HOST_IP), PROTO, (b"later",), 64.0) == PENDING
@@ -361,11 +357,11 @@ def test_revalidation_answered_keeps_entry(iface: Interface) -> None:
     iface.send(ip_int(HOST_IP), PROTO, (b"stale",), 70.0)
     drain(iface)
     iface.receive(reply(NEW_MAC, HOST_IP), now=70.2)
-    e = iface.arp.entries[ip_int(HOST_IP)]
+    e = neighbour(iface, ip_int(HOST_IP))
     assert (e.mac, e.state, e.expires) == (mac_bytes(NEW_MAC), REACHABLE, 130.2)
     assert iface.poll_at() is None
     iface.handle_timeout(75.0)
-    assert iface.tx == []
+    assert sent(iface) == []
     assert iface.send(ip_int(HOST_IP), PROTO, (b"new",), 71.0) == SENT
     [f] = drain(iface)
     assert f.dst == NEW_MAC
@@ -385,13 +381,13 @@ def test_cache_bounded_under_request_flood() -> None:
     assert size == 1024
     for i in range(5000):
         iface.receive(_request_bytes(i), now=1.0 + i * 1e-4)
-        assert len(iface.arp.entries) <= size
-    iface.tx.clear()
-    assert len(iface.arp.entries) == size
+        assert len(neighbours(iface)) <= size
+    sent(iface)
+    assert len(neighbours(iface)) == size
     assert iface.arp.stats.evictions == 5000 - size
     assert iface.arp.stats.replies_sent == 5000
     # LRU: the most recent senders survive
-    assert set(iface.arp.entries) == {ip_int("10.0.0.0") + i for i in range(5000 - size, 5000)}
+    assert set(neighbours(iface)) == {ip_int("10.0.0.0") + i for i in range(5000 - size, 5000)}
 
 
 def test_cache_evicts_least_recently_used() -> None:
@@ -401,7 +397,7 @@ def test_cache_evicts_least_recently_used() -> None:
         iface.receive(request(sha=f"02:00:00:00:01:{t:02x}", spa=h), now=float(t))
     assert iface.send(ip_int(hosts[0]), PROTO, (b"touch",), 4.0) == SENT  # .11 becomes most recent
     iface.receive(request(sha="02:00:00:00:01:99", spa="198.18.0.14"), now=5.0)
-    assert set(iface.arp.entries) == {ip_int(h) for h in ("198.18.0.11", "198.18.0.13", "198.18.0.14")}
+    assert set(neighbours(iface)) == {ip_int(h) for h in ("198.18.0.11", "198.18.0.13", "198.18.0.14")}
     assert iface.arp.stats.evictions == 1
 
 
@@ -418,12 +414,12 @@ def test_set_address_sends_gratuitous_announcement(iface: Interface) -> None:
     [rep] = drain(iface)
     assert (rep[ARP].op, rep[ARP].psrc) == (2, "198.18.0.42")
     iface.receive(request(tpa=OUR_IP), now=4.0)
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_clearing_address_sends_no_announcement(iface: Interface) -> None:
     iface.set_address(0, 1.0)
-    assert iface.tx == []
+    assert sent(iface) == []
     assert iface.arp.stats.announcements_sent == 0
 
 
@@ -453,7 +449,7 @@ def test_no_gateway_raises_no_route() -> None:
         iface.next_hop(ip_int("8.8.8.8"))
     with pytest.raises(NoRouteError):
         iface.send(ip_int("8.8.8.8"), PROTO, (b"x",), 0.0)
-    assert iface.tx == []
+    assert sent(iface) == []
     assert iface.ip_stats.tx_no_route == 2
     assert iface.next_hop(ip_int(PEER_IP)) == ip_int(PEER_IP)  # on-link still fine
 

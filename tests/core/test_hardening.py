@@ -19,14 +19,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from testlib import csum, ip_int, mac_bytes
+from testlib import csum, ip_int, mac_bytes, make_iface, neighbours, sent
 
-from tcpip.core.config import InterfaceConfig
-from tcpip.core.interface import Interface
 from tcpip.core.reassembly import ReassemblyConfig
 from tcpip.core.stats import unbalanced
 from tcpip.core.udp import UdpLayer
-from tcpip.wire.mac import MacAddress
 
 OUR_MAC = "02:00:00:00:00:02"
 PEER_MAC = "02:00:00:00:00:01"
@@ -81,10 +78,7 @@ class Host:
     """An Interface with a UDP layer, a catch-all UDP port and a raw handler for protocol 253."""
 
     def __init__(self, **config: Any) -> None:
-        cfg = InterfaceConfig(mac=MacAddress(OUR_MAC), address=ip_int(OUR_IP), netmask=0xFFFFFF00,
-                              gateways=[ip_int(GATEWAY)], **config)
-        self.iface = Interface(cfg, now=0.0, rng=random.Random(5))
-        self.iface.tx.clear()
+        self.iface = make_iface(mac=OUR_MAC, address=OUR_IP, gateways=[GATEWAY], seed=5, **config)
         self.udp = UdpLayer(self.iface, random.Random(6))
         self.got: list[tuple[str, bytes]] = []
         self.udp.bind(9, 0, lambda data, src, sport, dst, now: self.got.append((str(IPv4Address(src)), bytes(data))))
@@ -110,9 +104,7 @@ class Host:
         return {k: after[k] - before[k] for k in after if after[k] != before[k]}
 
     def drain(self) -> list[bytes]:
-        out = [b"".join(bytes(p) for p in f) for f in self.iface.tx]
-        self.iface.tx.clear()
-        return out
+        return sent(self.iface)
 
     @property
     def memory(self) -> int:
@@ -142,7 +134,7 @@ def test_ethernet_truncated_at_every_length() -> None:
         assert h.feed(frame[:n]) == {**ETH, "eth.rx_runt": 1}, n
     assert h.feed(frame) == UDP_OK
     assert h.got == [(PEER_IP, b"0123456789abcdef")]
-    assert h.iface.tx == []
+    assert sent(h.iface) == []
 
 
 @pytest.mark.parametrize("options", [b"", b"\x01\x01\x01\x01", b"\x07\x0b\x04" + bytes(8) + b"\x00" * 1,
@@ -154,7 +146,7 @@ def test_ipv4_truncated_at_every_length(options: bytes) -> None:
         assert h.feed(eth(pkt[:n], pad=False)) == {**IP, "ip.rx_truncated": 1}, n
     assert h.feed(eth(pkt, pad=False)) == UDP_OK
     assert h.got == [(PEER_IP, b"0123456789abcdef")]
-    assert h.iface.tx == []
+    assert sent(h.iface) == []
 
 
 def test_fragment_truncated_at_every_length_never_reaches_reassembly() -> None:
@@ -173,8 +165,8 @@ def test_arp_truncated_at_every_length() -> None:
     for n in range(len(body)):
         assert h.feed(eth(body[:n], dst=BCAST_MAC, ethertype=0x0806, pad=False)) == {
             **ETH, "arp.rx_packets": 1, "arp.rx_truncated": 1}, n
-    assert h.iface.tx == []
-    assert h.iface.arp.entries == {}
+    assert sent(h.iface) == []
+    assert neighbours(h.iface) == {}
 
 
 def test_icmp_truncated_at_every_length() -> None:
@@ -186,7 +178,7 @@ def test_icmp_truncated_at_every_length() -> None:
         d = h.feed(eth(ipv4(PEER_IP, OUR_IP, 1, msg[:n])))
         # Shorter than the 8-byte header: truncated. Longer: the checksum no longer matches the cut message.
         assert d == {**ICMP, "icmp.rx_truncated" if n < 8 else "icmp.rx_bad_checksum": 1}, n
-    assert h.iface.tx == []
+    assert sent(h.iface) == []
     assert h.feed(eth(ipv4(PEER_IP, OUR_IP, 1, msg)))["icmp.tx_echo_replies"] == 1
 
 
@@ -197,7 +189,7 @@ def test_udp_truncated_at_every_length() -> None:
         d = h.feed(eth(ipv4(PEER_IP, OUR_IP, 17, dgram[:n])))
         assert d == {**DELIVERED, "udp.rx_datagrams": 1, "udp.rx_truncated": 1}, n  # n < 8, or length > n
     assert h.got == []
-    assert h.iface.tx == []  # a truncated datagram gets no port unreachable either
+    assert sent(h.iface) == []  # a truncated datagram gets no port unreachable either
 
 
 @pytest.mark.parametrize("length", [0, 1, 7])
@@ -298,7 +290,7 @@ def test_bad_options_and_source_routes_dropped(options: bytes, counter: str, fra
                flags_frag=0x2000 if fragmented else 0)
     assert h.feed(eth(pkt)) == {**IP, counter: 1}
     assert h.got == []
-    assert h.iface.tx == []
+    assert sent(h.iface) == []
     assert h.memory == 0
 
 
@@ -309,7 +301,7 @@ def test_martian_fragments_never_reach_reassembly(src: str) -> None:
     h = Host()
     assert h.feed(eth(ipv4(src, OUR_IP, 17, bytes(16), flags_frag=0x2000))) == {**IP, "ip.rx_martian_source": 1}
     assert h.memory == 0
-    assert h.iface.tx == []
+    assert sent(h.iface) == []
 
 
 @pytest.mark.parametrize("dst_mac", [BCAST_MAC, "01:00:5e:00:00:01", "01:00:5e:7f:ff:fa"])
@@ -329,7 +321,7 @@ def test_ttl_0_or_1_to_us_accepted_whole_and_in_fragments(ttl: int) -> None:
     h.feed(eth(ipv4(PEER_IP, OUR_IP, 17, whole[:16], flags_frag=0x2000, ttl=ttl, ident=ttl)))
     h.feed(eth(ipv4(PEER_IP, OUR_IP, 17, whole[16:], flags_frag=2, ttl=ttl, ident=ttl)))
     assert h.got == [(PEER_IP, b"low ttl"), (PEER_IP, bytes(24))]
-    assert h.iface.tx == []  # never a time exceeded for a datagram that reached its destination
+    assert sent(h.iface) == []  # never a time exceeded for a datagram that reached its destination
 
 
 # == ARP ===================================================================================================
@@ -342,13 +334,13 @@ def test_arp_probe_for_our_address_answered_exactly_never_cached() -> None:
     [reply] = h.drain()
     assert reply[:42] == (mac_bytes("02:00:00:00:00:33") + mac_bytes(OUR_MAC) + b"\x08\x06"
                           + arp(op=2, sha=OUR_MAC, spa=OUR_IP, tha="02:00:00:00:00:33", tpa="0.0.0.0"))
-    assert h.iface.arp.entries == {}
+    assert neighbours(h.iface) == {}
     # A probe for someone else's address: not ours to answer.
     other = arp(sha="02:00:00:00:00:33", spa="0.0.0.0", tpa="198.18.0.77")
     d = h.feed(eth(other, dst=BCAST_MAC, src="02:00:00:00:00:33", ethertype=0x0806))
     assert d == {**ETH, "arp.rx_packets": 1, "arp.requests_received": 1, "arp.rx_not_for_us": 1}
-    assert h.iface.tx == []
-    assert h.iface.arp.entries == {}
+    assert sent(h.iface) == []
+    assert neighbours(h.iface) == {}
 
 
 def _flood_arp(i: int, *, op: int = 1, tpa: bytes = IPv4Address(OUR_IP).packed) -> bytes:
@@ -378,26 +370,26 @@ def test_arp_flood_from_100k_sources_keeps_the_cache_bounded_and_ping_works() ->
     iface = h.iface
     bound = iface.config.arp_cache_size
     before = h.counters()
-    receive, tx = iface.receive, iface.tx
+    receive = iface.receive
     for i in range(100_000):
         receive(memoryview(_flood_arp(i)), 2.0)
         if i % 10_000 == 9_999:
-            assert len(iface.arp.entries) == bound
-            tx.clear()
+            assert len(neighbours(iface)) == bound
+            sent(iface)
             _ping(h, i // 10_000)
     assert unbalanced(iface.eth_stats, iface.arp.stats, iface.ip_stats) == []
     after = h.counters()
     assert after["arp.requests_received"] - before["arp.requests_received"] == 100_000
-    assert len(iface.arp.entries) == bound
+    assert len(neighbours(iface)) == bound
     assert len(iface.arp.pending) <= bound
     # Unsolicited replies and requests for other addresses from as many sources create nothing at all.
-    iface.tx.clear()
-    n = len(iface.arp.entries)
+    sent(iface)
+    n = len(neighbours(iface))
     for i in range(200_000, 220_000):
         receive(memoryview(_flood_arp(i, op=2)), 3.0)
         receive(memoryview(_flood_arp(i, tpa=b"\xc6\x12\x00\x63")), 3.0)
-    assert len(iface.arp.entries) == n
-    assert iface.tx == []
+    assert len(neighbours(iface)) == n
+    assert sent(iface) == []
     assert h.counters()["arp.unsolicited_ignored"] - after["arp.unsolicited_ignored"] == 20_000
     assert h.counters()["arp.rx_not_for_us"] - after["arp.rx_not_for_us"] == 20_000
     _ping(h, 99)
@@ -442,7 +434,7 @@ def test_fragment_flood_from_many_sources_memory_capped_good_source_completes() 
     assert unbalanced(iface.eth_stats, iface.arp.stats, iface.ip_stats) == []
     assert r.stats.evicted > 0
     assert r.memory <= cap
-    assert iface.tx == []  # evicted queues never produce Time Exceeded
+    assert sent(iface) == []  # evicted queues never produce Time Exceeded
 
 
 def test_fragment_flood_from_one_source_held_to_its_share() -> None:
@@ -497,7 +489,7 @@ def test_ping_of_death_refused_and_counted() -> None:
     assert r.stats.oversize == 3
     assert r.stats.reassembled == 0
     assert h.iface.icmp_stats.rx_echo_requests == 0
-    assert h.iface.tx == []
+    assert sent(h.iface) == []
 
 
 # == fuzz: mutated valid frames only ever count ============================================================

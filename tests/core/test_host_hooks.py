@@ -4,25 +4,21 @@ and the runner's kick / after-batch drain that keeps application callbacks out o
 from __future__ import annotations
 
 import asyncio
-import random
 import struct
 from ipaddress import IPv4Address
 
-from testlib import Recorder, csum, ip_int, mac_bytes, settle
+from testlib import Recorder, csum, ip_int, mac_bytes, make_iface, settle
 
 from tcpip import Stack
-from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
 from tcpip.netif import Hub, VirtualClock
-from tcpip.wire.mac import MacAddress
 
 OUR_MAC, PEER_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
 OUR_IP, PEER_IP = "198.18.0.2", "198.18.0.1"
 
 
 def _iface() -> Interface:
-    cfg = InterfaceConfig(mac=MacAddress(OUR_MAC), address=ip_int(OUR_IP), netmask=0xFFFFFF00)
-    return Interface(cfg, now=0.0, rng=random.Random(1))
+    return make_iface(mac=OUR_MAC, address=OUR_IP)
 
 
 def _frame(dst_ip: str, proto: int, payload: bytes, dst_mac: str = OUR_MAC) -> bytes:

@@ -19,18 +19,17 @@ from ipaddress import IPv4Address
 from typing import Any, cast
 
 import pytest
+import testlib
 from scapy.layers.inet import IP, UDP, defragment
 from scapy.packet import Raw
-from testlib import Recorder, csum, ip_int, mac_bytes
+from testlib import Recorder, csum, ip_int, mac_bytes, sent
 
 from tcpip import Stack
-from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Accepted, Interface
 from tcpip.core.stats import unbalanced
 from tcpip.core.udp import UdpLayer
 from tcpip.netif.clock import VirtualClock
 from tcpip.netif.hub import Hub
-from tcpip.wire.mac import MacAddress
 
 OUR_MAC = "02:00:00:00:00:02"
 PEER_MAC = "02:00:00:00:00:01"
@@ -73,13 +72,8 @@ def eth(payload: bytes, *, dst: str = OUR_MAC, src: str = PEER_MAC, ethertype: i
 
 
 def make_iface(**config: Any) -> Interface:
-    cfg = InterfaceConfig(mac=MacAddress(OUR_MAC), address=ip_int(OUR_IP), netmask=0xFFFFFF00,
-                          gateways=[ip_int(GATEWAY)], **config)
-    iface = Interface(cfg, now=0.0, rng=random.Random(7))
-    iface.arp.add_static(ip_int(PEER_IP), mac_bytes(PEER_MAC))
-    iface.arp.add_static(ip_int(GATEWAY), mac_bytes(GW_MAC))
-    iface.tx.clear()
-    return iface
+    return testlib.make_iface(mac=OUR_MAC, address=OUR_IP, gateways=[GATEWAY], seed=7,
+                              static={PEER_IP: PEER_MAC, GATEWAY: GW_MAC}, **config)
 
 
 def counters(iface: Interface, *extra: tuple[str, object]) -> dict[str, int]:
@@ -106,9 +100,7 @@ def feed(iface: Interface, frame: bytes, now: float = 1.0, *extra: tuple[str, ob
 
 
 def drain(iface: Interface) -> list[bytes]:
-    out = [b"".join(bytes(p) for p in f) for f in iface.tx]
-    iface.tx.clear()
-    return out
+    return sent(iface)
 
 
 def check_icmp_error(frame: bytes, *, t: int, code: int, quote: bytes, to: str = PEER_IP,
@@ -147,7 +139,7 @@ def test_protocol_unreachable_for_reassembled_datagram_quotes_the_whole_header()
     f1 = ipv4(PEER_IP, OUR_IP, PROTO, data[:24], flags_frag=0x2000, ident=0x4242)
     f2 = ipv4(PEER_IP, OUR_IP, PROTO, data[24:], flags_frag=3, ident=0x4242)
     feed(iface, eth(f2))
-    assert iface.tx == []
+    assert sent(iface) == []
     d = feed(iface, eth(f1))
     assert d["ip.rx_reassembled"] == 1
     assert d["icmp.tx_dest_unreachable"] == 1
@@ -176,7 +168,7 @@ def test_udp_to_broadcast_without_port_is_silent(dst: str, dst_mac: str) -> None
     d = feed(iface, eth(pkt, dst=dst_mac), 1.0, ("udp", udp.stats))
     assert d == {"eth.rx_frames": 1, "ip.rx_packets": 1, "ip.rx_delivered": 1, "udp.rx_datagrams": 1,
                  "udp.rx_broadcast_no_port": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_time_exceeded_on_reassembly_timeout_after_30_s() -> None:
@@ -188,7 +180,7 @@ def test_time_exceeded_on_reassembly_timeout_after_30_s() -> None:
     assert iface.poll_at() == 32.0  # 30 s after the FIRST fragment that arrived, never extended
     before = counters(iface)
     iface.handle_timeout(31.999)
-    assert iface.tx == []
+    assert sent(iface) == []
     iface.handle_timeout(32.0)
     assert diff(before, counters(iface)) == {"ip.reassembly_timeouts": 1, "frag.timeouts": 1,
                                              "icmp.tx_time_exceeded": 1, "ip.tx_packets": 1,
@@ -198,7 +190,7 @@ def test_time_exceeded_on_reassembly_timeout_after_30_s() -> None:
     assert iface.reassembler is not None
     assert iface.reassembler.memory == 0
     iface.handle_timeout(100.0)
-    assert iface.tx == []  # once
+    assert sent(iface) == []  # once
 
 
 def test_no_time_exceeded_without_the_first_fragment() -> None:
@@ -209,7 +201,7 @@ def test_no_time_exceeded_without_the_first_fragment() -> None:
     iface.handle_timeout(31.0)
     # No quote, no ICMP attempt. (ip.reassembly_timeouts counts only queues with an offset-0 fragment.)
     assert diff(before, counters(iface)) == {"frag.timeouts": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize(("dst", "dst_mac"), [("255.255.255.255", BCAST_MAC), (SUBNET_BCAST, BCAST_MAC),
@@ -221,7 +213,7 @@ def test_no_time_exceeded_for_fragments_sent_to_broadcast(dst: str, dst_mac: str
     iface.handle_timeout(31.0)
     assert diff(before, counters(iface)) == {"ip.reassembly_timeouts": 1, "frag.timeouts": 1,
                                              "icmp.tx_suppressed": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_no_time_exceeded_about_a_fragmented_icmp_error() -> None:
@@ -232,7 +224,7 @@ def test_no_time_exceeded_about_a_fragmented_icmp_error() -> None:
     iface.handle_timeout(31.0)
     assert diff(before, counters(iface)) == {"ip.reassembly_timeouts": 1, "frag.timeouts": 1,
                                              "icmp.tx_suppressed": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_time_exceeded_about_a_fragmented_echo_request() -> None:
@@ -254,7 +246,7 @@ def test_no_protocol_unreachable_for_broadcast_or_multicast(dst: str, dst_mac: s
     d = feed(iface, eth(ipv4(PEER_IP, dst, PROTO, bytes(8)), dst=dst_mac))
     assert d == {"eth.rx_frames": 1, "ip.rx_packets": 1, "ip.rx_delivered": 1, "ip.rx_unknown_protocol": 1,
                  "icmp.tx_suppressed": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize("dst_mac", [BCAST_MAC, "01:00:5e:00:00:01"])
@@ -262,7 +254,7 @@ def test_unicast_datagram_in_link_broadcast_never_answered(dst_mac: str) -> None
     iface = make_iface()
     d = feed(iface, eth(ipv4(PEER_IP, OUR_IP, PROTO, bytes(8)), dst=dst_mac))
     assert d == {"eth.rx_frames": 1, "ip.rx_packets": 1, "ip.rx_unicast_in_l2_broadcast": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize("src", ["0.0.0.0", "0.1.2.3", "127.0.0.1", "224.0.0.5", "239.1.1.1", "240.0.0.1",
@@ -276,7 +268,7 @@ def test_martian_sources_dropped_on_input_before_any_error(src: str) -> None:
                      "ip.rx_unknown_protocol": 1, "icmp.tx_suppressed": 1}
     else:
         assert d == {"eth.rx_frames": 1, "ip.rx_packets": 1, "ip.rx_martian_source": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def _accepted(src: str, proto: int, payload: bytes, *, flags_frag: int = 0, dst: str = OUR_IP) -> Accepted:
@@ -291,7 +283,7 @@ def test_send_icmp_error_refuses_sources_that_are_not_one_host(src: str) -> None
     before = counters(iface)
     assert iface.send_icmp_error(_accepted(src, PROTO, bytes(8)), 3, 2, 0, 1.0) is False
     assert diff(before, counters(iface)) == {"icmp.tx_suppressed": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize("t", [0, 3, 4, 5, 11, 12, 19, 40, 255])
@@ -299,14 +291,14 @@ def test_send_icmp_error_never_about_an_icmp_error(t: int) -> None:
     iface = make_iface()
     msg = icmp(t, 0, 0, bytes(28))
     before = counters(iface)
-    sent = iface.send_icmp_error(_accepted(PEER_IP, 1, msg), 3, 2, 0, 1.0)
+    ok = iface.send_icmp_error(_accepted(PEER_IP, 1, msg), 3, 2, 0, 1.0)
     if t == 0:  # an echo reply is a query, not an error: an error about it may go
-        assert sent is True
+        assert ok is True
         assert diff(before, counters(iface))["icmp.tx_dest_unreachable"] == 1
     else:  # 3, 4, 5, 11, 12 and types above 18 (unknown: treated as errors, like Linux)
-        assert sent is False
+        assert ok is False
         assert diff(before, counters(iface)) == {"icmp.tx_suppressed": 1}
-        assert iface.tx == []
+        assert sent(iface) == []
 
 
 @pytest.mark.parametrize(("flags_frag", "allowed"), [(0x0001, False), (0x2001, False), (0x1FFF, False),
@@ -314,14 +306,14 @@ def test_send_icmp_error_never_about_an_icmp_error(t: int) -> None:
 def test_send_icmp_error_never_about_a_non_initial_fragment(flags_frag: int, allowed: bool) -> None:
     iface = make_iface()
     before = counters(iface)
-    sent = iface.send_icmp_error(_accepted(PEER_IP, 17, bytes(16), flags_frag=flags_frag), 3, 3, 0, 1.0)
-    assert sent is allowed
+    ok = iface.send_icmp_error(_accepted(PEER_IP, 17, bytes(16), flags_frag=flags_frag), 3, 3, 0, 1.0)
+    assert ok is allowed
     if allowed:
         assert diff(before, counters(iface))["icmp.tx_dest_unreachable"] == 1
-        assert len(iface.tx) == 1
+        assert len(sent(iface)) == 1
     else:
         assert diff(before, counters(iface)) == {"icmp.tx_suppressed": 1}
-        assert iface.tx == []
+        assert sent(iface) == []
 
 
 def test_send_icmp_error_about_a_broadcast_datagram_suppressed() -> None:
@@ -330,7 +322,7 @@ def test_send_icmp_error_about_a_broadcast_datagram_suppressed() -> None:
     a = Accepted(ip_int(PEER_IP), ip_int(OUR_IP), PROTO, pkt[20:], pkt, True)
     assert iface.send_icmp_error(a, 3, 2, 0, 1.0) is False
     assert iface.icmp_stats.tx_suppressed == 1
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 # -- rate limit ----------------------------------------------------------------------------------------
@@ -418,12 +410,12 @@ def test_received_error_reaches_the_udp_binding(t: int, code: int, rest: int, co
     udp = UdpLayer(iface, random.Random(3))
     errs = Errors()
     udp.bind(5000, 0, lambda *a: None, errs)
-    sent = _sent_udp(iface, udp, FAR)
-    d = feed(iface, _error_frame(t, code, rest, sent[:28]), 2.0, ("udp", udp.stats))
+    dgram = _sent_udp(iface, udp, FAR)
+    d = feed(iface, _error_frame(t, code, rest, dgram[:28]), 2.0, ("udp", udp.stats))
     assert d == {"eth.rx_frames": 1, "ip.rx_packets": 1, "ip.rx_delivered": 1, "icmp.rx_messages": 1,
                  counter: 1, "udp.rx_icmp_errors": 1}
     assert errs.calls == [(t, code, rest, FAR, 9999)]
-    assert iface.tx == []
+    assert sent(iface) == []
     assert iface.pmtu == {}
 
 
@@ -484,7 +476,7 @@ def test_forged_error_quoting_someone_else_is_ignored_and_counted() -> None:
     assert errs.calls == []
     assert iface.pmtu == {}
     assert udp.stats.rx_icmp_errors == 0
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize("n", range(28))

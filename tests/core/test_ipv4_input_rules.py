@@ -8,21 +8,19 @@ reach the right handler with the right (src, dst, payload).
 from __future__ import annotations
 
 import dataclasses
-import random
 import struct
 from ipaddress import IPv4Address
 
 import pytest
+import testlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import ARP, ICMP, IP, UDP, Ether, Raw
 from scapy.layers.inet import IPerror, IPOption_LSRR, IPOption_NOP, IPOption_RR, IPOption_SSRR
-from testlib import csum, ip_int, mac_bytes
+from testlib import csum, ip_int, mac_bytes, neighbours, sent
 
-from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
 from tcpip.core.stats import unbalanced
-from tcpip.wire.mac import MacAddress
 
 OUR_MAC = "02:00:00:00:00:02"
 PEER_MAC = "02:00:00:00:00:01"
@@ -35,9 +33,7 @@ GATEWAY = "198.18.0.254"
 
 
 def make_iface(**config: object) -> Interface:
-    cfg = InterfaceConfig(mac=MacAddress(OUR_MAC), address=ip_int(OUR_IP), netmask=0xFFFFFF00,
-                          gateways=[ip_int(GATEWAY)], **config)  # type: ignore[arg-type]
-    return Interface(cfg, now=0.0, rng=random.Random(1))
+    return testlib.make_iface(mac=OUR_MAC, address=OUR_IP, gateways=[GATEWAY], **config)
 
 
 def counters(iface: Interface) -> dict[str, int]:
@@ -85,10 +81,6 @@ def arp_pkt(*, op: int = 1, sha: str = PEER_MAC, spa: str = PEER_IP, tha: str = 
             tpa: str = OUR_IP, htype: int = 1, ptype: int = 0x0800, hlen: int = 6, plen: int = 4) -> bytes:
     return struct.pack("!HHBBH6s4s6s4s", htype, ptype, hlen, plen, op, mac_bytes(sha), IPv4Address(spa).packed,
                        mac_bytes(tha), IPv4Address(tpa).packed)
-
-
-def frame_bytes(f: object) -> bytes:
-    return b"".join(bytes(p) for p in f)  # type: ignore[attr-defined]
 
 
 class Recorder:
@@ -139,7 +131,7 @@ UDP_OK = ipv4(PEER_IP, OUR_IP, 17, b"udp-payload")
 )
 def test_ethernet_drop(iface: Interface, udp: Recorder, frame: bytes, counter: str) -> None:
     assert feed(iface, frame) == {**ETH_RX, counter: 1}
-    assert iface.tx == []
+    assert sent(iface) == []
     assert udp.calls == []
 
 
@@ -205,7 +197,7 @@ def test_joined_group_mac_and_address_accepted(iface: Interface, udp: Recorder) 
 )
 def test_ipv4_drop(iface: Interface, udp: Recorder, packet: bytes, counter: str) -> None:
     assert feed(iface, eth(packet)) == {**IP_RX, counter: 1}
-    assert iface.tx == []
+    assert sent(iface) == []
     assert udp.calls == []
 
 
@@ -233,7 +225,7 @@ def test_unicast_ip_in_ethernet_broadcast_dropped(iface: Interface, udp: Recorde
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 17, b"x"), dst=dst_mac)) == {
         **IP_RX, "ip.rx_unicast_in_l2_broadcast": 1}
     assert udp.calls == []
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize("dst_ip", ["255.255.255.255", SUBNET_BCAST])
@@ -254,7 +246,7 @@ def test_fragments_counted_and_dropped_without_reassembler(udp: Recorder, flags_
     packet = ipv4(PEER_IP, OUR_IP, 17, b"f" * 16, flags_frag=flags_frag)
     assert feed(iface, eth(packet)) == {**IP_RX, "ip.rx_fragments": 1, "ip.rx_fragments_dropped": 1}
     assert udp.calls == []
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_fragments_reassembled_when_a_reassembler_is_set(iface: Interface, udp: Recorder) -> None:
@@ -266,7 +258,7 @@ def test_fragments_reassembled_when_a_reassembler_is_set(iface: Interface, udp: 
     assert udp.calls == []
     assert feed(iface, eth(last)) == {**DELIVERED, "ip.rx_fragments": 1, "ip.rx_reassembled": 1}
     assert udp.calls == [(PEER_IP, OUR_IP, payload)]
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_dont_fragment_alone_is_not_a_fragment(iface: Interface, udp: Recorder) -> None:
@@ -293,7 +285,7 @@ def test_ipv4_option_drop(iface: Interface, udp: Recorder, options: bytes, count
     assert len(options) % 4 == 0
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 17, b"payload", options=options))) == {**IP_RX, counter: 1}
     assert udp.calls == []
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize(
@@ -328,7 +320,7 @@ def test_scapy_built_options_packet_delivered(iface: Interface, udp: Recorder) -
 def test_any_ttl_to_us_accepted(iface: Interface, udp: Recorder, ttl: int) -> None:
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 17, b"ttl", ttl=ttl))) == DELIVERED
     assert udp.calls == [(PEER_IP, OUR_IP, b"ttl")]
-    assert iface.tx == []  # no time exceeded for a datagram addressed to us
+    assert sent(iface) == []  # no time exceeded for a datagram addressed to us
 
 
 def test_ethernet_padding_trimmed_by_total_length(iface: Interface, udp: Recorder) -> None:
@@ -355,7 +347,7 @@ def test_tcp_and_other_protocols_demultiplexed(iface: Interface, udp: Recorder) 
     assert tcp.calls == [(PEER_IP, OUR_IP, b"tcp-seg")]
     assert raw.calls == [(PEER_IP, OUR_IP, b"sctp")]
     assert udp.calls == []
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 # == unknown protocol -> ICMP protocol unreachable ===================================================
@@ -365,8 +357,8 @@ def test_unknown_protocol_answered_with_protocol_unreachable(iface: Interface) -
     packet = ipv4(PEER_IP, OUR_IP, 253, payload, options=b"\x01\x01\x01\x01")
     assert feed(iface, eth(packet)) == {**DELIVERED, "ip.rx_unknown_protocol": 1, "icmp.tx_dest_unreachable": 1,
                                         "ip.tx_packets": 1, "eth.tx_frames": 1}
-    assert len(iface.tx) == 1
-    out = Ether(frame_bytes(iface.tx[0]))
+    [raw] = sent(iface)
+    out = Ether(raw)
     assert (out.dst, out.src, out.type) == (PEER_MAC, OUR_MAC, 0x0800)
     ip = out[IP]
     assert (ip.src, ip.dst, ip.proto, ip.ttl) == (OUR_IP, PEER_IP, 1, 64)
@@ -389,7 +381,7 @@ def test_unknown_protocol_to_broadcast_gets_no_error(iface: Interface) -> None:
     iface.arp.add_static(ip_int(PEER_IP), mac_bytes(PEER_MAC))
     frame = eth(ipv4(PEER_IP, "255.255.255.255", 253, bytes(8)), dst=BCAST_MAC)
     assert feed(iface, frame) == {**DELIVERED, "ip.rx_unknown_protocol": 1, "icmp.tx_suppressed": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 # == ICMP =============================================================================================
@@ -401,14 +393,14 @@ def test_icmp_bad_checksum_dropped(iface: Interface) -> None:
     msg = bytearray(echo_request())
     msg[-1] ^= 0x40
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 1, bytes(msg)))) == {**ICMP_RX, "icmp.rx_bad_checksum": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 @pytest.mark.parametrize("n", [0, 1, 4, 7])
 def test_icmp_truncated_dropped(iface: Interface, n: int) -> None:
     msg = echo_request()[:n]
     assert feed(iface, eth(ipv4(PEER_IP, OUR_IP, 1, msg))) == {**ICMP_RX, "icmp.rx_truncated": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_icmp_echo_answered(iface: Interface) -> None:
@@ -417,7 +409,8 @@ def test_icmp_echo_answered(iface: Interface) -> None:
     diff = feed(iface, eth(ipv4(PEER_IP, OUR_IP, 1, echo_request(0xBEEF, 42, data))))
     assert diff == {**ICMP_RX, "icmp.rx_echo_requests": 1, "icmp.tx_echo_replies": 1, "ip.tx_packets": 1,
                     "eth.tx_frames": 1}
-    out = Ether(frame_bytes(iface.tx[0]))
+    [raw] = sent(iface)
+    out = Ether(raw)
     assert (out.dst, out.src, out[IP].src, out[IP].dst, out[IP].len) == (PEER_MAC, OUR_MAC, OUR_IP, PEER_IP, 84)
     assert (out[ICMP].type, out[ICMP].code, out[ICMP].id, out[ICMP].seq) == (0, 0, 0xBEEF, 42)
     assert bytes(out[ICMP].payload) == data
@@ -435,8 +428,7 @@ def test_icmp_echo_reply_exact_for_any_size(iface: Interface, size: int, options
     diff = feed(iface, eth(packet))  # short requests arrive with Ethernet padding
     assert diff == {**ICMP_RX, "icmp.rx_echo_requests": 1, "icmp.tx_echo_replies": 1, "ip.tx_packets": 1,
                     "eth.tx_frames": 1}
-    [f] = iface.tx
-    raw = frame_bytes(f)
+    [raw] = sent(iface)
     assert len(raw) == max(60, 14 + 20 + 8 + size)
     assert raw[:14] == mac_bytes(PEER_MAC) + mac_bytes(OUR_MAC) + b"\x08\x00"
     hdr, icmp = raw[14:34], raw[34:34 + 8 + size]
@@ -451,13 +443,12 @@ def test_icmp_echo_reply_exact_for_any_size(iface: Interface, size: int, options
 
 def test_icmp_echo_from_unresolved_host_waits_for_arp(iface: Interface) -> None:
     feed(iface, eth(ipv4(PEER_IP, OUR_IP, 1, echo_request(5, 6, b"wait"))))
-    [req] = iface.tx
-    a = Ether(frame_bytes(req))[ARP]
+    [req] = sent(iface)
+    a = Ether(req)[ARP]
     assert (a.op, a.pdst, a.psrc) == (1, PEER_IP, OUR_IP)
-    iface.tx.clear()
     feed(iface, eth(bytes(ARP(op=2, hwsrc=PEER_MAC, psrc=PEER_IP, hwdst=OUR_MAC, pdst=OUR_IP)), ethertype=0x0806))
-    [rep] = iface.tx
-    out = Ether(frame_bytes(rep))
+    [rep] = sent(iface)
+    out = Ether(rep)
     assert (out.dst, out[IP].dst, out[ICMP].type, out[ICMP].id, out[ICMP].seq, out[Raw].load) == (
         PEER_MAC, PEER_IP, 0, 5, 6, b"wait")
 
@@ -470,7 +461,7 @@ def test_icmp_echo_to_broadcast_ignored_by_default(iface: Interface, dst_mac: st
     iface.arp.add_static(ip_int(PEER_IP), mac_bytes(PEER_MAC))
     diff = feed(iface, eth(ipv4(PEER_IP, dst_ip, 1, echo_request()), dst=dst_mac))
     assert diff == {**ICMP_RX, "icmp.rx_echo_requests": 1, "icmp.rx_echo_broadcast_ignored": 1}
-    assert iface.tx == []
+    assert sent(iface) == []
 
 
 def test_icmp_echo_to_broadcast_answered_when_enabled() -> None:
@@ -479,11 +470,12 @@ def test_icmp_echo_to_broadcast_answered_when_enabled() -> None:
     diff = feed(iface, eth(ipv4(PEER_IP, "255.255.255.255", 1, echo_request(7, 8, b"bc")), dst=BCAST_MAC))
     assert diff == {**ICMP_RX, "icmp.rx_echo_requests": 1, "icmp.tx_echo_replies": 1, "ip.tx_packets": 1,
                     "eth.tx_frames": 1}
-    out = Ether(frame_bytes(iface.tx[0]))
+    [raw] = sent(iface)
+    out = Ether(raw)
     assert (out.dst, out[IP].src, out[IP].dst) == (PEER_MAC, OUR_IP, PEER_IP)  # from our unicast address
     assert out[IP].len == 20 + 8 + 2
     assert (out[ICMP].type, out[ICMP].id, out[ICMP].seq, out[Raw].load) == (0, 7, 8, b"bc")
-    assert len(frame_bytes(iface.tx[0])) == 60  # short reply padded to the Ethernet minimum
+    assert len(raw) == 60  # short reply padded to the Ethernet minimum
 
 
 # == ARP ==============================================================================================
@@ -511,8 +503,8 @@ def test_icmp_echo_to_broadcast_answered_when_enabled() -> None:
 def test_arp_drop(iface: Interface, packet: bytes, counter: str) -> None:
     frame = eth(packet, dst=BCAST_MAC, ethertype=0x0806, pad=False)  # unpadded, so truncation is real
     assert feed(iface, frame) == {**ARP_RX, counter: 1}
-    assert iface.tx == []
-    assert iface.arp.entries == {}
+    assert sent(iface) == []
+    assert neighbours(iface) == {}
 
 
 def test_arp_scapy_request_with_padding_answered(iface: Interface) -> None:
@@ -520,7 +512,8 @@ def test_arp_scapy_request_with_padding_answered(iface: Interface) -> None:
     frame += b"\xee" * (60 - len(frame))
     assert feed(iface, frame) == {**ARP_RX, "arp.requests_received": 1, "arp.replies_sent": 1,
                                   "arp.entries_created": 1, "eth.tx_frames": 1}
-    reply = Ether(frame_bytes(iface.tx[0]))
+    [raw] = sent(iface)
+    reply = Ether(raw)
     assert (reply.dst, reply[ARP].op, reply[ARP].psrc, reply[ARP].pdst) == (PEER_MAC, 2, OUR_IP, PEER_IP)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import struct
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
+from testlib import neighbours, queued, sent
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
@@ -356,16 +357,11 @@ def _same_checksum(computed: int, sent: int) -> bool:
     return sent == computed or (computed == 0 and sent == 0xFFFF)
 
 
-def frames_of(tx: list[Sequence[bytes | bytearray | memoryview]]) -> Iterator[bytes]:
-    for parts in tx:
-        yield b"".join(bytes(x) for x in parts)
-
-
 # -- does it still answer a ping? ---------------------------------------------------------------------
 def ping_answered(iface: Interface, now: float, seq: int = 1) -> bool:
     """A new host (PROBE_IP) asks our MAC and pings us: True if an echo reply with its data comes back.
     The data is small so that even a path MTU lowered to 68 by fuzzed input needs no fragments."""
-    iface.tx.clear()
+    sent(iface)
     arp = Ether(dst="ff:ff:ff:ff:ff:ff", src=PROBE_MAC) / ARP(op=1, hwsrc=PROBE_MAC, psrc=PROBE_IP,
                                                               pdst=OUR_IP)
     iface.receive(memoryview(bytes(arp)), now)
@@ -373,12 +369,11 @@ def ping_answered(iface: Interface, now: float, seq: int = 1) -> bool:
     req = Ether(dst=OUR_MAC, src=PROBE_MAC) / IP(src=PROBE_IP, dst=OUR_IP) / ICMP(id=0xABC, seq=seq) / data
     iface.receive(memoryview(bytes(req)), now)
     ok = False
-    for f in frames_of(iface.tx):
+    for f in sent(iface):
         check_emitted(f)
         p = Ether(f)
         if ICMP in p and p[ICMP].type == 0 and p[IP].dst == PROBE_IP and p[ICMP].seq == seq:
             ok = bytes(p[ICMP].payload)[:len(data)] == data and p.dst == PROBE_MAC
-    iface.tx.clear()
     return ok
 
 
@@ -507,16 +502,16 @@ def table_sizes(iface: Interface) -> dict[str, int]:
     """Every table of the core that grows with peers or input, with its size now."""
     r = iface.reassembler
     return {
-        "arp_entries": len(iface.arp.entries),
+        "arp_entries": len(neighbours(iface)),
         "arp_pending": len(iface.arp.pending),
-        "arp_queue_max": max((len(e.queue or ()) for e in iface.arp.entries.values()), default=0),
+        "arp_queue_max": max((len(e.queue or ()) for e in neighbours(iface).values()), default=0),
         "reassembly_memory": r.memory if r is not None else 0,
         "reassembly_datagrams": len(r) if r is not None else 0,
         "reassembly_quotes": len(r._quotes) if r is not None else 0,
         "icmp_rate_table": len(iface.icmp_limiter),
         "ident_table": len(iface.idents),
         "pmtu_table": len(iface.pmtu),
-        "tx": len(iface.tx),
+        "tx": queued(iface),
         "loopback": len(iface.loopback),
     }
 

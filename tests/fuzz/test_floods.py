@@ -20,7 +20,6 @@ from fuzz_support import (
     FloodGen,
     balanced,
     check_emitted,
-    frames_of,
     make_iface,
     over_caps,
     ping_answered,
@@ -30,7 +29,7 @@ from fuzz_support import (
 )
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.l2 import Ether
-from testlib import settle
+from testlib import neighbours, queued, sent, settle
 
 from tcpip import Stack
 from tcpip.core.interface import Interface
@@ -57,11 +56,11 @@ def run_flood(iface: Interface, gen: Callable[[], bytes], n: int, now: float,
     receive = iface.receive
     for i in range(n):
         receive(memoryview(gen()), now)
-        if iface.tx:
+        if queued(iface):
+            out = sent(iface)
             if i % 997 == 0:
-                for f in frames_of(iface.tx):
+                for f in out:
                     check_emitted(f)
-            iface.tx.clear()
         if iface.loopback:
             iface.loopback.clear()
         if not i & 255:
@@ -69,7 +68,7 @@ def run_flood(iface: Interface, gen: Callable[[], bytes], n: int, now: float,
             at = iface.poll_at()
             if at is not None and at <= now:
                 iface.handle_timeout(now)
-                iface.tx.clear()
+                sent(iface)
         if i % check_every == 0:
             assert over_caps(iface) == [], i
             if on_check is not None:
@@ -100,7 +99,7 @@ def flood_and_measure(n: int, label: str) -> None:
         assert balanced(iface) == []
         assert ping_answered(iface, now)
         iface.handle_timeout(now + 3600.0)  # every reassembly queue and ARP query times out
-        iface.tx.clear()
+        sent(iface)
         after = traced()
     finally:
         tracemalloc.stop()
@@ -146,21 +145,21 @@ def test_arp_flood_from_100k_sources_keeps_the_cache_at_its_bound() -> None:
             t[6:12] = t[22:28] = b"\x02\x01" + (i + 1).to_bytes(4, "big")
             t[28:32] = ip
             iface.receive(memoryview(t), 1.0 + i * 1e-5)
-            iface.tx.clear()
+            sent(iface)
             if i % 5000 == 0:
-                peak_entries = max(peak_entries, len(iface.arp.entries))
+                peak_entries = max(peak_entries, len(neighbours(iface)))
         after = traced()
     finally:
         tracemalloc.stop()
     st = iface.arp.stats
-    assert len(iface.arp.entries) == size
+    assert len(neighbours(iface)) == size
     assert peak_entries <= size
     assert st.entries_created == 100_000
     assert st.evictions == 100_000 - size
     assert st.replies_sent == 100_000  # each asker was answered
     assert balanced(iface) == []
     assert ping_answered(iface, 3.0)
-    print(f"\n[ARP flood] 100k senders: cache {len(iface.arp.entries)}/{size}, "
+    print(f"\n[ARP flood] 100k senders: cache {len(neighbours(iface))}/{size}, "
           f"memory +{(after - before) / 1024:.0f} KiB")
     assert after - before < 2 * 1024 * 1024
 
@@ -196,15 +195,15 @@ def test_unfinished_fragment_flood_keeps_reassembly_memory_at_its_bound() -> Non
         iface.receive(memoryview(bytes(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01") / frag)), now)
     assert r.stats.reassembled == 1
     assert udp.stats.rx_delivered == 1
-    iface.tx.clear()
+    sent(iface)
     # and when the flood stops, everything times out: memory back to zero, Time Exceeded rate limited
     iface.handle_timeout(now + cfg.timeout + 1)
     assert r.memory == 0
     assert len(r) == 0
-    for f in frames_of(iface.tx):
+    out = sent(iface)
+    for f in out:
         check_emitted(f)
-    assert len(iface.tx) <= iface.config.icmp_burst_global
-    iface.tx.clear()
+    assert len(out) <= iface.config.icmp_burst_global
     assert balanced(iface) == []
     assert ping_answered(iface, now + cfg.timeout + 2)
     print(f"\n[fragment flood] 30000 unfinished sets: peak {peak} bytes of {cfg.max_memory}, "

@@ -1,6 +1,7 @@
 """Soak: our stack on a TAP device in a private namespace (tcpip-s<pid>-<n>, 198.18.0.0/24) against the
 kernel's ping (small and fragmented) and a kernel UDP client (sizes up to 8000 bytes, fragmented both ways),
-while the stack pings the kernel, for TCPIP_SOAK_SECONDS (default 180; the `slow` version) or 10 s (CI).
+while the stack pings the kernel, for TCPIP_SOAK_SECONDS (default 180) or 10 s; both run in real time, so
+both are marked `slow` (run them with --run-slow or TCPIP_SLOW=1).
 At the end it reports counters and memory (printed, and as JSON in the test's tmp dir) and asserts: no
 loss beyond a trickle, no corrupted or duplicated echo, books balanced, tables under their caps, memory
 growth within a constant (tracemalloc, after gc).
@@ -170,6 +171,7 @@ def check(report: dict[str, Any]) -> None:
     assert st["ipv4"]["rx_bad_checksum"] == 0
 
 
+@pytest.mark.slow
 async def test_soak_short(tmp_path: Path) -> None:
     check(await soak(10.0, tmp_path))
 
