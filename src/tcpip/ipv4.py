@@ -39,6 +39,7 @@ class Ipv4:
         self._core = ethif.core
         self._runner = ethif.runner
         self._templates: dict[int, _Template] = {}
+        self._send_prebuilt = ethif.core.output.send_prebuilt  # the core's, bound once
         self._frame_len = 14 + ethif.core.config.mtu
 
     @classmethod
@@ -146,7 +147,7 @@ class Ipv4:
             mv[20] |= 0x40
         runner = self._runner
         try:
-            self._core.send_prebuilt(mv, parts, runner.now())
+            self._send_prebuilt(mv, parts, runner.now())
         finally:
             # Zero-copy: the frame and parts go to the device before write returns (mirage's contract), so
             # the caller may reuse its buffers at once.

@@ -100,7 +100,20 @@ class Runner:
         """One drain now: after-batch callbacks, the core's frames to the device, the timer re-armed."""
         if self._after:
             self._run_after()
-        self.transmit()
+        core = self.core
+        if core.loopback and not self._loop_scheduled:
+            self._loop_scheduled = True
+            asyncio.get_running_loop().call_soon(self._loop_in)
+        if core.tx:  # transmit(), inlined: this runs per frame
+            transmit = self.device.transmit
+            for f in core.poll_transmit():
+                try:
+                    transmit(f)
+                except (DeviceClosedError, OSError, TcpipError) as e:
+                    self.tx_errors += 1
+                    log.debug("transmit failed: %s", e)
+        if core.arp.pending or core.timers_dirty:  # only then can a new deadline exist
+            self.schedule()
 
     def transmit(self) -> None:
         """The core's queued frames to the device now, no callbacks run (safe inside one): for zero-copy

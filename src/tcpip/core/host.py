@@ -40,7 +40,6 @@ from tcpip.core.reassembly import Reassembler
 from tcpip.core.routing import Routing
 from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
 from tcpip.errors import MessageTooLongError
-from tcpip.wire import checksum as ck
 from tcpip.wire.mac import MacAddress
 
 Buffer = bytes | bytearray | memoryview
@@ -49,6 +48,7 @@ InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 _FAST = struct.Struct("!6s6xHBBHHHBBHII")  # Ethernet dst, type, then the 20-byte IPv4 header
+_from = int.from_bytes
 
 
 class Host:
@@ -229,9 +229,12 @@ class Host:
                 or src == dst or src == self.bcast):
             self._receive_general(frame, now)
             return
-        if self._verify and not ck.verify(frame[14:34]):
-            self._receive_general(frame, now)
-            return
+        if self._verify:
+            # ck.verify spelled out (the only place): on this path a call costs 4% of the frame.
+            x = _from(frame[14:34], "big")
+            if x % 0xFFFF or not x:
+                self._receive_general(frame, now)
+                return
         self.eth_stats.rx_frames += 1
         ist = self.ip_stats
         ist.rx_packets += 1

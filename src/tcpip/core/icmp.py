@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import PAD
-from tcpip.core.ipv4 import Accepted, IdentAllocator, header_into
+from tcpip.core.ipv4 import Accepted, IdentAllocator
 from tcpip.core.ratelimit import PeerLimiter
 from tcpip.core.routing import Routing
 from tcpip.core.stats import EthernetStats, IcmpStats, Ipv4Stats
@@ -25,6 +25,11 @@ EchoHandler = Callable[[int, int, int, memoryview, float], None]
 Send = Callable[[int, int, Sequence[Buffer], float], int]
 
 _HDR = struct.Struct("!BBHI")
+_IP = struct.Struct("!BBHHHBBHII")
+# Module-level names for the per-frame path (one global lookup instead of a module attribute).
+_verify = ck.verify
+_ip_checksum = ck.ipv4_header_checksum
+_echo_reply_checksum = ck.echo_reply_checksum
 _U16 = struct.Struct("!H")
 _from = int.from_bytes
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
@@ -100,11 +105,12 @@ class Icmp:
         """Echo reply for a plain unicast request whose sender's Path is fresh: one copy of the request,
         fields patched in place, checksums updated arithmetically. False = take the general path."""
         end = 14 + total
-        if self.verify and not ck.verify(frame[34:end]):
+        if self.verify and not _verify(frame[34:end]):
             return False
-        if self.routing.pmtu:  # a lowered path MTU may call for fragments: general path
+        r = self.routing
+        if r.pmtu:  # a lowered path MTU may call for fragments: general path
             return False
-        p = self.routing.path(src, now)
+        p = r.path(src, now)
         if p is None:
             return False
         self.ip_stats.rx_delivered += 1
@@ -116,9 +122,13 @@ class Icmp:
         if end < 60:
             out += PAD[:60 - end]
         out[0:14] = p.eth
-        header_into(out, 14, self.routing.addr, src, 1, total, self.idents.next(src), 0, self.config.ttl)
+        ident = self.idents.next(src)
+        ttl = self.config.ttl
+        addr = r.addr
+        _IP.pack_into(out, 14, 0x45, 0, total, ident, 0, ttl, 1,
+                      _ip_checksum(total, ident, 0, ttl, 1, addr, src), addr, src)
         out[34] = 0
-        _U16.pack_into(out, 36, echo_reply_checksum(_U16.unpack_from(frame, 36)[0]))
+        _U16.pack_into(out, 36, _echo_reply_checksum(_U16.unpack_from(frame, 36)[0]))
         self.eth_stats.tx_frames += 1
         self.ip_stats.tx_packets += 1
         self.tx.append((out,))
@@ -203,8 +213,4 @@ class Icmp:
         return hdr
 
 
-def echo_reply_checksum(request_checksum: int) -> int:
-    """The ICMP checksum once type 8 (echo request) becomes 0 (reply): RFC 1624 eqn 3,
-    HC' = ~(~HC + ~m + m') with m = 0x0800, m' = 0. Never 0x0000: eqn 3 gives 0 for an all-zero reply
-    (id, seq and data 0), whose only valid checksum is 0xFFFF; for any other message both forms verify."""
-    return ck.update(request_checksum, 0x0800, 0x0000) or 0xFFFF
+echo_reply_checksum = ck.echo_reply_checksum  # RFC 1624 for type 8 -> 0 (see tcpip.wire.checksum)

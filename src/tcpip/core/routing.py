@@ -111,8 +111,12 @@ class Routing:
     def path(self, dst: int, now: float) -> Path | None:
         """The fresh resolved Path to unicast `dst`, or None (no route, broadcast, ourselves, unresolved)."""
         p = self._paths.get(dst)
-        if p is not None and p.fresh(now):
-            return p
+        if p is not None:
+            pe = p.entry  # Path.fresh, inlined: this runs per frame on the fast paths
+            if (pe.mac is p.mac and (pe.state == STATIC or pe.expires > now) and p.routes == self.routes
+                    and self.arp.entries.get(p.nh) is pe):
+                pe.used = True
+                return p
         nh = self._hop(dst)
         if type(nh) is not int or dst == self.addr:
             return None

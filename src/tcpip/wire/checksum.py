@@ -49,7 +49,7 @@ def addr_sum(address: int) -> int:
 def finish(x: int) -> int:
     """The checksum field for a partial sum `x` (any non-negative int): ~fold(x). A sum that folds to
     0xFFFF gives 0 (UDP, which reserves 0 for "no checksum", sends `finish(x) or 0xFFFF`)."""
-    return 0xFFFF - fold(x)
+    return 0xFFFE - (x - 1) % 0xFFFF if x else 0xFFFF  # fold inlined: this runs per datagram
 
 
 def update(checksum: int, old: int, new: int) -> int:
@@ -60,6 +60,15 @@ def update(checksum: int, old: int, new: int) -> int:
     c = (c & 0xFFFF) + (c >> 16)
     c = (c & 0xFFFF) + (c >> 16)
     return ~c & 0xFFFF
+
+
+def echo_reply_checksum(request_checksum: int) -> int:
+    """The ICMP checksum once type 8 (echo request) becomes 0 (reply): `update(c, 0x0800, 0)` in one step,
+    never 0x0000 (eqn 3 gives 0 for an all-zero reply, whose only valid checksum is 0xFFFF; for any other
+    message both forms verify)."""
+    c = (~request_checksum & 0xFFFF) + 0xF7FF
+    c = (c & 0xFFFF) + (c >> 16)
+    return (~c & 0xFFFF) or 0xFFFF
 
 
 def update32(checksum: int, old: int, new: int) -> int:
@@ -107,8 +116,9 @@ def verify(data: Buffer, initial: int = 0) -> bool:
 def ipv4_header_checksum(total: int, ident: int, flags_frag: int, ttl: int, proto: int, src: int, dst: int) -> int:
     """The checksum of a 20-byte IPv4 header (version 4, IHL 5, TOS 0) from its fields' words: no pass
     over packed bytes."""
-    return finish(0x4500 + total + ident + flags_frag + (ttl << 8 | proto) + (src >> 16) + (src & 0xFFFF)
-                  + (dst >> 16) + (dst & 0xFFFF))
+    x = (0x4500 + total + ident + flags_frag + (ttl << 8 | proto) + (src >> 16) + (src & 0xFFFF) + (dst >> 16)
+         + (dst & 0xFFFF))
+    return 0xFFFE - (x - 1) % 0xFFFF  # finish(x) inlined (x > 0): this runs per datagram
 
 
 def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
