@@ -1,0 +1,1 @@
+"""TCP: connections, layer and their data structures (sans-I/O)."""
