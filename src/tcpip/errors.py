@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class TcpipError(Exception):
     """Base of every exception tcpip raises."""
@@ -41,6 +43,13 @@ class MessageTooLongError(Ipv4Error):
 
 class DeviceClosedError(TcpipError, OSError):
     """The network device has been disconnected."""
+
+
+class AddressInUseError(TcpipError, OSError):
+    """The local address and port are already in use (errno EADDRINUSE, as bind(2) reports it)."""
+
+    def __init__(self, message: str = "Address already in use") -> None:
+        OSError.__init__(self, errno.EADDRINUSE, message)
 
 
 class WireError(TcpipError, ValueError):
