@@ -226,7 +226,7 @@ async def test_http_keep_alive_page_bytes_and_404_on_one_connection() -> None:
             assert body == expected_body(n)
         for bad in ("/nope", "/bytes/", "/bytes/x", "/bytes/-1", f"/bytes/{MAX_BYTES + 1}", "/bytes/1/2"):
             resp, body = await c.request(bad)
-            assert (resp.status_code, body) == (404, b"not found\n"), bad
+            assert (resp.status_code, resp.reason, body) == (404, b"Not Found", b"not found\n"), bad
         resp, body = await c.request("/", method="POST")
         assert resp.status_code == 404
         resp, body = await c.request("/bytes/1000", method="HEAD")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import http
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -116,7 +117,7 @@ async def _respond(conn: h11.Connection, writer: asyncio.StreamWriter, req: h11.
         await _simple(conn, writer, 200, page().encode(), head=head)
     elif m is not None and int(m.group(1)) <= MAX_BYTES:
         n = int(m.group(1))
-        writer.write(conn.send(h11.Response(status_code=200, headers=[
+        writer.write(conn.send(h11.Response(status_code=200, reason=b"OK", headers=[
             (b"Content-Type", b"application/octet-stream"), (b"Content-Length", str(n).encode()),
             (b"Server", SERVER)])))
         if not head:
@@ -134,7 +135,8 @@ async def _simple(conn: h11.Connection, writer: asyncio.StreamWriter, status: in
     import h11  # noqa: PLC0415
 
     ctype = b"text/plain; charset=utf-8"
-    writer.write(conn.send(h11.Response(status_code=status, headers=[
+    reason = http.HTTPStatus(status).phrase.encode()
+    writer.write(conn.send(h11.Response(status_code=status, reason=reason, headers=[
         (b"Content-Type", ctype), (b"Content-Length", str(len(body)).encode()), (b"Server", SERVER)])))
     if not head:
         writer.write(conn.send(h11.Data(data=body)))
