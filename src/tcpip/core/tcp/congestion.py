@@ -1,0 +1,96 @@
+"""RTO estimation (RFC 6298) and congestion control: slow start, avoidance, NewReno (RFC 5681, 6582, 6928)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tcpip.core.tcp import output as out
+from tcpip.core.tcp.seq import seq_ge, seq_gt, seq_sub
+
+if TYPE_CHECKING:
+    from tcpip.core.tcp.conn import Connection
+
+_G = 0.001  # clock granularity (s) in RTO = SRTT + max(G, 4 * RTTVAR)
+
+
+def rtt_sample(conn: Connection, r: float) -> None:
+    """RFC 6298 2.2/2.3: update SRTT/RTTVAR with a measurement and recompute the RTO (clamped)."""
+    if r < 0.0:
+        return
+    if conn.srtt == 0.0 and conn.rttvar == 0.0:
+        conn.srtt = r
+        conn.rttvar = r / 2.0
+    else:
+        conn.rttvar = 0.75 * conn.rttvar + 0.25 * abs(conn.srtt - r)
+        conn.srtt = 0.875 * conn.srtt + 0.125 * r
+    set_rto(conn)
+
+
+def set_rto(conn: Connection) -> None:
+    cfg = conn.config
+    k = 4.0 * conn.rttvar
+    rto = conn.srtt + (k if k > _G else _G)
+    conn.rto = cfg.rto_min if rto < cfg.rto_min else cfg.rto_max if rto > cfg.rto_max else rto
+
+
+def init_cwnd(conn: Connection) -> None:
+    """RFC 6928 initial window (initial_cwnd_segments * MSS, Linux's reading); ssthresh unbounded."""
+    conn.cwnd = conn.config.initial_cwnd_segments * conn.mss
+    conn.ssthresh = 1 << 30
+
+
+def on_new_ack(conn: Connection, acked: int, now: float) -> None:
+    """cwnd after an ACK that acknowledged `acked` new bytes (snd_una already advanced)."""
+    mss = conn.mss
+    if conn.in_recovery:
+        if seq_ge(conn.snd_una, conn.recover):  # full ACK: leave recovery, deflate (RFC 6582 3.2 step 3)
+            conn.in_recovery = False
+            conn.dupacks = 0
+            flight = seq_sub(conn.snd_max, conn.snd_una)
+            conn.cwnd = min(conn.ssthresh, max(flight, mss) + mss)
+        else:  # partial ACK: retransmit the next hole, deflate by the amount acknowledged (step 4)
+            out.retransmit_first(conn, now)
+            conn.cwnd = max(conn.cwnd - acked + mss, mss)
+        return
+    conn.dupacks = 0
+    if conn.cwnd < conn.ssthresh:
+        conn.cwnd += acked if acked < mss else mss  # slow start, RFC 5681 (3.2)
+    else:
+        conn.ca_acc += acked  # congestion avoidance: one MSS per cwnd of acknowledged bytes
+        if conn.ca_acc >= conn.cwnd:
+            conn.ca_acc -= conn.cwnd
+            conn.cwnd += mss
+    cap = 2 * conn.config.sndbuf + mss  # beyond what the send buffer can keep in flight it means nothing
+    conn.cwnd = min(conn.cwnd, cap)
+
+
+def on_dupack(conn: Connection, now: float) -> None:
+    """A duplicate ACK (RFC 5681 2): the third starts fast retransmit + NewReno recovery."""
+    conn.dupacks += 1
+    mss = conn.mss
+    if conn.in_recovery:
+        conn.cwnd += mss  # inflate: a segment left the network
+        out.output(conn, now)
+        return
+    if conn.dupacks == 3 and seq_gt(conn.snd_una, conn.recover):  # RFC 6582 3.2 step 2 ("careful")
+        flight = seq_sub(conn.snd_max, conn.snd_una)
+        conn.ssthresh = max(flight >> 1, 2 * mss)
+        conn.recover = conn.snd_max
+        conn.layer.stats.fast_retrans += 1
+        out.retransmit_first(conn, now)
+        conn.cwnd = conn.ssthresh + 3 * mss
+        conn.in_recovery = True
+        conn.rexmit_at = now + conn.rto
+        out.output(conn, now)
+
+
+def on_rto(conn: Connection) -> None:
+    """Loss detected by the retransmission timer (RFC 5681 3.1 eq. 4; RFC 6582 recover = highest sent)."""
+    mss = conn.mss
+    flight = seq_sub(conn.snd_max, conn.snd_una)
+    conn.ssthresh = max(flight >> 1, 2 * mss)
+    conn.cwnd = mss
+    conn.ca_acc = 0
+    conn.dupacks = 0
+    conn.in_recovery = False
+    conn.recover = conn.snd_max

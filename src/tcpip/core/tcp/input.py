@@ -1,0 +1,392 @@
+"""Segment arrival (RFC 9293 3.10.7) for a connection: acceptability, RFC 5961 checks, ACKs, data, FIN."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tcpip.core.tcp import congestion as cc
+from tcpip.core.tcp import output as out
+from tcpip.core.tcp.seq import MASK, seq_add, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_sub
+from tcpip.core.tcp.state import EV_ACCEPT, EV_CONNECTED, EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
+from tcpip.wire.tcp import ACK, FIN, RST, SYN, TcpRepr
+
+if TYPE_CHECKING:
+    from tcpip.core.tcp.conn import Connection
+
+S = TcpState
+_ESTABLISHED_OR_CLOSE_WAIT = (S.ESTABLISHED, S.CLOSE_WAIT)
+
+
+def oow_ack(conn: Connection, now: float, has_data: bool) -> None:
+    """ACK an unacceptable segment; zero-length ones at most once per invalid_ratelimit (Linux: data
+    segments are never part of an ACK loop, so they are always answered)."""
+    stats = conn.layer.stats
+    if not has_data:
+        if now - conn.oow_last < conn.config.invalid_ratelimit:
+            stats.oow_ratelimited += 1
+            return
+        conn.oow_last = now
+    stats.oow_acks += 1
+    out.send_ack(conn, now)
+
+
+def challenge_ack(conn: Connection, now: float) -> None:
+    """RFC 5961 challenge ACK, under the per-connection and the global (challenge_ack_limit/s) limits."""
+    layer = conn.layer
+    stats = layer.stats
+    if now - conn.oow_last < conn.config.invalid_ratelimit:
+        stats.oow_ratelimited += 1
+        return
+    if not layer.challenge_allowed(now):
+        stats.challenge_ack_limited += 1
+        return
+    conn.oow_last = now
+    stats.challenge_acks += 1
+    out.send_ack(conn, now)
+
+
+def negotiate(conn: Connection, seg: TcpRepr, now: float) -> None:
+    """Options from the peer's SYN (or SYN-ACK): MSS, window scale, SACK-permitted, timestamps."""
+    cfg = conn.config
+    peer = seg.mss if seg.mss is not None else cfg.default_mss
+    mss = min(peer, conn.adv_mss)
+    conn.mss = max(mss, cfg.min_mss)
+    if seg.wscale is not None and cfg.window_scaling:
+        conn.ws_ok = True
+        conn.snd_wscale = min(seg.wscale, 14)  # RFC 7323 2.3
+    else:
+        conn.ws_ok = False
+        conn.snd_wscale = conn.rcv_wscale = 0
+    conn.sack_ok = seg.sack_permitted and cfg.sack
+    conn.ts_ok = seg.timestamp is not None and cfg.timestamps
+    if conn.ts_ok and seg.timestamp is not None:
+        conn.ts_recent = seg.timestamp[0]
+    conn.irs = seg.seq
+    conn.rcvbuf.init(seq_add(seg.seq, 1))
+    conn.last_ack_sent = conn.rcvbuf.rcv_nxt
+    cc.init_cwnd(conn)
+
+
+def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
+    """Process one segment. True means: this TIME_WAIT 4-tuple was freed for a new SYN; hand it on."""
+    st = conn.state
+    if st == S.SYN_SENT:
+        _syn_sent(conn, seg, data, now)
+        return False
+    if st == S.TIME_WAIT:
+        return _time_wait(conn, seg, data, now)
+    flags = seg.flags
+    layer = conn.layer
+    stats = layer.stats
+    rb = conn.rcvbuf
+    rcv_nxt = rb.rcv_nxt
+    seq = seg.seq
+    dlen = len(data)
+    if st == S.SYN_RECEIVED and flags & SYN and seq == conn.irs:
+        if conn.listener is None and flags & ACK and seg.ack == conn.snd_max:
+            flags &= ~SYN  # simultaneous open: the peer's SYN-ACK completes ours (as Linux does)
+            seq = rcv_nxt
+            seg.seq = seq
+        else:
+            if not flags & (ACK | RST):  # the peer retransmitted its SYN: so do we (SYN-ACK)
+                out.send_syn(conn, now)
+                conn.arm()
+            return False
+    seglen = dlen + (1 if flags & SYN else 0) + (flags & FIN)
+    ts = seg.timestamp
+    # RFC 7323 5.3 PAWS
+    if conn.ts_ok and ts is not None and not flags & RST and seq_lt(ts[0], conn.ts_recent):
+        stats.paws_rejected += 1
+        oow_ack(conn, now, dlen > 0)
+        return False
+    # first: sequence number (RFC 9293 3.10.7.4, the four cases)
+    wnd = seq_sub(conn.rcv_adv, rcv_nxt)
+    wnd = max(wnd, 0)
+    if seglen == 0:
+        ok = seq == rcv_nxt if wnd == 0 else seq_in(seq, rcv_nxt, seq_add(rcv_nxt, wnd))
+    elif wnd == 0:
+        ok = False
+    else:
+        edge = seq_add(rcv_nxt, wnd)
+        ok = seq_in(seq, rcv_nxt, edge) or seq_in(seq_add(seq, seglen - 1), rcv_nxt, edge)
+    zero_window = False
+    if not ok:
+        if wnd == 0 and seq == rcv_nxt and not flags & (SYN | RST) and flags & ACK:
+            zero_window = True  # 3.10.7.4: still process the ACK; the data is dropped and ACKed below
+        else:
+            if flags & RST:
+                stats.rx_rst_ignored += 1
+                return False
+            stats.rx_not_acceptable += 1
+            if flags & SYN:
+                stats.syn_challenges += 1
+                challenge_ack(conn, now)
+            else:
+                oow_ack(conn, now, dlen > 0)
+            return False
+    # RFC 7323 4.3: TS.Recent from a segment covering Last.ACK.sent
+    if conn.ts_ok and ts is not None and seq_le(seq, conn.last_ack_sent) and \
+            seq_ge(ts[0], conn.ts_recent):
+        conn.ts_recent = ts[0]
+    # second: RST (RFC 5961 3.2: reset only at exactly rcv_nxt, else challenge)
+    if flags & RST:
+        if seq == rcv_nxt:
+            stats.rx_rst_accepted += 1
+            if st == S.SYN_RECEIVED:
+                layer.terminate(conn, refused() if conn.listener is None else None)
+            else:
+                if st in _ESTABLISHED_OR_CLOSE_WAIT:
+                    stats.estab_resets += 1
+                layer.terminate(conn, reset())
+        else:
+            stats.rx_rst_challenged += 1
+            challenge_ack(conn, now)
+        return False
+    # fourth: SYN on a synchronized connection (RFC 5961 4.2)
+    if flags & SYN:
+        stats.syn_challenges += 1
+        challenge_ack(conn, now)
+        return False
+    # fifth: ACK
+    if not flags & ACK:
+        stats.rx_no_ack += 1
+        return False
+    if st == S.SYN_RECEIVED:
+        ack = seg.ack
+        if not (seq_lt(conn.snd_una, ack) and seq_le(ack, conn.snd_max)):
+            layer.send_reset(conn.local_addr, conn.remote_addr, seg, dlen, now)
+            return False
+        if not established(conn, seg, now):
+            return False
+        st = conn.state
+    if not _process_ack(conn, seg, dlen, now):
+        return False
+    st = conn.state
+    if st == S.CLOSED:
+        return False
+    # seventh: segment text, eighth: FIN
+    ack_now = False
+    fin = flags & FIN
+    if zero_window:
+        if dlen:
+            stats.zero_window_drop += 1
+            ack_now = True
+            dlen = 0
+            data = data[:0]
+        # a bare FIN at rcv_nxt is taken even with a zero window (as Linux does)
+    if (dlen or fin) and st in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2):
+        if conn.app_closed and dlen and seq_gt(seq_add(seq, dlen), rcv_nxt):
+            stats.abort_on_data += 1  # nobody will read it: RST (Linux tcp_rcv_state_process)
+            out.send_rst(conn, now)
+            layer.terminate(conn, None)
+            return False
+        had_holes = rb.has_holes
+        ooo_before = rb.ooo_dropped
+        n, fin_now = rb.add(seq, data, bool(fin))
+        if dlen > conn.rcv_mss:
+            conn.rcv_mss = dlen if dlen < conn.adv_mss else conn.adv_mss
+        if n and not conn.data_ev:
+            conn.data_ev = True
+            layer.events.append((EV_DATA, conn, None))
+        if seq != rcv_nxt or had_holes or fin_now or rb.has_holes:
+            ack_now = True  # out of order, a hole filled, or a FIN: ACK at once (RFC 5681 4.2)
+            if seq != rcv_nxt:
+                if rb.ooo_dropped != ooo_before:
+                    stats.ofo_drop += 1
+                else:
+                    stats.ofo_queue += 1
+        elif n:
+            conn.ack_pending += n
+            if conn.ack_pending >= 2 * conn.rcv_mss:
+                ack_now = True
+            elif conn.delack_at is None:
+                conn.delack_at = now + conn.config.delack
+        if fin_now:
+            layer.events.append((EV_EOF, conn, None))
+            st = conn.state
+            if st == S.ESTABLISHED:
+                conn.set_state(S.CLOSE_WAIT)
+            elif st == S.FIN_WAIT_1:
+                conn.set_state(S.CLOSING)
+            elif st == S.FIN_WAIT_2:
+                out.send_ack(conn, now)
+                layer.enter_time_wait(conn, now)
+                return False
+    elif dlen or fin:
+        ack_now = seq_gt(seq_add(seq, seglen), rcv_nxt)  # after the peer's FIN: ignore the text, but ACK
+    if not out.output(conn, now) and ack_now:
+        out.send_ack(conn, now)
+    layer.maybe_report_end(conn)
+    conn.arm()
+    return False
+
+
+def established(conn: Connection, seg: TcpRepr, now: float) -> bool:
+    """SYN_RECEIVED -> ESTABLISHED (or FIN_WAIT_1 when a FIN waits); False if the accept queue is full."""
+    lst = conn.listener
+    layer = conn.layer
+    if lst is not None and lst.queue_full():
+        layer.stats.listen_overflows += 1  # drop the ACK: the SYN-ACK timer retries (Linux)
+        return False
+    conn.snd_wnd = seg.window << conn.snd_wscale
+    conn.max_snd_wnd = conn.snd_wnd
+    conn.snd_wl1, conn.snd_wl2 = seg.seq, seg.ack
+    conn.retries = 0
+    conn.set_state(S.FIN_WAIT_1 if conn.fin_queued else S.ESTABLISHED)
+    conn.reported = True
+    if lst is not None:
+        layer.stats.passive_opens += 1
+        lst.queue(conn)
+        layer.events.append((EV_ACCEPT, lst, conn))
+    else:
+        layer.events.append((EV_CONNECTED, conn, None))
+    return True
+
+
+def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
+    """The fifth check's ESTABLISHED-and-later part: window, snd_una, RTT, cwnd, state moves on FIN ACKs."""
+    ack = seg.ack
+    una = conn.snd_una
+    layer = conn.layer
+    if seq_gt(ack, conn.snd_max):
+        layer.stats.rx_ack_unsent += 1
+        out.send_ack(conn, now)
+        return False
+    if seq_lt(ack, seq_sub(una, conn.max_snd_wnd) & MASK):
+        layer.stats.rx_ack_too_old += 1  # RFC 5961 5.2
+        out.send_ack(conn, now)
+        return False
+    conn.rcv_tstamp = now
+    conn.probes = 0
+    seq = seg.seq
+    wnd_changed = False
+    if seq_lt(conn.snd_wl1, seq) or (conn.snd_wl1 == seq and seq_le(conn.snd_wl2, ack)):
+        wnd = seg.window << conn.snd_wscale
+        if wnd != conn.snd_wnd:
+            wnd_changed = True
+            conn.snd_wnd = wnd
+            conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)
+        conn.snd_wl1, conn.snd_wl2 = seq, ack
+    acked = seq_sub(ack, una)
+    if acked > 0:
+        _new_ack(conn, seg, ack, acked, now)
+    elif acked == 0 and not dlen and not wnd_changed and not seg.flags & (SYN | FIN) and \
+            conn.snd_max != una:
+        cc.on_dupack(conn, now)
+    return conn.state != S.CLOSED
+
+
+def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -> None:
+    layer = conn.layer
+    conn.snd_una = ack
+    conn.retries = 0
+    if seq_lt(conn.snd_nxt, ack):
+        conn.snd_nxt = ack
+    sb = conn.sndbuf
+    n = seq_sub(ack, conn.buf_seq)
+    if n > 0:
+        n = min(n, sb.queued)
+        if n:
+            sb.ack(n)
+            conn.buf_seq = seq_add(conn.buf_seq, n)
+            if not conn.sent_ev:
+                conn.sent_ev = True
+                layer.events.append((EV_SENT, conn, None))
+    # RTT: the timed segment (Karn), else the echoed timestamp (RFC 7323 4.1)
+    if conn.rtt_seq is not None and seq_ge(ack, conn.rtt_seq):
+        conn.rtt_seq = None
+        cc.rtt_sample(conn, now - conn.rtt_time)
+    elif conn.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
+        cc.rtt_sample(conn, ((out.ts_now(conn, now) - seg.timestamp[1]) & MASK) / 1000.0)
+    cc.on_new_ack(conn, acked, now)
+    if conn.snd_una == conn.snd_max:
+        if not conn.persist:
+            conn.rexmit_at = None
+    elif not conn.persist:
+        conn.rexmit_at = now + conn.rto
+    if conn.fin_queued and conn.snd_una == conn.snd_max and sb.queued == 0:  # our FIN is acknowledged
+        st = conn.state
+        if st == S.FIN_WAIT_1:
+            conn.set_state(S.FIN_WAIT_2)
+            if conn.app_closed:
+                conn.linger_at = now + conn.config.fin_wait2
+        elif st == S.CLOSING:
+            layer.enter_time_wait(conn, now)
+        elif st == S.LAST_ACK:
+            layer.report_closed(conn, None)
+            layer.terminate(conn, None)
+
+
+def _syn_sent(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> None:
+    """RFC 9293 3.10.7.3."""
+    flags = seg.flags
+    layer = conn.layer
+    ack_ok = False
+    if flags & ACK:
+        if seq_le(seg.ack, conn.iss) or seq_gt(seg.ack, conn.snd_max):
+            layer.stats.rx_syn_ack_bad += 1
+            layer.send_reset(conn.local_addr, conn.remote_addr, seg, len(data), now)
+            return
+        ack_ok = True
+    if flags & RST:
+        if ack_ok:
+            layer.stats.rx_rst_accepted += 1
+            layer.terminate(conn, refused())
+        else:
+            layer.stats.rx_rst_ignored += 1
+        return
+    if not flags & SYN:
+        return
+    negotiate(conn, seg, now)
+    if ack_ok:
+        conn.snd_una = seg.ack
+        conn.buf_seq = seg.ack
+        if conn.rtt_seq is not None:  # not retransmitted (Karn)
+            conn.rtt_seq = None
+            cc.rtt_sample(conn, now - conn.rtt_time)
+        elif conn.srtt == 0.0:
+            conn.rto = min(3.0, conn.config.rto_max)  # RFC 6298 5.7: the SYN was retransmitted
+        conn.rexmit_at = None
+        conn.recover = conn.snd_una
+        established(conn, seg, now)
+        conn.snd_wnd = seg.window  # RFC 7323 2.2: the SYN-ACK's window is not scaled
+        conn.max_snd_wnd = conn.snd_wnd
+        if not out.output(conn, now):
+            out.send_ack(conn, now)
+        conn.arm()
+    else:
+        conn.set_state(S.SYN_RECEIVED)  # simultaneous open
+        conn.retries = 0
+        conn.rtt_seq = None
+        out.send_syn(conn, now)
+        conn.rexmit_at = now + conn.rto
+        conn.arm()
+
+
+def _time_wait(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
+    """TIME_WAIT: re-ACK a retransmitted FIN (restarting 2*MSL); a new SYN above rcv_nxt may reuse the pair."""
+    flags = seg.flags
+    layer = conn.layer
+    rcv_nxt = conn.rcvbuf.rcv_nxt
+    if flags & RST:
+        if seg.seq == rcv_nxt:
+            layer.terminate(conn, None)
+        return False
+    ts = seg.timestamp
+    if flags & SYN and not flags & ACK:
+        if seq_gt(seg.seq, rcv_nxt) and not (conn.ts_ok and ts is not None and seq_le(ts[0], conn.ts_recent)):
+            layer.stats.tw_recycled += 1
+            layer.terminate(conn, None)
+            return True
+        oow_ack(conn, now, False)
+        return False
+    end = seq_add(seg.seq, len(data) + (flags & FIN))
+    if flags & FIN and end == rcv_nxt:
+        layer.stats.time_wait_fin_reacked += 1
+        conn.linger_at = now + conn.config.time_wait
+        out.send_ack(conn, now)
+        conn.arm()
+        return False
+    if len(data) or flags & FIN or seg.seq != rcv_nxt:
+        oow_ack(conn, now, len(data) > 0)
+    return False
