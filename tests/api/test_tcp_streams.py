@@ -155,13 +155,13 @@ async def test_address_errors() -> None:
     async with two_stacks() as (a, _b, _):
         with pytest.raises(socket.gaierror):
             await a.open_connection("example.org", 80)  # never the host's resolver
-        with pytest.raises(OSError, match="(?i)unreachable") as e:
+        with pytest.raises(OSError, match=r"(?i)unreachable") as e:
             await a.open_connection("203.0.113.9", 80)  # off-link, no gateway
         assert e.value.errno == errno.ENETUNREACH
-        with pytest.raises(OSError, match="(?i)assign") as e:
+        with pytest.raises(OSError, match=r"(?i)assign") as e:
             await a.open_connection(B, 80, local_addr=("198.18.0.77", 0))
         assert e.value.errno == errno.EADDRNOTAVAIL
-        with pytest.raises(OSError, match="(?i)assign") as e:
+        with pytest.raises(OSError, match=r"(?i)assign") as e:
             await a.start_server(echo, "198.18.0.77", 80)
         assert e.value.errno == errno.EADDRNOTAVAIL
 
@@ -176,7 +176,7 @@ async def test_connect_to_absent_host_is_host_unreachable_after_arp_gives_up() -
         clock.advance(0.25)
         if task.done():
             break
-    with pytest.raises(OSError, match="(?i)no route") as e:
+    with pytest.raises(OSError, match=r"(?i)no route") as e:
         await task
     assert e.value.errno == errno.EHOSTUNREACH
     assert [c for c in a.tcp_connections() if c.state == "SYN_SENT"] == []
@@ -227,7 +227,7 @@ async def test_ephemeral_port_in_sockets_and_address_in_use() -> None:
         host, port = server.sockets[0].getsockname()
         assert host == "0.0.0.0"
         assert 32768 <= port <= 60999
-        with pytest.raises(OSError, match="(?i)in use") as e:
+        with pytest.raises(OSError, match=r"(?i)in use") as e:
             await b.start_server(echo, None, port)
         assert e.value.errno == errno.EADDRINUSE
         r, w = await a.open_connection(B, port)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import random
 
     from tcpip.aio.server import TcpServer
-    from tcpip.aio.tcp import TcpTransport
+    from tcpip.aio.transport import TcpTransport
     from tcpip.core.interface import Interface
     from tcpip.core.tcp.conn import Connection
     from tcpip.netif.clock import TimerHandle
@@ -138,7 +138,7 @@ class TcpDriver:
             if kind == EV_ACCEPT:
                 server = self.servers.get(id(subject))
                 if server is not None:
-                    server.accept_ready()
+                    server.accept_ready(subject)
                 continue
             user = subject.user
             if user is None or type(user) is Early:
@@ -212,7 +212,7 @@ class TcpDriver:
         for t in list(self.connecting):
             t.connect_failed(exc)
         for t in list(self.transports):
-            t.force_close(exc)
+            t._force_close(exc)
         self.runner.flush()
         self.closed = True
         if self._timer is not None:

@@ -10,11 +10,11 @@ import ssl as ssl_module
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import IPv4Address
-from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tcpip.aio.driver import TcpDriver
-from tcpip.aio.tcp import SslArg, TcpTransport, parse_host, parse_port, ssl_context
+from tcpip.aio.tcp import SslArg, parse_host, parse_port, ssl_context
+from tcpip.aio.transport import TcpTransport
 from tcpip.wire.ipv4 import ip_str
 
 if TYPE_CHECKING:
@@ -60,7 +60,9 @@ class TcpServer(asyncio.AbstractServer):
         self._sockets = tuple(TcpSocket(x.addr, x.port) for x in listeners)
         self._factory = factory
         self._ssl = ctx
-        self._ssl_timeouts = (ssl_handshake_timeout, ssl_shutdown_timeout)
+        # (typeshed says int; asyncio takes seconds as float)
+        self._ssl_timeouts: dict[str, Any] = {"ssl_handshake_timeout": ssl_handshake_timeout,
+                                              "ssl_shutdown_timeout": ssl_shutdown_timeout}
         self._serving = False
         self._clients: set[TcpTransport] = set()
         self._waiters: list[asyncio.Future[None]] | None = []
@@ -100,15 +102,14 @@ class TcpServer(asyncio.AbstractServer):
         except Exception as exc:
             self._loop.call_exception_handler({"message": "Error in protocol_factory of a tcpip server",
                                                "exception": exc})
-            t.force_close(exc)
+            t._force_close(exc)
             return
         if self._ssl is None:
             t.start(protocol, None)
             return
         waiter: asyncio.Future[None] = self._loop.create_future()
-        hs, sd = self._ssl_timeouts
         tls = sslproto.SSLProtocol(self._loop, protocol, self._ssl, waiter, server_side=True,
-                                   ssl_handshake_timeout=hs, ssl_shutdown_timeout=sd)
+                                   **self._ssl_timeouts)
         waiter.add_done_callback(lambda w: _handshake_done(w, t))
         t.start(tls, None)
 
@@ -192,8 +193,7 @@ class TcpServer(asyncio.AbstractServer):
     async def __aenter__(self) -> TcpServer:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.close()
         await self.wait_closed()
 
