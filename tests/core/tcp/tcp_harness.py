@@ -114,6 +114,7 @@ class Harness:
     def passive(self, window: int = 65535, **syn_opts: Any) -> Connection:
         """Listener + SYN + our SYN-ACK + peer ACK: an accepted ESTABLISHED connection, output drained."""
         lst = self.listen()
+        syn_opts.setdefault("mss", self.out.mss)
         self.feed(REMOTE_ISS, 0, SYN, window, **syn_opts)
         synack, _ = self.take_one()
         tsval = syn_opts["timestamp"][0] + 1 if "timestamp" in syn_opts else 2
@@ -130,6 +131,7 @@ class Harness:
         """connect() + the peer's SYN-ACK: an ESTABLISHED active connection, output drained."""
         conn = self.layer.connect(LOCAL, LPORT, REMOTE, RPORT, self.now)
         syn, _ = self.take_one()
+        synack_opts.setdefault("mss", self.out.mss)
         self.feed(REMOTE_ISS, syn.seq + 1, SYN | ACK, window, **synack_opts)
         assert conn.state == TcpState.ESTABLISHED
         self.take()

@@ -54,7 +54,7 @@ def on_new_ack(conn: Connection, acked: int, now: float) -> None:
         return
     conn.dupacks = 0
     if conn.cwnd < conn.ssthresh:
-        conn.cwnd += acked if acked < mss else mss  # slow start, RFC 5681 (3.2)
+        conn.cwnd += acked if acked < 2 * mss else 2 * mss  # slow start with RFC 3465 L = 2 SMSS
     else:
         conn.ca_acc += acked  # congestion avoidance: one MSS per cwnd of acknowledged bytes
         if conn.ca_acc >= conn.cwnd:

@@ -278,6 +278,8 @@ def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
 
 def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -> None:
     layer = conn.layer
+    if conn.snd_una == conn.iss:
+        acked -= 1  # the SYN is no data for congestion control
     conn.snd_una = ack
     conn.retries = 0
     if seq_lt(conn.snd_nxt, ack):
@@ -298,7 +300,8 @@ def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -
         cc.rtt_sample(conn, now - conn.rtt_time)
     elif conn.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
         cc.rtt_sample(conn, ((out.ts_now(conn, now) - seg.timestamp[1]) & MASK) / 1000.0)
-    cc.on_new_ack(conn, acked, now)
+    if acked > 0:
+        cc.on_new_ack(conn, acked, now)
     if conn.snd_una == conn.snd_max:
         if not conn.persist:
             conn.rexmit_at = None
