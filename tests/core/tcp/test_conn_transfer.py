@@ -63,17 +63,20 @@ def test_out_of_order_immediate_ack_with_sack_blocks() -> None:
     us = conn.snd_nxt
     h.feed(NXT + 1000, us, ACK, payload=b"2" * 1000, at=1.0)
     a, _ = h.take_one()
-    assert a.ack == NXT and a.sack == ((NXT + 1000, NXT + 2000),)
+    assert a.ack == NXT
+    assert a.sack == ((NXT + 1000, NXT + 2000),)
     h.feed(NXT + 3000, us, ACK, payload=b"4" * 1000, at=1.01)
     a, _ = h.take_one()
     assert a.sack == ((NXT + 3000, NXT + 4000), (NXT + 1000, NXT + 2000))  # most recent first
     assert h.events() == []
     h.feed(NXT, us, ACK, payload=b"1" * 1000, at=1.02)  # fills the first hole: ACK at once
     a, _ = h.take_one()
-    assert a.ack == NXT + 2000 and a.sack == ((NXT + 3000, NXT + 4000),)
+    assert a.ack == NXT + 2000
+    assert a.sack == ((NXT + 3000, NXT + 4000),)
     h.feed(NXT + 2000, us, ACK, payload=b"3" * 1000, at=1.03)
     a, _ = h.take_one()
-    assert a.ack == NXT + 4000 and a.sack == ()
+    assert a.ack == NXT + 4000
+    assert a.sack == ()
     assert conn.recv(1.04) == b"1" * 1000 + b"2" * 1000 + b"3" * 1000 + b"4" * 1000
     assert h.layer.stats.ofo_queue == 2
 
@@ -84,7 +87,8 @@ def test_fin_after_hole_waits() -> None:
     us = conn.snd_nxt
     h.feed(NXT + 5, us, ACK | FIN, payload=b"world", at=1.0)
     a, _ = h.take_one()
-    assert a.ack == NXT and not conn.eof
+    assert a.ack == NXT
+    assert not conn.eof
     h.feed(NXT, us, ACK, payload=b"hello", at=1.1)
     a, _ = h.take_one()
     assert a.ack == NXT + 11  # data and FIN
@@ -169,10 +173,12 @@ def test_half_close_close_wait_keeps_sending() -> None:
     h.feed(NXT, us, ACK | FIN, at=1.0)
     a, _ = h.take_one()
     assert a.ack == NXT + 1
-    assert conn.state.name == "CLOSE_WAIT" and conn.eof
+    assert conn.state.name == "CLOSE_WAIT"
+    assert conn.eof
     assert h.events() == [(EV_EOF, conn, None)]
     conn.send(b"still here", 1.1)
     d, p = h.take_one()
-    assert p == b"still here" and d.ack == NXT + 1
+    assert p == b"still here"
+    assert d.ack == NXT + 1
     h.feed(NXT + 1, us + 10, ACK, at=1.2)
     assert conn.send_queued == 0
