@@ -9,10 +9,14 @@ import hashlib
 import socket
 import ssl
 import sys
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
 import trustme
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 from tcp_support import A, B, blob, two_stacks
 
 from tcpip import Stack
@@ -197,6 +201,62 @@ async def test_syn_retries_exhausted_is_timeout_error() -> None:
             await task
         assert e.value.errno == errno.ETIMEDOUT
         assert a.stats()["tcp"]["AttemptFails"] == 1
+
+
+async def test_data_retries_exhausted_is_timeout_error_from_read() -> None:
+    clock = VirtualClock(10.0)
+    async with two_stacks(tcp_a=TcpConfig(retries2=3), clock=clock) as (a, b, _):
+        await b.start_server(echo, B, 7)
+        task = asyncio.ensure_future(a.open_connection(B, 7))
+        await settle_virtual(clock, task)
+        r, w = task.result()
+        b.core.tcp_handler = lambda *args: None  # b vanishes: nothing is acknowledged any more
+        w.write(b"into the void")
+        read = asyncio.ensure_future(r.read())
+        await settle_virtual(clock, read, step=1.0, rounds=400)
+        with pytest.raises(TimeoutError) as e:
+            read.result()
+        assert e.value.errno == errno.ETIMEDOUT
+        assert a.stats()["tcp"]["RetransSegs"] == 3
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: TcpLayer.icmp_error counts AttemptFails, then terminate() again")
+async def test_icmp_host_unreachable_fails_the_connect() -> None:
+    hub = Hub()
+    a = await Stack.connect(hub.port(), ipv4=f"{A}/24")
+    router = hub.port()
+    syns: list[bytes] = []
+    router.attach(lambda f: syns.append(bytes(f)) if len(f) > 47 and f[23] == 6 else None)
+    target = "198.18.0.3"
+    a.core.arp.add_static(int(IPv4Address(target)), router.mac.packed)
+    task = asyncio.ensure_future(a.open_connection(target, 80))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if syns:
+            break
+    ip_packet = syns[0][14:]
+    quote = ip_packet[:28]  # the SYN's IPv4 header and 8 bytes of TCP
+    icmp = Ether(dst=str(a.mac), src=str(router.mac)) / IP(src=target, dst=A) / \
+        ICMP(type=3, code=1) / Raw(quote)
+    router.transmit([bytes(icmp)])
+    with pytest.raises(OSError, match=r"(?i)no route|unreachable") as e:
+        await asyncio.wait_for(task, 5)
+    assert e.value.errno == errno.EHOSTUNREACH
+    tcp = a.stats()["tcp"]
+    assert (tcp["ActiveOpens"], tcp["AttemptFails"], tcp["icmp_unreachable"]) == (1, 1, 1)
+    await a.disconnect()
+
+
+async def settle_virtual(clock: VirtualClock, fut: asyncio.Future[Any], step: float = 0.1,
+                         rounds: int = 200) -> None:
+    """Let the loop run and virtual time pass in steps until `fut` is done."""
+    for _ in range(rounds):
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if fut.done():
+            return
+        clock.advance(step)
+    raise AssertionError("not done")
 
 
 async def test_reset_gives_connection_reset_from_read_and_drain() -> None:
