@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tcp_harness import LOCAL, LPORT, REMOTE, REMOTE_ISS, RPORT, Harness
 
-from tcpip.core.tcp.state import EV_CLOSED, EV_DATA, EV_EOF, EV_SENT, TcpState
+from tcpip.core.tcp.state import EV_CLOSED, EV_DATA, EV_EOF, TcpState
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN
 
 S = TcpState
@@ -24,7 +24,7 @@ def test_active_close_through_time_wait() -> None:
     h.feed(NXT, us + 4, ACK, at=1.1)
     assert conn.state == S.FIN_WAIT_2
     # closed by the application: reported when the FIN is acknowledged
-    assert h.events() == [(EV_SENT, conn, None), (EV_CLOSED, conn, None)]
+    assert h.events() == [(EV_CLOSED, conn, None)]
     h.feed(NXT, us + 4, ACK | FIN, at=1.2)
     a, _ = h.take_one()
     assert (a.flags, a.seq, a.ack) == (ACK, us + 4, NXT + 1)

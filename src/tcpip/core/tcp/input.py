@@ -202,7 +202,8 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
             elif conn.delack_at is None:
                 conn.delack_at = now + conn.config.delack
         if fin_now:
-            layer.events.append((EV_EOF, conn, None))
+            if not conn.app_closed:
+                layer.events.append((EV_EOF, conn, None))
             st = conn.state
             if st == S.ESTABLISHED:
                 conn.set_state(S.CLOSE_WAIT)
@@ -291,7 +292,7 @@ def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -
         if n:
             sb.ack(n)
             conn.buf_seq = seq_add(conn.buf_seq, n)
-            if not conn.sent_ev:
+            if not conn.sent_ev and not conn.app_closed:
                 conn.sent_ev = True
                 layer.events.append((EV_SENT, conn, None))
     # RTT: the timed segment (Karn), else the echoed timestamp (RFC 7323 4.1)
