@@ -343,3 +343,58 @@ async def test_tcp_connections_lists_states_and_disconnect_aborts() -> None:
         assert isinstance(exc, ConnectionAbortedError)
         exc = await asyncio.wait_for(client.lost, 5)
         assert isinstance(exc, ConnectionResetError)
+
+
+async def test_write_buffer_counts_only_bytes_beyond_the_send_buffer() -> None:
+    got: list[Recording] = []
+
+    def factory() -> Recording:
+        got.append(Recording(pause_on_made=True))
+        return got[-1]
+
+    async with two_stacks() as (a, b, _):
+        await b.create_server(factory, B, 9)
+        client = Recording()
+        t, _p = await a.create_connection(lambda: client, B, 9)
+        t.write(blob(200_000))  # fits the 256 KiB send buffer: no transport buffering, no pause
+        assert t.get_write_buffer_size() == 0
+        assert "pause_writing" not in client.log
+        t.write(blob(200_000, 1))
+        assert t.get_write_buffer_size() == 400_000 - 262144
+        assert client.log.count("pause_writing") == 1
+        got[0].transport.resume_reading()
+        await asyncio.wait_for(client.writing.wait(), 5)
+        assert client.log.count("resume_writing") == 1
+        t.close()
+        await asyncio.wait_for(got[0].lost, 5)
+        assert bytes(got[0].data) == blob(200_000) + blob(200_000, 1)
+
+
+async def test_accept_queue_replays_data_eof_and_reset_on_start_serving() -> None:
+    got: list[Recording] = []
+
+    def factory() -> Recording:
+        got.append(Recording())
+        return got[-1]
+
+    async with two_stacks() as (a, b, _):
+        server = await b.create_server(factory, B, 9, start_serving=False)
+        c1, c2 = Recording(), Recording()
+        t1, _ = await a.create_connection(lambda: c1, B, 9)  # established in the accept queue
+        t2, _ = await a.create_connection(lambda: c2, B, 9)
+        t1.write(b"sent before accept")
+        t1.write_eof()
+        t2.abort()
+        await asyncio.sleep(0.02)
+        assert got == []
+        await server.start_serving()
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if len(got) == 2 and got[0].lost.done() and got[1].lost.done():
+                break
+        assert bytes(got[0].data) == b"sent before accept"
+        assert got[0].summary() == ["made", "data", "eof", ("lost", None)]
+        assert got[1].summary() == ["made", ("lost", "ConnectionResetError")]
+        assert await asyncio.wait_for(c1.lost, 5) is None
+        server.close()
+        await server.wait_closed()
