@@ -209,7 +209,10 @@ class Connection:
         x = self.linger_at
         if x is not None and (d is None or x < d):
             d = x
-        if d is not None and (self.timer_at is None or d < self.timer_at) and self.state != S.CLOSED:
+        if d is None:
+            if self.timer_at is not None:
+                self.layer.timers.cancel(self)
+        elif (self.timer_at is None or d < self.timer_at) and self.state != S.CLOSED:
             self.layer.timers.schedule(self, d)
 
     def report_closed_event(self, exc: BaseException | None) -> None:

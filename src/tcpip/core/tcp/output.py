@@ -111,6 +111,8 @@ def send_syn(conn: Connection, now: float) -> None:
     if conn.retries == 0:
         conn.rtt_seq, conn.rtt_time = seq_add(conn.iss, 1), now
         conn.snd_max = conn.iss
+    else:
+        conn.rtt_seq = None  # Karn
     _emit(conn, conn.iss, flags, _EMPTY, now, syn=True)
     conn.snd_nxt = conn.snd_max = seq_add(conn.iss, 1)
 
