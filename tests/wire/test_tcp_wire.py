@@ -293,3 +293,19 @@ def test_payload_is_a_view_not_a_copy() -> None:
     _, payload = TcpRepr.parse(memoryview(buf))
     buf[-1] = ord("!")
     assert bytes(payload) == b"hell!"
+
+
+def test_scapy_eol_mid_list_ends_parsing() -> None:
+    seg = bytes(IP(src=SRC_S, dst=DST_S) / TCP(options=[("MSS", 1400), ("EOL", None), ("NOP", None),
+                                                        ("WScale", 5)]))[20:]
+    r, _ = TcpRepr.parse(memoryview(seg))
+    assert (r.mss, r.wscale) == (1400, None)
+
+
+def test_emit_at_offset_leaves_the_rest_alone() -> None:
+    r = TcpRepr(1, 2, 3, 4, SYN, 5, mss=1460, wscale=7)
+    buf = bytearray(b"\xee" * 50)
+    assert r.emit(buf, 10) == 28
+    assert buf[:10] == b"\xee" * 10
+    assert buf[38:] == b"\xee" * 12
+    assert TcpRepr.parse(memoryview(buf)[10:38])[0] == r
