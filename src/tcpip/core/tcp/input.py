@@ -95,7 +95,8 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     seglen = dlen + (1 if flags & SYN else 0) + (flags & FIN)
     ts = seg.timestamp
     # RFC 7323 5.3 PAWS
-    if conn.ts_ok and ts is not None and not flags & RST and seq_lt(ts[0], conn.ts_recent):
+    # (Like Linux's tcp_disordered_ack, a bare ACK is exempt: reordered ACKs are harmless.)
+    if conn.ts_ok and ts is not None and (dlen or flags & (SYN | FIN)) and seq_lt(ts[0], conn.ts_recent):
         stats.paws_rejected += 1
         oow_ack(conn, now, dlen > 0)
         return False
@@ -282,7 +283,10 @@ def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -
     if conn.snd_una == conn.iss:
         acked -= 1  # the SYN is no data for congestion control
     conn.snd_una = ack
-    conn.retries = 0
+    if conn.retries:
+        conn.retries = 0
+        if conn.srtt:  # progress after a timeout: drop the backoff (Linux recomputes on every sample)
+            cc.set_rto(conn)
     if seq_lt(conn.snd_nxt, ack):
         conn.snd_nxt = ack
     sb = conn.sndbuf

@@ -117,8 +117,16 @@ def send_syn(conn: Connection, now: float) -> None:
     conn.snd_nxt = conn.snd_max = seq_add(conn.iss, 1)
 
 
+def acceptable_seq(conn: Connection) -> int:
+    """The sequence number for a segment without data (Linux tcp_acceptable_seq): the highest sent, so the
+    peer finds it in its window even while we retransmit from an earlier point, unless that lies
+    beyond the window the peer offered."""
+    edge = seq_add(conn.snd_una, conn.snd_wnd)
+    return conn.snd_max if not seq_gt(conn.snd_max, edge) else edge
+
+
 def send_ack(conn: Connection, now: float) -> None:
-    _emit(conn, conn.snd_nxt, ACK, _EMPTY, now)
+    _emit(conn, acceptable_seq(conn), ACK, _EMPTY, now)
 
 
 def send_rst(conn: Connection, now: float) -> None:
