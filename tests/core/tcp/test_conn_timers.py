@@ -27,6 +27,7 @@ def test_retransmission_backoff() -> None:
     conn = h.passive()
     us = conn.snd_nxt
     assert conn.rto == 0.2  # the RTT sample from the handshake was ~0: clamped to rto_min
+    srtt = conn.srtt
     conn.send(b"x" * 100, 10.0)
     h.take()
     h.advance(30.0)
@@ -38,7 +39,8 @@ def test_retransmission_backoff() -> None:
     assert conn.retries == len(times)
     h.feed(NXT, us + 100, ACK, at=40.5)  # acknowledged at last: no RTT sample from a retransmission
     assert conn.retries == 0
-    assert conn.srtt == 0.0
+    assert conn.srtt == srtt
+    assert conn.rto == 0.2  # progress: the backoff is gone
     assert h.layer.poll_at() is None
     st = h.layer.stats
     assert st.retrans_segs == len(times)
@@ -117,17 +119,18 @@ def test_rto_after_retransmitted_syn_is_three_seconds() -> None:
 
 def test_rtt_estimator() -> None:
     h = Harness(mss=1000)
-    conn = h.passive()
-    us = conn.snd_nxt
-    conn.send(b"a" * 1000, 1.0)
-    h.feed(NXT, us + 1000, ACK, at=1.1)
+    conn = h.layer.connect(LOCAL, LPORT, REMOTE, RPORT, 0.0)
+    syn, _ = h.take_one()
+    h.feed(REMOTE_ISS, syn.seq + 1, SYN | ACK, at=0.1, mss=1000)  # first sample: 0.1 s
     assert conn.srtt == pytest.approx(0.1)
     assert conn.rttvar == pytest.approx(0.05)
     assert conn.rto == pytest.approx(0.3)
+    us = conn.snd_nxt
     conn.send(b"b" * 1000, 2.0)
-    h.feed(NXT, us + 2000, ACK, at=2.3)
+    h.feed(REMOTE_ISS + 1, us + 1000, ACK, at=2.3)
     assert conn.rttvar == pytest.approx(0.75 * 0.05 + 0.25 * 0.2)
     assert conn.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.3)
+    assert conn.rto == pytest.approx(conn.srtt + 4 * conn.rttvar)
 
 
 def test_fast_retransmit_and_newreno() -> None:

@@ -15,8 +15,10 @@ _G = 0.001  # clock granularity (s) in RTO = SRTT + max(G, 4 * RTTVAR)
 
 def rtt_sample(conn: Connection, r: float) -> None:
     """RFC 6298 2.2/2.3: update SRTT/RTTVAR with a measurement and recompute the RTO (clamped)."""
-    if r < 0.0:
-        return
+    if r <= 0.0:
+        if r < 0.0:
+            return
+        r = 1e-6  # a zero sample still counts as a sample (srtt 0 means none yet)
     if conn.srtt == 0.0 and conn.rttvar == 0.0:
         conn.srtt = r
         conn.rttvar = r / 2.0
