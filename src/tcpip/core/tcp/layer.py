@@ -131,7 +131,6 @@ class TcpLayer:
             return
         if conn.state == S.SYN_SENT or (conn.state == S.SYN_RECEIVED and conn.listener is None):
             stats.icmp_unreachable += 1
-            stats.attempt_fails += 1
             self.terminate(conn, os_error(_UNREACH_ERRNO.get(code, errno.EHOSTUNREACH)))
         elif conn.state == S.SYN_RECEIVED and seq == conn.iss:
             stats.icmp_unreachable += 1
