@@ -223,3 +223,20 @@ def test_zero_window_probes_unanswered_give_up() -> None:
     assert len(h.take()) == 3
     assert conn.state == S.CLOSED
     assert isinstance(h.events()[-1][2], TimeoutError)
+
+
+def test_rtt_from_timestamps_after_a_retransmission() -> None:
+    h = Harness(mss=1000, timestamps=True)
+    conn = h.passive(timestamp=(500, 0))
+    us = conn.snd_nxt
+    conn.send(b"t" * 100, 1.0)
+    h.take()
+    h.advance(1.0 + conn.rto + 1e-6)
+    [(r, _)] = h.take()  # the retransmission carries a fresh TSval
+    assert r.timestamp is not None
+    assert r.timestamp[1] == 501  # TS.Recent echoed
+    srtt = conn.srtt
+    h.feed(NXT, us + 100, ACK, timestamp=(502, r.timestamp[0]), at=h.now + 0.05)
+    # Karn forbids timing the retransmitted segment, but the echoed timestamp dates it: 50 ms
+    assert conn.srtt != srtt
+    assert conn.srtt == pytest.approx(0.875 * srtt + 0.125 * 0.05, abs=2e-3)

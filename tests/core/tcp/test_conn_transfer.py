@@ -182,3 +182,28 @@ def test_half_close_close_wait_keeps_sending() -> None:
     assert d.ack == NXT + 1
     h.feed(NXT + 1, us + 10, ACK, at=1.2)
     assert conn.send_queued == 0
+
+
+def test_window_scaling_on_data() -> None:
+    h = Harness(mss=1000, window_scaling=True, rcvbuf=1 << 20)
+    conn = h.passive(wscale=2)
+    assert (conn.snd_wscale, conn.rcv_wscale) == (2, 5)  # 1 MiB needs a shift of 5
+    us = conn.snd_nxt
+    h.feed(NXT, us, ACK, window=1000, at=1.0)  # the peer's window field is scaled by its shift
+    assert conn.snd_wnd == 4000
+    h.feed(NXT, us, ACK, payload=b"w" * 1000, at=1.1)
+    h.advance(1.2)
+    a, _ = h.take_one()
+    assert a.window == ((1 << 20) - 1000) >> 5
+
+
+def test_small_buffer_active_open_advertises_only_its_buffer() -> None:
+    h = Harness(rcvbuf=1000)
+    conn = h.active()
+    us = conn.snd_nxt
+    conn.send(b"x", 1.0)
+    d, _ = h.take_one()
+    assert d.window == 1000
+    h.feed(REMOTE_ISS + 1, us + 1, ACK, payload=b"y" * 1000, at=1.1)
+    h.advance(1.2)
+    assert h.take_one()[0].window == 0

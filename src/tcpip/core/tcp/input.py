@@ -64,6 +64,7 @@ def negotiate(conn: Connection, seg: TcpRepr, now: float) -> None:
     conn.irs = seg.seq
     conn.rcvbuf.init(seq_add(seg.seq, 1))
     conn.last_ack_sent = conn.rcvbuf.rcv_nxt
+    conn.rcv_adv = seq_add(conn.rcvbuf.rcv_nxt, min(conn.rcvbuf.window(), 0xFFFF))  # as our SYN said
     cc.init_cwnd(conn)
 
 
