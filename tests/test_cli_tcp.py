@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import os
 import re
 import shutil
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,9 @@ from tcpip import cli
 from tcpip.netns import Namespace, netns_available
 
 UP = ["up", "--tap", "tap0", "--ipv4", "198.18.0.2/24"]
+# `python -m tcpip` in a subprocess must run this checkout's tcpip, not whichever one is installed
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [str(Path(cli.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -116,7 +121,7 @@ async def test_up_serves_tcp_to_the_kernel_until_sigterm(cli_ns: Namespace) -> N
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tcpip", "up", "--netns", cli_ns.name, "--tap", "tap0", "--ipv4", "198.18.0.2/24",
         "--tcp-echo", "7", "--tcp-discard", "9", "--http", "80", "--http", "8080",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
     )
     try:
         assert proc.stdout is not None
@@ -151,7 +156,7 @@ async def test_up_serves_tcp_to_the_kernel_until_sigterm(cli_ns: Namespace) -> N
 async def test_up_refuses_a_port_nobody_listens_on(cli_ns: Namespace) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tcpip", "up", "--netns", cli_ns.name, "--tap", "tap0", "--ipv4", "198.18.0.2/24",
-        "--tcp-echo", "7", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "--tcp-echo", "7", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
     )
     try:
         assert proc.stdout is not None
