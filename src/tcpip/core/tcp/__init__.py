@@ -1,7 +1,8 @@
 """TCP (sans-I/O): TcpLayer demultiplexes segments to Connections and Listeners; see docs/tcp-design.md.
 
 Modules: config (TcpConfig), stats (TcpStats), state (TcpState, events, ConnInfo), layer (TcpLayer),
-listener, conn (Connection and its API), input (segment arrival), output (segments out), congestion
+listener, conn (Connection and its API), input (segment arrival, synchronized states), opening (SYN_SENT,
+negotiation, TIME_WAIT), output (segments out, rate-limited ACKs), congestion
 (RTO and NewReno), timeouts (timer expiry); data structures: seq, rcvbuf, sndbuf, timers, isn.
 """
 

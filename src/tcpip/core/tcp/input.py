@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
+from tcpip.core.tcp.opening import established, syn_sent, time_wait
 from tcpip.core.tcp.seq import MASK, seq_add, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_sub
-from tcpip.core.tcp.state import EV_ACCEPT, EV_CONNECTED, EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
+from tcpip.core.tcp.state import EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
 from tcpip.wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 
 if TYPE_CHECKING:
@@ -17,65 +18,14 @@ S = TcpState
 _ESTABLISHED_OR_CLOSE_WAIT = (S.ESTABLISHED, S.CLOSE_WAIT)
 
 
-def oow_ack(conn: Connection, now: float, has_data: bool) -> None:
-    """ACK an unacceptable segment; zero-length ones at most once per invalid_ratelimit (Linux: data
-    segments are never part of an ACK loop, so they are always answered)."""
-    stats = conn.layer.stats
-    if not has_data:
-        if now - conn.oow_last < conn.config.invalid_ratelimit:
-            stats.oow_ratelimited += 1
-            return
-        conn.oow_last = now
-    stats.oow_acks += 1
-    out.send_ack(conn, now)
-
-
-def challenge_ack(conn: Connection, now: float) -> None:
-    """RFC 5961 challenge ACK, under the per-connection and the global (challenge_ack_limit/s) limits."""
-    layer = conn.layer
-    stats = layer.stats
-    if now - conn.oow_last < conn.config.invalid_ratelimit:
-        stats.oow_ratelimited += 1
-        return
-    if not layer.challenge_allowed(now):
-        stats.challenge_ack_limited += 1
-        return
-    conn.oow_last = now
-    stats.challenge_acks += 1
-    out.send_ack(conn, now)
-
-
-def negotiate(conn: Connection, seg: TcpRepr, now: float) -> None:
-    """Options from the peer's SYN (or SYN-ACK): MSS, window scale, SACK-permitted, timestamps."""
-    cfg = conn.config
-    peer = seg.mss if seg.mss is not None else cfg.default_mss
-    mss = min(peer, conn.adv_mss)
-    conn.mss = max(mss, cfg.min_mss)
-    if seg.wscale is not None and cfg.window_scaling:
-        conn.ws_ok = True
-        conn.snd_wscale = min(seg.wscale, 14)  # RFC 7323 2.3
-    else:
-        conn.ws_ok = False
-        conn.snd_wscale = conn.rcv_wscale = 0
-    conn.sack_ok = seg.sack_permitted and cfg.sack
-    conn.ts_ok = seg.timestamp is not None and cfg.timestamps
-    if conn.ts_ok and seg.timestamp is not None:
-        conn.ts_recent = seg.timestamp[0]
-    conn.irs = seg.seq
-    conn.rcvbuf.init(seq_add(seg.seq, 1))
-    conn.last_ack_sent = conn.rcvbuf.rcv_nxt
-    conn.rcv_adv = seq_add(conn.rcvbuf.rcv_nxt, min(conn.rcvbuf.window(), 0xFFFF))  # as our SYN said
-    cc.init_cwnd(conn)
-
-
 def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
     """Process one segment. True means: this TIME_WAIT 4-tuple was freed for a new SYN; hand it on."""
     st = conn.state
     if st == S.SYN_SENT:
-        _syn_sent(conn, seg, data, now)
+        syn_sent(conn, seg, data, now)
         return False
     if st == S.TIME_WAIT:
-        return _time_wait(conn, seg, data, now)
+        return time_wait(conn, seg, data, now)
     flags = seg.flags
     layer = conn.layer
     stats = layer.stats
@@ -99,7 +49,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     # (Like Linux's tcp_disordered_ack, a bare ACK is exempt: reordered ACKs are harmless.)
     if conn.ts_ok and ts is not None and (dlen or flags & (SYN | FIN)) and seq_lt(ts[0], conn.ts_recent):
         stats.paws_rejected += 1
-        oow_ack(conn, now, dlen > 0)
+        out.oow_ack(conn, now, dlen > 0)
         return False
     # first: sequence number (RFC 9293 3.10.7.4, the four cases)
     wnd = seq_sub(conn.rcv_adv, rcv_nxt)
@@ -122,9 +72,9 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
             stats.rx_not_acceptable += 1
             if flags & SYN:
                 stats.syn_challenges += 1
-                challenge_ack(conn, now)
+                out.challenge_ack(conn, now)
             else:
-                oow_ack(conn, now, dlen > 0)
+                out.oow_ack(conn, now, dlen > 0)
             return False
     # RFC 7323 4.3: TS.Recent from a segment covering Last.ACK.sent
     if conn.ts_ok and ts is not None and seq_le(seq, conn.last_ack_sent) and \
@@ -142,12 +92,12 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                 layer.terminate(conn, reset())
         else:
             stats.rx_rst_challenged += 1
-            challenge_ack(conn, now)
+            out.challenge_ack(conn, now)
         return False
     # fourth: SYN on a synchronized connection (RFC 5961 4.2)
     if flags & SYN:
         stats.syn_challenges += 1
-        challenge_ack(conn, now)
+        out.challenge_ack(conn, now)
         return False
     # fifth: ACK
     if not flags & ACK:
@@ -222,28 +172,6 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     layer.maybe_report_end(conn)
     conn.arm()
     return False
-
-
-def established(conn: Connection, seg: TcpRepr, now: float) -> bool:
-    """SYN_RECEIVED -> ESTABLISHED (or FIN_WAIT_1 when a FIN waits); False if the accept queue is full."""
-    lst = conn.listener
-    layer = conn.layer
-    if lst is not None and lst.queue_full():
-        layer.stats.listen_overflows += 1  # drop the ACK: the SYN-ACK timer retries (Linux)
-        return False
-    conn.snd_wnd = seg.window << conn.snd_wscale
-    conn.max_snd_wnd = conn.snd_wnd
-    conn.snd_wl1, conn.snd_wl2 = seg.seq, seg.ack
-    conn.retries = 0
-    conn.set_state(S.FIN_WAIT_1 if conn.fin_queued else S.ESTABLISHED)
-    conn.reported = True
-    if lst is not None:
-        layer.stats.passive_opens += 1
-        lst.queue(conn)
-        layer.events.append((EV_ACCEPT, lst, conn))
-    else:
-        layer.events.append((EV_CONNECTED, conn, None))
-    return True
 
 
 def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
@@ -324,78 +252,3 @@ def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -
         elif st == S.LAST_ACK:
             layer.report_closed(conn, None)
             layer.terminate(conn, None)
-
-
-def _syn_sent(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> None:
-    """RFC 9293 3.10.7.3."""
-    flags = seg.flags
-    layer = conn.layer
-    ack_ok = False
-    if flags & ACK:
-        if seq_le(seg.ack, conn.iss) or seq_gt(seg.ack, conn.snd_max):
-            layer.stats.rx_syn_ack_bad += 1
-            layer.send_reset(conn.local_addr, conn.remote_addr, seg, len(data), now)
-            return
-        ack_ok = True
-    if flags & RST:
-        if ack_ok:
-            layer.stats.rx_rst_accepted += 1
-            layer.terminate(conn, refused())
-        else:
-            layer.stats.rx_rst_ignored += 1
-        return
-    if not flags & SYN:
-        return
-    negotiate(conn, seg, now)
-    if ack_ok:
-        conn.snd_una = seg.ack
-        conn.buf_seq = seg.ack
-        if conn.rtt_seq is not None:  # not retransmitted (Karn)
-            conn.rtt_seq = None
-            cc.rtt_sample(conn, now - conn.rtt_time)
-        elif conn.srtt == 0.0:
-            conn.rto = min(3.0, conn.config.rto_max)  # RFC 6298 5.7: the SYN was retransmitted
-        conn.rexmit_at = None
-        conn.recover = conn.snd_una
-        established(conn, seg, now)
-        conn.snd_wnd = seg.window  # RFC 7323 2.2: the SYN-ACK's window is not scaled
-        conn.max_snd_wnd = conn.snd_wnd
-        if not out.output(conn, now):
-            out.send_ack(conn, now)
-        conn.arm()
-    else:
-        conn.set_state(S.SYN_RECEIVED)  # simultaneous open
-        conn.retries = 0
-        conn.rtt_seq = None
-        out.send_syn(conn, now)
-        conn.rexmit_at = now + conn.rto
-        conn.arm()
-
-
-def _time_wait(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
-    """TIME_WAIT: re-ACK a retransmitted FIN (restarting 2*MSL); a new SYN above rcv_nxt may reuse the pair."""
-    flags = seg.flags
-    layer = conn.layer
-    rcv_nxt = conn.rcvbuf.rcv_nxt
-    if flags & RST:
-        if seg.seq == rcv_nxt:
-            layer.terminate(conn, None)
-        return False
-    ts = seg.timestamp
-    if flags & SYN and not flags & ACK:
-        if seq_gt(seg.seq, rcv_nxt) and not (conn.ts_ok and ts is not None and seq_le(ts[0], conn.ts_recent)):
-            layer.stats.tw_recycled += 1
-            layer.terminate(conn, None)
-            return True
-        oow_ack(conn, now, False)
-        return False
-    end = seq_add(seg.seq, len(data) + (flags & FIN))
-    if flags & FIN and end == rcv_nxt:
-        layer.stats.time_wait_fin_reacked += 1
-        conn.linger_at = now + conn.config.time_wait
-        out.send_ack(conn, now)
-        conn.arm()
-        return False
-    if len(data) or flags & FIN or seg.seq != rcv_nxt:
-        oow_ack(conn, now, len(data) > 0)
-    return False

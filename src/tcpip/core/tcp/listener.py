@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.conn import Connection
-from tcpip.core.tcp.input import negotiate
+from tcpip.core.tcp.opening import negotiate
 from tcpip.core.tcp.seq import seq_add
 from tcpip.core.tcp.state import TcpState
 from tcpip.wire.tcp import ACK, RST, SYN, TcpRepr

@@ -222,3 +222,31 @@ def retransmit_first(conn: Connection, now: float) -> None:
         nxt = seq_add(una, n + fin)
         if seq_gt(nxt, conn.snd_nxt):
             conn.snd_nxt = nxt
+
+
+def oow_ack(conn: Connection, now: float, has_data: bool) -> None:
+    """ACK an unacceptable segment; zero-length ones at most once per invalid_ratelimit (Linux: data
+    segments are never part of an ACK loop, so they are always answered)."""
+    stats = conn.layer.stats
+    if not has_data:
+        if now - conn.oow_last < conn.config.invalid_ratelimit:
+            stats.oow_ratelimited += 1
+            return
+        conn.oow_last = now
+    stats.oow_acks += 1
+    send_ack(conn, now)
+
+
+def challenge_ack(conn: Connection, now: float) -> None:
+    """RFC 5961 challenge ACK, under the per-connection and the global (challenge_ack_limit/s) limits."""
+    layer = conn.layer
+    stats = layer.stats
+    if now - conn.oow_last < conn.config.invalid_ratelimit:
+        stats.oow_ratelimited += 1
+        return
+    if not layer.challenge_allowed(now):
+        stats.challenge_ack_limited += 1
+        return
+    conn.oow_last = now
+    stats.challenge_acks += 1
+    send_ack(conn, now)
