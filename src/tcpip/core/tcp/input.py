@@ -9,7 +9,7 @@ from tcpip.core.tcp import output as out
 from tcpip.core.tcp.opening import established, syn_sent, time_wait
 from tcpip.core.tcp.seq import MASK, seq_add, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
-from tcpip.wire.tcp import ACK, FIN, RST, SYN, TcpRepr
+from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
@@ -33,6 +33,22 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     rcv_nxt = rb.rcv_nxt
     seq = seg.seq
     dlen = len(data)
+    ts = seg.timestamp
+    if st == S.ESTABLISHED and (flags & ~PSH) == ACK and seq == rcv_nxt and \
+            (not dlen or conn.rcv_adv != rcv_nxt):
+        # Header prediction: the next in-order segment, no SYN/FIN/RST, window open. Checks one to
+        # four cannot fail (PAWS aside), so straight to the ACK and the text.
+        if ts is not None and conn.ts_ok:
+            if seq_lt(ts[0], conn.ts_recent):
+                if dlen:
+                    stats.paws_rejected += 1
+                    out.oow_ack(conn, now, True)
+                    return False
+            elif seq_le(seq, conn.last_ack_sent):
+                conn.ts_recent = ts[0]
+        if _process_ack(conn, seg, dlen, now):
+            _text(conn, seg, data, dlen, seq, flags, rcv_nxt, False, now)
+        return False
     if st == S.SYN_RECEIVED and flags & SYN and seq == conn.irs:
         if conn.listener is None and flags & ACK and seg.ack == conn.snd_max:
             flags &= ~SYN  # simultaneous open: the peer's SYN-ACK completes ours (as Linux does)
@@ -44,7 +60,6 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                 conn.arm()
             return False
     seglen = dlen + (1 if flags & SYN else 0) + (flags & FIN)
-    ts = seg.timestamp
     # RFC 7323 5.3 PAWS
     # (Like Linux's tcp_disordered_ack, a bare ACK is exempt: reordered ACKs are harmless.)
     if conn.ts_ok and ts is not None and (dlen or flags & (SYN | FIN)) and seq_lt(ts[0], conn.ts_recent):
@@ -111,12 +126,18 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
         if not established(conn, seg, now):
             return False
         st = conn.state
-    if not _process_ack(conn, seg, dlen, now):
-        return False
+    if _process_ack(conn, seg, dlen, now):
+        _text(conn, seg, data, dlen, seq, flags, rcv_nxt, zero_window, now)
+    return False
+
+
+def _text(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int, flags: int, rcv_nxt: int,
+          zero_window: bool, now: float) -> None:
+    """The seventh (segment text) and eighth (FIN) steps, then what goes out in answer."""
     st = conn.state
-    if st == S.CLOSED:
-        return False
-    # seventh: segment text, eighth: FIN
+    layer = conn.layer
+    stats = layer.stats
+    rb = conn.rcvbuf
     ack_now = False
     fin = flags & FIN
     if zero_window:
@@ -131,7 +152,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
             stats.abort_on_data += 1  # nobody will read it: RST (Linux tcp_rcv_state_process)
             out.send_rst(conn, now)
             layer.terminate(conn, None)
-            return False
+            return
         had_holes = rb.has_holes
         ooo_before = rb.ooo_dropped
         n, fin_now = rb.add(seq, data, bool(fin))
@@ -164,14 +185,14 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
             elif st == S.FIN_WAIT_2:
                 out.send_ack(conn, now)
                 layer.enter_time_wait(conn, now)
-                return False
+                return
     elif dlen or fin:
-        ack_now = seq_gt(seq_add(seq, seglen), rcv_nxt)  # after the peer's FIN: ignore the text, but ACK
+        ack_now = seq_gt(seq_add(seq, dlen + fin), rcv_nxt)  # after the peer's FIN: ignore the text, but ACK
     if not out.output(conn, now) and ack_now:
         out.send_ack(conn, now)
     layer.maybe_report_end(conn)
     conn.arm()
-    return False
+    return
 
 
 def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
