@@ -216,3 +216,14 @@ def test_connections_rows() -> None:
     assert (e.local_addr, e.local_port, e.remote_addr, e.remote_port) == (LOCAL, LPORT, REMOTE, RPORT)
     assert (e.send_q, e.recv_q, e.mss, e.cwnd) == (10, 0, 1460, 14600)
     assert e.rto == conn.rto
+
+
+def test_frag_needed_during_syn_sent_caps_the_mss() -> None:
+    h = Harness()
+    conn = h.layer.connect(LOCAL, LPORT, REMOTE, RPORT, 0.0)
+    syn, _ = h.take_one()
+    assert syn.mss == 1460
+    h.layer.icmp_error(3, 4, 1200, _quote(conn.iss), 0.1)
+    assert conn.state == S.SYN_SENT
+    h.feed(REMOTE_ISS, syn.seq + 1, SYN | ACK, at=0.2, mss=1460)
+    assert conn.mss == 1160

@@ -166,7 +166,7 @@ class TcpLayer:
         conn.iss = conn.snd_una = conn.snd_nxt = conn.snd_max = conn.recover = iss
         conn.buf_seq = seq_add(iss, 1)
         conn.adv_mss = self.adv_mss(dst, now)
-        conn.mss = min(conn.adv_mss, self.config.default_mss)
+        conn.mss = conn.adv_mss
         conn.rcv_wscale = self._wscale if self.config.window_scaling else 0
         conn.state = S.SYN_SENT
         conn.reported = True

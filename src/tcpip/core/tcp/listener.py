@@ -91,7 +91,7 @@ class Listener:
             iss = layer.isn.isn(dst, self.port, src, seg.src_port, now)
         conn.iss = conn.snd_una = conn.snd_nxt = conn.snd_max = conn.recover = iss
         conn.buf_seq = seq_add(iss, 1)
-        conn.adv_mss = layer.adv_mss(src, now)
+        conn.adv_mss = conn.mss = layer.adv_mss(src, now)
         conn.rcv_wscale = layer.our_wscale()
         negotiate(conn, seg, now)
         conn.state = S.SYN_RECEIVED

@@ -21,7 +21,7 @@ def negotiate(conn: Connection, seg: TcpRepr, now: float) -> None:
     """Options from the peer's SYN (or SYN-ACK): MSS, window scale, SACK-permitted, timestamps."""
     cfg = conn.config
     peer = seg.mss if seg.mss is not None else cfg.default_mss
-    mss = min(peer, conn.adv_mss)
+    mss = min(peer, conn.mss)  # conn.mss: our path's limit so far (ICMP may have lowered it)
     conn.mss = max(mss, cfg.min_mss)
     if seg.wscale is not None and cfg.window_scaling:
         conn.ws_ok = True
