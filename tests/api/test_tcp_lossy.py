@@ -10,8 +10,6 @@ import hashlib
 import random
 import time
 
-import pytest
-
 from tcpip import Stack
 from tcpip.netif import Hub
 from tcpip.netif.fault import FaultInjector
@@ -88,6 +86,8 @@ async def transfer_both_ways(size: int, seed: int, budget: float) -> float:
             assert tcp["InCsumErrors"] == 0, tcp  # loss, duplicates and reordering never corrupt
             assert tcp["EstabResets"] == 0, tcp
         assert (tcp_a["ActiveOpens"], tcp_b["PassiveOpens"]) == (1, 1)
+        print(f"{size} B each way in {elapsed:.1f} s; faults {faults}; RetransSegs {tcp_a['RetransSegs']}"
+              f"/{tcp_b['RetransSegs']}")
     return elapsed
 
 
@@ -95,6 +95,6 @@ async def test_one_mib_each_way_through_loss_duplication_and_reordering() -> Non
     await transfer_both_ways(1 << 20, seed=1, budget=60)
 
 
-@pytest.mark.slow
 async def test_ten_mib_each_way_through_loss_duplication_and_reordering() -> None:
-    await transfer_both_ways(10 << 20, seed=2, budget=600)
+    """Issue 12's size. About 20 s on one core: under the ~60 s line for `slow`, so it runs by default."""
+    await transfer_both_ways(10 << 20, seed=2, budget=180)
