@@ -4,6 +4,7 @@ byte-exact results, half-close, keep-alive, the /bytes/N body and its bounded st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -310,6 +311,35 @@ def test_status_page_lists_counters_and_connections() -> None:
     assert "  ipv4      rx=3\n" in page
     assert "  tcp       -\n" in page
     assert "tcp connections: 1\n  198.18.0.2:80 198.18.0.1:40000 ESTABLISHED\n" in page
+
+
+def test_status_page_formats_connection_rows_like_ss() -> None:
+    @dataclasses.dataclass
+    class Row:
+        local_addr: int
+        local_port: int
+        remote_addr: int
+        remote_port: int
+        state: str
+        recv_q: int
+        send_q: int
+        cwnd: int = 0
+        srtt: float = 0.0
+
+    class Fake:
+        def stats(self) -> dict[str, dict[str, int]]:
+            return {}
+
+        def tcp_connections(self) -> list[Row]:
+            return [Row(0, 80, 0, 0, "LISTEN", 0, 128),
+                    Row(0xC6120002, 80, 0xC6120001, 40000, "ESTABLISHED", 5, 7, 14480, 0.0004)]
+
+    lines = status_page(Fake()).splitlines()
+    assert lines[-3:] == [
+        "  State         Recv-Q  Send-Q Local                 Peer                  details",
+        "  LISTEN             0     128 0.0.0.0:80            0.0.0.0:*             cwnd=0 srtt=0.000ms",
+        "  ESTABLISHED        5       7 198.18.0.2:80         198.18.0.1:40000      cwnd=14480 srtt=0.400ms",
+    ]
 
 
 # -- curl, when installed ------------------------------------------------------------------------------

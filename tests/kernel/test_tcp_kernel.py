@@ -44,8 +44,8 @@ async def serving(peer: Peer, handler: Handler, port: int) -> AsyncIterator[Any]
 
 
 async def kernel_clean(peer: Peer) -> None:
-    """The kernel holds no connection with tcpip except in TIME-WAIT (polled: the last ACK may be in flight),
-    and counted no bad TCP segment."""
+    """Neither the kernel nor tcpip holds a connection except in TIME-WAIT (polled: the last ACK may be in
+    flight), and the kernel counted no bad TCP segment."""
     left: list[str] = []
     for _ in range(40):
         r = await peer.run("ss", "-tanH")
@@ -55,6 +55,13 @@ async def kernel_clean(peer: Peer) -> None:
             break
         await asyncio.sleep(0.05)
     assert left == [], "\n".join(left)
+    ours: list[Any] = []
+    for _ in range(40):  # and tcpip holds nothing but listeners and TIME_WAIT either
+        ours = [c for c in peer.stack.tcp_connections() if c.state not in ("LISTEN", "TIME_WAIT")]
+        if not ours:
+            break
+        await asyncio.sleep(0.05)
+    assert ours == []
     r = await peer.run("nstat", "-asz", "TcpInCsumErrors", "TcpInErrs")  # -s: leave nstat's history alone
     counters = dict(re.findall(r"^(Tcp\w+)\s+(\d+)", r.stdout, re.M))
     assert counters == {"TcpInCsumErrors": "0", "TcpInErrs": "0"}, r.stdout + r.stderr
@@ -83,6 +90,9 @@ async def test_kernel_curl_gets_the_status_page_and_bytes(peer: Peer) -> None:
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("tcpip\n")
         assert re.search(r"^  tcp +.*PassiveOpens=1\b", r.stdout, re.M), r.stdout
+        # the page lists the very connection it is sent on, and the listener, like ss -tn
+        assert re.search(rf"^  ESTABLISHED +\d+ +\d+ {STACK_IP}:80 +{KERNEL_IP}:\d+ ", r.stdout, re.M), r.stdout
+        assert re.search(r"^  LISTEN +0 +\d+ 0\.0\.0\.0:80 ", r.stdout, re.M), r.stdout
         # keep-alive: three requests on one connection, 5 MB verified by sha256
         url = f"http://{STACK_IP}/bytes/5000000"
         r = await peer.run("sh", "-c", f"curl -sS -v -m 20 -o /dev/null {url} -o /dev/null "

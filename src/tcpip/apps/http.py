@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import http
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -53,12 +54,29 @@ def status_page(stack: StatusSource) -> str:
     listing: Callable[[], list[Any]] | None = getattr(stack, "tcp_connections", None)
     conns = listing() if listing is not None else []
     lines += ["", f"tcp connections: {len(conns)}"]
-    for c in conns:
-        if dataclasses.is_dataclass(c) and not isinstance(c, type):
-            lines.append("  " + " ".join(f"{f.name}={getattr(c, f.name)}" for f in dataclasses.fields(c)))
-        else:
-            lines.append(f"  {c}")
+    if conns and all(hasattr(c, f) for c in conns for f in _SS_FIELDS):
+        lines.append(f"  {'State':<12} {'Recv-Q':>7} {'Send-Q':>7} {'Local':<21} {'Peer':<21} details")
+        lines += [_ss_row(c) for c in conns]
+    else:
+        lines += [f"  {c}" for c in conns]
     return "\n".join(lines) + "\n"
+
+
+_SS_FIELDS = ("state", "recv_q", "send_q", "local_addr", "local_port", "remote_addr", "remote_port")
+
+
+def _ss_row(c: Any) -> str:
+    """One connection like a line of `ss -tin`: state, queues, endpoints, then the other fields."""
+    def ep(addr: int | str, port: int) -> str:
+        return f"{ipaddress.ip_address(addr) if isinstance(addr, int) else addr}:{port if port else '*'}"
+
+    extra = ""
+    if dataclasses.is_dataclass(c) and not isinstance(c, type):
+        rest = [(f.name, getattr(c, f.name)) for f in dataclasses.fields(c) if f.name not in _SS_FIELDS]
+        # float fields of a connection row are times in seconds: shown in ms, as ss(8) does
+        extra = " ".join(f"{k}={v * 1000:.3f}ms" if isinstance(v, float) else f"{k}={v}" for k, v in rest)
+    return (f"  {c.state:<12} {c.recv_q:>7} {c.send_q:>7} {ep(c.local_addr, c.local_port):<21} "
+            f"{ep(c.remote_addr, c.remote_port):<21} {extra}").rstrip()
 
 
 def http_handler(page: Callable[[], str]) -> Handler:
