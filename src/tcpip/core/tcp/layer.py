@@ -19,7 +19,7 @@ from tcpip.core.tcp.state import EV_SENT, ConnInfo, TcpState, os_error
 from tcpip.core.tcp.stats import TcpStats
 from tcpip.core.tcp.timeouts import on_timer
 from tcpip.core.tcp.timers import TimerHeap
-from tcpip.errors import AddressInUseError, HostUnreachableError, NoRouteError, WireError
+from tcpip.errors import AddressInUseError, HostUnreachableError, TcpipError, WireError
 from tcpip.wire.tcp import ACK, FIN, RST, SYN, TcpRepr, fill_checksum, verify
 
 Buffer = bytes | bytearray | memoryview
@@ -293,7 +293,7 @@ class TcpLayer:
         self.stats.out_segs += 1
         try:
             self.output.tcp_send(src, dst, (hdr,), now)
-        except NoRouteError:
+        except TcpipError:
             self.stats.send_errors += 1
 
     def _tuple_busy(self, src: int, sport: int, dst: int, dport: int) -> bool:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from tcpip.core.tcp.seq import MASK, seq_add, seq_gt, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
-from tcpip.errors import NoRouteError
+from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
     except NoRouteError as e:
         stats.send_errors += 1
         conn.send_error = e
+    except TcpipError:  # any other refusal below us (too long, device closed): a lost segment
+        stats.send_errors += 1
 
 
 def options_len(conn: Connection) -> int:
