@@ -401,6 +401,24 @@ async def reset_by_peer(net: Net) -> Obs:
     return obs + log
 
 
+async def reset_after_data(net: Net) -> Obs:
+    """Data followed by a reset: the reader gets the data first, then ConnectionResetError."""
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readexactly(5)
+        w.write(b"reply before the reset\n")
+        await w.drain()
+        await asyncio.sleep(0.1)
+        w.transport.abort()
+
+    async with await net.start_server(handle, net.server_host, 0, limit=16) as server:
+        r, w = await net.open_connection(net.server_host, port_of(server))
+        w.write(bytes(1 << 20))  # unread by the server (a kernel socket resets only if bytes are left unread)
+        obs: Obs = [await r.readline(), await caught(r.read()), r.at_eof()]
+        w.close()
+        obs.append(await caught(w.wait_closed()))
+    return obs
+
+
 # -- protocols -------------------------------------------------------------------------------------------
 class Recording(asyncio.Protocol):
     """Logs every callback in order; closes on EOF (eof_received returns None, as asyncio's default)."""
@@ -563,6 +581,35 @@ async def backpressure_protocols(net: Net) -> Obs:
             collapse(log)[2:]]
 
 
+async def protocol_raises(net: Net) -> Obs:
+    """data_received raising: the loop's exception handler hears of it, the transport is closed with that
+    exception, the peer sees the connection end."""
+    loop = asyncio.get_running_loop()
+    reported: Obs = []
+    old = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(
+        (ctx["message"], type(ctx.get("exception")).__name__, "transport" in ctx, "protocol" in ctx)))
+    log: Obs = []
+
+    class Faulty(Recording):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            raise ZeroDivisionError("bug in the application")
+
+    try:
+        server = await net.create_server(lambda: Faulty(log), net.server_host, 0)
+        r, w = await net.open_connection(net.server_host, port_of(server))
+        w.write(b"boom")
+        obs: Obs = [await caught(r.read())]
+        w.close()
+        obs.append(await caught(w.wait_closed()))
+        server.close()
+        await server.wait_closed()
+    finally:
+        loop.set_exception_handler(old)
+    return [*obs, collapse(log), reported]
+
+
 # -- servers and addresses -------------------------------------------------------------------------------
 async def refused(net: Net) -> Obs:
     """Connecting to a port nobody listens on (any more): ConnectionRefusedError(ECONNREFUSED)."""
@@ -611,6 +658,7 @@ async def extra_info(net: Net) -> Obs:
                w.get_extra_info("no such key", "default")]
         w.close()
         await w.wait_closed()
+        obs += [w.get_extra_info("peername") == peer, w.get_extra_info("sockname") == sock]  # still known
     return obs
 
 
@@ -837,7 +885,8 @@ async def starttls(net: Net) -> Obs:
 
 # -- the comparison --------------------------------------------------------------------------------------
 SCENARIOS = [line_protocol, line_limits, async_for_lines, framing, half_close, close_flushes, many_clients,
-             backpressure_streams, reset_by_peer, protocol_echo, buffered_protocol_echo, backpressure_protocols,
+             backpressure_streams, reset_by_peer, reset_after_data, protocol_echo, buffered_protocol_echo,
+             backpressure_protocols, protocol_raises,
              refused, ephemeral_port, extra_info, misuse, common_kwargs, server_lifecycle, server_wait_closed,
              server_close_clients, server_abort_clients, eof_keep_open, tls_streams, tls_protocols, starttls]
 SINCE = {server_wait_closed: (3, 12), server_close_clients: (3, 13), server_abort_clients: (3, 13)}
@@ -888,6 +937,8 @@ async def run(scenario: Callable[[Net], Awaitable[Obs]], net: Net) -> Obs:
 BY_DESIGN = {
     server_abort_clients: "tcpip's abort() sends RST (issue 12: 'like close with SO_LINGER 0'), so the peers get "
                           "ConnectionResetError; asyncio's abort() on a kernel socket just closes it: FIN, EOF",
+    protocol_raises: "a protocol callback raising force-closes the transport, which is abort(): RST on tcpip, "
+                     "FIN on a kernel socket with nothing unread (the peer reads EOF)",
 }
 
 
