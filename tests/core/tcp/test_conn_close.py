@@ -222,3 +222,24 @@ def test_fin_retransmitted() -> None:
     f2, _ = h.take_one()
     assert (f2.flags, f2.seq) == (f.flags, f.seq) == (ACK | FIN, us)
     assert h.layer.stats.retrans_segs == 1
+
+
+def test_time_wait_reuse_by_newer_timestamp() -> None:
+    h = Harness(timestamps=True)
+    lst = h.listen()
+    h.feed(REMOTE_ISS, 0, SYN, mss=1460, timestamp=(100, 0))
+    sa, _ = h.take_one()
+    assert sa.timestamp is not None
+    h.feed(NXT, sa.seq + 1, ACK, timestamp=(101, sa.timestamp[0]))
+    conn = lst.accept()
+    assert conn is not None
+    conn.close(1.0)
+    h.feed(NXT, sa.seq + 2, ACK | FIN, timestamp=(102, 0), at=1.1)
+    h.take()
+    assert conn.state == S.TIME_WAIT
+    h.feed(REMOTE_ISS - 50, 0, SYN, timestamp=(90, 0), at=2.0)  # lower seq, older timestamp: no
+    assert conn.state == S.TIME_WAIT
+    h.take()
+    h.feed(REMOTE_ISS - 50, 0, SYN, timestamp=(5000, 0), at=3.0)  # lower seq but a newer timestamp
+    assert conn.state == S.CLOSED
+    assert h.take_one()[0].flags == SYN | ACK

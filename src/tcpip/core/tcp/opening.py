@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
-from tcpip.core.tcp.seq import seq_add, seq_gt, seq_le
+from tcpip.core.tcp.seq import seq_add, seq_gt, seq_le, seq_lt
 from tcpip.core.tcp.state import EV_ACCEPT, EV_CONNECTED, TcpState, refused
 from tcpip.wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 
@@ -119,7 +119,11 @@ def time_wait(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> b
         return False
     ts = seg.timestamp
     if flags & SYN and not flags & ACK:
-        if seq_gt(seg.seq, rcv_nxt) and not (conn.ts_ok and ts is not None and seq_le(ts[0], conn.ts_recent)):
+        # Linux tcp_timewait_state_process: a higher sequence number or a newer timestamp, and no PAWS
+        # rejection, lets a new connection take over the 4-tuple.
+        newer_ts = conn.ts_ok and ts is not None and seq_gt(ts[0], conn.ts_recent)
+        paws = conn.ts_ok and ts is not None and seq_lt(ts[0], conn.ts_recent)
+        if not paws and (seq_gt(seg.seq, rcv_nxt) or newer_ts):
             layer.stats.tw_recycled += 1
             layer.terminate(conn, None)
             return True
