@@ -243,3 +243,17 @@ def test_time_wait_reuse_by_newer_timestamp() -> None:
     h.feed(REMOTE_ISS - 50, 0, SYN, timestamp=(5000, 0), at=3.0)  # lower seq but a newer timestamp
     assert conn.state == S.CLOSED
     assert h.take_one()[0].flags == SYN | ACK
+
+
+def test_time_wait_without_listener_is_not_reused() -> None:
+    h = Harness()
+    conn = h.active()
+    us = conn.snd_nxt
+    conn.close(1.0)
+    h.feed(NXT, us + 1, ACK | FIN, at=1.1)
+    h.take()
+    assert conn.state == S.TIME_WAIT
+    h.feed(REMOTE_ISS + 100000, 0, SYN, at=2.0)  # nobody listens on our port: the TIME_WAIT answers
+    a, _ = h.take_one()
+    assert (a.flags, a.ack) == (ACK, NXT + 1)
+    assert conn.state == S.TIME_WAIT

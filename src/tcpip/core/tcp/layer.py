@@ -90,7 +90,7 @@ class TcpLayer:
             if not tcp_input.segment_arrives(conn, seg, data, now):
                 return
             iss = seq_add(conn.snd_nxt, 65537)  # TIME_WAIT reuse: start above the old sequence space
-        lst = self.listeners.get((dst, seg.dst_port)) or self.listeners.get((0, seg.dst_port))
+        lst = self.find_listener(dst, seg.dst_port)
         if lst is not None:
             lst.segment(seg, data, src, dst, now, iss)
             return
@@ -208,6 +208,10 @@ class TcpLayer:
     # -- used by connections and listeners ----------------------------------------------------------------
     def register(self, conn: Connection) -> None:
         self.conns[conn.key] = conn
+
+    def find_listener(self, addr: int, port: int) -> Listener | None:
+        """The listener on addr:port, else on any address:port."""
+        return self.listeners.get((addr, port)) or self.listeners.get((0, port))
 
     def unlisten(self, lst: Listener) -> None:
         if self.listeners.get((lst.addr, lst.port)) is lst:

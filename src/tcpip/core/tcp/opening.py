@@ -123,7 +123,8 @@ def time_wait(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> b
         # rejection, lets a new connection take over the 4-tuple.
         newer_ts = conn.ts_ok and ts is not None and seq_gt(ts[0], conn.ts_recent)
         paws = conn.ts_ok and ts is not None and seq_lt(ts[0], conn.ts_recent)
-        if not paws and (seq_gt(seg.seq, rcv_nxt) or newer_ts):
+        if not paws and (seq_gt(seg.seq, rcv_nxt) or newer_ts) and \
+                layer.find_listener(conn.local_addr, conn.local_port) is not None:
             layer.stats.tw_recycled += 1
             layer.terminate(conn, None)
             return True
