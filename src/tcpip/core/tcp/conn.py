@@ -166,7 +166,7 @@ class Connection:
         if st == S.TIME_WAIT:
             self.layer.report_closed(self, None)
             return
-        if self.rcvbuf.readable or (st in _RECEIVING and self.rcvbuf.has_holes):
+        if self.rcvbuf.readable:  # in-order bytes never read (Linux: out-of-order ones do not count)
             self.layer.stats.abort_on_close += 1
             self.abort(now)
             return
