@@ -86,6 +86,13 @@ async def transfer_both_ways(size: int, seed: int, budget: float) -> float:
             assert tcp["InCsumErrors"] == 0, tcp  # loss, duplicates and reordering never corrupt
             assert tcp["EstabResets"] == 0, tcp
         assert (tcp_a["ActiveOpens"], tcp_b["PassiveOpens"]) == (1, 1)
+        # Lost FINs are retransmitted too: in the end only TIME_WAIT remains, on the side that closed first.
+        for _ in range(100):
+            states = {c.state for s in (a, b) for c in s.tcp_connections()}
+            if states <= {"TIME_WAIT"}:
+                break
+            await asyncio.sleep(0.1)
+        assert states <= {"TIME_WAIT"}, [a.tcp_connections(), b.tcp_connections()]
         print(f"{size} B each way in {elapsed:.1f} s; faults {faults}; RetransSegs {tcp_a['RetransSegs']}"
               f"/{tcp_b['RetransSegs']}")
     return elapsed
