@@ -420,6 +420,29 @@ async def reset_after_data(net: Net) -> Obs:
     return obs
 
 
+async def write_after_peer_closed(net: Net) -> Obs:
+    """The server answers and closes; the client, after EOF, keeps writing: the closed side answers with RST,
+    and the client's next drain() raises ConnectionResetError."""
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(await r.readline())
+        w.close()
+        await w.wait_closed()
+
+    async with await net.start_server(handle, net.server_host, 0) as server:
+        r, w = await net.open_connection(net.server_host, port_of(server))
+        w.write(b"only line\n")
+        obs: Obs = [await r.readline(), await r.read(), w.is_closing()]
+        await asyncio.sleep(0.1)  # the server's side is fully closed by now
+        w.write(b"nobody reads this\n")
+        await w.drain()  # accepted locally
+        await asyncio.sleep(0.2)  # the RST comes back
+        w.write(b"again\n")
+        obs += [await caught(w.drain()), w.is_closing()]
+        w.close()
+        obs.append(await caught(w.wait_closed()))
+    return obs
+
+
 # -- protocols -------------------------------------------------------------------------------------------
 class Recording(asyncio.Protocol):
     """Logs every callback in order; closes on EOF (eof_received returns None, as asyncio's default)."""
@@ -886,10 +909,11 @@ async def starttls(net: Net) -> Obs:
 
 # -- the comparison --------------------------------------------------------------------------------------
 SCENARIOS = [line_protocol, line_limits, async_for_lines, framing, half_close, close_flushes, many_clients,
-             backpressure_streams, reset_by_peer, reset_after_data, protocol_echo, buffered_protocol_echo,
-             backpressure_protocols, protocol_raises,
-             refused, ephemeral_port, extra_info, misuse, common_kwargs, server_lifecycle, server_wait_closed,
-             server_close_clients, server_abort_clients, eof_keep_open, tls_streams, tls_protocols, starttls]
+             backpressure_streams, reset_by_peer, reset_after_data, write_after_peer_closed,
+             protocol_echo, buffered_protocol_echo, backpressure_protocols, protocol_raises,
+             refused, ephemeral_port, extra_info, misuse, common_kwargs,
+             server_lifecycle, server_wait_closed, server_close_clients, server_abort_clients, eof_keep_open,
+             tls_streams, tls_protocols, starttls]
 SINCE = {server_wait_closed: (3, 12), server_close_clients: (3, 13), server_abort_clients: (3, 13)}
 GOLDEN: dict[str, Obs] = {  # Python 3.13.0's asyncio on Linux loopback (3.12.1 agrees on server_wait_closed)
     "server_wait_closed": [b"hi\n", False, False, True, True],
