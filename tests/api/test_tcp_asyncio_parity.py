@@ -803,7 +803,7 @@ async def misuse(net: Net) -> Obs:
         obs: Obs = [await caught(net.open_connection(net.server_host, port, server_hostname="x")),
                     await caught(net.create_connection(asyncio.Protocol, net.server_host, 70000))]
         r, w = await net.open_connection(net.server_host, port)
-        t = w.transport
+        t: Any = w.transport
         obs += [sync_caught(lambda: t.write("text")), sync_caught(lambda: t.set_write_buffer_limits(high=1, low=2))]
         t.pause_reading()
         t.pause_reading()
@@ -828,8 +828,11 @@ async def misuse(net: Net) -> Obs:
 async def common_kwargs(net: Net) -> Obs:
     """Keyword arguments that everyday asyncio code passes to servers and clients."""
     obs: Obs = []
-    for kw in ({"reuse_address": True}, {"family": socket.AF_INET}, {"start_serving": False},
-               {"reuse_port": True}):
+    server_kws: list[dict[str, Any]] = [
+        {"reuse_address": True}, {"family": socket.AF_INET}, {"start_serving": False}, {"reuse_port": True}]
+    client_kws: list[dict[str, Any]] = [
+        {"family": socket.AF_INET}, {"ssl_handshake_timeout": None}, {"happy_eyeballs_delay": 0.25}]
+    for kw in server_kws:
         server = await called(net.start_server, line_echo, net.server_host, 0, **kw)
         if isinstance(server, tuple):
             obs.append((kw, server))
@@ -843,7 +846,7 @@ async def common_kwargs(net: Net) -> Obs:
         server.close()
         await server.wait_closed()
     async with await net.start_server(line_echo, net.server_host, 0) as server:
-        for kw in ({"family": socket.AF_INET}, {"ssl_handshake_timeout": None}, {"happy_eyeballs_delay": 0.25}):
+        for kw in client_kws:
             rw = await called(net.open_connection, net.server_host, port_of(server), **kw)
             if isinstance(rw, tuple) and isinstance(rw[0], asyncio.StreamReader):
                 rw[1].close()
@@ -914,7 +917,9 @@ SCENARIOS = [line_protocol, line_limits, async_for_lines, framing, half_close, c
              refused, ephemeral_port, extra_info, misuse, common_kwargs,
              server_lifecycle, server_wait_closed, server_close_clients, server_abort_clients, eof_keep_open,
              tls_streams, tls_protocols, starttls]
-SINCE = {server_wait_closed: (3, 12), server_close_clients: (3, 13), server_abort_clients: (3, 13)}
+Scenario = Callable[[Net], Awaitable[Obs]]
+SINCE: dict[Scenario, tuple[int, int]] = {  # asyncio semantics newer than 3.11
+    server_wait_closed: (3, 12), server_close_clients: (3, 13), server_abort_clients: (3, 13)}
 GOLDEN: dict[str, Obs] = {  # Python 3.13.0's asyncio on Linux loopback (3.12.1 agrees on server_wait_closed)
     "server_wait_closed": [b"hi\n", False, False, True, True],
     "server_close_clients": [
@@ -926,7 +931,7 @@ GOLDEN: dict[str, Obs] = {  # Python 3.13.0's asyncio on Linux loopback (3.12.1 
 }
 
 
-TLS_SCENARIOS = {tls_streams, tls_protocols, starttls}
+TLS_SCENARIOS: set[Scenario] = {tls_streams, tls_protocols, starttls}
 
 
 @pytest.fixture(scope="module")
@@ -962,7 +967,7 @@ async def run(scenario: Callable[[Net], Awaitable[Obs]], net: Net) -> Obs:
 
 
 # Deviations that issue 12 asks for: the scenario still runs, and must still differ (strict).
-BY_DESIGN = {
+BY_DESIGN: dict[Scenario, str] = {
     server_abort_clients: "tcpip's abort() sends RST (issue 12: 'like close with SO_LINGER 0'), so the peers get "
                           "ConnectionResetError; asyncio's abort() on a kernel socket just closes it: FIN, EOF",
     protocol_raises: "a protocol callback raising force-closes the transport, which is abort(): RST on tcpip, "

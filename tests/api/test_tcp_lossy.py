@@ -15,7 +15,7 @@ from tcpip.netif import Hub
 from tcpip.netif.fault import FaultInjector
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
-FAULTS = {"drop": 0.05, "duplicate": 0.01, "reorder": 0.05}
+DROP, DUPLICATE, REORDER = 0.05, 0.01, 0.05
 CHUNK = 65536
 
 
@@ -46,7 +46,7 @@ async def transfer_both_ways(size: int, seed: int, budget: float) -> float:
     """`size` bytes each way over the lossy hub; asserts integrity and the fault counters; returns seconds."""
     to_server, to_client = payload(size, seed), payload(size, seed + 1)
     hub = Hub()
-    lossy = FaultInjector(hub.port(), seed=seed, hold=0.005, **FAULTS)
+    lossy = FaultInjector(hub.port(), seed=seed, hold=0.005, drop=DROP, duplicate=DUPLICATE, reorder=REORDER)
     server_got: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
