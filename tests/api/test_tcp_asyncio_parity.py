@@ -634,6 +634,25 @@ async def protocol_raises(net: Net) -> Obs:
     return [*obs, collapse(log), reported]
 
 
+async def paused_then_fin(net: Net) -> Obs:
+    """Reading paused while the peer sends data and closes: nothing is delivered until resume_reading(),
+    then the data, eof_received, connection_lost, in that order."""
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(blob(100_000))
+        w.close()
+        await w.wait_closed()
+
+    async with await net.start_server(handle, net.server_host, 0) as server:
+        log: Obs = []
+        proto = Recording(log, paused=True)
+        t, _ = await net.create_connection(lambda: proto, net.server_host, port_of(server))
+        await asyncio.sleep(0.3)  # the server has sent everything and closed
+        obs: Obs = [list(log), t.is_reading(), t.is_closing()]
+        t.resume_reading()
+        await asyncio.wait_for(proto.lost, 10)
+    return [*obs, collapse(log)]
+
+
 # -- servers and addresses -------------------------------------------------------------------------------
 async def refused(net: Net) -> Obs:
     """Connecting to a port nobody listens on (any more): ConnectionRefusedError(ECONNREFUSED)."""
@@ -856,6 +875,57 @@ async def common_kwargs(net: Net) -> Obs:
     return obs
 
 
+async def http_h11(net: Net) -> Obs:
+    """HTTP/1.1 with keep-alive through the h11 library on both ends: two requests on one connection."""
+    import h11
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await r.read(65536))
+            elif isinstance(event, h11.Request):
+                body = blob(int(event.target.rsplit(b"/", 1)[1]))
+                w.write(conn.send(h11.Response(status_code=200, headers=[
+                    ("Content-Length", str(len(body))), ("Content-Type", "application/octet-stream")])) or b"")
+                w.write(conn.send(h11.Data(data=body)) or b"")
+                w.write(conn.send(h11.EndOfMessage()) or b"")
+                await w.drain()
+            elif isinstance(event, h11.EndOfMessage):
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed) or conn.their_state is h11.CLOSED:
+                break
+        w.close()
+        await w.wait_closed()
+
+    obs: Obs = []
+    async with await net.start_server(handle, net.server_host, 0) as server:
+        r, w = await net.open_connection(net.server_host, port_of(server))
+        client = h11.Connection(h11.CLIENT)
+        for size in (12345, 200_000):
+            w.write(client.send(h11.Request(method="GET", target=f"/bytes/{size}",
+                                            headers=[("Host", net.server_host)])) or b"")
+            w.write(client.send(h11.EndOfMessage()) or b"")
+            body = b""
+            while True:
+                event = client.next_event()
+                if event is h11.NEED_DATA:
+                    client.receive_data(await r.read(65536))
+                elif isinstance(event, h11.Response):
+                    obs.append((event.status_code, dict(event.headers)[b"content-length"]))
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            obs.append(body == blob(size))
+            client.start_next_cycle()
+        w.close()
+        await w.wait_closed()
+    return obs
+
+
 # -- TLS -------------------------------------------------------------------------------------------------
 async def tls_streams(net: Net) -> Obs:
     """TLS through ssl= on start_server/open_connection; certificate checks fail as they should."""
@@ -913,8 +983,8 @@ async def starttls(net: Net) -> Obs:
 # -- the comparison --------------------------------------------------------------------------------------
 SCENARIOS = [line_protocol, line_limits, async_for_lines, framing, half_close, close_flushes, many_clients,
              backpressure_streams, reset_by_peer, reset_after_data, write_after_peer_closed,
-             protocol_echo, buffered_protocol_echo, backpressure_protocols, protocol_raises,
-             refused, ephemeral_port, extra_info, misuse, common_kwargs,
+             protocol_echo, buffered_protocol_echo, backpressure_protocols, protocol_raises, paused_then_fin,
+             refused, ephemeral_port, extra_info, misuse, common_kwargs, http_h11,
              server_lifecycle, server_wait_closed, server_close_clients, server_abort_clients, eof_keep_open,
              tls_streams, tls_protocols, starttls]
 Scenario = Callable[[Net], Awaitable[Obs]]
