@@ -144,21 +144,22 @@ def test_fast_retransmit_and_newreno() -> None:
     assert len(new) == 2  # slow start: cwnd 11000
     for i in range(2):
         h.feed(NXT, us + 1000, ACK, at=1.11 + i * 0.001)
-    assert h.take() == []
+    # limited transmit (RFC 3042): each of the first two duplicates clocks out one new segment
+    assert [s.seq for s, _ in h.take()] == [us + 12000, us + 13000]
     h.feed(NXT, us + 1000, ACK, at=1.12)  # the third duplicate
     segs = h.take()
     assert (segs[0][0].seq, len(segs[0][1])) == (us + 1000, 1000)  # fast retransmit
     assert conn.in_recovery
-    assert conn.ssthresh == 5500
+    assert conn.ssthresh == 6500  # half of the 13000 in flight
     assert h.layer.stats.fast_retrans == 1
-    assert conn.cwnd == 5500 + 3000
+    assert conn.cwnd == 6500 + 3000
     h.feed(NXT, us + 1000, ACK, at=1.13)  # more duplicates inflate cwnd
     h.take()
     h.feed(NXT, us + 4000, ACK, at=1.2)  # partial ACK: retransmit the next hole at once
     seg, _ = h.take()[0]
     assert seg.seq == us + 4000
     assert conn.in_recovery
-    h.feed(NXT, us + 12000, ACK, at=1.3)  # everything up to `recover` acknowledged
+    h.feed(NXT, us + 14000, ACK, at=1.3)  # everything up to `recover` acknowledged
     assert not conn.in_recovery
     assert conn.cwnd <= conn.ssthresh
 
@@ -240,3 +241,56 @@ def test_rtt_from_timestamps_after_a_retransmission() -> None:
     # Karn forbids timing the retransmitted segment, but the echoed timestamp dates it: 50 ms
     assert conn.srtt != srtt
     assert conn.srtt == pytest.approx(0.875 * srtt + 0.125 * 0.05, abs=2e-3)
+
+
+def test_early_retransmit_with_few_segments_out() -> None:
+    h = Harness(mss=1000)
+    conn = h.passive()
+    us = conn.snd_nxt
+    conn.send(b"e" * 3000, 1.0)  # three segments, nothing more to send
+    h.take()
+    h.feed(NXT, us, ACK, at=1.01)  # the first is lost: two duplicates are all that can come
+    assert h.take() == []
+    h.feed(NXT, us, ACK, at=1.02)
+    [(s, p)] = h.take()  # RFC 5827: threshold = segments out - 1 = 2
+    assert (s.seq, len(p)) == (us, 1000)
+    assert conn.in_recovery
+
+
+def test_sack_recovery_retransmits_each_hole() -> None:
+    h = Harness(mss=1000, sack=True)
+    conn = h.passive(sack_permitted=True)
+    us = conn.snd_nxt
+    conn.send(b"s" * 20000, 1.0)
+    assert len(h.take()) == 10
+    # segments 1 and 4 (0-based) are lost; the peer SACKs what arrived after each hole
+    h.feed(NXT, us + 1000, ACK, at=1.05)
+    assert [s.seq for s, _ in h.take()] == [us + 10000, us + 11000]  # slow start
+    blocks = [((us + 2000, us + 3000),), ((us + 2000, us + 4000),), ((us + 5000, us + 6000), (us + 2000, us + 4000))]
+    for i, b in enumerate(blocks):
+        h.feed(NXT, us + 1000, ACK, at=1.1 + i * 0.001, sack=b)
+    # two limited-transmit segments, then the fast retransmit of the first hole
+    assert [s.seq for s, _ in h.take()] == [us + 12000, us + 13000, us + 1000]
+    h.feed(NXT, us + 1000, ACK, at=1.11, sack=((us + 5000, us + 7000), (us + 2000, us + 4000)))
+    segs = h.take()
+    assert [s.seq for s, _ in segs] == [us + 4000]  # the next hole, before any new data
+    assert h.layer.stats.retrans_segs == 2
+    assert conn.sacked == [(us + 2000, us + 4000), (us + 5000, us + 7000)]
+    h.feed(NXT, us + 4000, ACK, at=1.2, sack=((us + 5000, us + 7000),))  # partial ACK
+    assert conn.sacked == [(us + 5000, us + 7000)]
+
+
+def test_go_back_after_timeout_skips_sacked_data() -> None:
+    h = Harness(mss=1000, sack=True)
+    conn = h.passive(sack_permitted=True)
+    us = conn.snd_nxt
+    conn.send(b"g" * 5000, 1.0)
+    h.take()
+    h.feed(NXT, us, ACK, at=1.01, sack=((us + 2000, us + 4000),))
+    h.take()
+    h.advance(1.0 + conn.rto + 0.001)
+    assert [(s.seq, len(p)) for s, p in h.take()] == [(us, 1000)]
+    h.feed(NXT, us + 1000, ACK, at=1.3, sack=((us + 2000, us + 4000),))
+    assert [(s.seq, len(p)) for s, p in h.take()] == [(us + 1000, 1000)]  # then 2000..4000 is skipped
+    h.feed(NXT, us + 4000, ACK, at=1.35)
+    assert [(s.seq, len(p)) for s, p in h.take()] == [(us + 4000, 1000)]

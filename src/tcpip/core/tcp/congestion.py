@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp import output as out
-from tcpip.core.tcp.seq import seq_ge, seq_gt, seq_sub
+from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_sub
 
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
@@ -71,11 +71,25 @@ def on_dupack(conn: Connection, now: float) -> None:
     conn.dupacks += 1
     mss = conn.mss
     if conn.in_recovery:
-        conn.cwnd += mss  # inflate: a segment left the network
-        out.output(conn, now)
+        # A segment left the network: one goes in. With SACK the next hole first (RFC 6675's spirit),
+        # else new data under the inflated window (RFC 6582).
+        if not out.retransmit_hole(conn, now):
+            conn.cwnd += mss
+            out.output(conn, now)
         return
-    if conn.dupacks == 3 and seq_gt(conn.snd_una, conn.recover):  # RFC 6582 3.2 step 2 ("careful")
-        flight = seq_sub(conn.snd_max, conn.snd_una)
+    flight = seq_sub(conn.snd_max, conn.snd_una)
+    thresh = 3
+    oseg = (flight + mss - 1) // mss
+    if oseg < 4 and not _can_send_new(conn, flight):
+        thresh = max(oseg - 1, 1)  # early retransmit (RFC 5827): too few segments out for three dupacks
+    if conn.dupacks < thresh:
+        # limited transmit (RFC 3042): each of the first two duplicates may clock out one new segment
+        if conn.dupacks <= 2:
+            conn.cwnd += conn.dupacks * mss
+            out.output(conn, now)
+            conn.cwnd -= conn.dupacks * mss
+        return
+    if conn.dupacks == thresh and seq_gt(conn.snd_una, conn.recover):  # RFC 6582 3.2 step 2 ("careful")
         conn.ssthresh = max(flight >> 1, 2 * mss)
         conn.recover = conn.snd_max
         conn.layer.stats.fast_retrans += 1
@@ -84,6 +98,12 @@ def on_dupack(conn: Connection, now: float) -> None:
         conn.in_recovery = True
         conn.rexmit_at = now + conn.rto
         out.output(conn, now)
+
+
+def _can_send_new(conn: Connection, flight: int) -> bool:
+    """Whether unsent data exists and the peer's window would take a segment of it."""
+    unsent = seq_sub(seq_add(conn.buf_seq, conn.sndbuf.queued), conn.snd_max)
+    return unsent > 0 and conn.snd_wnd - flight >= min(unsent, conn.mss)
 
 
 def on_rto(conn: Connection) -> None:

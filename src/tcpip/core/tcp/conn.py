@@ -32,11 +32,11 @@ class Connection:
         "ack_pending", "adv_mss", "app_closed", "buf_seq", "ca_acc", "closed_reported", "config", "cwnd",
         "data_ev", "delack_at", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key", "last_ack_sent",
         "layer", "linger_at", "listener", "local_addr", "local_port", "max_snd_wnd", "mss", "nodelay",
-        "oow_last", "persist", "persist_backoff", "probes", "rcv_adv", "rcv_mss", "rcv_tstamp",
-        "rcv_wscale", "rcvbuf", "recover", "remote_addr", "remote_port", "reported", "retries", "rexmit_at",
-        "rto", "rtt_seq", "rtt_time", "rttvar", "sack_ok", "send_error", "sent_ev", "snd_max", "snd_nxt",
-        "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale", "sndbuf", "srtt", "ssthresh", "state",
-        "timer_at", "ts_offset", "ts_ok", "ts_recent", "user", "ws_ok",
+        "oow_last", "persist", "persist_backoff", "probes", "rcv_adv", "rcv_mss", "rcv_tstamp", "rcv_wscale",
+        "rcvbuf", "recover", "remote_addr", "remote_port", "reported", "retries", "rexmit_at", "rexmit_hint",
+        "rto", "rtt_seq", "rtt_time", "rttvar", "sack_ok", "sacked", "send_error", "sent_ev", "snd_max",
+        "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale", "sndbuf", "srtt", "ssthresh",
+        "state", "timer_at", "ts_offset", "ts_ok", "ts_recent", "user", "ws_ok",
     )
 
     def __init__(self, layer: TcpLayer, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
@@ -79,6 +79,8 @@ class Connection:
         self.cwnd = self.ssthresh = 1 << 30
         self.ca_acc = self.dupacks = self.recover = 0
         self.in_recovery = False
+        self.sacked: list[tuple[int, int]] = []  # the peer's SACKed ranges above snd_una, sorted, bounded
+        self.rexmit_hint = 0  # next sequence to consider for a hole retransmission in recovery
         # timers: each connection has one heap entry at the earliest of these
         self.timer_at: float | None = None
         self.rexmit_at: float | None = None  # retransmission or, when persist, zero-window probe

@@ -89,6 +89,12 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                 stats.syn_challenges += 1
                 out.challenge_ack(conn, now)
             else:
+                # RFC 7323 5.3 R3 comes before the window test: a duplicate (its ACK was lost) updates
+                # TS.Recent, so our ACK dates the retransmission, not the original. Only from within
+                # the last window's worth of sequence space (a blind segment cannot move it far).
+                if dlen and conn.ts_ok and ts is not None and seq_ge(ts[0], conn.ts_recent) and \
+                        seq_in(seq, seq_add(rcv_nxt, -conn.config.rcvbuf), rcv_nxt):
+                    conn.ts_recent = ts[0]
                 out.oow_ack(conn, now, dlen > 0)
             return False
     # RFC 7323 4.3: TS.Recent from a segment covering Last.ACK.sent
@@ -220,11 +226,12 @@ def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
             conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)
         conn.snd_wl1, conn.snd_wl2 = seq, ack
     acked = seq_sub(ack, una)
+    sack_news = bool(seg.sack) and conn.sack_ok and out.sack_update(conn, seg.sack)
     if acked > 0:
         _new_ack(conn, seg, ack, acked, now)
-    elif acked == 0 and not dlen and not wnd_changed and not seg.flags & (SYN | FIN) and \
-            conn.snd_max != una:
-        cc.on_dupack(conn, now)
+    elif acked == 0 and conn.snd_max != una and (sack_news or (
+            not dlen and not wnd_changed and not seg.flags & (SYN | FIN))):
+        cc.on_dupack(conn, now)  # RFC 5681 duplicate, or (RFC 6675) an ACK with new SACK information
     return conn.state != S.CLOSED
 
 
@@ -239,6 +246,8 @@ def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -
             cc.set_rto(conn)
     if seq_lt(conn.snd_nxt, ack):
         conn.snd_nxt = ack
+    if conn.sacked:
+        out.sack_prune(conn)
     sb = conn.sndbuf
     n = seq_sub(ack, conn.buf_seq)
     if n > 0:

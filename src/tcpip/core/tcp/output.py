@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.seq import MASK, seq_add, seq_gt, seq_lt, seq_sub
+from tcpip.core.tcp.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
@@ -167,11 +167,24 @@ def output(conn: Connection, now: float, force: bool = False) -> bool:
     end = seq_add(conn.buf_seq, conn.sndbuf.queued)
     while True:
         nxt = conn.snd_nxt
+        limit = -1
+        if conn.sacked and seq_lt(nxt, conn.snd_max):  # resending after a timeout: skip what the peer has
+            for left, right in conn.sacked:
+                if seq_le(right, nxt):
+                    continue
+                if seq_le(left, nxt):
+                    nxt = right
+                    continue
+                limit = seq_sub(left, nxt)
+                break
+            conn.snd_nxt = nxt
         unsent = seq_sub(end, nxt)
         flight = seq_sub(nxt, conn.snd_una)
         if unsent > 0:
             wnd = conn.snd_wnd if conn.snd_wnd < conn.cwnd else conn.cwnd
             n = min(unsent, eff, wnd - flight)
+            if 0 <= limit < n:
+                n = limit
             if n <= 0:
                 break
             if n < eff and not force:
@@ -210,6 +223,71 @@ def persist_interval(conn: Connection) -> float:
     return t if t < conn.config.persist_max else conn.config.persist_max
 
 
+_MAX_SACKED = 16
+
+
+def sack_update(conn: Connection, blocks: tuple[tuple[int, int], ...]) -> bool:
+    """Merge the peer's SACK blocks (RFC 2018) that lie in (snd_una, snd_max] into the scoreboard;
+    whether they told something new."""
+    una, top = conn.snd_una, conn.snd_max
+    sb = conn.sacked
+    for left, right in blocks:
+        if not (seq_lt(left, right) and seq_lt(una, right) and seq_le(right, top)):
+            continue  # D-SACK, stale or bogus
+        lo = una if seq_lt(left, una) else left
+        hi = right
+        merged: list[tuple[int, int]] = []
+        placed = False
+        for a, b in sb:
+            if seq_lt(b, lo):
+                merged.append((a, b))
+            elif seq_lt(hi, a):
+                if not placed:
+                    merged.append((lo, hi))
+                    placed = True
+                merged.append((a, b))
+            else:
+                lo = a if seq_lt(a, lo) else lo
+                hi = b if seq_gt(b, hi) else hi
+        if not placed:
+            merged.append((lo, hi))
+        sb = merged[:_MAX_SACKED]  # the highest ranges go first: at worst they are sent again
+    new = sb != conn.sacked
+    conn.sacked = sb
+    return new
+
+
+def sack_prune(conn: Connection) -> None:
+    """Forget SACKed ranges below snd_una; a range starting at snd_una means the peer reneged: forget all."""
+    una = conn.snd_una
+    sb = conn.sacked
+    while sb and seq_le(sb[0][1], una):
+        del sb[0]
+    if sb and seq_le(sb[0][0], una):
+        sb.clear()
+
+
+def retransmit_hole(conn: Connection, now: float) -> bool:
+    """In recovery: retransmit one segment of the next hole below the highest SACKed byte."""
+    sb = conn.sacked
+    if not sb:
+        return False
+    x = conn.rexmit_hint if seq_gt(conn.rexmit_hint, conn.snd_una) else conn.snd_una
+    end = seq_add(conn.buf_seq, conn.sndbuf.queued)
+    for left, right in sb:
+        if seq_lt(x, left):
+            n = min(conn.mss - options_len(conn), seq_sub(left, x), seq_sub(end, x))
+            if n <= 0:
+                return False
+            conn.rtt_seq = None  # Karn
+            _send_data(conn, x, n, False, now)
+            conn.rexmit_hint = seq_add(x, n)
+            return True
+        if seq_lt(x, right):
+            x = right
+    return False
+
+
 def retransmit_first(conn: Connection, now: float) -> None:
     """Retransmit the segment at snd_una (fast retransmit, partial ACK, RTO), ignoring the windows."""
     una = conn.snd_una
@@ -222,6 +300,7 @@ def retransmit_first(conn: Connection, now: float) -> None:
         conn.rtt_seq = None  # Karn: no RTT sample from a retransmitted segment
         _send_data(conn, una, n, fin, now)
         nxt = seq_add(una, n + fin)
+        conn.rexmit_hint = nxt
         if seq_gt(nxt, conn.snd_nxt):
             conn.snd_nxt = nxt
 

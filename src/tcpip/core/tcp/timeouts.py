@@ -80,6 +80,8 @@ def _retransmit(conn: Connection, now: float) -> None:
         return
     if not zero_window_alive:
         conn.retries += 1
+    if conn.retries > 1:
+        conn.sacked.clear()  # RFC 2018 8: the peer may have reneged; stop trusting its SACKs
     cc.on_rto(conn)
     conn.rto = min(conn.rto * 2.0, cfg.rto_max)
     conn.snd_nxt = conn.snd_una  # go back: resend from the first unacknowledged byte in slow start
