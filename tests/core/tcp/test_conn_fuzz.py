@@ -22,6 +22,7 @@ segments = st.tuples(
     st.integers(0, 0xFFFF),  # window
     st.integers(0, 3000),  # payload length
     st.sampled_from([{}, {"timestamp": (5, 0)}, {"sack": ((1, 2),)}, {"mss": 100, "wscale": 9}]),
+    st.lists(st.tuples(st.integers(-3000, 20000), st.integers(0, 5000)), max_size=4),  # SACK blocks
 )
 actions = st.one_of(
     st.tuples(st.just("seg"), segments),
@@ -55,8 +56,11 @@ def test_random_traffic_never_breaks_the_core(start: str, ts: bool, sack: bool,
     peer_nxt = REMOTE_ISS + 1
     for kind, arg in acts:
         if kind == "seg":
-            so, ao, flags, window, n, opts = arg
+            so, ao, flags, window, n, opts, blocks = arg
             una = conn.snd_una if conn is not None else 0
+            if blocks:  # blocks near what we sent: the sender's scoreboard has to cope with anything
+                opts = {**opts, "sack": tuple(((una + a) & 0xFFFFFFFF, (una + a + b) & 0xFFFFFFFF)
+                                              for a, b in blocks[:3])}
             h.feed(peer_nxt + so, una + ao, flags, window, payload=bytes(n), **opts)
         elif kind == "time":
             h.advance(h.now + arg)
