@@ -257,3 +257,18 @@ def test_time_wait_without_listener_is_not_reused() -> None:
     a, _ = h.take_one()
     assert (a.flags, a.ack) == (ACK, NXT + 1)
     assert conn.state == S.TIME_WAIT
+
+
+def test_shutdown_during_syn_sent_sends_fin_once_established() -> None:
+    h = Harness()
+    conn = h.layer.connect(LOCAL, LPORT, REMOTE, RPORT, 0.0)
+    syn, _ = h.take_one()
+    conn.send(b"early", 0.0)
+    conn.shutdown(0.0)
+    assert h.take() == []
+    h.feed(REMOTE_ISS, syn.seq + 1, SYN | ACK, at=0.1, mss=1460)
+    assert conn.state == S.FIN_WAIT_1  # the SYN's ACK is not the FIN's
+    segs = h.take()
+    assert [(s.flags, s.seq, p) for s, p in segs] == [(ACK | PSH | FIN, syn.seq + 1, b"early")]
+    h.feed(NXT, syn.seq + 7, ACK, at=0.2)
+    assert conn.state == S.FIN_WAIT_2

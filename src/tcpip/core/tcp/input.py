@@ -271,7 +271,7 @@ def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -
             conn.rexmit_at = None
     elif not conn.persist:
         conn.rexmit_at = now + conn.rto
-    if conn.fin_queued and conn.snd_una == conn.snd_max and sb.queued == 0:  # our FIN is acknowledged
+    if conn.fin_queued and sb.queued == 0 and seq_gt(conn.snd_una, conn.buf_seq):  # our FIN is acknowledged
         st = conn.state
         if st == S.FIN_WAIT_1:
             conn.set_state(S.FIN_WAIT_2)
