@@ -220,7 +220,6 @@ async def test_data_retries_exhausted_is_timeout_error_from_read() -> None:
         assert a.stats()["tcp"]["RetransSegs"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: TcpLayer.icmp_error counts AttemptFails, then terminate() again")
 async def test_icmp_host_unreachable_fails_the_connect() -> None:
     hub = Hub()
     a = await Stack.connect(hub.port(), ipv4=f"{A}/24")
@@ -296,7 +295,7 @@ async def test_ephemeral_port_in_sockets_and_address_in_use() -> None:
         w.close()
         await w.wait_closed()
         server.close()
-        assert server.sockets == ()
+        assert list(server.sockets) == []
         await server.wait_closed()
         assert any(c.state == "LISTEN" for c in b.tcp_connections()) is False
 
@@ -336,7 +335,7 @@ async def test_abort_clients_resets_and_async_with_closes() -> None:
                     await r.read()
                 w.close()
         assert not server.is_serving()
-        assert server.sockets == ()
+        assert list(server.sockets) == []
         await asyncio.wait_for(server.wait_closed(), 1)
 
 

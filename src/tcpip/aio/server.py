@@ -10,10 +10,10 @@ import ssl as ssl_module
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from tcpip.aio.driver import TcpDriver
-from tcpip.aio.tcp import SslArg, parse_host, parse_port, ssl_context
+from tcpip.aio.tcp import check_family, check_sock, parse_host, parse_port, ssl_context
 from tcpip.aio.transport import TcpTransport
 from tcpip.wire.ipv4 import ip_str
 
@@ -207,32 +207,61 @@ def _handshake_done(waiter: asyncio.Future[None], t: TcpTransport) -> None:
         t.abort()
 
 
-def _hosts(host: Host | Iterable[Host]) -> list[int]:
-    if host is None or host == "":
-        return [0]
-    if isinstance(host, str | IPv4Address):
-        return [parse_host(host)]
+def _hosts(hosts: list[Host]) -> list[int]:
+    """Each distinct address to listen on; None or "" is every local address (0)."""
     out: list[int] = []
-    for h in host:
+    for h in hosts:
         a = 0 if h is None or h == "" else parse_host(h)
         if a not in out:
             out.append(a)
     return out
 
 
+class ServerOptions(TypedDict, total=False):
+    """The keyword arguments of `loop.create_server` that `start_server` passes on."""
+
+    family: int
+    flags: int
+    sock: socket.socket | None
+    backlog: int
+    ssl: ssl_module.SSLContext | None
+    reuse_address: bool | None
+    reuse_port: bool | None
+    keep_alive: bool | None
+    ssl_handshake_timeout: float | None
+    ssl_shutdown_timeout: float | None
+    start_serving: bool
+
+
 async def create_server(stack: Stack, protocol_factory: Callable[[], asyncio.BaseProtocol],
-                        host: Host | Iterable[Host] = None, port: int | str = 0, *, backlog: int = 128,
-                        ssl: SslArg = None, start_serving: bool = True,
-                        ssl_handshake_timeout: float | None = None,
-                        ssl_shutdown_timeout: float | None = None) -> TcpServer:
+                        host: Host | Iterable[Host] = None, port: int | str | None = 0, *,
+                        family: int = socket.AF_UNSPEC, flags: int = socket.AI_PASSIVE,
+                        sock: socket.socket | None = None, backlog: int = 128,
+                        ssl: ssl_module.SSLContext | None = None, reuse_address: bool | None = None,
+                        reuse_port: bool | None = None, keep_alive: bool | None = None,
+                        ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+                        start_serving: bool = True) -> TcpServer:
     """`loop.create_server` over this stack. host None: every local address; port 0: ephemeral (see
-    `server.sockets[0].getsockname()`). A port already listening raises OSError EADDRINUSE."""
+    `server.sockets[0].getsockname()`). A port already listening raises OSError EADDRINUSE.
+    `flags` only steers name resolution (tcpip takes IP literals); `reuse_address` changes nothing
+    (TIME_WAIT connections never block a listener here); `reuse_port=True` is accepted but cannot
+    share a port between two servers; `keep_alive=True` (3.13) is not implemented."""
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    if ssl_handshake_timeout is not None and ssl is None:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if ssl_shutdown_timeout is not None and ssl is None:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    check_sock(sock, host, port)
+    if keep_alive:
+        raise NotImplementedError("keep_alive=True: tcpip has no TCP keep-alive timer")
+    hosts = list(host) if host is not None and not isinstance(host, str | IPv4Address) else [host]
+    for h in hosts:
+        check_family(family, h or None)
     ctx = ssl_context(ssl, server_side=True)
-    if ctx is None and (ssl_handshake_timeout is not None or ssl_shutdown_timeout is not None):
-        raise ValueError("ssl_handshake_timeout and ssl_shutdown_timeout are only meaningful with ssl")
-    p = parse_port(port)
+    p = parse_port(port or 0)
     driver = stack.tcp
-    addrs = _hosts(host)
+    addrs = _hosts(hosts)
     for a in addrs:
         if a and a != driver.iface.addr:
             raise OSError(errno.EADDRNOTAVAIL, f"Cannot assign requested address: {ip_str(a)}")
@@ -240,9 +269,11 @@ async def create_server(stack: Stack, protocol_factory: Callable[[], asyncio.Bas
     try:
         for a in addrs:
             listeners.append(driver.layer.listen(a, p, backlog))  # noqa: PERF401 (kept for cleanup)
-    except BaseException:
+    except BaseException as e:
         for x in listeners:
             x.close(driver.now())
+        if reuse_port and isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+            raise NotImplementedError(f"reuse_port=True: tcpip cannot share port {p} between listeners") from e
         raise
     server = TcpServer(driver, listeners, protocol_factory, ctx, ssl_handshake_timeout,
                        ssl_shutdown_timeout)
@@ -253,8 +284,7 @@ async def create_server(stack: Stack, protocol_factory: Callable[[], asyncio.Bas
 
 
 async def start_server(stack: Stack, client_connected_cb: ClientConnected, host: Host | Iterable[Host] = None,
-                       port: int | str = 0, *, limit: int = 2**16, backlog: int = 128, ssl: SslArg = None,
-                       start_serving: bool = True, ssl_handshake_timeout: float | None = None,
+                       port: int | str | None = 0, *, limit: int = 2**16, **kwds: Unpack[ServerOptions],
                        ) -> TcpServer:
     """`asyncio.start_server` over this stack: `client_connected_cb(reader, writer)` per connection."""
     loop = asyncio.get_running_loop()
@@ -263,8 +293,7 @@ async def start_server(stack: Stack, client_connected_cb: ClientConnected, host:
         reader = asyncio.StreamReader(limit=limit, loop=loop)
         return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
-    return await create_server(stack, factory, host, port, backlog=backlog, ssl=ssl,
-                               start_serving=start_serving, ssl_handshake_timeout=ssl_handshake_timeout)
+    return await create_server(stack, factory, host, port, **kwds)
 
 
-__all__ = ["TcpServer", "TcpSocket", "create_server", "start_server"]
+__all__ = ["ServerOptions", "TcpServer", "TcpSocket", "create_server", "start_server"]

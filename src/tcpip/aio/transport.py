@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tcpip.aio.driver import DETACHED, Early, TcpDriver
+from tcpip.aio.flow import WriteFlowControl
 from tcpip.core.tcp.state import EV_CLOSED, EV_CONNECTED, EV_DATA, EV_EOF, EV_SENT
 from tcpip.netif.device import Buffer
 from tcpip.wire.ipv4 import ip_str
@@ -22,10 +23,15 @@ log = logging.getLogger("tcpip.tcp")
 _LOG_WRITES_AFTER_LOST = 5  # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 
 
-class TcpTransport(asyncio.Transport):
+class TcpTransport(WriteFlowControl):
     """One TCP connection. Data beyond the connection's send buffer waits here; only those bytes count
     for pause_writing/resume_writing. Protocol callbacks come from the driver's event delivery (a loop
-    callback), never from inside a transport method; pause_writing is synchronous, as in asyncio."""
+    callback), never from inside a transport method; pause_writing is synchronous, as in asyncio.
+
+    What the protocol observes follows asyncio's selector transport over a Linux socket: an error the
+    core reports while the transport is not reading (paused, or after an EOF that eof_received() kept
+    open) and holds no unsent bytes waits for the next write(), as a kernel socket's pending error
+    waits for the next send(); an orderly end waits for close() when eof_received() kept it open."""
 
     _start_tls_compatible = True
 
@@ -38,7 +44,7 @@ class TcpTransport(asyncio.Transport):
         self._conn = conn
         self._server = server
         self.remote_addr = conn.remote_addr
-        self._protocol: Any = None
+        self._protocol = None
         self._buffered = False
         self._started = False  # connection_made called
         self._closing = False  # close() or abort() called, or the connection is gone
@@ -53,15 +59,14 @@ class TcpTransport(asyncio.Transport):
         self._core_closed = False  # EV_CLOSED arrived
         self._core_exc: BaseException | None = None
         self._buffer = bytearray()
-        self._high = 64 * 1024
-        self._low = 16 * 1024
-        self._protocol_paused = False
-        self._writes_after_lost = 0
+        # asyncio's _conn_lost: non-zero once close() found nothing buffered or the connection is lost;
+        # write() then drops its data (it counts them, and warns from the fifth on, as asyncio does).
+        self._conn_lost = 0
         self.connected: asyncio.Future[None] | None = None  # active open: set by EV_CONNECTED
         early = conn.user
         if type(early) is Early:  # events that happened in the accept queue
             self._fin = early.fin
-            self._core_closed, self._core_exc = early.closed, early.exc
+            self._core_closed, self._core_exc = early.closed, self._as_seen(early.exc)
         conn.user = self
         driver.transports.add(self)
         if server is not None:
@@ -116,7 +121,7 @@ class TcpTransport(asyncio.Transport):
             if self.connected is not None and not self.connected.done():
                 self.connected.set_result(None)
         elif kind == EV_CLOSED:
-            self._core_closed, self._core_exc = True, detail
+            self._core_closed, self._core_exc = True, self._as_seen(detail)
             fut = self.connected
             if fut is not None and not fut.done():  # the connect failed
                 fut.set_exception(detail if detail is not None else ConnectionAbortedError(
@@ -150,15 +155,32 @@ class TcpTransport(asyncio.Transport):
         if server is not None:
             server.detach(self)
 
+    def _as_seen(self, exc: BaseException | None) -> BaseException | None:
+        """The core's error as a Linux socket reports it: a reset in CLOSE_WAIT is EPIPE (tcp_reset())."""
+        if isinstance(exc, ConnectionResetError) and self._fin and not (
+                self._shutdown_called or self._close_called):
+            return BrokenPipeError(errno.EPIPE, "Broken pipe")
+        return exc
+
+    def _watching(self) -> bool:
+        """Would asyncio's transport notice a socket error now: is it reading, or waiting to send?"""
+        return (not self._paused and not self._eof_delivered) or bool(self._buffer)
+
     def _maybe_lost(self) -> None:
-        """connection_lost once the core is done and, after an orderly end, everything was delivered."""
+        """connection_lost once the core is done, when asyncio's transport would report it: after
+        close() (with the error only if bytes were still waiting here: asyncio reports None once its
+        buffer is handed to the kernel), after an error it notices (see _watching), never for an orderly
+        end that eof_received() kept open or whose data and EOF are still undelivered (paused)."""
         if not self._core_closed or self._lost or not self._started:
             return
         exc = self._core_exc
-        if exc is None and not self._closing and (
-                self._conn.readable or (self._fin and not self._eof_delivered)):
-            return  # reading is paused: connection_lost after the rest is delivered (resume_reading)
+        if self._closing:
+            if not self._buffer:
+                exc = None
+        elif exc is None or not self._watching():
+            return
         self._lost = self._closing = True
+        self._conn_lost += 1
         self._lost_exc = exc
         self._buffer.clear()
         self._call_connection_lost(exc)
@@ -183,6 +205,7 @@ class TcpTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = self._closing = True
+        self._conn_lost += 1
         self._lost_exc = exc
         self._buffer.clear()
         if not self._core_closed:
@@ -201,8 +224,9 @@ class TcpTransport(asyncio.Transport):
             return
         self._closing = True
         if not self._buffer:
+            self._conn_lost += 1  # later writes are dropped (with bytes still buffered they are sent)
             self._send_fin()
-        if self._core_closed:  # already over (reading was paused): report it
+        if self._core_closed:  # already over (an orderly end kept open, or an unnoticed error)
             self._loop.call_soon(self._maybe_lost)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
@@ -273,10 +297,14 @@ class TcpTransport(asyncio.Transport):
             raise RuntimeError("Cannot call write() after write_eof()")
         if not data:
             return
-        if self._closing:
-            if self._writes_after_lost >= _LOG_WRITES_AFTER_LOST:
+        if self._conn_lost:
+            if self._conn_lost >= _LOG_WRITES_AFTER_LOST:
                 log.warning("socket.send() raised exception.")
-            self._writes_after_lost += 1
+            self._conn_lost += 1
+            return
+        if self._core_closed:  # an error nobody looked at yet: send() reports it, as on a socket
+            exc = self._core_exc or BrokenPipeError(errno.EPIPE, "Broken pipe")
+            self._fatal_error(exc, "Fatal write error on socket transport")
             return
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
@@ -298,6 +326,8 @@ class TcpTransport(asyncio.Transport):
             return
         self._eof_requested = True
         if not self._buffer:
+            if self._core_closed:  # shutdown(2) of a socket already reset (an unnoticed error)
+                raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
             self._send_fin()
 
     def can_write_eof(self) -> bool:
@@ -337,45 +367,3 @@ class TcpTransport(asyncio.Transport):
             self._maybe_resume_protocol()
         if not buf and (self._closing or self._eof_requested):
             self._send_fin()
-
-    def get_write_buffer_size(self) -> int:
-        return len(self._buffer)
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low, self._high)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high, self._low = high, low
-        self._maybe_pause_protocol()
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._protocol_paused or len(self._buffer) <= self._high or self._protocol is None:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({"message": "protocol.pause_writing() failed",
-                                               "exception": exc, "transport": self,
-                                               "protocol": self._protocol})
-
-    def _maybe_resume_protocol(self) -> None:
-        if not self._protocol_paused or len(self._buffer) > self._low:
-            return
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({"message": "protocol.resume_writing() failed",
-                                               "exception": exc, "transport": self,
-                                               "protocol": self._protocol})
