@@ -443,6 +443,33 @@ async def write_after_peer_closed(net: Net) -> Obs:
     return obs
 
 
+async def paused_then_reset(net: Net) -> Obs:
+    """The peer answers and resets while our reading is paused: nothing is reported until resume_reading(),
+    then the answer, then ConnectionResetError (a kernel socket hands out queued bytes before its error)."""
+    server_obs: Obs = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readexactly(10)
+        w.write(b"last words\n")
+        await w.drain()
+        await asyncio.sleep(0.1)
+        w.close()  # most of the client's bytes are unread: RST
+        server_obs.append(await caught(w.wait_closed()))
+
+    async with await net.start_server(handle, net.server_host, 0, limit=16) as server:
+        r, w = await net.open_connection(net.server_host, port_of(server))
+        w.transport.pause_reading()
+        w.write(bytes(300_000))
+        await w.drain()
+        await asyncio.sleep(0.5)
+        obs: Obs = [w.is_closing(), r.at_eof(), r.exception()]
+        w.transport.resume_reading()
+        obs += [await r.readline(), await caught(r.read())]
+        w.close()
+        obs.append(await caught(w.wait_closed()))
+    return obs + server_obs
+
+
 # -- protocols -------------------------------------------------------------------------------------------
 class Recording(asyncio.Protocol):
     """Logs every callback in order; closes on EOF (eof_received returns None, as asyncio's default)."""
@@ -982,7 +1009,7 @@ async def starttls(net: Net) -> Obs:
 
 # -- the comparison --------------------------------------------------------------------------------------
 SCENARIOS = [line_protocol, line_limits, async_for_lines, framing, half_close, close_flushes, many_clients,
-             backpressure_streams, reset_by_peer, reset_after_data, write_after_peer_closed,
+             backpressure_streams, reset_by_peer, reset_after_data, write_after_peer_closed, paused_then_reset,
              protocol_echo, buffered_protocol_echo, backpressure_protocols, protocol_raises, paused_then_fin,
              refused, ephemeral_port, extra_info, misuse, common_kwargs, http_h11,
              server_lifecycle, server_wait_closed, server_close_clients, server_abort_clients, eof_keep_open,
