@@ -458,12 +458,13 @@ async def paused_then_reset(net: Net) -> Obs:
 
     async with await net.start_server(handle, net.server_host, 0, limit=16) as server:
         r, w = await net.open_connection(net.server_host, port_of(server))
-        w.transport.pause_reading()
+        t: Any = w.transport
+        t.pause_reading()
         w.write(bytes(300_000))
         await w.drain()
         await asyncio.sleep(0.5)
         obs: Obs = [w.is_closing(), r.at_eof(), r.exception()]
-        w.transport.resume_reading()
+        t.resume_reading()
         obs += [await r.readline(), await caught(r.read())]
         w.close()
         obs.append(await caught(w.wait_closed()))
