@@ -194,7 +194,7 @@ class TcpTransport(WriteFlowControl):
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         if isinstance(exc, OSError):
-            log.debug("%r: %s", self, message, exc_info=True)
+            log.debug("%r: %s", self, message, exc_info=exc)
         else:
             self._loop.call_exception_handler({"message": message, "exception": exc, "transport": self,
                                                "protocol": self._protocol})
