@@ -11,6 +11,7 @@ import random
 import time
 
 from tcpip import Stack
+from tcpip.core.tcp.config import TcpConfig
 from tcpip.netif import Hub
 from tcpip.netif.fault import FaultInjector
 
@@ -105,3 +106,46 @@ async def test_one_mib_each_way_through_loss_duplication_and_reordering() -> Non
 async def test_ten_mib_each_way_through_loss_duplication_and_reordering() -> None:
     """Issue 12's size. About 20 s on one core: under the ~60 s line for `slow`, so it runs by default."""
     await transfer_both_ways(10 << 20, seed=2, budget=180)
+
+
+async def test_slow_reader_through_a_lossy_link() -> None:
+    """A reader that stops after 512 KiB until its receive buffer is full, then 1 s more: the window closes and
+    reopens while frames are lost, duplicated and reordered; the sender probes the zero window (persist
+    timer) and every byte still arrives once."""
+    size, seed, rcvbuf = 1 << 20, 7, 65536
+    data = payload(size, seed)
+    hub = Hub()
+    lossy = FaultInjector(hub.port(), seed=seed, hold=0.005, drop=DROP, duplicate=DUPLICATE, reorder=REORDER)
+    got: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    async def slow_reader(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        h, n, stalled = hashlib.sha256(), 0, False
+        while chunk := await r.read(16384):
+            h.update(chunk)
+            n += len(chunk)
+            if n >= 512 * 1024 and not stalled:
+                stalled = True
+                for _ in range(200):  # until the receive buffer is full (the window is zero)
+                    if sum(c.recv_q for c in b.tcp_connections() if c.state == "ESTABLISHED") >= rcvbuf - 1460:
+                        break
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(0.002)
+        got.set_result((n, h.hexdigest()))
+        w.close()
+
+    async with await Stack.connect(lossy, ipv4=f"{CLIENT}/24", rng=random.Random(seed)) as a, \
+            await Stack.connect(hub.port(), ipv4=f"{SERVER}/24", rng=random.Random(seed + 1),
+                                tcp=TcpConfig(rcvbuf=rcvbuf)) as b:
+        async with await b.start_server(slow_reader, SERVER, 0) as server:
+            r, w = await a.open_connection(SERVER, server.sockets[0].getsockname()[1])
+            w.write(data)
+            w.write_eof()
+            assert await asyncio.wait_for(got, 60) == (size, hashlib.sha256(data).hexdigest())
+            assert await r.read() == b""
+            w.close()
+            await w.wait_closed()
+        tcp = a.stats()["tcp"]
+        assert tcp["persist_probes"] > 0, tcp  # the window really closed
+        assert tcp["RetransSegs"] > 0, tcp
+        assert lossy.fault_stats.dropped > 0
