@@ -104,7 +104,7 @@ async def test_one_mib_each_way_through_loss_duplication_and_reordering() -> Non
 
 
 async def test_ten_mib_each_way_through_loss_duplication_and_reordering() -> None:
-    """Issue 12's size. About 20 s on one core: under the ~60 s line for `slow`, so it runs by default."""
+    """Issue 12's size. 10-25 s on one core: under the ~60 s line for `slow`, so it runs by default."""
     await transfer_both_ways(10 << 20, seed=2, budget=180)
 
 
