@@ -357,9 +357,6 @@ print(s.recv(100).decode() == h.hexdigest())
 """
 
 
-@pytest.mark.xfail(reason="tcpip advertises a right edge beyond its receive buffer (window field rounded "
-                          "up while the window shrinks) and drops the in-window bytes past the buffer "
-                          "(see the report)", strict=False)
 async def test_late_reader_takes_every_in_window_byte(peer: Peer) -> None:
     """The application reads only after a second, so the window closes while odd-sized segments arrive
     on a lossless link: every byte inside the advertised window must be taken (no out-of-order segment,
@@ -413,9 +410,6 @@ print(len(got), got == data, err)
 """
 
 
-@pytest.mark.xfail(reason="tcpip: full receive buffer + phantom window edge; the kernel's pure ACKs at "
-                          "RCV.NXT + RCV.WND are discarded, so both windows stay closed (see the report)",
-                   strict=False)
 async def test_echo_8_mib_over_a_lossy_link(kernel_ns: Namespace) -> None:
     """Both directions busy at once (echo) while tcpip's side of the TAP drops 2 %, reorders 3 %,
     duplicates 1 % and corrupts 0.5 % of frames each way: every byte still comes back."""

@@ -70,7 +70,9 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     wnd = seq_sub(conn.rcv_adv, rcv_nxt)
     wnd = max(wnd, 0)
     if seglen == 0:
-        ok = seq == rcv_nxt if wnd == 0 else seq_in(seq, rcv_nxt, seq_add(rcv_nxt, wnd))
+        # Linux's tcp_sequence: an empty segment exactly at the right edge is acceptable (a peer's pure
+        # ACK after it filled our window sits there; rejecting it stalls the connection).
+        ok = seq == rcv_nxt if wnd == 0 else seq_in(seq, rcv_nxt, seq_add(rcv_nxt, wnd + 1))
     elif wnd == 0:
         ok = False
     else:

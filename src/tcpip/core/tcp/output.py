@@ -33,7 +33,9 @@ def window_field(conn: Connection) -> int:
     cur = max(cur, 0)
     s = conn.rcv_wscale
     if free - cur < min(conn.config.rcvbuf >> 1, conn.adv_mss):
-        field = (cur + (1 << s) - 1) >> s  # keep the edge (round up: never shrink it)
+        field = (cur + (1 << s) - 1) >> s  # keep the edge (round up: never shrink it)...
+        if field << s > free:
+            field = free >> s  # ...unless that promises bytes the buffer can't hold (RFC 7323 2.4)
     else:
         field = free >> s
     field = min(field, 0xFFFF)
