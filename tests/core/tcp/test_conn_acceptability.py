@@ -29,7 +29,9 @@ def test_case_len0_wnd_positive() -> None:
     h.feed(NXT - 1, us, ACK, at=2.0)  # left of the window
     a, _ = h.take_one()
     assert (a.flags, a.seq, a.ack, a.window) == (ACK, us, NXT, 65535)
-    h.feed(NXT + 65535, us, ACK, at=3.0)  # exactly the right edge: outside
+    h.feed(NXT + 65535, us, ACK, at=3.0)  # exactly the right edge: acceptable (Linux tcp_sequence)
+    assert h.take() == []
+    h.feed(NXT + 65536, us, ACK, at=4.0)  # one past it: outside
     assert h.take_one()[0].ack == NXT
     assert h.layer.stats.rx_not_acceptable == 2
 
