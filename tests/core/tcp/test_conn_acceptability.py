@@ -156,8 +156,9 @@ def test_challenge_acks_globally_limited() -> None:
         conns.append(lst.accept())
     for i in range(4):
         h.feed(NXT + 1, 0, RST, at=5.0, sport=41000 + i)
-    assert len(h.take()) == 2
-    assert h.layer.stats.challenge_ack_limited == 2
+    sent = len(h.take())  # the budget is randomised in [limit/2, 3*limit/2) (Linux)
+    assert 1 <= sent <= 2
+    assert h.layer.stats.challenge_ack_limited == 4 - sent
     h.feed(NXT + 1, 0, RST, at=6.0, sport=41000)  # a new second, a new budget
     assert len(h.take()) == 1
 

@@ -31,3 +31,6 @@ class TcpConfig:
     persist_max: float = 60.0  # longest interval between zero-window probes
     min_mss: int = 88  # floor for the peer's MSS and ICMP-lowered MSS (Linux TCP_MIN_MSS)
     default_mss: int = 536  # RFC 9293 3.7.1: the MSS assumed when the peer's SYN carries none
+    syncookies: int = 1  # net.ipv4.tcp_syncookies: 0 never, 1 when the half-open table is full, 2 always
+    max_orphans: int = 4096  # net.ipv4.tcp_max_orphans: closed by the application, still sending FIN
+    mem_limit: int = 64 << 20  # bytes held in all receive and send buffers (Linux tcp_mem pressure)

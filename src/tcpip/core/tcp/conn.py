@@ -35,8 +35,8 @@ class Connection:
         "oow_last", "persist", "persist_backoff", "probes", "rcv_adv", "rcv_mss", "rcv_tstamp", "rcv_wscale",
         "rcvbuf", "recover", "remote_addr", "remote_port", "reported", "retries", "rexmit_at", "rexmit_hint",
         "rto", "rtt_seq", "rtt_time", "rttvar", "sack_ok", "sacked", "send_error", "sent_ev", "snd_max",
-        "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale", "sndbuf", "srtt", "ssthresh",
-        "state", "timer_at", "ts_offset", "ts_ok", "ts_recent", "user", "ws_ok",
+        "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale", "sndbuf", "soft_error", "srtt",
+        "ssthresh", "state", "timer_at", "ts_offset", "ts_ok", "ts_recent", "ts_recent_at", "user", "ws_ok",
     )
 
     def __init__(self, layer: TcpLayer, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
@@ -68,6 +68,7 @@ class Connection:
         self.snd_wscale = self.rcv_wscale = 0
         self.sack_ok = self.ts_ok = self.ws_ok = False
         self.ts_recent = 0
+        self.ts_recent_at = 0.0  # when ts_recent last changed (RFC 7323 5.5 aging; set by the layer)
         self.ts_offset = layer.rng.getrandbits(32)  # RFC 7323 5.4: random per-connection TS offset
         # RFC 6298 estimator and retransmission state
         self.srtt = self.rttvar = 0.0
@@ -96,6 +97,7 @@ class Connection:
         self.closed_reported = False
         self.data_ev = self.sent_ev = False
         self.send_error: Exception | None = None
+        self.soft_error: OSError | None = None  # last ICMP soft error (Linux sk_err_soft), informational
 
     def __repr__(self) -> str:
         return (f"<Connection {self.local_port}->{self.remote_port} {self.state.name} una={self.snd_una} "

@@ -120,6 +120,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     # fourth: SYN on a synchronized connection (RFC 5961 4.2)
     if flags & SYN:
         stats.syn_challenges += 1
+        stats.rx_syn_in_window += 1
         out.challenge_ack(conn, now)
         return False
     # fifth: ACK
@@ -129,6 +130,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     if st == S.SYN_RECEIVED:
         ack = seg.ack
         if not (seq_lt(conn.snd_una, ack) and seq_le(ack, conn.snd_max)):
+            stats.rx_synrecv_bad_ack += 1
             layer.send_reset(conn.local_addr, conn.remote_addr, seg, dlen, now)
             return False
         if not established(conn, seg, now):
@@ -210,11 +212,11 @@ def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
     layer = conn.layer
     if seq_gt(ack, conn.snd_max):
         layer.stats.rx_ack_unsent += 1
-        out.send_ack(conn, now)
+        out.challenge_ack(conn, now)  # RFC 5961 5.2, rate-limited: a blind ACK must not buy a storm
         return False
     if seq_lt(ack, seq_sub(una, conn.max_snd_wnd) & MASK):
         layer.stats.rx_ack_too_old += 1  # RFC 5961 5.2
-        out.send_ack(conn, now)
+        out.challenge_ack(conn, now)
         return False
     conn.rcv_tstamp = now
     conn.probes = 0

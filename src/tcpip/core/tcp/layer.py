@@ -10,13 +10,15 @@ from typing import Any, Protocol
 
 from tcpip.core.tcp import input as tcp_input
 from tcpip.core.tcp import output as out
+from tcpip.core.tcp import validate
 from tcpip.core.tcp.config import TcpConfig
 from tcpip.core.tcp.conn import Connection
 from tcpip.core.tcp.isn import IsnGenerator, ephemeral_port
 from tcpip.core.tcp.listener import Listener
-from tcpip.core.tcp.seq import seq_add, seq_in
+from tcpip.core.tcp.seq import seq_add, seq_in, seq_lt
 from tcpip.core.tcp.state import EV_SENT, ConnInfo, TcpState, os_error
 from tcpip.core.tcp.stats import TcpStats
+from tcpip.core.tcp.syncookies import SynCookies
 from tcpip.core.tcp.timeouts import on_timer
 from tcpip.core.tcp.timers import TimerHeap
 from tcpip.errors import AddressInUseError, HostUnreachableError, TcpipError, WireError
@@ -32,6 +34,11 @@ _UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTO
                   5: errno.EOPNOTSUPP, 6: errno.ENETUNREACH, 7: errno.EHOSTUNREACH, 9: errno.ENETUNREACH,
                   10: errno.EHOSTUNREACH, 11: errno.ENETUNREACH, 12: errno.EHOSTUNREACH,
                   13: errno.EHOSTUNREACH, 14: errno.EHOSTUNREACH, 15: errno.EHOSTUNREACH}
+_ICMP_TIME_EXCEEDED = 11
+_ICMP_PARAM_PROBLEM = 12
+_ICMP_ERRORS = (_ICMP_UNREACH, _ICMP_TIME_EXCEEDED, _ICMP_PARAM_PROBLEM)  # source quench: RFC 6633, ignored
+_TYPE_ERRNO = {_ICMP_TIME_EXCEEDED: errno.EHOSTUNREACH, _ICMP_PARAM_PROBLEM: errno.EPROTO}
+_SYN_FIN = SYN | FIN
 _PORT_LOW, _PORT_HIGH = 32768, 60999
 
 
@@ -51,6 +58,7 @@ class TcpLayer:
         self.output = output
         self.rng = rng
         self.isn = IsnGenerator(secret)
+        self.cookies = SynCookies(secret)
         self.stats = TcpStats()
         self.conns: dict[tuple[int, int, int, int], Connection] = {}
         self.listeners: dict[tuple[int, int], Listener] = {}
@@ -59,7 +67,7 @@ class TcpLayer:
         self.time_wait_count = 0
         self.half_open_total = 0
         self._challenge_second = -1
-        self._challenge_count = 0
+        self._challenge_budget = 0
         s = 0
         while s < 14 and config.rcvbuf >> s > 0xFFFF:
             s += 1
@@ -77,17 +85,41 @@ class TcpLayer:
         if not verify(payload, src, dst):
             stats.in_csum_errors += 1
             stats.in_errs += 1
+            if len(payload) >= 18 and payload[16] == 0 and payload[17] == 0:
+                stats.rx_csum_zero += 1
             return
         try:
             seg, data = TcpRepr.parse(payload)
         except WireError:
             stats.in_errs += 1
-            stats.rx_malformed += 1
+            if len(payload) >= 20:
+                stats.rx_bad_doff += 1  # data offset < 5 or past the end
+            else:
+                stats.rx_malformed += 1
+            return
+        if not validate.check(stats, seg, len(data), payload):
             return
         conn = self.conns.get((dst, seg.dst_port, src, seg.src_port))
         iss = None
         if conn is not None:
-            if not tcp_input.segment_arrives(conn, seg, data, now):
+            if seg.flags & _SYN_FIN == _SYN_FIN and conn.state == S.TIME_WAIT:
+                stats.rx_syn_fin += 1  # never lets a new connection take the 4-tuple
+                return
+            if seg.sack:
+                validate.filter_sack(conn, seg, stats)
+            ts = seg.timestamp
+            if conn.ts_ok and ts is not None:
+                recent = conn.ts_recent
+                if now - conn.ts_recent_at > validate.PAWS_24DAYS and seq_lt(ts[0], recent) and \
+                        not seg.flags & RST:
+                    stats.paws_aged += 1  # RFC 7323 5.5: TS.Recent is stale, not a reason to drop
+                    conn.ts_recent = recent = ts[0]
+                again = tcp_input.segment_arrives(conn, seg, data, now)
+                if conn.ts_recent != recent:
+                    conn.ts_recent_at = now
+            else:
+                again = tcp_input.segment_arrives(conn, seg, data, now)
+            if not again:
                 return
             iss = seq_add(conn.snd_nxt, 65537)  # TIME_WAIT reuse: start above the old sequence space
         lst = self.find_listener(dst, seg.dst_port)
@@ -112,11 +144,12 @@ class TcpLayer:
         sport, dport, seq = _PORTS_SEQ.unpack_from(quote, ihl)
         conn = self.conns.get((src, sport, dst, dport))
         stats = self.stats
-        if conn is None or icmp_type != _ICMP_UNREACH or conn.state == S.TIME_WAIT or \
+        # RFC 5927 4.1: act only when the quoted sequence number is one we sent and is not yet acknowledged
+        if conn is None or icmp_type not in _ICMP_ERRORS or conn.state == S.TIME_WAIT or \
                 not seq_in(seq, conn.snd_una, seq_add(conn.snd_max, 1)):
             stats.icmp_ignored += 1
             return
-        if code == _FRAG_NEEDED:
+        if icmp_type == _ICMP_UNREACH and code == _FRAG_NEEDED:
             mtu = rest & 0xFFFF
             mss = max(mtu - 40, self.config.min_mss)
             if mtu == 0 or mss >= conn.mss:
@@ -129,14 +162,20 @@ class TcpLayer:
                 out.retransmit_first(conn, now)
                 conn.arm()
             return
-        if conn.state == S.SYN_SENT or (conn.state == S.SYN_RECEIVED and conn.listener is None):
+        code_errno = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if icmp_type == _ICMP_UNREACH else \
+            _TYPE_ERRNO[icmp_type]
+        if icmp_type == _ICMP_UNREACH and (
+                conn.state == S.SYN_SENT or (conn.state == S.SYN_RECEIVED and conn.listener is None)):
             stats.icmp_unreachable += 1
-            self.terminate(conn, os_error(_UNREACH_ERRNO.get(code, errno.EHOSTUNREACH)))
-        elif conn.state == S.SYN_RECEIVED and seq == conn.iss:
+            self.terminate(conn, os_error(code_errno))
+        elif icmp_type == _ICMP_UNREACH and conn.state == S.SYN_RECEIVED and seq == conn.iss:
             stats.icmp_unreachable += 1
             self.terminate(conn, None)
         else:
-            stats.icmp_ignored += 1  # a soft error on a synchronized connection
+            # RFC 5461 / RFC 1122 4.2.3.9: a soft error on a synchronized connection; kept for the
+            # application to read (Linux sk_err_soft), never fatal
+            stats.icmp_soft_errors += 1
+            conn.soft_error = os_error(code_errno)
 
     def listen(self, addr: int, port: int, backlog: int) -> Listener:
         if port == 0:
@@ -169,6 +208,7 @@ class TcpLayer:
         conn.mss = conn.adv_mss
         conn.rcv_wscale = self._wscale if self.config.window_scaling else 0
         conn.state = S.SYN_SENT
+        conn.ts_recent_at = now
         conn.reported = True
         self.stats.active_opens += 1
         self.register(conn)
@@ -270,13 +310,16 @@ class TcpLayer:
         conn.arm()
 
     def challenge_allowed(self, now: float) -> bool:
+        """The global challenge-ACK budget: per second, a random count in [limit/2, limit*3/2), so an
+        attacker cannot count our challenges to infer a connection's window (CVE-2016-5696, Linux)."""
         sec = int(now)
         if sec != self._challenge_second:
             self._challenge_second = sec
-            self._challenge_count = 0
-        if self._challenge_count >= self.config.challenge_ack_limit:
+            limit = self.config.challenge_ack_limit
+            self._challenge_budget = limit // 2 + self.rng.randrange(limit) if limit > 0 else 0
+        if self._challenge_budget <= 0:
             return False
-        self._challenge_count += 1
+        self._challenge_budget -= 1
         return True
 
     def send_reset(self, src: int, dst: int, seg: TcpRepr, dlen: int, now: float) -> None:

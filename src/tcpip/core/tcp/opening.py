@@ -46,6 +46,7 @@ def established(conn: Connection, seg: TcpRepr, now: float) -> bool:
     layer = conn.layer
     if lst is not None and lst.queue_full():
         layer.stats.listen_overflows += 1  # drop the ACK: the SYN-ACK timer retries (Linux)
+        layer.stats.listen_drops += 1  # Linux counts every overflow as a drop too
         return False
     conn.snd_wnd = seg.window << conn.snd_wscale
     conn.max_snd_wnd = conn.snd_wnd

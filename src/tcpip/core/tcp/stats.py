@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from tcpip.core.tcp.validate import OUTCOMES
+
 # snake_case field -> Linux MIB name (TcpExt names where Linux counts the same event)
 _MIB = {
     "active_opens": "ActiveOpens",
@@ -32,6 +34,13 @@ _MIB = {
     "abort_on_data": "TCPAbortOnData",
     "abort_on_close": "TCPAbortOnClose",
     "abort_on_timeout": "TCPAbortOnTimeout",
+    "syncookies_sent": "SyncookiesSent",
+    "syncookies_recv": "SyncookiesRecv",
+    "syncookies_failed": "SyncookiesFailed",
+    "rx_sack_discard": "TCPSACKDiscard",
+    "orphan_overflow": "TCPAbortOnMemory",
+    "prune_called": "PruneCalled",
+    "ofo_pruned": "OfoPruned",
 }
 
 
@@ -94,6 +103,34 @@ class TcpStats:
     icmp_frag_needed: int = 0  # MSS lowered
     icmp_ignored: int = 0  # no connection, or sequence outside snd_una..snd_nxt
     send_errors: int = 0  # Output.tcp_send raised (the segment counts as lost)
+    # hostile segments (core/tcp/validate.py; outcomes drop, annotations let the segment go on)
+    rx_bad_doff: int = 0  # data offset below 5 or beyond the segment
+    rx_syn_fin: int = 0
+    rx_syn_rst: int = 0
+    rx_no_flags: int = 0  # none of SYN, ACK, RST, FIN
+    rx_syn_in_window: int = 0  # RFC 5961 4.2: SYN on a synchronized connection (challenge ACK)
+    rx_synrecv_bad_ack: int = 0  # SYN_RECEIVED: ACK outside snd_una+1..snd_max (RST sent)
+    rx_csum_zero: int = 0  # checksum field 0 and wrong (TCP has no "no checksum")
+    rx_bad_options: int = 0  # option length 0, 1 or past the header: parsing stopped there
+    rx_urg_beyond_data: int = 0  # URG pointer past the payload (urgent data is in-band anyway)
+    rx_mss_zero: int = 0  # MSS option 0 on a SYN: ignored (default MSS)
+    rx_wscale_clamped: int = 0  # window scale above 14 on a SYN: clamped to 14
+    rx_sack_discard: int = 0  # segments with SACK blocks outside the window (blocks ignored)
+    paws_aged: int = 0  # TS.Recent older than 24 days: PAWS skipped once (RFC 7323 5.5)
+    icmp_soft_errors: int = 0  # ICMP errors recorded on synchronized connections (never fatal)
+    # SYN cookies (core/tcp/syncookies.py) and resource bounds
+    syncookies_sent: int = 0
+    syncookies_recv: int = 0  # valid cookies: connections established without a half-open entry
+    syncookies_failed: int = 0  # ACKs to a listener that overflowed recently with a bad cookie (RST)
+    orphan_overflow: int = 0  # orphans beyond max_orphans reset at close()
+    prune_called: int = 0  # receive-memory pressure: out-of-order queues pruned
+    ofo_pruned: int = 0  # out-of-order bytes dropped under memory pressure
+    mem_drops: int = 0  # in-order data dropped: total buffer memory at its bound even after pruning
+
+    def accepted(self) -> int:
+        """Segments taken by a connection or listener: InSegs minus every outcome (drop) counter."""
+        drops: int = sum(getattr(self, name) for name in OUTCOMES)
+        return self.in_segs - drops
 
     def as_dict(self) -> dict[str, int]:
         """Every counter; the ones Linux has under their MIB names (ActiveOpens, ...), the rest snake_case."""
