@@ -179,6 +179,8 @@ class Connection:
             self.linger_at = now + self.config.fin_wait2
             self.arm()
         self.layer.maybe_report_end(self)
+        if self.state not in (S.CLOSED, S.TIME_WAIT):
+            self.layer.note_orphan(self, now)
 
     def abort(self, now: float) -> None:
         """RST if synchronized, then CLOSED."""

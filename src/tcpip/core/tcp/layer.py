@@ -65,6 +65,9 @@ class TcpLayer:
         self.timers: TimerHeap[Connection] = TimerHeap()
         self.events: list[tuple[int, Any, Any]] = []
         self.time_wait_count = 0
+        self.mem = 0  # buffer bytes held, as of each connection's last segment (exact under pressure)
+        self._mem: dict[Connection, int] = {}
+        self._orphans: set[Connection] = set()
         self.half_open_total = 0
         self._challenge_second = -1
         self._challenge_budget = 0
@@ -107,6 +110,12 @@ class TcpLayer:
                 return
             if seg.sack:
                 validate.filter_sack(conn, seg, stats)
+            stripped = False
+            if data and self.mem >= self.config.mem_limit and not self._relieve(conn):
+                stats.mem_drops += 1  # keep the ACK, drop the text (ACKed below): the peer sends it again
+                data = data[:0]
+                seg.flags &= ~FIN
+                stripped = True
             ts = seg.timestamp
             if conn.ts_ok and ts is not None:
                 recent = conn.ts_recent
@@ -119,6 +128,10 @@ class TcpLayer:
                     conn.ts_recent_at = now
             else:
                 again = tcp_input.segment_arrives(conn, seg, data, now)
+            if conn.state != S.CLOSED:
+                self.account(conn)
+                if stripped:
+                    out.send_ack(conn, now)
             if not again:
                 return
             iss = seq_add(conn.snd_nxt, 65537)  # TIME_WAIT reuse: start above the old sequence space
@@ -273,6 +286,8 @@ class TcpLayer:
         conn.set_state(S.CLOSED)
         if self.conns.get(conn.key) is conn:
             del self.conns[conn.key]
+        self.mem -= self._mem.pop(conn, 0)
+        self._orphans.discard(conn)
         conn.rexmit_at = conn.delack_at = conn.linger_at = None
         if conn.timer_at is not None:
             self.timers.cancel(conn)
@@ -303,11 +318,51 @@ class TcpLayer:
             self.terminate(conn, None)
             return
         conn.set_state(S.TIME_WAIT)
+        self._orphans.discard(conn)
         conn.rexmit_at = conn.delack_at = None
         conn.persist = False
         conn.linger_at = now + self.config.time_wait
         conn.report_closed_event(None)
         conn.arm()
+
+    # -- resource bounds ------------------------------------------------------------------------------------
+    @property
+    def orphans(self) -> int:
+        return len(self._orphans)
+
+    def note_orphan(self, conn: Connection, now: float) -> None:
+        """close() left `conn` sending its FIN without an application: bounded by max_orphans (Linux
+        tcp_too_many_orphans resets the newest)."""
+        if len(self._orphans) >= self.config.max_orphans:
+            self.stats.orphan_overflow += 1
+            conn.abort(now)
+            return
+        self._orphans.add(conn)
+
+    def account(self, conn: Connection) -> None:
+        """Record the buffer bytes `conn` holds now (readable + out of order + send queue) in self.mem."""
+        cur = conn.rcvbuf.readable + conn.rcvbuf.ooo_bytes + conn.sndbuf.queued
+        self.mem += cur - self._mem.get(conn, 0)
+        self._mem[conn] = cur
+
+    def _relieve(self, conn: Connection) -> bool:
+        """Memory at mem_limit: recount exactly (reads and writes since each connection's last segment),
+        then prune out-of-order data, this connection's first (Linux tcp_prune_ofo_queue). True when
+        below the limit again."""
+        limit = self.config.mem_limit
+        for c in self._mem:
+            self.account(c)
+        if self.mem < limit:
+            return True
+        stats = self.stats
+        stats.prune_called += 1
+        for c in (conn, *self._mem):
+            if c.rcvbuf.ooo_bytes:
+                stats.ofo_pruned += c.rcvbuf.prune_ooo()
+                self.account(c)
+                if self.mem < limit:
+                    return True
+        return False
 
     def challenge_allowed(self, now: float) -> bool:
         """The global challenge-ACK budget: per second, a random count in [limit/2, limit*3/2), so an

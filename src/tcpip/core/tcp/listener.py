@@ -141,4 +141,6 @@ class Listener:
         tcp_input.segment_arrives(conn, seg, data, now)
         if conn.state == S.SYN_RECEIVED:  # not taken (PAWS, window): no state may stay behind
             layer.terminate(conn, None)
+        elif conn.state != S.CLOSED:
+            layer.account(conn)
         return True

@@ -180,6 +180,14 @@ class RecvBuffer:
                 self.ooo_bytes -= over
                 return
 
+    def prune_ooo(self) -> int:
+        """Forget every out-of-order byte (memory pressure, like Linux tcp_prune_ofo_queue); the peer
+        sends it again. Returns the bytes dropped."""
+        n = self.ooo_bytes
+        self._ooo.clear()
+        self.ooo_bytes = 0
+        return n
+
     def sack_blocks(self, max_blocks: int) -> list[tuple[int, int]]:
         """Out-of-order ranges as (left, right) edges, the most recently changed first (RFC 2018 4)."""
         ooo = self._ooo
