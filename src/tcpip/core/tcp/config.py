@@ -20,6 +20,7 @@ class TcpConfig:
     fin_wait2: float = 60.0  # net.ipv4.tcp_fin_timeout, for connections the application closed
     nodelay: bool = True  # Nagle off by default (asyncio sets TCP_NODELAY)
     initial_cwnd_segments: int = 10  # RFC 6928
+    congestion: str = "cubic"  # "cubic" (RFC 9438 + HyStart++) or "newreno"; Connection.set_congestion
     window_scaling: bool = True  # RFC 7323
     sack: bool = True  # RFC 2018 (SACK-permitted on SYNs; SACK blocks on ACKs while holes exist)
     timestamps: bool = True  # RFC 7323

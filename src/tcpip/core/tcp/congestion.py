@@ -1,10 +1,13 @@
-"""RTO estimation (RFC 6298) and congestion control: slow start, avoidance, NewReno (RFC 5681, 6582, 6928)."""
+"""RTO estimation (RFC 6298); the window after ACKs and timeouts through the connection's controller (cc.py);
+for connections without SACK, duplicate-ACK fast retransmit and NewReno recovery (RFC 5681, 6582, 3042, 5827)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp import output as out
+from tcpip.core.tcp.cc import make
+from tcpip.core.tcp.recovery import Recovery
 from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_sub
 
 if TYPE_CHECKING:
@@ -36,46 +39,44 @@ def set_rto(conn: Connection) -> None:
 
 
 def init_cwnd(conn: Connection) -> None:
-    """RFC 6928 initial window (initial_cwnd_segments * MSS, Linux's reading); ssthresh unbounded."""
-    conn.cwnd = conn.config.initial_cwnd_segments * conn.mss
-    conn.ssthresh = 1 << 30
+    """RFC 6928 initial window (initial_cwnd_segments * MSS) for the negotiated MSS, in a fresh controller of
+    the connection's kind; ssthresh unbounded. SACK connections get the recovery machinery."""
+    conn.cc = make(conn.cc.name, conn.mss, conn.config.initial_cwnd_segments * conn.mss)
+    conn.rec = Recovery() if conn.sack_ok else None
 
 
 def on_new_ack(conn: Connection, acked: int, now: float) -> None:
-    """cwnd after an ACK that acknowledged `acked` new bytes (snd_una already advanced)."""
+    """cwnd after an ACK that acknowledged `acked` new bytes (snd_una already advanced); without SACK only
+    (SACK connections: recovery.Recovery.on_ack)."""
+    if conn.rec is not None:
+        return
     mss = conn.mss
+    c = conn.cc
     if conn.in_recovery:
         if seq_ge(conn.snd_una, conn.recover):  # full ACK: leave recovery, deflate (RFC 6582 3.2 step 3)
             conn.in_recovery = False
             conn.dupacks = 0
             flight = seq_sub(conn.snd_max, conn.snd_una)
-            conn.cwnd = min(conn.ssthresh, max(flight, mss) + mss)
+            c.cwnd = min(c.ssthresh, max(flight, mss) + mss)
         else:  # partial ACK: retransmit the next hole, deflate by the amount acknowledged (step 4)
             out.retransmit_first(conn, now)
-            conn.cwnd = max(conn.cwnd - acked + mss, mss)
+            conn.layer.stats.fast_retrans += 1
+            c.cwnd = max(c.cwnd - acked + mss, mss)
         return
     conn.dupacks = 0
-    if conn.cwnd < conn.ssthresh:
-        conn.cwnd += acked if acked < 2 * mss else 2 * mss  # slow start with RFC 3465 L = 2 SMSS
-    else:
-        conn.ca_acc += acked  # congestion avoidance: one MSS per cwnd of acknowledged bytes
-        if conn.ca_acc >= conn.cwnd:
-            conn.ca_acc -= conn.cwnd
-            conn.cwnd += mss
-    cap = 2 * conn.config.sndbuf + mss  # beyond what the send buffer can keep in flight it means nothing
-    conn.cwnd = min(conn.cwnd, cap)
+    c.on_ack(acked, conn.snd_una, conn.snd_max, 0.0, now)
+    cap = 2 * conn.sndbuf.capacity + mss  # beyond what the send buffer can keep in flight it means nothing
+    c.cwnd = min(c.cwnd, cap)
 
 
 def on_dupack(conn: Connection, now: float) -> None:
-    """A duplicate ACK (RFC 5681 2): the third starts fast retransmit + NewReno recovery."""
+    """A duplicate ACK (RFC 5681 2), connections without SACK: the third starts NewReno recovery."""
     conn.dupacks += 1
     mss = conn.mss
-    if conn.in_recovery:
-        # A segment left the network: one goes in. With SACK the next hole first (RFC 6675's spirit),
-        # else new data under the inflated window (RFC 6582).
-        if not out.retransmit_hole(conn, now):
-            conn.cwnd += mss
-            out.output(conn, now)
+    c = conn.cc
+    if conn.in_recovery:  # a segment left the network: one goes in under the inflated window (RFC 6582)
+        c.cwnd += mss
+        out.output(conn, now)
         return
     flight = seq_sub(conn.snd_max, conn.snd_una)
     thresh = 3
@@ -85,16 +86,16 @@ def on_dupack(conn: Connection, now: float) -> None:
     if conn.dupacks < thresh:
         # limited transmit (RFC 3042): each of the first two duplicates may clock out one new segment
         if conn.dupacks <= 2:
-            conn.cwnd += conn.dupacks * mss
+            c.cwnd += conn.dupacks * mss
             out.output(conn, now)
-            conn.cwnd -= conn.dupacks * mss
+            c.cwnd -= conn.dupacks * mss
         return
     if conn.dupacks == thresh and seq_gt(conn.snd_una, conn.recover):  # RFC 6582 3.2 step 2 ("careful")
-        conn.ssthresh = max(flight >> 1, 2 * mss)
+        c.on_loss(flight, now)
         conn.recover = conn.snd_max
         conn.layer.stats.fast_retrans += 1
         out.retransmit_first(conn, now)
-        conn.cwnd = conn.ssthresh + 3 * mss
+        c.cwnd = c.ssthresh + 3 * mss
         conn.in_recovery = True
         conn.rexmit_at = now + conn.rto
         out.output(conn, now)
@@ -106,12 +107,14 @@ def _can_send_new(conn: Connection, flight: int) -> bool:
     return unsent > 0 and conn.snd_wnd - flight >= min(unsent, conn.mss)
 
 
-def on_rto(conn: Connection) -> None:
+def on_rto(conn: Connection, now: float = 0.0) -> None:
     """Loss detected by the retransmission timer (RFC 5681 3.1 eq. 4; RFC 6582 recover = highest sent)."""
-    mss = conn.mss
     flight = seq_sub(conn.snd_max, conn.snd_una)
-    conn.ssthresh = max(flight >> 1, 2 * mss)
-    conn.cwnd = mss
+    if conn.rec is not None:
+        conn.rec.on_rto(conn)
+    c = conn.cc
+    c.save()  # undone if D-SACKs prove every retransmission spurious
+    c.on_rto(flight, now)
     conn.ca_acc = 0
     conn.dupacks = 0
     conn.in_recovery = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tcpip.core.tcp import output as out
+from tcpip.core.tcp.cc import CongestionControl
+from tcpip.core.tcp.cc import make as make_cc
 from tcpip.core.tcp.rcvbuf import RecvBuffer
 from tcpip.core.tcp.seq import seq_add, seq_sub
 from tcpip.core.tcp.sndbuf import SendBuffer
@@ -13,6 +15,7 @@ from tcpip.core.tcp.state import EV_CLOSED, TcpState
 if TYPE_CHECKING:
     from tcpip.core.tcp.layer import TcpLayer
     from tcpip.core.tcp.listener import Listener
+    from tcpip.core.tcp.recovery import Recovery
 
 Buffer = bytes | bytearray | memoryview
 
@@ -29,14 +32,15 @@ class Connection:
     """A TCP connection. The layer feeds it segments and timer expiries; the application calls send/recv/close."""
 
     __slots__ = (
-        "ack_pending", "adv_mss", "app_closed", "buf_seq", "ca_acc", "closed_reported", "config", "cwnd",
-        "data_ev", "delack_at", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key", "last_ack_sent",
-        "layer", "linger_at", "listener", "local_addr", "local_port", "max_snd_wnd", "mss", "nodelay",
-        "oow_last", "persist", "persist_backoff", "probes", "rcv_adv", "rcv_mss", "rcv_tstamp", "rcv_wscale",
-        "rcvbuf", "recover", "remote_addr", "remote_port", "reported", "retries", "rexmit_at", "rexmit_hint",
-        "rto", "rtt_seq", "rtt_time", "rttvar", "sack_ok", "sacked", "send_error", "sent_ev", "snd_max",
-        "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale", "sndbuf", "soft_error", "srtt",
-        "ssthresh", "state", "timer_at", "ts_offset", "ts_ok", "ts_recent", "ts_recent_at", "user", "ws_ok",
+        "ack_pending", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
+        "data_ev", "delack_at", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
+        "last_ack_sent", "layer", "linger_at", "listener", "local_addr", "local_port", "loss_at",
+        "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "rcv_adv",
+        "rcv_mss", "rcv_tstamp", "rcv_wscale", "rcvbuf", "rec", "recover", "remote_addr", "remote_port",
+        "reported", "retries", "rexmit_at", "rexmit_hint", "rto", "rtt_seq", "rtt_time", "rttvar",
+        "sack_ok", "send_error", "sent_ev", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2",
+        "snd_wnd", "snd_wscale", "sndbuf", "soft_error", "srtt", "state", "timer_at", "ts_offset", "ts_ok",
+        "ts_recent", "ts_recent_at", "user", "ws_ok",
     )
 
     def __init__(self, layer: TcpLayer, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
@@ -77,10 +81,11 @@ class Connection:
         self.rtt_seq: int | None = None  # the timed segment's end (Karn: none while retransmitting)
         self.rtt_time = 0.0
         # congestion control (RFC 5681, NewReno RFC 6582), in bytes
-        self.cwnd = self.ssthresh = 1 << 30
+        self.cc: CongestionControl = make_cc(cfg.congestion, cfg.default_mss, 1 << 30)  # cwnd, ssthresh
+        self.rec: Recovery | None = None  # SACK scoreboard, RACK-TLP, PRR (once SACK is negotiated)
+        self.loss_at: float | None = None  # RACK reordering timer or tail loss probe (rec.timer says which)
         self.ca_acc = self.dupacks = self.recover = 0
         self.in_recovery = False
-        self.sacked: list[tuple[int, int]] = []  # the peer's SACKed ranges above snd_una, sorted, bounded
         self.rexmit_hint = 0  # next sequence to consider for a hole retransmission in recovery
         # timers: each connection has one heap entry at the earliest of these
         self.timer_at: float | None = None
@@ -104,6 +109,33 @@ class Connection:
                 f"nxt={self.snd_nxt} rcv_nxt={self.rcvbuf.rcv_nxt}>")
 
     # -- application API ----------------------------------------------------------------------------------
+    @property
+    def cwnd(self) -> int:
+        return self.cc.cwnd
+
+    @cwnd.setter
+    def cwnd(self, value: int) -> None:
+        self.cc.cwnd = value
+
+    @property
+    def ssthresh(self) -> int:
+        return self.cc.ssthresh
+
+    @ssthresh.setter
+    def ssthresh(self, value: int) -> None:
+        self.cc.ssthresh = value
+
+    @property
+    def sacked(self) -> list[tuple[int, int]]:
+        """The peer's SACKed ranges above snd_una (sorted)."""
+        return self.rec.sb.ranges if self.rec is not None else []
+
+    def set_congestion(self, name: str) -> None:
+        """Switch this connection's congestion controller ("cubic", "newreno"), keeping cwnd and ssthresh."""
+        new = make_cc(name, self.cc.mss, self.cc.cwnd)
+        new.ssthresh = self.cc.ssthresh
+        self.cc = new
+
     @property
     def send_free(self) -> int:
         return self.sndbuf.free
@@ -213,6 +245,9 @@ class Connection:
         if x is not None and (d is None or x < d):
             d = x
         x = self.linger_at
+        if x is not None and (d is None or x < d):
+            d = x
+        x = self.loss_at
         if x is not None and (d is None or x < d):
             d = x
         if d is None:

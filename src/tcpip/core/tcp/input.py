@@ -230,12 +230,14 @@ def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
             conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)
         conn.snd_wl1, conn.snd_wl2 = seq, ack
     acked = seq_sub(ack, una)
-    sack_news = bool(seg.sack) and conn.sack_ok and out.sack_update(conn, seg.sack)
+    rec = conn.rec
     if acked > 0:
         _new_ack(conn, seg, ack, acked, now)
-    elif acked == 0 and conn.snd_max != una and (sack_news or (
-            not dlen and not wnd_changed and not seg.flags & (SYN | FIN))):
-        cc.on_dupack(conn, now)  # RFC 5681 duplicate, or (RFC 6675) an ACK with new SACK information
+    if rec is not None:  # SACK: scoreboard, RACK-TLP, PRR (core/tcp/recovery.py)
+        if (acked > 0 or seg.sack or conn.snd_max != una) and conn.state != S.CLOSED:
+            rec.on_ack(conn, seg, acked, now)
+    elif acked == 0 and conn.snd_max != una and not dlen and not wnd_changed and not seg.flags & (SYN | FIN):
+        cc.on_dupack(conn, now)  # RFC 5681 duplicate ACK
     return conn.state != S.CLOSED
 
 
@@ -250,8 +252,6 @@ def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -
             cc.set_rto(conn)
     if seq_lt(conn.snd_nxt, ack):
         conn.snd_nxt = ack
-    if conn.sacked:
-        out.sack_prune(conn)
     sb = conn.sndbuf
     n = seq_sub(ack, conn.buf_seq)
     if n > 0:

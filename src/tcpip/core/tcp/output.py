@@ -143,7 +143,8 @@ def send_probe(conn: Connection, now: float) -> None:
     _emit(conn, seq_add(conn.snd_una, -1), ACK, _EMPTY, now)
 
 
-def _send_data(conn: Connection, seq: int, n: int, fin: bool, now: float) -> None:
+def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float) -> None:
+    """One data (and/or FIN) segment at seq; the recovery scoreboard records it."""
     off = seq_sub(seq, conn.buf_seq)
     payload = conn.sndbuf.view(off, n) if n else _EMPTY
     flags = ACK
@@ -154,16 +155,24 @@ def _send_data(conn: Connection, seq: int, n: int, fin: bool, now: float) -> Non
     end = seq_add(seq, n + fin)
     if conn.rtt_seq is None and not seq_lt(seq, conn.snd_max):
         conn.rtt_seq, conn.rtt_time = end, now
+    rec = conn.rec
+    if rec is not None:
+        rec.on_send(conn, seq, end, now)
     _emit(conn, seq, flags, payload, now)
     if seq_gt(end, conn.snd_max):
         conn.snd_max = end
 
 
-def output(conn: Connection, now: float, force: bool = False) -> bool:
+def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 << 30) -> bool:
     """Send new data (and the FIN) as the send window, cwnd, Nagle and sender SWS avoidance allow.
-    `force` (persist timer) overrides SWS avoidance. Returns whether a segment went out; arms the timers."""
+    `force` (persist timer, loss probe) overrides SWS avoidance. With SACK, segments deemed lost go first
+    and cwnd is compared with pipe (RFC 6675), not with the flight. Returns whether a segment went out;
+    arms the timers."""
     if conn.state not in SENDING:
         return False
+    rec = conn.rec
+    if rec is not None and rec.sb.lostq:
+        rec.retransmit_lost(conn, now)
     sent = False
     eff = conn.mss - options_len(conn)
     end = seq_add(conn.buf_seq, conn.sndbuf.queued)
@@ -183,8 +192,13 @@ def output(conn: Connection, now: float, force: bool = False) -> bool:
         unsent = seq_sub(end, nxt)
         flight = seq_sub(nxt, conn.snd_una)
         if unsent > 0:
-            wnd = conn.snd_wnd if conn.snd_wnd < conn.cwnd else conn.cwnd
-            n = min(unsent, eff, wnd - flight)
+            wnd = conn.snd_wnd - flight
+            if rec is not None and nxt == conn.snd_max:
+                sb = rec.sb
+                room = conn.cc.cwnd - flight + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
+            else:
+                room = conn.cc.cwnd - flight
+            n = min(unsent, eff, wnd if wnd < room else room)
             if 0 <= limit < n:
                 n = limit
             if n <= 0:
@@ -196,14 +210,17 @@ def output(conn: Connection, now: float, force: bool = False) -> bool:
                 elif not conn.nodelay and flight > 0:  # Nagle: one small segment in flight at a time
                     break
             fin = conn.fin_queued and n == unsent
-            _send_data(conn, nxt, n, fin, now)
+            if nxt != conn.snd_max:
+                conn.layer.stats.rto_retrans += 1  # going back after a timeout
+            send_data(conn, nxt, n, fin, now)
             conn.snd_nxt = seq_add(nxt, n + fin)
             sent = True
             force = False
-            if fin:
+            max_segs -= 1
+            if fin or max_segs <= 0:
                 break
         elif unsent == 0 and conn.fin_queued:  # FIN alone (not yet sent when snd_nxt == end)
-            _send_data(conn, nxt, 0, True, now)
+            send_data(conn, nxt, 0, True, now)
             conn.snd_nxt = seq_add(nxt, 1)
             sent = True
             break
@@ -214,6 +231,8 @@ def output(conn: Connection, now: float, force: bool = False) -> bool:
             conn.persist = False
             conn.persist_backoff = 0
             conn.rexmit_at = now + conn.rto
+        if rec is not None:
+            rec.schedule_pto(conn, now)
     elif conn.rexmit_at is None and conn.snd_una == conn.snd_max and seq_sub(end, conn.snd_nxt) > 0:
         conn.persist = True  # data waits for the window with nothing in flight: probe it
         conn.rexmit_at = now + persist_interval(conn)
@@ -223,71 +242,6 @@ def output(conn: Connection, now: float, force: bool = False) -> bool:
 def persist_interval(conn: Connection) -> float:
     t = conn.rto * (1 << min(conn.persist_backoff, 16))
     return t if t < conn.config.persist_max else conn.config.persist_max
-
-
-_MAX_SACKED = 16
-
-
-def sack_update(conn: Connection, blocks: tuple[tuple[int, int], ...]) -> bool:
-    """Merge the peer's SACK blocks (RFC 2018) that lie in (snd_una, snd_max] into the scoreboard;
-    whether they told something new."""
-    una, top = conn.snd_una, conn.snd_max
-    sb = conn.sacked
-    for left, right in blocks:
-        if not (seq_lt(left, right) and seq_lt(una, right) and seq_le(right, top)):
-            continue  # D-SACK, stale or bogus
-        lo = una if seq_lt(left, una) else left
-        hi = right
-        merged: list[tuple[int, int]] = []
-        placed = False
-        for a, b in sb:
-            if seq_lt(b, lo):
-                merged.append((a, b))
-            elif seq_lt(hi, a):
-                if not placed:
-                    merged.append((lo, hi))
-                    placed = True
-                merged.append((a, b))
-            else:
-                lo = a if seq_lt(a, lo) else lo
-                hi = b if seq_gt(b, hi) else hi
-        if not placed:
-            merged.append((lo, hi))
-        sb = merged[:_MAX_SACKED]  # the highest ranges go first: at worst they are sent again
-    new = sb != conn.sacked
-    conn.sacked = sb
-    return new
-
-
-def sack_prune(conn: Connection) -> None:
-    """Forget SACKed ranges below snd_una; a range starting at snd_una means the peer reneged: forget all."""
-    una = conn.snd_una
-    sb = conn.sacked
-    while sb and seq_le(sb[0][1], una):
-        del sb[0]
-    if sb and seq_le(sb[0][0], una):
-        sb.clear()
-
-
-def retransmit_hole(conn: Connection, now: float) -> bool:
-    """In recovery: retransmit one segment of the next hole below the highest SACKed byte."""
-    sb = conn.sacked
-    if not sb:
-        return False
-    x = conn.rexmit_hint if seq_gt(conn.rexmit_hint, conn.snd_una) else conn.snd_una
-    end = seq_add(conn.buf_seq, conn.sndbuf.queued)
-    for left, right in sb:
-        if seq_lt(x, left):
-            n = min(conn.mss - options_len(conn), seq_sub(left, x), seq_sub(end, x))
-            if n <= 0:
-                return False
-            conn.rtt_seq = None  # Karn
-            _send_data(conn, x, n, False, now)
-            conn.rexmit_hint = seq_add(x, n)
-            return True
-        if seq_lt(x, right):
-            x = right
-    return False
 
 
 def retransmit_first(conn: Connection, now: float) -> None:
@@ -300,7 +254,7 @@ def retransmit_first(conn: Connection, now: float) -> None:
     fin = conn.fin_queued and n == left and seq_gt(conn.snd_max, end)
     if n or fin:
         conn.rtt_seq = None  # Karn: no RTT sample from a retransmitted segment
-        _send_data(conn, una, n, fin, now)
+        send_data(conn, una, n, fin, now)
         nxt = seq_add(una, n + fin)
         conn.rexmit_hint = nxt
         if seq_gt(nxt, conn.snd_nxt):

@@ -34,6 +34,12 @@ _MIB = {
     "abort_on_data": "TCPAbortOnData",
     "abort_on_close": "TCPAbortOnClose",
     "abort_on_timeout": "TCPAbortOnTimeout",
+    "rto_retrans": "TCPSlowStartRetrans",
+    "tlp_probes": "TCPLossProbes",
+    "tlp_recoveries": "TCPLossProbeRecovery",
+    "dsack_recv": "TCPDSACKRecv",
+    "dsack_undo": "TCPDSACKUndo",
+    "sack_reneging": "TCPSACKReneging",
     "syncookies_sent": "SyncookiesSent",
     "syncookies_recv": "SyncookiesRecv",
     "syncookies_failed": "SyncookiesFailed",
@@ -103,6 +109,17 @@ class TcpStats:
     icmp_frag_needed: int = 0  # MSS lowered
     icmp_ignored: int = 0  # no connection, or sequence outside snd_una..snd_nxt
     send_errors: int = 0  # Output.tcp_send raised (the segment counts as lost)
+    # loss recovery, by what triggered each retransmission (fast_retrans above: duplicate threshold)
+    rack_retrans: int = 0  # segments RACK marked lost (RFC 8985 6)
+    tlp_retrans: int = 0  # tail loss probes that resent the last segment
+    rescue_retrans: int = 0  # RFC 6675 rescue retransmissions
+    rto_retrans: int = 0  # resent after a retransmission timeout (the go-back)
+    tlp_probes: int = 0  # probe timeouts that sent a probe (new data or the last segment)
+    tlp_recoveries: int = 0  # a probe repaired a tail loss (window reduced once, no timeout)
+    recoveries: int = 0  # fast-recovery episodes entered (SACK connections)
+    dsack_recv: int = 0  # ACKs carrying a D-SACK block (RFC 2883)
+    dsack_undo: int = 0  # window reductions undone: every retransmission proved spurious
+    sack_reneging: int = 0  # the peer discarded data it had SACKed
     # hostile segments (core/tcp/validate.py; outcomes drop, annotations let the segment go on)
     rx_bad_doff: int = 0  # data offset below 5 or beyond the segment
     rx_syn_fin: int = 0

@@ -35,6 +35,9 @@ def on_timer(conn: Connection, now: float) -> None:
             out.send_rst(conn, now)  # Linux: an orphan's FIN_WAIT_2 ends with a RST
             conn.layer.terminate(conn, None)
             return
+    if conn.loss_at is not None and conn.loss_at <= now and conn.rec is not None:
+        conn.loss_at = None
+        conn.rec.on_timer(conn, now)  # RACK reordering timer or tail loss probe
     if conn.rexmit_at is not None and conn.rexmit_at <= now:
         conn.rexmit_at = None
         if conn.persist:
@@ -80,13 +83,12 @@ def _retransmit(conn: Connection, now: float) -> None:
         return
     if not zero_window_alive:
         conn.retries += 1
-    if conn.retries > 1:
-        conn.sacked.clear()  # RFC 2018 8: the peer may have reneged; stop trusting its SACKs
     cc.on_rto(conn)
     conn.rto = min(conn.rto * 2.0, cfg.rto_max)
     conn.snd_nxt = conn.snd_una  # go back: resend from the first unacknowledged byte in slow start
     conn.rtt_seq = None
     out.retransmit_first(conn, now)
+    stats.rto_retrans += 1
     conn.rexmit_at = now + conn.rto
 
 
