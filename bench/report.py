@@ -85,6 +85,13 @@ def ratios(res: dict[str, Any]) -> list[Ratio]:
             for kind in ("ping", "udp"):
                 lost += int(r.get(kind, {}).get("lost_total", 0) or 0)
         rows.append(Ratio("e2e", "datagrams/echoes lost, all runs", float(lost), "<= 0", lost == 0))
+    tcp = res.get("tcp")
+    if tcp and "tap" in tcp:
+        for cmd, what in (("get", "tcpip sends"), ("put", "tcpip receives")):
+            _ratio(rows, "tcp", f"TCP bulk Mbit/s, {what}: tcpip (TAP) / kernel (veth)",
+                   tcp["tap"].get(cmd, {}).get("mbit_s"), tcp["veth"].get(cmd, {}).get("mbit_s"), "",
+                   f"tcpip {tcp['tap'].get(cmd, {}).get('mbit_s')}, kernel {tcp['veth'].get(cmd, {}).get('mbit_s')} "
+                   f"Mbit/s, {tcp['bytes'] // 1_000_000} MB")
     scale = res.get("scale")
     if scale:
         mem = scale.get("memory", [])
@@ -159,6 +166,17 @@ def markdown(res: dict[str, Any], rows: list[Ratio]) -> str:
                        f"ping {p.get('rates')}, udp {u.get('rates')} |")
     elif e2e:
         out += ["", f"End to end skipped: {e2e.get('skipped')}"]
+    tcp = res.get("tcp")
+    if tcp and "tap" in tcp:
+        out += ["", f"## TCP bulk ({tcp['bytes']} bytes, median of {tcp['repeats']}; tcpip on "
+                f"{tcp['tap'].get('loop')})", "", "| path | tcpip sends (get) Mbit/s | tcpip receives (put) Mbit/s |",
+                "|---|---:|---:|"]
+        for label, key in (("tcpip over TAP <-> kernel", "tap"), ("kernel <-> kernel over veth", "veth")):
+            r = tcp[key]
+            out.append(f"| {label} | {r.get('get', {}).get('mbit_s', r.get('get', {}).get('error'))} | "
+                       f"{r.get('put', {}).get('mbit_s', r.get('put', {}).get('error'))} |")
+    elif tcp:
+        out += ["", f"TCP bulk skipped: {tcp.get('skipped')}"]
     scale = res.get("scale")
     if scale:
         out += ["", "## Scale", "", "| hosts | bytes per host | peak bytes | announcements |", "|---:|---:|---:|---:|"]

@@ -1,4 +1,4 @@
-"""The benchmark suite's command: `python -m bench [--quick] [--parts micro,e2e,scale,callgrind]`.
+"""The benchmark suite's command: `python -m bench [--quick] [--parts micro,e2e,tcp,scale,callgrind]`.
 
 Also runnable as `python bench/run.py`. Results go to bench/results/ (results.json, results.md, *.png).
 """
@@ -16,7 +16,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PARTS = ("micro", "e2e", "scale", "callgrind")
+PARTS = ("micro", "e2e", "tcp", "scale", "callgrind")
 
 
 def log(msg: str) -> None:
@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         res["e2e"] = e2e.run(a.quick, log, pin=not a.no_pin)
         if a.profile:
             res["profile"] = e2e.profile(5000 if a.quick else 20000, 30, a.out, log)
+    if "tcp" in parts:
+        from bench import tcp
+
+        log("TCP bulk throughput (tcpip on TAP / kernel on veth)")
+        res["tcp"] = tcp.run(a.quick, log)
     if "callgrind" in parts:
         from bench import callgrind
 

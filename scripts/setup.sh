@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=""
-  for c in ip:iproute2 ping:iputils-ping arping:iputils-arping tcpdump:tcpdump tshark:tshark; do
+  for c in ip:iproute2 ping:iputils-ping arping:iputils-arping tcpdump:tcpdump tshark:tshark curl:curl; do
     command -v "${c%%:*}" >/dev/null 2>&1 || need="$need ${c#*:}"
   done
   if [ -n "$need" ]; then
@@ -14,4 +14,4 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq $need >/dev/null
   fi
 fi
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,netns]'
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,netns,http]'

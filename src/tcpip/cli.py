@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -16,11 +17,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tcpip.errors import TcpipError
 from tcpip.netif.device import NetworkDevice
 from tcpip.wire.mac import MacAddress
+
+if TYPE_CHECKING:
+    from tcpip.stack import Stack
 
 PROG = "tcpip"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -127,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     device_flags(u)
     u.add_argument("--udp-echo", type=_int_range(1, 65535, "port"), metavar="PORT", action="append", default=[],
                    help="run a UDP echo service on PORT (repeatable)")
+    u.add_argument("--tcp-echo", type=_int_range(1, 65535, "port"), metavar="PORT", action="append", default=[],
+                   help="run a TCP echo service on PORT (repeatable)")
+    u.add_argument("--tcp-discard", type=_int_range(1, 65535, "port"), metavar="PORT", action="append",
+                   default=[], help="run a TCP discard service on PORT (repeatable)")
+    u.add_argument("--http", type=_int_range(1, 65535, "port"), metavar="PORT", action="append", default=[],
+                   help="run an HTTP/1.1 server on PORT: / = counters, /bytes/N = N bytes (repeatable; needs h11)")
 
     g = sub.add_parser("ping", help="our stack pings DEST, like ping(8)")
     g.add_argument("dest", type=ipv4, metavar="DEST")
@@ -182,27 +192,75 @@ def _all_gateways(args: argparse.Namespace) -> list[IPv4Address]:
     return [g for group in args.ipv4_gateway for g in group]
 
 
+def tcp_services(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(service, port) for every TCP flag of `up`, checked before anything is opened."""
+    services = ([("echo", p) for p in args.tcp_echo] + [("discard", p) for p in args.tcp_discard]
+                + [("http", p) for p in args.http])
+    seen: dict[int, str] = {}
+    for name, port in services:
+        if port in seen:
+            raise UsageError(f"TCP port {port} is given to both {seen[port]} and {name}")
+        seen[port] = name
+    if args.http and importlib.util.find_spec("h11") is None:
+        raise UsageError("--http needs the h11 library: pip install 'tcpip[http]'")
+    return services
+
+
+async def _start_tcp(stack: Stack, services: Sequence[tuple[str, int]], servers: list[Any]) -> None:
+    """Start each service, appending its server to `servers` (so a failure part-way stops the others)."""
+    from tcpip import apps  # noqa: PLC0415
+
+    handlers: dict[str, apps.Handler] = {"echo": apps.tcp_echo, "discard": apps.tcp_discard}
+    if any(name == "http" for name, _ in services):
+        handlers["http"] = apps.http_handler(lambda: apps.status_page(stack))
+    for name, port in services:
+        try:
+            servers.append(await stack.start_server(handlers[name], None, port))
+        except OSError as e:
+            raise UsageError(f"TCP {name} on port {port}: {e.strerror or e}") from None
+
+
+async def _stop_tcp(servers: Sequence[Any], grace: float = 2.0) -> None:
+    """Stop listening, FIN the open connections, and reset whatever is still there after `grace` s."""
+    for s in servers:
+        s.close()
+        s.close_clients()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.wait_closed() for s in servers)), grace)
+    except TimeoutError:
+        for s in servers:
+            s.abort_clients()
+
+
 async def cmd_up(args: argparse.Namespace) -> int:
     from tcpip.demo import format_counters  # noqa: PLC0415
     from tcpip.stack import Stack  # noqa: PLC0415
 
+    services = tcp_services(args)
     dev = await _open_device(args)
     stack = await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    servers: list[Any] = []
     try:
         for port in args.udp_echo:
             await stack.udp_echo(port)
+        await _start_tcp(stack, services, servers)
         gws = ", ".join(map(str, _all_gateways(args))) or "none"
         echo = f", UDP echo on {', '.join(map(str, args.udp_echo))}" if args.udp_echo else ""
+        for name in ("echo", "discard", "http"):
+            ports = [str(p) for n, p in services if n == name]
+            if ports:
+                echo += f", {'HTTP' if name == 'http' else 'TCP ' + name} on {', '.join(ports)}"
         print(f"tcpip up: {args.tap} {stack.mac} {args.ipv4} mtu {args.mtu}, gateways {gws}{echo}; "
               "SIGINT/SIGTERM to stop", flush=True)
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await _stop_tcp(servers)
         stats = stack.stats()
         await stack.disconnect()
     print("tcpip down; counters:")

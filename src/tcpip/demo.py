@@ -1,7 +1,8 @@
 """`tcpip demo`: tcpip talking to the Linux kernel over a TAP device in a private network namespace
 (kernel 198.18.0.1/24, tcpip 198.18.0.2/24), or, without root or /dev/net/tun, to a second tcpip
 host on an in-memory hub. The same exchanges either way: the peer pings us, ARPs for us and uses our
-UDP echo service; we ping the peer. Prints what happened and the counters; removes what it created."""
+UDP echo service; we ping the peer; then TCP (demo_tcp): HTTP, echo, a file download and 100 MB each way.
+Prints what happened and the counters; removes what it created."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from tcpip import demo_tcp
 from tcpip.netif.device import NetworkDevice
 from tcpip.netif.hub import Hub
 from tcpip.netif.pcap import PcapWriter
@@ -81,7 +83,7 @@ print(json.dumps(out))
 """
 
 
-async def kernel_demo(out: Out, *, pcap: str | None = None) -> DemoReport:  # noqa: PLR0915 - a script of checks, read top to bottom
+async def kernel_demo(out: Out, *, pcap: str | None = None, bulk: int = demo_tcp.BULK) -> DemoReport:  # noqa: PLR0915 - a script of checks, read top to bottom
     from tcpip.netns import Namespace  # noqa: PLC0415 - needs pyroute2, only on this path
 
     rep = DemoReport("kernel")
@@ -146,6 +148,9 @@ async def kernel_demo(out: Out, *, pcap: str | None = None) -> DemoReport:  # no
             else:
                 rep.step(out, "kernel ping -f -c 2000", False, r.stderr.strip() or "no output")
 
+            await demo_tcp.kernel_steps(ns, stack, KERNEL_IP, STACK_IP,
+                                        lambda name, ok, detail: rep.step(out, name, ok, detail), bulk)
+
             out("  tcpip counters:")
             for line in format_counters(stack.stats()):
                 out(line)
@@ -164,7 +169,7 @@ class _EchoClient(asyncio.DatagramProtocol):
         self.q.put_nowait(bytes(data))
 
 
-async def hub_demo(out: Out, *, pcap: str | None = None) -> DemoReport:
+async def hub_demo(out: Out, *, pcap: str | None = None, bulk: int = demo_tcp.BULK) -> DemoReport:
     rep = DemoReport("hub")
     out("tcpip demo: two tcpip hosts on an in-memory Ethernet hub")
     hub = Hub()
@@ -205,21 +210,25 @@ async def hub_demo(out: Out, *, pcap: str | None = None) -> DemoReport:
         rtts = await a.ping(IPv4Address(KERNEL_IP), count=3, interval=0.2, timeout=1.0)
         rep.step(out, "A pings B", all(x is not None for x in rtts), _ms(rtts))
 
+        await demo_tcp.hub_steps(a, b, STACK_IP, KERNEL_IP,
+                                 lambda name, ok, detail: rep.step(out, name, ok, detail), bulk)
+
         out("  host A counters:")
         for line in format_counters(a.stats()):
             out(line)
     return rep
 
 
-async def run(mode: str = "auto", *, out: Out = print, pcap: str | None = None) -> DemoReport:
-    """mode: "auto" (kernel when possible, else hub), "kernel" or "hub"."""
+async def run(mode: str = "auto", *, out: Out = print, pcap: str | None = None,
+              bulk: int = demo_tcp.BULK) -> DemoReport:
+    """mode: "auto" (kernel when possible, else hub), "kernel" or "hub"; `bulk`: bytes of each TCP transfer."""
     if mode != "hub":
         from tcpip.netns import netns_available  # noqa: PLC0415
 
         why = netns_available()
         if why is None:
-            return await kernel_demo(out, pcap=pcap)
+            return await kernel_demo(out, pcap=pcap, bulk=bulk)
         if mode == "kernel":
             raise RuntimeError(f"cannot run against the kernel: {why}")
         out(f"tcpip demo: no kernel peer ({why}); using two tcpip hosts on an in-memory hub instead")
-    return await hub_demo(out, pcap=pcap)
+    return await hub_demo(out, pcap=pcap, bulk=bulk)

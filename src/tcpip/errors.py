@@ -45,11 +45,18 @@ class DeviceClosedError(TcpipError, OSError):
     """The network device has been disconnected."""
 
 
-class PortInUseError(TcpipError, OSError):
-    """The local port is taken (or no ephemeral port is free): errno EADDRINUSE, as bind(2) reports it."""
+class AddressInUseError(TcpipError, OSError):
+    """The local address and port are already in use (errno EADDRINUSE, as bind(2) reports it)."""
+
+    def __init__(self, message: str = "Address already in use") -> None:
+        OSError.__init__(self, errno.EADDRINUSE, message)
+
+
+class PortInUseError(AddressInUseError):
+    """The local port is taken (or no ephemeral port is free)."""
 
     def __init__(self, port: int) -> None:
-        super().__init__(errno.EADDRINUSE, f"address already in use: port {port}")
+        super().__init__(f"address already in use: port {port}")
         self.port = port
 
 

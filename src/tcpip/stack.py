@@ -1,4 +1,4 @@
-"""Stack: an assembled host (device -> Ethif -> Ipv4 -> ICMP, UDP) with ping, UDP endpoints and counters."""
+"""Stack: an assembled host (device -> Ethif -> Ipv4 -> ICMP, UDP, TCP) with ping, endpoints and counters."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ from types import TracebackType
 from typing import Any
 
 from tcpip.aio.udp import UdpEndpoints, UdpTransport, create_datagram_endpoint
+from tcpip.aio import server as aio_server
+from tcpip.aio import tcp as aio_tcp
+from tcpip.aio.driver import TcpDriver
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.stats import as_dict
+from tcpip.core.tcp.config import TcpConfig
+from tcpip.core.tcp.state import ConnInfo
 from tcpip.core.udp import Binding, UdpLayer
 from tcpip.errors import DeviceClosedError, NoRouteError, TcpipError
 from tcpip.ethif import Ethif
@@ -29,7 +34,7 @@ log = logging.getLogger("tcpip")
 class Stack:
     """One emulated host. `async with await Stack.connect(dev, ipv4="198.18.0.2/24") as s: ...`"""
 
-    def __init__(self, ethif: Ethif, ipv4: Ipv4, rng: random.Random) -> None:
+    def __init__(self, ethif: Ethif, ipv4: Ipv4, rng: random.Random, tcp: TcpConfig | None = None) -> None:
         self.ethif = ethif
         self.ipv4 = ipv4
         self.device = ethif.device
@@ -37,6 +42,7 @@ class Stack:
         self.runner = ethif.runner
         self.rng = rng
         self.udp = UdpLayer(self.core, rng)
+        self.tcp = TcpDriver(self.core, self.runner, rng, tcp)
         self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], float]] = {}
         self._ping_ident = rng.getrandbits(16)
         # Round-trip times need better than uvloop's millisecond loop clock; virtual clocks stay virtual.
@@ -53,12 +59,13 @@ class Stack:
     async def connect(cls, device: NetworkDevice, *, ipv4: str | IPv4Interface | None = None,
                       gateways: Sequence[str | IPv4Address] = (),
                       mac: MacAddress | str | None = None, config: InterfaceConfig | None = None,
-                      clock: Clock | None = None, rng: random.Random | None = None) -> Stack:
+                      clock: Clock | None = None, rng: random.Random | None = None,
+                      tcp: TcpConfig | None = None) -> Stack:
         """Wire a host on `device`. `ipv4` is "ADDR/PREFIX"; it is announced with a gratuitous ARP."""
         r = rng if rng is not None else random.Random()
         eth = await Ethif.connect(device, mac=mac, config=config, clock=clock, rng=r)
         ip = await Ipv4.connect(eth)
-        stack = cls(eth, ip, r)
+        stack = cls(eth, ip, r, tcp)
         if ipv4 is not None:
             iface = ipv4 if isinstance(ipv4, IPv4Interface) else IPv4Interface(ipv4)
             await ip.set_ipv4_netmask(iface.netmask)
@@ -149,6 +156,16 @@ class Stack:
         self._services.append(b)
         return b
 
+    # -- TCP: asyncio's stream and protocol API (tcpip.aio), each taking this stack as `self` ---------
+    open_connection = aio_tcp.open_connection
+    create_connection = aio_tcp.create_connection
+    start_server = aio_server.start_server
+    create_server = aio_server.create_server
+
+    def tcp_connections(self) -> list[ConnInfo]:
+        """Every TCP connection and listener, like `ss -tin`: 4-tuple, state, queues, cwnd, RTT."""
+        return self.tcp.connections()
+
     # -- counters and life cycle ---------------------------------------------------------------
     def stats(self) -> dict[str, dict[str, int]]:
         c = self.core
@@ -158,6 +175,7 @@ class Stack:
             "ipv4": as_dict(c.ip_stats),
             "icmp": as_dict(c.icmp_stats),
             "udp": as_dict(self.udp.stats),
+            "tcp": self.tcp.stats(),
         }
         out["arp"]["cache_entries"] = len(c.arp.entries)
         out["driver"] = {"rx_errors": self.runner.rx_errors, "tx_errors": self.runner.tx_errors}
@@ -180,6 +198,7 @@ class Stack:
                 fut.set_exception(DeviceClosedError("stack disconnected"))
         for t in list(self._transports):
             t.close()
+        self.tcp.close()
         self.device.attach(None)
         await self.ethif.disconnect()
 

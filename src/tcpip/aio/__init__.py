@@ -1,1 +1,1 @@
-"""asyncio-facing facades over the sans-I/O core: transports and endpoints (UDP now, TCP next)."""
+"""asyncio-facing facades over the sans-I/O core: UDP endpoints, TCP transports and servers, and their drivers."""

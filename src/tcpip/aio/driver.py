@@ -1,0 +1,226 @@
+"""TcpDriver: the glue between a Stack's Interface and its sans-I/O TcpLayer (input, output, timers, events)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from tcpip.core.tcp.config import TcpConfig
+from tcpip.core.tcp.layer import TcpLayer
+from tcpip.core.tcp.state import EV_ACCEPT, EV_CLOSED, EV_EOF, ConnInfo
+from tcpip.errors import HostUnreachableError, NoRouteError, TcpipError
+from tcpip.netif.device import Buffer
+from tcpip.wire.ipv4 import ip_str
+
+if TYPE_CHECKING:
+    import random
+
+    from tcpip.aio.server import TcpServer
+    from tcpip.aio.transport import TcpTransport
+    from tcpip.core.interface import Interface
+    from tcpip.core.tcp.conn import Connection
+    from tcpip.netif.clock import TimerHandle
+    from tcpip.runner import Runner
+
+log = logging.getLogger("tcpip.tcp")
+
+
+class Early:
+    """What happened to a connection before a transport took it (accept queue): EOF and close are kept
+    here (in `Connection.user`) so that the transport replays them in order."""
+
+    __slots__ = ("closed", "exc", "fin")
+
+    def __init__(self) -> None:
+        self.fin = False
+        self.closed = False
+        self.exc: BaseException | None = None
+
+
+DETACHED = object()  # Connection.user once its transport is gone: later events are dropped
+
+
+def os_error(e: BaseException) -> BaseException:
+    """tcpip's routing errors as the OSError connect(2) would give (errno 101 / 113)."""
+    if isinstance(e, HostUnreachableError):
+        return OSError(errno.EHOSTUNREACH, f"No route to host: {e}")
+    if isinstance(e, NoRouteError):
+        return OSError(errno.ENETUNREACH, f"Network is unreachable: {e}")
+    return e
+
+
+class TcpDriver:
+    """One per Stack: implements the core's `Output` on the Interface, feeds it segments and ICMP errors,
+    keeps one loop timer at `layer.poll_at()`, and drains `layer.poll_events()` once per loop turn (never
+    from inside `Interface.receive()`, so protocol code never runs inside the core)."""
+
+    def __init__(self, iface: Interface, runner: Runner, rng: random.Random,
+                 config: TcpConfig | None = None) -> None:
+        self.iface = iface
+        self.runner = runner
+        self.clock = runner.clock
+        self.now = runner.clock.now
+        self.layer = TcpLayer(config if config is not None else TcpConfig(), self, rng,
+                              secrets.token_bytes(32))
+        self.servers: dict[int, TcpServer] = {}  # id(listener) -> server (Listener need not be hashable)
+        self.transports: set[TcpTransport] = set()  # live transports, for disconnect()
+        self.connecting: set[TcpTransport] = set()  # active opens waiting for EV_CONNECTED
+        self._timer: TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+        # One bound method for every segment queued behind ARP: the ARP cache calls each hook once.
+        self._on_arp_fail = self._arp_failed
+        iface.tcp_handler = self._input
+        iface.error_handlers[6] = self._icmp_error
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    # -- the core's Output --------------------------------------------------------------------------
+    def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
+        self.iface.send(dst, 6, parts, now, on_fail=self._on_arp_fail)
+
+    def tcp_mss(self, dst: int, now: float) -> int:
+        return self.iface.path_mtu(dst, now) - 40
+
+    def is_local(self, addr: int) -> bool:
+        return addr != 0 and addr == self.iface.addr
+
+    # -- input (inside Interface.receive: no protocol code here) -----------------------------------
+    def _input(self, src: int, dst: int, payload: memoryview, packet: memoryview) -> None:
+        iface = self.iface
+        # The Interface only hands us datagrams for our address or a broadcast/multicast one.
+        self.layer.input(src, dst, payload, packet, iface.now, dst != iface.addr)
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._deliver)
+
+    def _icmp_error(self, icmp_type: int, code: int, rest: int, quote: memoryview) -> None:
+        self.layer.icmp_error(icmp_type, code, rest, quote, self.iface.now)
+        self.schedule()
+
+    def _arp_failed(self, ip: int) -> None:
+        """ARP gave up on a next hop. Established connections treat it as loss (the core retransmits);
+        a connect in SYN_SENT fails with EHOSTUNREACH, as Linux reports a neighbour failure."""
+        for t in list(self.connecting):
+            try:
+                hop = self.iface.next_hop(t.remote_addr)
+            except NoRouteError:
+                continue
+            if hop == ip:
+                t.connect_failed(OSError(errno.EHOSTUNREACH,
+                                         f"No route to host: no ARP reply from {ip_str(ip)}"))
+        self.schedule()
+
+    # -- after API calls, timers, input ---------------------------------------------------------------
+    def kick(self) -> None:
+        """After an API call into the core: send what it queued and have its events drained soon."""
+        self.runner.flush()
+        self.schedule()
+
+    def schedule(self) -> None:
+        if not self._scheduled and not self.closed:
+            self._scheduled = True
+            self.loop.call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._scheduled = False
+        for kind, subject, detail in self.layer.poll_events():
+            if kind == EV_ACCEPT:
+                server = self.servers.get(id(subject))
+                if server is not None:
+                    server.accept_ready(subject)
+                continue
+            user = subject.user
+            if user is None or type(user) is Early:
+                if kind in (EV_EOF, EV_CLOSED):
+                    early = user if user is not None else Early()
+                    subject.user = early
+                    if kind == EV_EOF:
+                        early.fin = True
+                    else:
+                        early.closed, early.exc = True, detail
+                continue
+            if user is DETACHED:
+                continue
+            try:
+                user.core_event(kind, detail)
+            except Exception:  # a bug of ours: never stop delivering to the other connections
+                log.exception("TCP event %d for %r", kind, user)
+        self.runner.flush()
+        self._arm()
+
+    def _arm(self) -> None:
+        at = self.layer.poll_at()
+        if at is None or (self._timer_at is not None and self._timer_at <= at) or self.closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.clock.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        at = self._timer_at
+        self._timer = self._timer_at = None
+        # A loop clock coarser than the deadline (uvloop: 1 ms) may fire a hair early: no busy re-arm.
+        now = self.now()
+        if at is not None and at > now:
+            now = at
+        try:
+            self.layer.handle_timeout(now)
+        except Exception:
+            log.exception("TCP timer")
+        self.runner.flush()
+        self.schedule()
+
+    # -- registry ------------------------------------------------------------------------------------
+    def connections(self) -> list[ConnInfo]:
+        return self.layer.connections()
+
+    def stats(self) -> dict[str, int]:
+        return self.layer.stats.as_dict()
+
+    def connect(self, src: int, sport: int, dst: int, dport: int) -> Connection:
+        try:
+            conn = self.layer.connect(src, sport, dst, dport, self.now())
+        except TcpipError as e:
+            mapped = os_error(e)
+            if mapped is e:
+                raise
+            raise mapped from e
+        finally:
+            self.runner.flush()
+        self.schedule()
+        return conn
+
+    def close(self) -> None:
+        """The stack goes down: servers close, connections are reset (the RSTs still go out)."""
+        if self.closed:
+            return
+        for s in list(self.servers.values()):
+            s.close()
+        exc = ConnectionAbortedError(errno.ECONNABORTED, "Software caused connection abort: stack disconnected")
+        for t in list(self.connecting):
+            t.connect_failed(exc)
+        for t in list(self.transports):
+            t._force_close(exc)
+        self.runner.flush()
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+        self.iface.tcp_handler = None
+        self.iface.error_handlers.pop(6, None)
+
+    def __repr__(self) -> str:
+        return f"<TcpDriver {ip_str(self.iface.addr)} {len(self.transports)} transports>"
+

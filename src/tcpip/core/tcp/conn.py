@@ -1,0 +1,262 @@
+"""Connection: one TCP control block (RFC 9293 3.3.1 variables) and its application-facing calls."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tcpip.core.tcp import output as out
+from tcpip.core.tcp.cc import CongestionControl
+from tcpip.core.tcp.cc import make as make_cc
+from tcpip.core.tcp.rcvbuf import RecvBuffer
+from tcpip.core.tcp.seq import seq_add, seq_sub
+from tcpip.core.tcp.sndbuf import SendBuffer
+from tcpip.core.tcp.state import EV_CLOSED, TcpState
+
+if TYPE_CHECKING:
+    from tcpip.core.tcp.layer import TcpLayer
+    from tcpip.core.tcp.listener import Listener
+    from tcpip.core.tcp.recovery import Recovery
+
+Buffer = bytes | bytearray | memoryview
+
+S = TcpState
+# States in which the application may queue data, and in which segments carry it.
+_WRITABLE = frozenset({S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT})
+# States whose window updates matter: we still receive data.
+_RECEIVING = frozenset({S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
+SYNCHRONIZED = frozenset({S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT,
+                          S.CLOSING, S.LAST_ACK})
+
+
+class Connection:
+    """A TCP connection. The layer feeds it segments and timer expiries; the application calls send/recv/close."""
+
+    __slots__ = (
+        "ack_pending", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
+        "data_ev", "delack_at", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
+        "last_ack_sent", "layer", "linger_at", "listener", "local_addr", "local_port", "loss_at",
+        "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "rcv_adv",
+        "rcv_mss", "rcv_tstamp", "rcv_wscale", "rcvbuf", "rec", "recover", "remote_addr", "remote_port",
+        "reported", "retries", "rexmit_at", "rexmit_hint", "rto", "rtt_seq", "rtt_time", "rttvar",
+        "sack_ok", "send_error", "sent_ev", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2",
+        "snd_wnd", "snd_wscale", "sndbuf", "soft_error", "srtt", "state", "timer_at", "ts_offset", "ts_ok",
+        "ts_recent", "ts_recent_at", "user", "ws_ok",
+    )
+
+    def __init__(self, layer: TcpLayer, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
+                 listener: Listener | None = None) -> None:
+        cfg = self.config = layer.config
+        self.layer = layer
+        self.state = S.CLOSED
+        self.local_addr = local_addr
+        self.local_port = local_port
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.key = (local_addr, local_port, remote_addr, remote_port)
+        self.listener = listener
+        self.user: Any = None
+        self.nodelay = cfg.nodelay
+        self.rcvbuf = RecvBuffer(cfg.rcvbuf, cfg.max_ooo_holes)
+        self.sndbuf = SendBuffer(cfg.sndbuf)
+        # send sequence space; snd_max is the highest sequence ever sent (snd_nxt goes back on RTO)
+        self.iss = self.snd_una = self.snd_nxt = self.snd_max = self.buf_seq = 0
+        self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.max_snd_wnd = 0
+        self.fin_queued = False  # FIN follows the queued data (shutdown/close called)
+        # receive side (rcv_nxt lives in rcvbuf); rcv_adv = right edge of the window we advertised
+        self.irs = self.rcv_adv = self.last_ack_sent = 0
+        self.ack_pending = 0  # in-order bytes received and not yet acknowledged (delayed ACK)
+        self.rcv_mss = cfg.default_mss  # largest segment seen: "full-sized" for the every-2nd-segment rule
+        # options (RFC 7323, 2018); mss = payload bytes per segment before options
+        self.mss = cfg.default_mss
+        self.adv_mss = 0
+        self.snd_wscale = self.rcv_wscale = 0
+        self.sack_ok = self.ts_ok = self.ws_ok = False
+        self.ts_recent = 0
+        self.ts_recent_at = 0.0  # when ts_recent last changed (RFC 7323 5.5 aging; set by the layer)
+        self.ts_offset = layer.rng.getrandbits(32)  # RFC 7323 5.4: random per-connection TS offset
+        # RFC 6298 estimator and retransmission state
+        self.srtt = self.rttvar = 0.0
+        self.rto = cfg.rto_initial
+        self.retries = 0  # consecutive retransmission timeouts (SYN, SYN-ACK, data)
+        self.rtt_seq: int | None = None  # the timed segment's end (Karn: none while retransmitting)
+        self.rtt_time = 0.0
+        # congestion control (RFC 5681, NewReno RFC 6582), in bytes
+        self.cc: CongestionControl = make_cc(cfg.congestion, cfg.default_mss, 1 << 30)  # cwnd, ssthresh
+        self.rec: Recovery | None = None  # SACK scoreboard, RACK-TLP, PRR (once SACK is negotiated)
+        self.loss_at: float | None = None  # RACK reordering timer or tail loss probe (rec.timer says which)
+        self.ca_acc = self.dupacks = self.recover = 0
+        self.in_recovery = False
+        self.rexmit_hint = 0  # next sequence to consider for a hole retransmission in recovery
+        # timers: each connection has one heap entry at the earliest of these
+        self.timer_at: float | None = None
+        self.rexmit_at: float | None = None  # retransmission or, when persist, zero-window probe
+        self.persist = False
+        self.persist_backoff = self.probes = 0
+        self.delack_at: float | None = None
+        self.linger_at: float | None = None  # TIME_WAIT or orphaned FIN_WAIT_2
+        self.oow_last = -1e9  # last ACK sent for an unacceptable segment (rate limit)
+        self.rcv_tstamp = 0.0  # when an acceptable ACK last arrived
+        # application
+        self.app_closed = False  # close() called: the connection is an orphan
+        self.reported = False  # EV_CONNECTED/EV_ACCEPT sent, or an active open: EV_CLOSED owed
+        self.closed_reported = False
+        self.data_ev = self.sent_ev = False
+        self.send_error: Exception | None = None
+        self.soft_error: OSError | None = None  # last ICMP soft error (Linux sk_err_soft), informational
+
+    def __repr__(self) -> str:
+        return (f"<Connection {self.local_port}->{self.remote_port} {self.state.name} una={self.snd_una} "
+                f"nxt={self.snd_nxt} rcv_nxt={self.rcvbuf.rcv_nxt}>")
+
+    # -- application API ----------------------------------------------------------------------------------
+    @property
+    def cwnd(self) -> int:
+        return self.cc.cwnd
+
+    @cwnd.setter
+    def cwnd(self, value: int) -> None:
+        self.cc.cwnd = value
+
+    @property
+    def ssthresh(self) -> int:
+        return self.cc.ssthresh
+
+    @ssthresh.setter
+    def ssthresh(self, value: int) -> None:
+        self.cc.ssthresh = value
+
+    @property
+    def sacked(self) -> list[tuple[int, int]]:
+        """The peer's SACKed ranges above snd_una (sorted)."""
+        return self.rec.sb.ranges if self.rec is not None else []
+
+    def set_congestion(self, name: str) -> None:
+        """Switch this connection's congestion controller ("cubic", "newreno"), keeping cwnd and ssthresh."""
+        new = make_cc(name, self.cc.mss, self.cc.cwnd)
+        new.ssthresh = self.cc.ssthresh
+        self.cc = new
+
+    @property
+    def send_free(self) -> int:
+        return self.sndbuf.free
+
+    @property
+    def send_queued(self) -> int:
+        return self.sndbuf.queued
+
+    @property
+    def readable(self) -> int:
+        return self.rcvbuf.readable
+
+    @property
+    def eof(self) -> bool:
+        return self.rcvbuf.fin_received and not self.rcvbuf.readable
+
+    def send(self, data: Buffer, now: float) -> int:
+        """Copy up to send_free bytes of `data` into the send buffer and transmit what the windows allow."""
+        if self.state not in _WRITABLE or self.fin_queued:
+            return 0
+        n = self.sndbuf.write(data)
+        if n and self.state >= S.ESTABLISHED:
+            out.output(self, now)
+            self.arm()
+        return n
+
+    def recv(self, now: float, n: int | None = None) -> bytes:
+        """Consume readable bytes; send a window update once the window has grown enough (RFC 1122 SWS)."""
+        data = self.rcvbuf.read(n)
+        self.data_ev = False
+        if data and self.state in _RECEIVING and self.state != S.SYN_RECEIVED:
+            grow = seq_sub(seq_add(self.rcvbuf.rcv_nxt, self.rcvbuf.window()), self.rcv_adv)
+            if grow >= min(self.config.rcvbuf >> 1, self.adv_mss):
+                out.send_ack(self, now)
+                self.arm()
+        return data
+
+    def shutdown(self, now: float) -> None:
+        """Send a FIN after the queued data (half-close); keep receiving."""
+        st = self.state
+        if self.fin_queued or st not in _WRITABLE:
+            return
+        self.fin_queued = True
+        if st == S.ESTABLISHED:
+            self.set_state(S.FIN_WAIT_1)
+        elif st == S.CLOSE_WAIT:
+            self.set_state(S.LAST_ACK)
+        else:
+            return  # SYN_SENT / SYN_RECEIVED: the FIN goes out once established
+        out.output(self, now)
+        self.arm()
+
+    def close(self, now: float) -> None:
+        """shutdown() and orphan: data arriving later gets a RST; unread data makes it a RST now (Linux)."""
+        if self.app_closed:
+            return
+        self.app_closed = True
+        st = self.state
+        if st in (S.CLOSED, S.LISTEN):
+            return
+        if st == S.SYN_SENT:
+            self.layer.terminate(self, None)
+            return
+        if st == S.TIME_WAIT:
+            self.layer.report_closed(self, None)
+            return
+        if self.rcvbuf.readable:  # in-order bytes never read (Linux: out-of-order ones do not count)
+            self.layer.stats.abort_on_close += 1
+            self.abort(now)
+            return
+        self.shutdown(now)
+        if self.state == S.FIN_WAIT_2:
+            self.linger_at = now + self.config.fin_wait2
+            self.arm()
+        self.layer.maybe_report_end(self)
+        if self.state not in (S.CLOSED, S.TIME_WAIT):
+            self.layer.note_orphan(self, now)
+
+    def abort(self, now: float) -> None:
+        """RST if synchronized, then CLOSED."""
+        if self.state in SYNCHRONIZED:
+            out.send_rst(self, now)
+        self.layer.terminate(self, None)
+
+    # -- state and timers ---------------------------------------------------------------------------------
+    def set_state(self, new: TcpState) -> None:
+        old = self.state
+        if old == new:
+            return
+        self.state = new
+        stats = self.layer.stats
+        if old in (S.ESTABLISHED, S.CLOSE_WAIT):
+            stats.curr_estab -= 1
+        if new in (S.ESTABLISHED, S.CLOSE_WAIT):
+            stats.curr_estab += 1
+        if old == S.SYN_RECEIVED and self.listener is not None:
+            self.listener.half_open_done(self)
+        if new == S.TIME_WAIT:
+            self.layer.time_wait_count += 1
+        elif old == S.TIME_WAIT:
+            self.layer.time_wait_count -= 1
+
+    def arm(self) -> None:
+        """Make the heap entry no later than the earliest timer (a later one fires early and re-arms)."""
+        d = self.rexmit_at
+        x = self.delack_at
+        if x is not None and (d is None or x < d):
+            d = x
+        x = self.linger_at
+        if x is not None and (d is None or x < d):
+            d = x
+        x = self.loss_at
+        if x is not None and (d is None or x < d):
+            d = x
+        if d is None:
+            if self.timer_at is not None:
+                self.layer.timers.cancel(self)
+        elif (self.timer_at is None or d < self.timer_at) and self.state != S.CLOSED:
+            self.layer.timers.schedule(self, d)
+
+    def report_closed_event(self, exc: BaseException | None) -> None:
+        if self.reported and not self.closed_reported:
+            self.closed_reported = True
+            self.layer.events.append((EV_CLOSED, self, exc))

@@ -1,0 +1,288 @@
+"""Segment arrival (RFC 9293 3.10.7) for a connection: acceptability, RFC 5961 checks, ACKs, data, FIN."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tcpip.core.tcp import congestion as cc
+from tcpip.core.tcp import output as out
+from tcpip.core.tcp.opening import established, syn_sent, time_wait
+from tcpip.core.tcp.seq import MASK, seq_add, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_sub
+from tcpip.core.tcp.state import EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
+from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
+
+if TYPE_CHECKING:
+    from tcpip.core.tcp.conn import Connection
+
+S = TcpState
+_ESTABLISHED_OR_CLOSE_WAIT = (S.ESTABLISHED, S.CLOSE_WAIT)
+
+
+def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
+    """Process one segment. True means: this TIME_WAIT 4-tuple was freed for a new SYN; hand it on."""
+    st = conn.state
+    if st == S.SYN_SENT:
+        syn_sent(conn, seg, data, now)
+        return False
+    if st == S.TIME_WAIT:
+        return time_wait(conn, seg, data, now)
+    flags = seg.flags
+    layer = conn.layer
+    stats = layer.stats
+    rb = conn.rcvbuf
+    rcv_nxt = rb.rcv_nxt
+    seq = seg.seq
+    dlen = len(data)
+    ts = seg.timestamp
+    if st == S.ESTABLISHED and (flags & ~PSH) == ACK and seq == rcv_nxt and \
+            (not dlen or conn.rcv_adv != rcv_nxt):
+        # Header prediction: the next in-order segment, no SYN/FIN/RST, window open. Checks one to
+        # four cannot fail (PAWS aside), so straight to the ACK and the text.
+        if ts is not None and conn.ts_ok:
+            if seq_lt(ts[0], conn.ts_recent):
+                if dlen:
+                    stats.paws_rejected += 1
+                    out.oow_ack(conn, now, True)
+                    return False
+            elif seq_le(seq, conn.last_ack_sent):
+                conn.ts_recent = ts[0]
+        if _process_ack(conn, seg, dlen, now):
+            _text(conn, seg, data, dlen, seq, flags, rcv_nxt, False, now)
+        return False
+    if st == S.SYN_RECEIVED and flags & SYN and seq == conn.irs:
+        if conn.listener is None and flags & ACK and seg.ack == conn.snd_max:
+            flags &= ~SYN  # simultaneous open: the peer's SYN-ACK completes ours (as Linux does)
+            seq = rcv_nxt
+            seg.seq = seq
+        else:
+            if not flags & (ACK | RST):  # the peer retransmitted its SYN: so do we (SYN-ACK)
+                out.send_syn(conn, now)
+                conn.arm()
+            return False
+    seglen = dlen + (1 if flags & SYN else 0) + (flags & FIN)
+    # RFC 7323 5.3 PAWS
+    # (Like Linux's tcp_disordered_ack, a bare ACK is exempt: reordered ACKs are harmless.)
+    if conn.ts_ok and ts is not None and (dlen or flags & (SYN | FIN)) and seq_lt(ts[0], conn.ts_recent):
+        stats.paws_rejected += 1
+        out.oow_ack(conn, now, dlen > 0)
+        return False
+    # first: sequence number (RFC 9293 3.10.7.4, the four cases)
+    wnd = seq_sub(conn.rcv_adv, rcv_nxt)
+    wnd = max(wnd, 0)
+    if seglen == 0:
+        # Linux's tcp_sequence: an empty segment exactly at the right edge is acceptable (a peer's pure
+        # ACK after it filled our window sits there; rejecting it stalls the connection).
+        ok = seq == rcv_nxt if wnd == 0 else seq_in(seq, rcv_nxt, seq_add(rcv_nxt, wnd + 1))
+    elif wnd == 0:
+        ok = False
+    else:
+        edge = seq_add(rcv_nxt, wnd)
+        ok = seq_in(seq, rcv_nxt, edge) or seq_in(seq_add(seq, seglen - 1), rcv_nxt, edge)
+    zero_window = False
+    if not ok:
+        if wnd == 0 and seq == rcv_nxt and not flags & (SYN | RST) and flags & ACK:
+            zero_window = True  # 3.10.7.4: still process the ACK; the data is dropped and ACKed below
+        else:
+            if flags & RST:
+                stats.rx_rst_ignored += 1
+                return False
+            stats.rx_not_acceptable += 1
+            if flags & SYN:
+                stats.syn_challenges += 1
+                out.challenge_ack(conn, now)
+            else:
+                # RFC 7323 5.3 R3 comes before the window test: a duplicate (its ACK was lost) updates
+                # TS.Recent, so our ACK dates the retransmission, not the original. Only from within
+                # the last window's worth of sequence space (a blind segment cannot move it far).
+                if dlen and conn.ts_ok and ts is not None and seq_ge(ts[0], conn.ts_recent) and \
+                        seq_in(seq, seq_add(rcv_nxt, -conn.config.rcvbuf), rcv_nxt):
+                    conn.ts_recent = ts[0]
+                out.oow_ack(conn, now, dlen > 0)
+            return False
+    # RFC 7323 4.3: TS.Recent from a segment covering Last.ACK.sent
+    if conn.ts_ok and ts is not None and seq_le(seq, conn.last_ack_sent) and \
+            seq_ge(ts[0], conn.ts_recent):
+        conn.ts_recent = ts[0]
+    # second: RST (RFC 5961 3.2: reset only at exactly rcv_nxt, else challenge)
+    if flags & RST:
+        if seq == rcv_nxt:
+            stats.rx_rst_accepted += 1
+            if st == S.SYN_RECEIVED:
+                layer.terminate(conn, refused() if conn.listener is None else None)
+            else:
+                if st in _ESTABLISHED_OR_CLOSE_WAIT:
+                    stats.estab_resets += 1
+                layer.terminate(conn, reset())
+        else:
+            stats.rx_rst_challenged += 1
+            out.challenge_ack(conn, now)
+        return False
+    # fourth: SYN on a synchronized connection (RFC 5961 4.2)
+    if flags & SYN:
+        stats.syn_challenges += 1
+        stats.rx_syn_in_window += 1
+        out.challenge_ack(conn, now)
+        return False
+    # fifth: ACK
+    if not flags & ACK:
+        stats.rx_no_ack += 1
+        return False
+    if st == S.SYN_RECEIVED:
+        ack = seg.ack
+        if not (seq_lt(conn.snd_una, ack) and seq_le(ack, conn.snd_max)):
+            stats.rx_synrecv_bad_ack += 1
+            layer.send_reset(conn.local_addr, conn.remote_addr, seg, dlen, now)
+            return False
+        if not established(conn, seg, now):
+            return False
+        st = conn.state
+    if _process_ack(conn, seg, dlen, now):
+        _text(conn, seg, data, dlen, seq, flags, rcv_nxt, zero_window, now)
+    return False
+
+
+def _text(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int, flags: int, rcv_nxt: int,
+          zero_window: bool, now: float) -> None:
+    """The seventh (segment text) and eighth (FIN) steps, then what goes out in answer."""
+    st = conn.state
+    layer = conn.layer
+    stats = layer.stats
+    rb = conn.rcvbuf
+    ack_now = False
+    fin = flags & FIN
+    if zero_window:
+        if dlen:
+            stats.zero_window_drop += 1
+            ack_now = True
+            dlen = 0
+            data = data[:0]
+        # a bare FIN at rcv_nxt is taken even with a zero window (as Linux does)
+    if (dlen or fin) and st in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2):
+        if conn.app_closed and dlen and seq_gt(seq_add(seq, dlen), rcv_nxt):
+            stats.abort_on_data += 1  # nobody will read it: RST (Linux tcp_rcv_state_process)
+            out.send_rst(conn, now)
+            layer.terminate(conn, None)
+            return
+        had_holes = rb.has_holes
+        ooo_before = rb.ooo_dropped
+        n, fin_now = rb.add(seq, data, bool(fin))
+        if dlen > conn.rcv_mss:
+            conn.rcv_mss = dlen if dlen < conn.adv_mss else conn.adv_mss
+        if n and not conn.data_ev:
+            conn.data_ev = True
+            layer.events.append((EV_DATA, conn, None))
+        if seq != rcv_nxt or had_holes or fin_now or rb.has_holes:
+            ack_now = True  # out of order, a hole filled, or a FIN: ACK at once (RFC 5681 4.2)
+            if seq != rcv_nxt:
+                if rb.ooo_dropped != ooo_before:
+                    stats.ofo_drop += 1
+                else:
+                    stats.ofo_queue += 1
+        elif n:
+            conn.ack_pending += n
+            if conn.ack_pending >= 2 * conn.rcv_mss:
+                ack_now = True
+            elif conn.delack_at is None:
+                conn.delack_at = now + conn.config.delack
+        if fin_now:
+            if not conn.app_closed:
+                layer.events.append((EV_EOF, conn, None))
+            st = conn.state
+            if st == S.ESTABLISHED:
+                conn.set_state(S.CLOSE_WAIT)
+            elif st == S.FIN_WAIT_1:
+                conn.set_state(S.CLOSING)
+            elif st == S.FIN_WAIT_2:
+                out.send_ack(conn, now)
+                layer.enter_time_wait(conn, now)
+                return
+    elif dlen or fin:
+        ack_now = seq_gt(seq_add(seq, dlen + fin), rcv_nxt)  # after the peer's FIN: ignore the text, but ACK
+    if not out.output(conn, now) and ack_now:
+        out.send_ack(conn, now)
+    layer.maybe_report_end(conn)
+    conn.arm()
+    return
+
+
+def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
+    """The fifth check's ESTABLISHED-and-later part: window, snd_una, RTT, cwnd, state moves on FIN ACKs."""
+    ack = seg.ack
+    una = conn.snd_una
+    layer = conn.layer
+    if seq_gt(ack, conn.snd_max):
+        layer.stats.rx_ack_unsent += 1
+        out.challenge_ack(conn, now)  # RFC 5961 5.2, rate-limited: a blind ACK must not buy a storm
+        return False
+    if seq_lt(ack, seq_sub(una, conn.max_snd_wnd) & MASK):
+        layer.stats.rx_ack_too_old += 1  # RFC 5961 5.2
+        out.challenge_ack(conn, now)
+        return False
+    conn.rcv_tstamp = now
+    conn.probes = 0
+    seq = seg.seq
+    wnd_changed = False
+    if seq_lt(conn.snd_wl1, seq) or (conn.snd_wl1 == seq and seq_le(conn.snd_wl2, ack)):
+        wnd = seg.window << conn.snd_wscale
+        if wnd != conn.snd_wnd:
+            wnd_changed = True
+            conn.snd_wnd = wnd
+            conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)
+        conn.snd_wl1, conn.snd_wl2 = seq, ack
+    acked = seq_sub(ack, una)
+    rec = conn.rec
+    if acked > 0:
+        _new_ack(conn, seg, ack, acked, now)
+    if rec is not None:  # SACK: scoreboard, RACK-TLP, PRR (core/tcp/recovery.py)
+        if (acked > 0 or seg.sack or conn.snd_max != una) and conn.state != S.CLOSED:
+            rec.on_ack(conn, seg, acked, now)
+    elif acked == 0 and conn.snd_max != una and not dlen and not wnd_changed and not seg.flags & (SYN | FIN):
+        cc.on_dupack(conn, now)  # RFC 5681 duplicate ACK
+    return conn.state != S.CLOSED
+
+
+def _new_ack(conn: Connection, seg: TcpRepr, ack: int, acked: int, now: float) -> None:
+    layer = conn.layer
+    if conn.snd_una == conn.iss:
+        acked -= 1  # the SYN is no data for congestion control
+    conn.snd_una = ack
+    if conn.retries:
+        conn.retries = 0
+        if conn.srtt:  # progress after a timeout: drop the backoff (Linux recomputes on every sample)
+            cc.set_rto(conn)
+    if seq_lt(conn.snd_nxt, ack):
+        conn.snd_nxt = ack
+    sb = conn.sndbuf
+    n = seq_sub(ack, conn.buf_seq)
+    if n > 0:
+        n = min(n, sb.queued)
+        if n:
+            sb.ack(n)
+            conn.buf_seq = seq_add(conn.buf_seq, n)
+            if not conn.sent_ev and not conn.app_closed:
+                conn.sent_ev = True
+                layer.events.append((EV_SENT, conn, None))
+    # RTT: the timed segment (Karn), else the echoed timestamp (RFC 7323 4.1)
+    if conn.rtt_seq is not None and seq_ge(ack, conn.rtt_seq):
+        conn.rtt_seq = None
+        cc.rtt_sample(conn, now - conn.rtt_time)
+    elif conn.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
+        cc.rtt_sample(conn, ((out.ts_now(conn, now) - seg.timestamp[1]) & MASK) / 1000.0)
+    if acked > 0:
+        cc.on_new_ack(conn, acked, now)
+    if conn.snd_una == conn.snd_max:
+        if not conn.persist:
+            conn.rexmit_at = None
+    elif not conn.persist:
+        conn.rexmit_at = now + conn.rto
+    if conn.fin_queued and sb.queued == 0 and seq_gt(conn.snd_una, conn.buf_seq):  # our FIN is acknowledged
+        st = conn.state
+        if st == S.FIN_WAIT_1:
+            conn.set_state(S.FIN_WAIT_2)
+            if conn.app_closed:
+                conn.linger_at = now + conn.config.fin_wait2
+        elif st == S.CLOSING:
+            layer.enter_time_wait(conn, now)
+        elif st == S.LAST_ACK:
+            layer.report_closed(conn, None)
+            layer.terminate(conn, None)

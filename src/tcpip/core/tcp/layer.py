@@ -1,0 +1,405 @@
+"""TcpLayer: demultiplexing, listeners, active opens, RSTs for closed ports, ICMP errors, timers and events."""
+
+from __future__ import annotations
+
+import errno
+import random
+import struct
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from tcpip.core.tcp import input as tcp_input
+from tcpip.core.tcp import output as out
+from tcpip.core.tcp import validate
+from tcpip.core.tcp.config import TcpConfig
+from tcpip.core.tcp.conn import Connection
+from tcpip.core.tcp.isn import IsnGenerator, ephemeral_port
+from tcpip.core.tcp.listener import Listener
+from tcpip.core.tcp.seq import seq_add, seq_in, seq_lt
+from tcpip.core.tcp.state import EV_SENT, ConnInfo, TcpState, os_error
+from tcpip.core.tcp.stats import TcpStats
+from tcpip.core.tcp.syncookies import SynCookies
+from tcpip.core.tcp.timeouts import on_timer
+from tcpip.core.tcp.timers import TimerHeap
+from tcpip.errors import AddressInUseError, HostUnreachableError, TcpipError, WireError
+from tcpip.wire.tcp import ACK, FIN, RST, SYN, TcpRepr, fill_checksum, verify
+
+Buffer = bytes | bytearray | memoryview
+S = TcpState
+_PORTS_SEQ = struct.Struct("!HHI")
+_ICMP_UNREACH = 3
+_FRAG_NEEDED = 4
+# ICMP destination-unreachable code -> errno (Linux icmp_err_convert)
+_UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT, 3: errno.ECONNREFUSED,
+                  5: errno.EOPNOTSUPP, 6: errno.ENETUNREACH, 7: errno.EHOSTUNREACH, 9: errno.ENETUNREACH,
+                  10: errno.EHOSTUNREACH, 11: errno.ENETUNREACH, 12: errno.EHOSTUNREACH,
+                  13: errno.EHOSTUNREACH, 14: errno.EHOSTUNREACH, 15: errno.EHOSTUNREACH}
+_ICMP_TIME_EXCEEDED = 11
+_ICMP_PARAM_PROBLEM = 12
+_ICMP_ERRORS = (_ICMP_UNREACH, _ICMP_TIME_EXCEEDED, _ICMP_PARAM_PROBLEM)  # source quench: RFC 6633, ignored
+_TYPE_ERRNO = {_ICMP_TIME_EXCEEDED: errno.EHOSTUNREACH, _ICMP_PARAM_PROBLEM: errno.EPROTO}
+_SYN_FIN = SYN | FIN
+_PORT_LOW, _PORT_HIGH = 32768, 60999
+
+
+class Output(Protocol):
+    """Implemented by the host: sends our segments and answers route questions."""
+
+    def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None: ...
+    def tcp_mss(self, dst: int, now: float) -> int: ...
+    def is_local(self, addr: int) -> bool: ...
+
+
+class TcpLayer:
+    """All TCP connections and listeners of a host (sans-I/O)."""
+
+    def __init__(self, config: TcpConfig, output: Output, rng: random.Random, secret: bytes) -> None:
+        self.config = config
+        self.output = output
+        self.rng = rng
+        self.isn = IsnGenerator(secret)
+        self.cookies = SynCookies(secret)
+        self.stats = TcpStats()
+        self.conns: dict[tuple[int, int, int, int], Connection] = {}
+        self.listeners: dict[tuple[int, int], Listener] = {}
+        self.timers: TimerHeap[Connection] = TimerHeap()
+        self.events: list[tuple[int, Any, Any]] = []
+        self.time_wait_count = 0
+        self.mem = 0  # buffer bytes held, as of each connection's last segment (exact under pressure)
+        self._mem: dict[Connection, int] = {}
+        self._orphans: set[Connection] = set()
+        self.half_open_total = 0
+        self._challenge_second = -1
+        self._challenge_budget = 0
+        s = 0
+        while s < 14 and config.rcvbuf >> s > 0xFFFF:
+            s += 1
+        self._wscale = s  # the smallest shift that lets the whole receive buffer be advertised
+
+    # -- driver API ---------------------------------------------------------------------------------------
+    def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+              broadcast: bool) -> None:
+        """One TCP segment addressed to us (IP checks done); checksum verified here."""
+        stats = self.stats
+        stats.in_segs += 1
+        if broadcast:
+            stats.rx_broadcast += 1
+            return
+        if not verify(payload, src, dst):
+            stats.in_csum_errors += 1
+            stats.in_errs += 1
+            if len(payload) >= 18 and payload[16] == 0 and payload[17] == 0:
+                stats.rx_csum_zero += 1
+            return
+        try:
+            seg, data = TcpRepr.parse(payload)
+        except WireError:
+            stats.in_errs += 1
+            if len(payload) >= 20:
+                stats.rx_bad_doff += 1  # data offset < 5 or past the end
+            else:
+                stats.rx_malformed += 1
+            return
+        if not validate.check(stats, seg, len(data), payload):
+            return
+        conn = self.conns.get((dst, seg.dst_port, src, seg.src_port))
+        iss = None
+        if conn is not None:
+            if seg.flags & _SYN_FIN == _SYN_FIN and conn.state == S.TIME_WAIT:
+                stats.rx_syn_fin += 1  # never lets a new connection take the 4-tuple
+                return
+            if seg.sack:
+                validate.filter_sack(conn, seg, stats)
+            stripped = False
+            if data and self.mem >= self.config.mem_limit and not self._relieve(conn):
+                stats.mem_drops += 1  # keep the ACK, drop the text (ACKed below): the peer sends it again
+                data = data[:0]
+                seg.flags &= ~FIN
+                stripped = True
+            ts = seg.timestamp
+            if conn.ts_ok and ts is not None:
+                recent = conn.ts_recent
+                if now - conn.ts_recent_at > validate.PAWS_24DAYS and seq_lt(ts[0], recent) and \
+                        not seg.flags & RST:
+                    stats.paws_aged += 1  # RFC 7323 5.5: TS.Recent is stale, not a reason to drop
+                    conn.ts_recent = recent = ts[0]
+                again = tcp_input.segment_arrives(conn, seg, data, now)
+                if conn.ts_recent != recent:
+                    conn.ts_recent_at = now
+            else:
+                again = tcp_input.segment_arrives(conn, seg, data, now)
+            if conn.state != S.CLOSED:
+                self.account(conn)
+                if stripped:
+                    out.send_ack(conn, now)
+            if not again:
+                return
+            iss = seq_add(conn.snd_nxt, 65537)  # TIME_WAIT reuse: start above the old sequence space
+        lst = self.find_listener(dst, seg.dst_port)
+        if lst is not None:
+            lst.segment(seg, data, src, dst, now, iss)
+            return
+        if seg.flags & RST:
+            stats.rx_rst_no_socket += 1
+            return
+        stats.rx_no_socket += 1
+        self.send_reset(dst, src, seg, len(data), now)
+
+    def icmp_error(self, icmp_type: int, code: int, rest: int, quote: memoryview, now: float) -> None:
+        """An ICMP error quoting one of our segments (quoted IPv4 header + at least 8 bytes of TCP)."""
+        if len(quote) < 20:
+            return
+        ihl = (quote[0] & 0x0F) * 4
+        if len(quote) < ihl + 8:
+            return
+        src = int.from_bytes(quote[12:16], "big")
+        dst = int.from_bytes(quote[16:20], "big")
+        sport, dport, seq = _PORTS_SEQ.unpack_from(quote, ihl)
+        conn = self.conns.get((src, sport, dst, dport))
+        stats = self.stats
+        # RFC 5927 4.1: act only when the quoted sequence number is one we sent and is not yet acknowledged
+        if conn is None or icmp_type not in _ICMP_ERRORS or conn.state == S.TIME_WAIT or \
+                not seq_in(seq, conn.snd_una, seq_add(conn.snd_max, 1)):
+            stats.icmp_ignored += 1
+            return
+        if icmp_type == _ICMP_UNREACH and code == _FRAG_NEEDED:
+            mtu = rest & 0xFFFF
+            mss = max(mtu - 40, self.config.min_mss)
+            if mtu == 0 or mss >= conn.mss:
+                stats.icmp_ignored += 1
+                return
+            stats.icmp_frag_needed += 1
+            conn.mss = mss
+            if conn.state not in (S.SYN_SENT, S.SYN_RECEIVED) and conn.snd_una != conn.snd_max:
+                conn.snd_nxt = conn.snd_una  # resend what no longer fits, without a cwnd cut (Linux)
+                out.retransmit_first(conn, now)
+                conn.arm()
+            return
+        code_errno = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if icmp_type == _ICMP_UNREACH else \
+            _TYPE_ERRNO[icmp_type]
+        if icmp_type == _ICMP_UNREACH and (
+                conn.state == S.SYN_SENT or (conn.state == S.SYN_RECEIVED and conn.listener is None)):
+            stats.icmp_unreachable += 1
+            self.terminate(conn, os_error(code_errno))
+        elif icmp_type == _ICMP_UNREACH and conn.state == S.SYN_RECEIVED and seq == conn.iss:
+            stats.icmp_unreachable += 1
+            self.terminate(conn, None)
+        else:
+            # RFC 5461 / RFC 1122 4.2.3.9: a soft error on a synchronized connection; kept for the
+            # application to read (Linux sk_err_soft), never fatal
+            stats.icmp_soft_errors += 1
+            conn.soft_error = os_error(code_errno)
+
+    def listen(self, addr: int, port: int, backlog: int) -> Listener:
+        if port == 0:
+            for _ in range(64):
+                p = self.rng.randint(_PORT_LOW, _PORT_HIGH)
+                if not self._port_busy(addr, p):
+                    port = p
+                    break
+            else:
+                raise AddressInUseError("no free port to listen on")
+        if (addr, port) in self.listeners:
+            raise AddressInUseError()
+        lst = self.listeners[(addr, port)] = Listener(self, addr, port, backlog)
+        return lst
+
+    def connect(self, src: int, sport: int, dst: int, dport: int, now: float) -> Connection:
+        """Active open: sends the SYN. A send failure shows up as EV_CLOSED(OSError), not an exception."""
+        if sport == 0:
+            p = ephemeral_port(src, dst, dport, self.rng, lambda q: self._tuple_busy(src, q, dst, dport))
+            if p is None:
+                raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+            sport = p
+        elif (src, sport, dst, dport) in self.conns:
+            raise AddressInUseError()
+        conn = Connection(self, src, sport, dst, dport)
+        iss = self.isn.isn(src, sport, dst, dport, now)
+        conn.iss = conn.snd_una = conn.snd_nxt = conn.snd_max = conn.recover = iss
+        conn.buf_seq = seq_add(iss, 1)
+        conn.adv_mss = self.adv_mss(dst, now)
+        conn.mss = conn.adv_mss
+        conn.rcv_wscale = self._wscale if self.config.window_scaling else 0
+        conn.state = S.SYN_SENT
+        conn.ts_recent_at = now
+        conn.reported = True
+        self.stats.active_opens += 1
+        self.register(conn)
+        out.send_syn(conn, now)
+        if conn.send_error is not None:
+            self.fail_connect(conn)
+            return conn
+        conn.rexmit_at = now + conn.rto
+        conn.arm()
+        return conn
+
+    def poll_at(self) -> float | None:
+        return self.timers.poll_at()
+
+    def handle_timeout(self, now: float) -> None:
+        for conn in self.timers.expired(now):
+            on_timer(conn, now)
+
+    def poll_events(self) -> list[tuple[int, Any, Any]]:
+        ev = self.events
+        if not ev:
+            return ev
+        self.events = []
+        for kind, subject, _ in ev:
+            if kind == EV_SENT:
+                subject.sent_ev = False
+        return ev
+
+    def connections(self) -> list[ConnInfo]:
+        rows = [ConnInfo(lst.addr, lst.port, 0, 0, "LISTEN", len(lst.accept_queue), lst.backlog)
+                for lst in self.listeners.values()]
+        rows.extend(ConnInfo(c.local_addr, c.local_port, c.remote_addr, c.remote_port, c.state.name,
+                             c.rcvbuf.readable, c.sndbuf.queued, c.cwnd, c.ssthresh, c.srtt, c.rttvar,
+                             c.rto, c.mss, c.retries) for c in self.conns.values())
+        return rows
+
+    # -- used by connections and listeners ----------------------------------------------------------------
+    def register(self, conn: Connection) -> None:
+        self.conns[conn.key] = conn
+
+    def find_listener(self, addr: int, port: int) -> Listener | None:
+        """The listener on addr:port, else on any address:port."""
+        return self.listeners.get((addr, port)) or self.listeners.get((0, port))
+
+    def unlisten(self, lst: Listener) -> None:
+        if self.listeners.get((lst.addr, lst.port)) is lst:
+            del self.listeners[(lst.addr, lst.port)]
+
+    def adv_mss(self, dst: int, now: float) -> int:
+        return max(min(self.output.tcp_mss(dst, now), 0xFFFF), self.config.min_mss)
+
+    def our_wscale(self) -> int:
+        return self._wscale if self.config.window_scaling else 0
+
+    def terminate(self, conn: Connection, exc: BaseException | None) -> None:
+        """Move to CLOSED, forget the connection, report EV_CLOSED if owed."""
+        st = conn.state
+        if st == S.CLOSED:
+            return
+        if st in (S.SYN_SENT, S.SYN_RECEIVED):
+            self.stats.attempt_fails += 1
+        conn.set_state(S.CLOSED)
+        if self.conns.get(conn.key) is conn:
+            del self.conns[conn.key]
+        self.mem -= self._mem.pop(conn, 0)
+        self._orphans.discard(conn)
+        conn.rexmit_at = conn.delack_at = conn.linger_at = None
+        if conn.timer_at is not None:
+            self.timers.cancel(conn)
+        conn.report_closed_event(exc)
+
+    def fail_connect(self, conn: Connection) -> None:
+        e = conn.send_error
+        code = errno.EHOSTUNREACH if isinstance(e, HostUnreachableError) else errno.ENETUNREACH
+        self.terminate(conn, os_error(code))
+
+    def report_closed(self, conn: Connection, exc: BaseException | None) -> None:
+        conn.report_closed_event(exc)
+
+    def maybe_report_end(self, conn: Connection) -> None:
+        """EV_CLOSED(None) once our FIN is acknowledged and either the application closed or the peer's
+        FIN arrived (the connection may linger in FIN_WAIT_2 / TIME_WAIT without the application)."""
+        if conn.closed_reported or not conn.reported:
+            return
+        st = conn.state
+        fin_acked = st in (S.FIN_WAIT_2, S.TIME_WAIT)
+        if fin_acked and (conn.app_closed or conn.rcvbuf.fin_received):
+            conn.report_closed_event(None)
+
+    def enter_time_wait(self, conn: Connection, now: float) -> None:
+        if self.time_wait_count >= self.config.max_time_wait:
+            self.stats.time_wait_overflow += 1
+            conn.report_closed_event(None)
+            self.terminate(conn, None)
+            return
+        conn.set_state(S.TIME_WAIT)
+        self._orphans.discard(conn)
+        conn.rexmit_at = conn.delack_at = None
+        conn.persist = False
+        conn.linger_at = now + self.config.time_wait
+        conn.report_closed_event(None)
+        conn.arm()
+
+    # -- resource bounds ------------------------------------------------------------------------------------
+    @property
+    def orphans(self) -> int:
+        return len(self._orphans)
+
+    def note_orphan(self, conn: Connection, now: float) -> None:
+        """close() left `conn` sending its FIN without an application: bounded by max_orphans (Linux
+        tcp_too_many_orphans resets the newest)."""
+        if len(self._orphans) >= self.config.max_orphans:
+            self.stats.orphan_overflow += 1
+            conn.abort(now)
+            return
+        self._orphans.add(conn)
+
+    def account(self, conn: Connection) -> None:
+        """Record the buffer bytes `conn` holds now (readable + out of order + send queue) in self.mem."""
+        cur = conn.rcvbuf.readable + conn.rcvbuf.ooo_bytes + conn.sndbuf.queued
+        self.mem += cur - self._mem.get(conn, 0)
+        self._mem[conn] = cur
+
+    def _relieve(self, conn: Connection) -> bool:
+        """Memory at mem_limit: recount exactly (reads and writes since each connection's last segment),
+        then prune out-of-order data, this connection's first (Linux tcp_prune_ofo_queue). True when
+        below the limit again."""
+        limit = self.config.mem_limit
+        for c in self._mem:
+            self.account(c)
+        if self.mem < limit:
+            return True
+        stats = self.stats
+        stats.prune_called += 1
+        for c in (conn, *self._mem):
+            if c.rcvbuf.ooo_bytes:
+                stats.ofo_pruned += c.rcvbuf.prune_ooo()
+                self.account(c)
+                if self.mem < limit:
+                    return True
+        return False
+
+    def challenge_allowed(self, now: float) -> bool:
+        """The global challenge-ACK budget: per second, a random count in [limit/2, limit*3/2), so an
+        attacker cannot count our challenges to infer a connection's window (CVE-2016-5696, Linux)."""
+        sec = int(now)
+        if sec != self._challenge_second:
+            self._challenge_second = sec
+            limit = self.config.challenge_ack_limit
+            self._challenge_budget = limit // 2 + self.rng.randrange(limit) if limit > 0 else 0
+        if self._challenge_budget <= 0:
+            return False
+        self._challenge_budget -= 1
+        return True
+
+    def send_reset(self, src: int, dst: int, seg: TcpRepr, dlen: int, now: float) -> None:
+        """RST answering `seg` (RFC 9293 3.10.7.1): <SEQ=SEG.ACK><CTL=RST> if it had an ACK, else
+        <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. Never in answer to a RST."""
+        flags = seg.flags
+        if flags & RST:
+            return
+        if flags & ACK:
+            r = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            n = dlen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+            r = TcpRepr(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, n), RST | ACK, 0)
+        hdr = bytearray(20)
+        r.emit(hdr)
+        fill_checksum(hdr, src, dst, b"")
+        self.stats.out_rsts += 1
+        self.stats.out_segs += 1
+        try:
+            self.output.tcp_send(src, dst, (hdr,), now)
+        except TcpipError:
+            self.stats.send_errors += 1
+
+    def _tuple_busy(self, src: int, sport: int, dst: int, dport: int) -> bool:
+        return (src, sport, dst, dport) in self.conns or self._port_busy(src, sport)
+
+    def _port_busy(self, addr: int, port: int) -> bool:
+        return (addr, port) in self.listeners or (0, port) in self.listeners

@@ -1,0 +1,311 @@
+"""Loss recovery of a SACK connection: the scoreboard (RFC 6675), RACK-TLP (RFC 8985), Proportional Rate
+Reduction (RFC 6937), rescue retransmission, and D-SACK (RFC 2883) undo of spurious retransmissions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tcpip.core.tcp import output as out
+from tcpip.core.tcp.rack import Rack
+from tcpip.core.tcp.scoreboard import BY_RACK, RETRANS, SACKED, Scoreboard, Seg
+from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_le, seq_sub
+
+if TYPE_CHECKING:
+    from tcpip.core.tcp.conn import Connection
+    from tcpip.wire.tcp import TcpRepr
+
+WC_DELACK = 0.2  # RFC 8985 7.2 WCDelAckT: the longest a receiver may delay the ACK of one segment
+PTO_MIN = 0.01
+T_REO, T_PTO = 1, 2
+
+
+class Recovery:
+    """Per-connection recovery state (created when SACK is negotiated)."""
+
+    __slots__ = ("prr_delivered", "prr_out", "rack", "recover_fs", "rescued", "sb", "timer", "tlp_end",
+                 "tlp_retrans", "undo_marker", "undo_retrans")
+
+    def __init__(self) -> None:
+        self.sb = Scoreboard()
+        self.rack = Rack()
+        self.timer = 0  # what conn.loss_at means: T_REO (reordering timer) or T_PTO (probe timeout)
+        self.prr_delivered = self.prr_out = self.recover_fs = 0
+        self.rescued = False  # RFC 6675 rescue retransmission done in this episode
+        self.tlp_end: int | None = None  # a loss probe is outstanding up to this sequence
+        self.tlp_retrans = False
+        self.undo_marker: int | None = None  # snd_una when the episode began: D-SACKs above it count
+        self.undo_retrans = 0  # retransmissions of the episode not yet proven spurious
+
+    # -- hooks from output -------------------------------------------------------------------------------
+    def on_send(self, conn: Connection, seq: int, end: int, now: float) -> None:
+        """Every data/FIN segment goes through here: new ones are recorded, old ones marked resent."""
+        if not seq_gt(end, seq):
+            return
+        if seq_ge(seq, conn.snd_max):
+            self.sb.sent(seq, end, now)
+        else:
+            go_back = conn.snd_nxt != conn.snd_max
+            n = self.sb.resent(seq, end, now, not go_back)
+            if self.undo_marker is not None:
+                self.undo_retrans += n
+        if conn.in_recovery:
+            self.prr_out += seq_sub(end, seq)
+
+    def pipe(self, conn: Connection) -> int:
+        sb = self.sb
+        return seq_sub(conn.snd_max, conn.snd_una) - sb.sacked_bytes - sb.lost_bytes + sb.retrans_bytes
+
+    def retransmit_lost(self, conn: Connection, now: float) -> None:
+        """NextSeg rule 1 while pipe < cwnd: lost segments first, oldest first."""
+        sb = self.sb
+        if not sb.lostq or conn.snd_nxt != conn.snd_max:
+            return
+        stats = conn.layer.stats
+        while self.pipe(conn) < conn.cwnd:
+            s = sb.next_lost()
+            if s is None:
+                break
+            if s.flags & BY_RACK:
+                stats.rack_retrans += 1
+            else:
+                stats.fast_retrans += 1
+            if s.start == conn.snd_una:  # the head went again: its timer starts over (as Linux)
+                conn.rexmit_at = now + conn.rto
+            _resend(conn, s, now)
+
+    # -- ACK processing ----------------------------------------------------------------------------------
+    def on_ack(self, conn: Connection, seg: TcpRepr, acked: int, now: float) -> None:
+        """Everything an acceptable ACK means for recovery (snd_una already advanced)."""
+        sb = self.sb
+        rack = self.rack
+        una = conn.snd_una
+        sb.now = now
+        delivered = 0
+        if acked > 0:
+            delivered = acked - sb.ack(una)
+        dsack = None
+        if seg.sack:
+            newly, dsack = sb.sack(seg.sack, una, conn.snd_max)
+            delivered += newly
+        rack.update(sb, now)
+        stats = conn.layer.stats
+        if dsack is not None:
+            stats.dsack_recv += 1
+            rack.on_dsack(una, conn.snd_max)
+            self._dsack_undo(conn, dsack, now)
+        if self.tlp_end is not None and (dsack is not None or seq_ge(una, self.tlp_end)):
+            self._tlp_done(conn, dsack is not None, now)
+        head = sb.head()
+        if head is not None and head.flags & SACKED and acked > 0:
+            stats.sack_reneging += 1  # the peer dropped what it SACKed: resend it (RFC 2018 8)
+            sb.forget_sacks()
+        mss = conn.mss
+        if conn.snd_nxt == conn.snd_max:  # not going back after a timeout
+            if head is not None and sb.sacked_bytes > 2 * mss and not head.flags & (SACKED | RETRANS) \
+                    and not sb.lostq:
+                sb.mark_lost(head, False)  # RFC 6675 IsLost(HighACK + 1)
+            self._detect(conn, now)
+            if not conn.in_recovery and sb.lost_bytes:
+                self._enter(conn, now)
+        if conn.in_recovery:
+            if seq_ge(una, conn.recover):
+                self._exit(conn, now)
+            else:
+                self._prr(conn, delivered)
+        elif acked > 0:
+            c = conn.cc
+            c.on_ack(acked, una, conn.snd_max, rack.rtt, now)
+            cap = 2 * conn.sndbuf.capacity + mss
+            c.cwnd = min(c.cwnd, cap)
+        self.retransmit_lost(conn, now)
+        out.output(conn, now)
+        if conn.in_recovery and not self.rescued:
+            self._rescue(conn, now)
+        self.schedule_pto(conn, now)
+
+    def _detect(self, conn: Connection, now: float) -> None:
+        rack = self.rack
+        wnd = rack.reo_wnd(conn.in_recovery, self.sb.sacked_bytes, conn.mss, conn.srtt)
+        timeout = rack.detect_loss(self.sb, wnd, now)
+        if timeout is not None:
+            self.timer = T_REO
+            conn.loss_at = now + timeout
+        elif self.timer == T_REO:
+            self.timer = 0
+            conn.loss_at = None
+
+    def _enter(self, conn: Connection, now: float) -> None:
+        """RFC 6675 5 / RFC 6937: one window reduction per episode; PRR paces the way down."""
+        flight = seq_sub(conn.snd_max, conn.snd_una)
+        conn.layer.stats.recoveries += 1
+        c = conn.cc
+        c.save()
+        c.on_loss(flight, now)
+        conn.in_recovery = True
+        conn.recover = conn.snd_max
+        self.recover_fs = flight
+        self.prr_delivered = self.prr_out = 0
+        self.rescued = False
+        self.undo_marker = conn.snd_una
+        self.undo_retrans = 0
+        self._prr(conn, 0)
+
+    def _exit(self, conn: Connection, now: float) -> None:
+        conn.in_recovery = False
+        conn.cc.on_recovery_end(now)
+        self.rack.on_recovery_end()
+
+    def _prr(self, conn: Connection, delivered: int) -> None:
+        """RFC 6937: cwnd = pipe + sndcnt, rounded up to whole segments."""
+        self.prr_delivered += delivered
+        pipe = self.pipe(conn)
+        mss = conn.mss
+        ssthresh = conn.cc.ssthresh
+        if pipe > ssthresh:  # proportional part
+            sndcnt = -(-self.prr_delivered * ssthresh // max(self.recover_fs, 1)) - self.prr_out
+        else:  # slow-start reduction bound (PRR-SSRB)
+            limit = max(self.prr_delivered - self.prr_out, delivered) + mss
+            sndcnt = min(ssthresh - pipe, limit)
+        if sndcnt <= 0:
+            sndcnt = 0 if self.prr_out else 1  # the first ACK of the episode sends one (as Linux)
+        segs = sndcnt // mss  # whole segments; a positive remainder alone still sends one
+        conn.cc.cwnd = pipe + (segs if segs or sndcnt <= 0 else 1) * mss
+
+    def _rescue(self, conn: Connection, now: float) -> None:
+        """RFC 6675 NextSeg rule 4: nothing lost left, no new data: resend the last unSACKed segment once."""
+        sb = self.sb
+        if sb.lostq and sb.next_lost() is not None:
+            return
+        if self.pipe(conn) >= conn.cwnd or conn.snd_nxt != conn.snd_max:
+            return
+        if seq_sub(seq_add(conn.buf_seq, conn.sndbuf.queued), conn.snd_max) > 0:
+            return  # new data waits (for the peer's window): rule 2 comes first
+        for s in reversed(sb.segs):
+            if not s.flags & SACKED:
+                if not s.flags & RETRANS:
+                    self.rescued = True
+                    conn.layer.stats.rescue_retrans += 1
+                    _resend(conn, s, now)
+                return
+
+    # -- D-SACK undo ----------------------------------------------------------------------------------------
+    def _dsack_undo(self, conn: Connection, dsack: tuple[int, int], now: float) -> None:
+        """Each D-SACK at or above the episode's start proves retransmissions spurious; when all are,
+        the window reduction is undone (RFC 3708 spirit, Linux tcp_try_undo_dsack)."""
+        m = self.undo_marker
+        if m is None or self.undo_retrans <= 0 or seq_gt(m, dsack[0]):
+            return
+        mss = conn.mss
+        self.undo_retrans -= max(1, -(-seq_sub(dsack[1], dsack[0]) // mss))
+        if self.undo_retrans <= 0 and conn.cc.undo():
+            conn.layer.stats.dsack_undo += 1
+            self.undo_marker = None
+            if conn.in_recovery:
+                conn.in_recovery = False
+                self.rack.on_recovery_end()
+
+    # -- timers: reordering window and tail loss probe -------------------------------------------------------
+    def schedule_pto(self, conn: Connection, now: float) -> None:
+        """RFC 8985 7.2: arm the probe timeout when data is outstanding outside recovery."""
+        if self.timer == T_REO or self.tlp_end is not None or conn.in_recovery or \
+                conn.snd_una == conn.snd_max or conn.snd_nxt != conn.snd_max or conn.persist:
+            if self.timer == T_PTO and (conn.in_recovery or conn.snd_una == conn.snd_max):
+                self.timer = 0
+                conn.loss_at = None
+            return
+        srtt = conn.srtt
+        pto = 2.0 * srtt if srtt else 1.0
+        if seq_sub(conn.snd_max, conn.snd_una) <= conn.mss:
+            pto += WC_DELACK
+        pto = max(pto, PTO_MIN)
+        if conn.rexmit_at is not None:
+            left = conn.rexmit_at - now
+            if left <= pto:
+                if self.timer == T_PTO:
+                    self.timer = 0
+                    conn.loss_at = None
+                return
+        self.timer = T_PTO
+        conn.loss_at = now + pto
+
+    def on_timer(self, conn: Connection, now: float) -> None:
+        kind, self.timer = self.timer, 0
+        if conn.state not in out.SENDING or conn.snd_una == conn.snd_max:
+            return
+        if kind == T_REO:
+            self._detect(conn, now)
+            if not conn.in_recovery and self.sb.lost_bytes and conn.snd_nxt == conn.snd_max:
+                self._enter(conn, now)
+            self.retransmit_lost(conn, now)
+            out.output(conn, now)
+        elif kind == T_PTO:
+            self._probe(conn, now)
+        conn.rexmit_at = now + conn.rto if conn.rexmit_at is None or kind == T_PTO else conn.rexmit_at
+
+    def _probe(self, conn: Connection, now: float) -> None:
+        """RFC 8985 7.3: send one new segment if the window allows, else resend the last one."""
+        stats = conn.layer.stats
+        stats.tlp_probes += 1
+        unsent = seq_sub(seq_add(conn.buf_seq, conn.sndbuf.queued), conn.snd_max)
+        flight = seq_sub(conn.snd_max, conn.snd_una)
+        self.tlp_retrans = False
+        if not (unsent > 0 and conn.snd_wnd - flight >= min(unsent, conn.mss) and _send_one_new(conn, now)):
+            segs = self.sb.segs
+            if not segs:
+                return
+            s = segs[-1]
+            if s.flags & SACKED:
+                return
+            self.tlp_retrans = True
+            stats.tlp_retrans += 1
+            _resend(conn, s, now)
+        self.tlp_end = conn.snd_max
+
+    def _tlp_done(self, conn: Connection, dsack: bool, now: float) -> None:
+        """RFC 8985 7.4: a probe ACKed without a D-SACK repaired a real loss: reduce the window once."""
+        self.tlp_end = None
+        if self.tlp_retrans and not dsack and not conn.in_recovery:
+            conn.layer.stats.tlp_recoveries += 1
+            c = conn.cc
+            c.on_loss(seq_sub(conn.snd_max, conn.snd_una), now)
+            c.cwnd = c.ssthresh
+        self.tlp_retrans = False
+
+    def on_rto(self, conn: Connection) -> None:
+        """Retransmission timeout: the go-back resends everything unSACKed; a second one in a row means
+        the peer may have reneged (RFC 2018 8): forget its SACKs."""
+        sb = self.sb
+        sb.reset_losses()
+        if conn.retries > 1:
+            sb.forget_sacks()
+        self.timer = 0
+        conn.loss_at = None
+        self.tlp_end = None
+        if conn.in_recovery:
+            self.rack.on_recovery_end()
+        conn.in_recovery = False
+        self.undo_marker = conn.snd_una
+        self.undo_retrans = 0
+
+
+def _resend(conn: Connection, s: Seg, now: float) -> None:
+    """Retransmit one scoreboard record (at most one MSS of it) with the FIN if it carries one."""
+    end = seq_add(conn.buf_seq, conn.sndbuf.queued)
+    data_end = s.end if seq_le(s.end, end) else end
+    n = min(seq_sub(data_end, s.start), conn.mss - out.options_len(conn))
+    fin = n == seq_sub(data_end, s.start) and s.end != data_end
+    conn.rtt_seq = None  # Karn
+    out.send_data(conn, s.start, n, fin, now)
+
+
+def _send_one_new(conn: Connection, now: float) -> bool:
+    """One segment of new data for a loss probe, whatever cwnd says."""
+    c = conn.cc
+    saved = c.cwnd
+    c.cwnd = seq_sub(conn.snd_max, conn.snd_una) + conn.mss + (1 << 20)
+    try:
+        nxt = conn.snd_max
+        sent = out.output(conn, now, force=True, max_segs=1)
+    finally:
+        c.cwnd = saved
+    return sent and conn.snd_max != nxt

@@ -1,0 +1,97 @@
+"""TCP send buffer: bytes the application queued, from snd_una on, with zero-copy views for segments.
+
+Bytes live in fixed-size blocks (bytearrays that never resize): a written byte never changes or moves, so a
+memoryview handed out for a segment stays valid after later writes and after `ack` drops its block (the
+view keeps the block alive). Writes fill the last block before starting another, so small writes coalesce
+and most segments are one slice of one block.
+"""
+
+from __future__ import annotations
+
+Buffer = bytes | bytearray | memoryview
+
+MIN_BLOCK = 4096
+MAX_BLOCK = 65536
+
+
+class SendBuffer:
+    """Queued bytes from snd_una: `write` appends, `view` reads at an offset, `ack` drops from the front."""
+
+    __slots__ = ("_blocks", "_fill", "_head", "capacity", "queued")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError(f"capacity {capacity} must be positive")
+        self.capacity = capacity
+        self.queued = 0               # bytes from snd_una (unacknowledged + unsent)
+        self._blocks: list[bytearray] = []
+        self._head = 0                # offset of snd_una in _blocks[0]
+        self._fill = 0                # bytes used in _blocks[-1]; every other block is full
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.queued
+
+    def write(self, data: Buffer) -> int:
+        """Copy as much of `data` as fits; returns the number of bytes accepted."""
+        n = min(len(data), self.capacity - self.queued)
+        if n <= 0:
+            return 0
+        src = data if isinstance(data, memoryview) else memoryview(data)
+        done = 0
+        blocks = self._blocks
+        while done < n:
+            if not blocks or self._fill == len(blocks[-1]):
+                left = n - done
+                blocks.append(bytearray(MAX_BLOCK if left >= MAX_BLOCK else max(MIN_BLOCK, left)))
+                self._fill = 0
+            block = blocks[-1]
+            k = min(len(block) - self._fill, n - done)
+            block[self._fill:self._fill + k] = src[done:done + k]  # same size: allowed while views exist
+            self._fill += k
+            done += k
+        self.queued += n
+        return n
+
+    def view(self, offset: int, n: int) -> memoryview:
+        """Bytes [offset, offset + n) counted from snd_una: one block's slice, or a copy across blocks."""
+        if offset < 0 or n < 0 or offset + n > self.queued:
+            raise ValueError(f"view({offset}, {n}) outside the {self.queued} queued bytes")
+        pos = self._head + offset
+        blocks = self._blocks
+        i = 0
+        while i < len(blocks) and pos >= len(blocks[i]):
+            pos -= len(blocks[i])
+            i += 1
+        if n == 0:
+            return memoryview(b"")
+        block = blocks[i]
+        if pos + n <= len(block):
+            return memoryview(block)[pos:pos + n]
+        parts = [memoryview(block)[pos:]]
+        left = n - (len(block) - pos)
+        while left > 0:
+            i += 1
+            take = min(left, len(blocks[i]))
+            parts.append(memoryview(blocks[i])[:take])
+            left -= take
+        return memoryview(b"".join(parts))
+
+    def ack(self, n: int) -> None:
+        """Drop n acknowledged bytes from the front."""
+        if n < 0 or n > self.queued:
+            raise ValueError(f"ack({n}) with {self.queued} queued bytes")
+        self.queued -= n
+        if not self.queued:  # all acknowledged: free every block (idle connections hold no memory)
+            self._blocks.clear()
+            self._head = self._fill = 0
+            return
+        head = self._head + n
+        blocks = self._blocks
+        drop = 0
+        while len(blocks) - drop > 1 and head >= len(blocks[drop]):
+            head -= len(blocks[drop])
+            drop += 1
+        if drop:
+            del blocks[:drop]
+        self._head = head
