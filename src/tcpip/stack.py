@@ -12,10 +12,10 @@ from ipaddress import IPv4Address, IPv4Interface
 from types import TracebackType
 from typing import Any
 
-from tcpip.aio.udp import UdpEndpoints, UdpTransport, create_datagram_endpoint
 from tcpip.aio import server as aio_server
 from tcpip.aio import tcp as aio_tcp
 from tcpip.aio.driver import TcpDriver
+from tcpip.aio.udp import UdpEndpoints, UdpTransport, create_datagram_endpoint
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.stats import as_dict
 from tcpip.core.tcp.config import TcpConfig

@@ -190,7 +190,7 @@ async def test_connect_to_absent_host_is_host_unreachable_after_arp_gives_up() -
 async def test_syn_retries_exhausted_is_timeout_error() -> None:
     clock = VirtualClock(10.0)
     async with two_stacks(tcp_a=TcpConfig(syn_retries=2), clock=clock) as (a, b, _):
-        b.core.tcp_handler = lambda *args: None  # b answers ARP but swallows every TCP segment
+        b.core.register(6, lambda *args: None)  # b answers ARP but swallows every TCP segment
         task = asyncio.ensure_future(a.open_connection(B, 80))
         for _ in range(200):
             await asyncio.sleep(0)
@@ -210,7 +210,7 @@ async def test_data_retries_exhausted_is_timeout_error_from_read() -> None:
         task = asyncio.ensure_future(a.open_connection(B, 7))
         await settle_virtual(clock, task)
         r, w = task.result()
-        b.core.tcp_handler = lambda *args: None  # b vanishes: nothing is acknowledged any more
+        b.core.register(6, lambda *args: None)  # b vanishes: nothing is acknowledged any more
         w.write(b"into the void")
         read = asyncio.ensure_future(r.read())
         await settle_virtual(clock, read, step=1.0, rounds=400)

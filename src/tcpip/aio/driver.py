@@ -15,6 +15,7 @@ from tcpip.core.tcp.state import EV_ACCEPT, EV_CLOSED, EV_EOF, ConnInfo
 from tcpip.errors import HostUnreachableError, NoRouteError, TcpipError
 from tcpip.netif.device import Buffer
 from tcpip.wire.ipv4 import ip_str
+from tcpip.wire.tcp import PROTO
 
 if TYPE_CHECKING:
     import random
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from tcpip.aio.transport import TcpTransport
     from tcpip.core.interface import Interface
     from tcpip.core.tcp.conn import Connection
-    from tcpip.netif.clock import TimerHandle
     from tcpip.runner import Runner
 
 log = logging.getLogger("tcpip.tcp")
@@ -69,15 +69,13 @@ class TcpDriver:
         self.servers: dict[int, TcpServer] = {}  # id(listener) -> server (Listener need not be hashable)
         self.transports: set[TcpTransport] = set()  # live transports, for disconnect()
         self.connecting: set[TcpTransport] = set()  # active opens waiting for EV_CONNECTED
-        self._timer: TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._scheduled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         # One bound method for every segment queued behind ARP: the ARP cache calls each hook once.
         self._on_arp_fail = self._arp_failed
-        iface.tcp_handler = self._input
-        iface.error_handlers[6] = self._icmp_error
+        iface.register(PROTO, self._input, self._icmp_error)
+        iface.add_timer_source(self.layer.poll_at, self.layer.handle_timeout)
+        runner.add_after_batch(self._deliver)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -96,17 +94,14 @@ class TcpDriver:
         return addr != 0 and addr == self.iface.addr
 
     # -- input (inside Interface.receive: no protocol code here) -----------------------------------
-    def _input(self, src: int, dst: int, payload: memoryview, packet: memoryview) -> None:
-        iface = self.iface
-        # The Interface only hands us datagrams for our address or a broadcast/multicast one.
-        self.layer.input(src, dst, payload, packet, iface.now, dst != iface.addr)
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._deliver)
+    def _input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+               broadcast: bool) -> None:
+        self.layer.input(src, dst, payload, packet, now, broadcast)
+        self.iface.timers_changed()  # a deadline may have moved earlier (the runner re-reads poll_at)
 
-    def _icmp_error(self, icmp_type: int, code: int, rest: int, quote: memoryview) -> None:
-        self.layer.icmp_error(icmp_type, code, rest, quote, self.iface.now)
-        self.schedule()
+    def _icmp_error(self, icmp_type: int, code: int, rest: int, quote: memoryview, now: float) -> None:
+        self.layer.icmp_error(icmp_type, code, rest, quote, now)
+        self.iface.timers_changed()
 
     def _arp_failed(self, ip: int) -> None:
         """ARP gave up on a next hop. Established connections treat it as loss (the core retransmits);
@@ -119,21 +114,19 @@ class TcpDriver:
             if hop == ip:
                 t.connect_failed(OSError(errno.EHOSTUNREACH,
                                          f"No route to host: no ARP reply from {ip_str(ip)}"))
-        self.schedule()
+        self.kick()
 
     # -- after API calls, timers, input ---------------------------------------------------------------
     def kick(self) -> None:
-        """After an API call into the core: send what it queued and have its events drained soon."""
-        self.runner.flush()
-        self.schedule()
-
-    def schedule(self) -> None:
-        if not self._scheduled and not self.closed:
-            self._scheduled = True
-            self.loop.call_soon(self._deliver)
+        """After an API call into the core: its segments go out and its events are delivered on this
+        loop turn (one runner drain for every kick of the turn)."""
+        self.iface.timers_changed()
+        self.runner.kick()
 
     def _deliver(self) -> None:
-        self._scheduled = False
+        """The runner's after-batch hook: core events to transports and servers, outside receive()."""
+        if not self.layer.events:
+            return
         for kind, subject, detail in self.layer.poll_events():
             if kind == EV_ACCEPT:
                 server = self.servers.get(id(subject))
@@ -156,31 +149,11 @@ class TcpDriver:
                 user.core_event(kind, detail)
             except Exception:  # a bug of ours: never stop delivering to the other connections
                 log.exception("TCP event %d for %r", kind, user)
-        self.runner.flush()
-        self._arm()
-
-    def _arm(self) -> None:
-        at = self.layer.poll_at()
-        if at is None or (self._timer_at is not None and self._timer_at <= at) or self.closed:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = self.clock.call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        at = self._timer_at
-        self._timer = self._timer_at = None
-        # A loop clock coarser than the deadline (uvloop: 1 ms) may fire a hair early: no busy re-arm.
-        now = self.now()
-        if at is not None and at > now:
-            now = at
-        try:
-            self.layer.handle_timeout(now)
-        except Exception:
-            log.exception("TCP timer")
-        self.runner.flush()
-        self.schedule()
+        # Protocol callbacks may have called into the core again: their segments and events go in the
+        # next drain of this turn.
+        if self.layer.events:
+            self.runner.kick()
+        self.iface.timers_changed()
 
     # -- registry ------------------------------------------------------------------------------------
     def connections(self) -> list[ConnInfo]:
@@ -198,8 +171,7 @@ class TcpDriver:
                 raise
             raise mapped from e
         finally:
-            self.runner.flush()
-        self.schedule()
+            self.kick()
         return conn
 
     def close(self) -> None:
@@ -215,11 +187,8 @@ class TcpDriver:
             t._force_close(exc)
         self.runner.flush()
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_at = None
-        self.iface.tcp_handler = None
-        self.iface.error_handlers.pop(6, None)
+        self.runner.remove_after_batch(self._deliver)
+        self.iface.unregister(PROTO)
 
     def __repr__(self) -> str:
         return f"<TcpDriver {ip_str(self.iface.addr)} {len(self.transports)} transports>"
