@@ -72,3 +72,11 @@ def test_old_import_paths_still_work() -> None:
     assert PortInUse is PortInUseError
     assert Interface.__name__ == "Host"
     assert Accepted._fields == ("src", "dst", "proto", "payload", "packet", "broadcast")
+
+
+def test_no_facade_drains_the_runner_by_hand() -> None:
+    """Output leaves through the runner's own drains (after input, timers, kick); facades kick, and the
+    zero-copy sends call `transmit()`. Nothing outside the runner calls its `flush()`."""
+    offenders = [p.relative_to(PKG).as_posix() for p in PKG.rglob("*.py")
+                 if p.name != "runner.py" and "runner.flush" in p.read_text()]
+    assert offenders == []
