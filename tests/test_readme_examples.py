@@ -34,3 +34,13 @@ def test_seed_api_example_runs() -> None:
     out = _run(["examples/seed_api.py"])
     assert "B received b'hello, seed API' from 198.18.0.1 to 198.18.0.2 (UDP ports (40000, 9))" in out
     assert "mtu towards B: 1500" in out
+
+
+def test_readme_tcp_example_runs() -> None:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## TCP: asyncio's streams and protocols.*?```python\n(.*?)```", text, re.S)
+    assert block is not None
+    out = _run(["-c", block.group(1)])
+    lines = out.splitlines()
+    assert lines[0] == "b'HELLO\\n'"
+    assert lines[1].startswith("1 [")  # one active open; b's table lists what is left (TIME_WAIT or none)
