@@ -185,7 +185,7 @@ class TcpDriver:
             t.connect_failed(exc)
         for t in list(self.transports):
             t._force_close(exc)
-        self.runner.flush()
+        self.runner.transmit()  # the RSTs leave before the device closes
         self.closed = True
         self.runner.remove_after_batch(self._deliver)
         self.iface.unregister(PROTO)
