@@ -135,14 +135,16 @@ class ArpCache:
 
     # -- timers --------------------------------------------------------------------------------
     def poll_at(self) -> float | None:
-        if not self.pending:
-            return None
-        return min(e.expires for e in self.pending.values())
+        # `pending` is ordered by `expires`: every deadline is set to now + interval (the latest yet) and its
+        # entry (re)inserted at the end, so the first entry is due first. O(1): this runs after every frame.
+        for e in self.pending.values():
+            return e.expires
+        return None
 
     def handle_timeout(self, now: float) -> None:
         for ip, e in list(self.pending.items()):
             if e.expires > now:
-                continue
+                break  # ordered by deadline: nothing later is due
             if e.tries >= self.tries:
                 del self.pending[ip]
                 if e.mac is None:
@@ -155,6 +157,8 @@ class ArpCache:
                 continue
             e.tries += 1
             e.expires = now + self.interval
+            del self.pending[ip]
+            self.pending[ip] = e  # to the end: keeps `pending` ordered by deadline
             self._request(ip)
 
     def _fail(self, e: ArpEntry) -> None:
