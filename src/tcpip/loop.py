@@ -24,6 +24,7 @@ from tcpip.aio.server import create_server as tcp_create_server
 from tcpip.aio.transport import TcpTransport
 from tcpip.netif.device import NetworkDevice
 from tcpip.stack import Stack
+from tcpip.wire.mac import MacAddress
 
 log = logging.getLogger("tcpip.loop")
 P = TypeVar("P", bound=asyncio.BaseProtocol)
@@ -317,7 +318,7 @@ class StackLoop(asyncio.SelectorEventLoop):
 # -- factories --------------------------------------------------------------------------------------
 async def open_stack(*, tap: str | None = None, device: NetworkDevice | None = None, netns: str | None = None,
                      ipv4: str | IPv4Interface | None = None, gateways: Iterable[str | IPv4Address] = (),
-                     mac: str | None = None, mtu: int = 1500, pcap: str | None = None,
+                     mac: MacAddress | str | None = None, mtu: int = 1500, pcap: str | None = None,
                      **stack_options: Any) -> Stack:
     """Open the device (a TAP by name, optionally inside namespace `netns`, or `device`), then the Stack."""
     if (tap is None) == (device is None):

@@ -1,0 +1,75 @@
+"""aiohttp over tcpip, unchanged: its server fetched by the kernel's curl, its client against the kernel's
+`python3 -m http.server` (the client connects through sock_connect + create_connection(sock=))."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+
+import aiohttp
+import pytest
+from aiohttp import web
+from conftest import KERNEL_IP, STACK_IP, Kernel, stack_runner
+
+pytestmark = pytest.mark.tap
+BODY = os.urandom(1 << 20)
+
+
+def test_aiohttp_server_fetched_by_kernel_curl(kernel: Kernel) -> None:
+    async def main() -> list[bytes]:
+        async def hello(request: web.Request) -> web.Response:
+            return web.Response(text=f"hello {request.match_info['name']} from {request.remote}")
+
+        async def big(request: web.Request) -> web.Response:
+            return web.Response(body=BODY)
+
+        app = web.Application()
+        app.add_routes([web.get("/hello/{name}", hello), web.get("/big", big)])
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", 8080).start()
+        try:
+            out = []
+            for path in ("/hello/kernel", "/big"):
+                r = await kernel.arun(["curl", "-sS", "--fail", "-m", "20", f"http://{STACK_IP}:8080{path}"])
+                assert r.returncode == 0, r.stderr
+                out.append(r.stdout)
+            r = await kernel.arun(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10",
+                                   f"http://{STACK_IP}:8080/nope"])
+            out.append(r.stdout)
+            return out
+        finally:
+            await runner.cleanup()
+
+    with stack_runner(kernel) as r:
+        hello, big, missing = r.run(main())
+    assert hello == f"hello kernel from {KERNEL_IP}".encode()
+    assert hashlib.sha256(big).digest() == hashlib.sha256(BODY).digest()
+    assert missing == b"404"
+
+
+def test_aiohttp_client_against_kernel_http_server(kernel: Kernel) -> None:
+    (kernel.tmp / "www").mkdir()
+    (kernel.tmp / "www" / "big.bin").write_bytes(BODY)
+    kernel.start([sys.executable, "-m", "http.server", "8000", "--bind", KERNEL_IP, "--directory",
+                  str(kernel.tmp / "www")], port=8000)
+
+    async def main() -> tuple[int, bytes, int, str]:
+        stack = asyncio.get_running_loop().stack  # type: ignore[attr-defined]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://{KERNEL_IP}:8000/big.bin") as resp:
+                status, body = resp.status, await resp.read()
+            async with session.get(f"http://{KERNEL_IP}:8000/missing") as resp:
+                missing = resp.status
+            async with session.get(f"http://{KERNEL_IP}:8000/") as resp:
+                listing = await resp.text()
+        assert stack.stats()["tcp"]["ActiveOpens"] >= 1  # through tcpip: sock_connect + create_connection(sock=)
+        return status, body, missing, listing
+
+    with stack_runner(kernel) as r:
+        status, body, missing, listing = r.run(main())
+    assert (status, missing) == (200, 404)
+    assert hashlib.sha256(body).digest() == hashlib.sha256(BODY).digest()
+    assert "big.bin" in listing
