@@ -11,7 +11,7 @@ import sys
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import KERNEL_IP, STACK_IP, Kernel, stack_runner
+from loop_support import KERNEL_IP, STACK_IP, Kernel, stack_runner
 
 pytestmark = pytest.mark.tap
 BODY = os.urandom(1 << 20)

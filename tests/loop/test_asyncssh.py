@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import STACK_IP, Kernel, stack_runner
+from loop_support import STACK_IP, Kernel, stack_runner
 
 pytestmark = pytest.mark.tap
 MB = os.urandom(1 << 20)

@@ -9,7 +9,7 @@ import dns.asyncresolver
 import dns.message
 import dns.rdatatype
 import pytest
-from conftest import KERNEL_IP, Kernel, kernel_python, stack_runner
+from loop_support import KERNEL_IP, Kernel, kernel_python, stack_runner
 
 pytestmark = pytest.mark.tap
 

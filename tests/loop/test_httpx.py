@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 import trustme
-from conftest import KERNEL_IP, Kernel, kernel_python, stack_runner
+from loop_support import KERNEL_IP, Kernel, kernel_python, stack_runner
 
 pytestmark = pytest.mark.tap
 BIG = os.urandom(3 << 20)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import redis.asyncio as redis
-from conftest import KERNEL_IP, Kernel, stack_runner
+from loop_support import KERNEL_IP, Kernel, stack_runner
 
 pytestmark = pytest.mark.tap
 N = 10_000

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import KERNEL_IP, SRC, STACK_IP, TAP, Kernel
+from loop_support import KERNEL_IP, SRC, STACK_IP, TAP, Kernel
 
 pytestmark = pytest.mark.tap
 

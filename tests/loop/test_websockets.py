@@ -8,7 +8,7 @@ import hashlib
 import sys
 
 import pytest
-from conftest import KERNEL_IP, STACK_IP, Kernel, kernel_python, stack_runner
+from loop_support import KERNEL_IP, STACK_IP, Kernel, kernel_python, stack_runner
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
