@@ -150,6 +150,33 @@ def test_sock_connect_then_create_connection_sock_is_aiohttps_path() -> None:
     assert out == [b"token!", True, -1, b"unix"]
 
 
+def test_a_token_socket_closed_unused_resets_its_connection() -> None:
+    """Happy eyeballs closes the sockets whose connect lost: their tcpip connections must not linger."""
+    async def main(p: Peers) -> tuple[list[str], list[str]]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, StackLoop)
+        server = await p.peer.start_server(echo, None, 7)
+        loser, winner = socket.socket(), socket.socket()
+        for s in (loser, winner):
+            s.setblocking(False)
+            await loop.sock_connect(s, (B, 7))
+        before = sorted(c.state for c in loop.stack.tcp_connections())
+        loser.close()
+        other = socket.socket()
+        other.setblocking(False)
+        await loop.sock_connect(other, (B, 7))  # the next sock_connect sweeps closed token sockets
+        await asyncio.sleep(0.05)
+        after = sorted(c.state for c in loop.stack.tcp_connections())
+        for s in (winner, other):
+            s.close()
+        server.close()
+        return before, after
+
+    (before, after), _, _ = run(main)
+    assert before == ["ESTABLISHED", "ESTABLISHED"]
+    assert after == ["ESTABLISHED", "ESTABLISHED"]  # the loser's connection was reset, `other` took its place
+
+
 def test_unbound_datagram_endpoint_then_sendto_as_dnspython_does() -> None:
     async def main(p: Peers) -> tuple[bytes, Any]:
         loop = asyncio.get_running_loop()
