@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a Python program (script, -m module, -c code) with tcpip as asyncio's "
                        "network", description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     device_flags(r)
+    r.add_argument("--uvloop", action="store_true", help="uvloop's event loop under the program (needs uvloop)")
     r.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]",
                    help="what python would take: SCRIPT, -m MODULE or -c CODE, then its arguments")
     return p

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import runpy
 import signal
@@ -104,10 +105,12 @@ def run_program(args: argparse.Namespace, gateways: Sequence[Any]) -> int:
     from tcpip.loop import StackLoopPolicy, loop_factory  # noqa: PLC0415 - keep the CLI's start light
 
     kind, target, rest = split_program(args.program)
+    if getattr(args, "uvloop", False) and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("--uvloop: uvloop is not installed (pip install 'tcpip[fast]')")
     if kind == "script" and not os.path.exists(target):
         raise ValueError(f"can't open file {target!r}: no such file")
     factory = loop_factory(tap=args.tap, netns=args.netns, ipv4=args.ipv4, gateways=gateways, mac=args.mac,
-                           mtu=args.mtu, pcap=args.pcap)
+                           mtu=args.mtu, pcap=args.pcap, uvloop=getattr(args, "uvloop", False))
     saved_policy = asyncio.get_event_loop_policy()
     asyncio.set_event_loop_policy(StackLoopPolicy(factory))
     saved_term = signal.signal(signal.SIGTERM, _terminate)

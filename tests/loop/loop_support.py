@@ -97,9 +97,10 @@ def kernel_namespace(tmp: Path) -> Iterator[Kernel]:
     assert not ns.exists
 
 
-def stack_runner(k: Kernel) -> asyncio.Runner:
+def stack_runner(k: Kernel, *, uvloop: bool = False) -> asyncio.Runner:
     """asyncio.Runner on a StackLoop whose stack is on the namespace's TAP: the only tcpip-specific line."""
-    return asyncio.Runner(loop_factory=tcpip.loop_factory(tap=TAP, netns=k.ns.name, ipv4=f"{STACK_IP}/{PREFIX}"))
+    return asyncio.Runner(loop_factory=tcpip.loop_factory(tap=TAP, netns=k.ns.name, ipv4=f"{STACK_IP}/{PREFIX}",
+                                                          uvloop=uvloop))
 
 
 def kernel_python(k: Kernel, code: str, *args: str, port: int | None = None, udp: bool = False,

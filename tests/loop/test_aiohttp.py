@@ -17,7 +17,15 @@ pytestmark = pytest.mark.tap
 BODY = os.urandom(1 << 20)
 
 
-def test_aiohttp_server_fetched_by_kernel_curl(kernel: Kernel) -> None:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def uv(request: pytest.FixtureRequest) -> bool:
+    """asyncio's loop, and uvloop's (UvStackLoop) where installed."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+    return bool(request.param == "uvloop")
+
+
+def test_aiohttp_server_fetched_by_kernel_curl(kernel: Kernel, uv: bool) -> None:
     async def main() -> list[bytes]:
         async def hello(request: web.Request) -> web.Response:
             return web.Response(text=f"hello {request.match_info['name']} from {request.remote}")
@@ -43,14 +51,14 @@ def test_aiohttp_server_fetched_by_kernel_curl(kernel: Kernel) -> None:
         finally:
             await runner.cleanup()
 
-    with stack_runner(kernel) as r:
+    with stack_runner(kernel, uvloop=uv) as r:
         hello, big, missing = r.run(main())
     assert hello == f"hello kernel from {KERNEL_IP}".encode()
     assert hashlib.sha256(big).digest() == hashlib.sha256(BODY).digest()
     assert missing == b"404"
 
 
-def test_aiohttp_client_against_kernel_http_server(kernel: Kernel) -> None:
+def test_aiohttp_client_against_kernel_http_server(kernel: Kernel, uv: bool) -> None:
     (kernel.tmp / "www").mkdir()
     (kernel.tmp / "www" / "big.bin").write_bytes(BODY)
     kernel.start([sys.executable, "-m", "http.server", "8000", "--bind", KERNEL_IP, "--directory",
@@ -68,7 +76,7 @@ def test_aiohttp_client_against_kernel_http_server(kernel: Kernel) -> None:
         assert stack.stats()["tcp"]["ActiveOpens"] >= 1  # through tcpip: sock_connect + create_connection(sock=)
         return status, body, missing, listing
 
-    with stack_runner(kernel) as r:
+    with stack_runner(kernel, uvloop=uv) as r:
         status, body, missing, listing = r.run(main())
     assert (status, missing) == (200, 404)
     assert hashlib.sha256(body).digest() == hashlib.sha256(BODY).digest()

@@ -55,10 +55,10 @@ asyncio.run(main())
 '''
 
 
-def tcpip_run(k: Kernel, *program: str) -> subprocess.Popen[str]:
+def tcpip_run(k: Kernel, *program: str, flags: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": f"{SRC}:{k.tmp}"}
     return subprocess.Popen([sys.executable, "-m", "tcpip", "run", "--netns", k.ns.name, "--tap", TAP, "--ipv4",
-                             f"{STACK_IP}/24", "--", *program], env=env, cwd=k.tmp, stdout=subprocess.PIPE,
+                             f"{STACK_IP}/24", *flags, "--", *program], env=env, cwd=k.tmp, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -76,14 +76,18 @@ def finish(p: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str, str
     return p.returncode, out, err
 
 
-def test_script_gets_its_argv_main_and_exit_status(kernel: Kernel) -> None:
+@pytest.mark.parametrize("flags", [(), ("--uvloop",)], ids=["asyncio", "uvloop"])
+def test_script_gets_its_argv_main_and_exit_status(kernel: Kernel, flags: tuple[str, ...]) -> None:
+    if flags:
+        pytest.importorskip("uvloop")
     (kernel.tmp / "www").mkdir()
     kernel.start([sys.executable, "-m", "http.server", "8000", "--bind", KERNEL_IP, "--directory",
                   str(kernel.tmp / "www")], port=8000)
     (kernel.tmp / "client.py").write_text(SCRIPT)
-    rc, out, err = finish(tcpip_run(kernel, "client.py", KERNEL_IP, "8000"))
+    rc, out, err = finish(tcpip_run(kernel, "client.py", KERNEL_IP, "8000", flags=flags))
     assert rc == 3, err
-    assert out.split() == ["__main__", f"['{KERNEL_IP}',", "'8000']", "StackLoop", "HTTP/1.0", "200", "OK"], out
+    loop = "UvStackLoop" if flags else "StackLoop"
+    assert out.split() == ["__main__", f"['{KERNEL_IP}',", "'8000']", loop, "HTTP/1.0", "200", "OK"], out
     assert tap_free(kernel)
 
 

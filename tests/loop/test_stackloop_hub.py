@@ -6,7 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,22 @@ import pytest
 
 import tcpip
 from tcpip import Stack, StackLoop
+from tcpip.loop import StackNetwork
 from tcpip.netif import Hub
 
 A, B = "198.18.0.1", "198.18.0.2"
+UVLOOP = False
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def base_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test on StackLoop (asyncio's loop) and on UvStackLoop (uvloop's), where uvloop is installed."""
+    global UVLOOP  # noqa: PLW0603
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+    UVLOOP = request.param == "uvloop"
+    yield
+    UVLOOP = False
 
 
 class Peers:
@@ -30,11 +43,12 @@ class Peers:
         return await Stack.connect(hub.port(), ipv4=f"{A}/24")
 
 
-def run(main: Callable[[Peers], Awaitable[Any]]) -> tuple[Any, Peers, StackLoop]:
+def run(main: Callable[[Peers], Awaitable[Any]]) -> tuple[Any, Peers, StackNetwork]:
     peers = Peers()
-    with asyncio.Runner(loop_factory=tcpip.loop_factory(peers.connect)) as r:
+    with asyncio.Runner(loop_factory=tcpip.loop_factory(peers.connect, uvloop=UVLOOP)) as r:
         loop = r.get_loop()
-        assert isinstance(loop, StackLoop)
+        assert isinstance(loop, StackNetwork)
+        assert isinstance(loop, StackLoop) != UVLOOP
         result = r.run(asyncio.wait_for(main(peers), 10))
         r.run(peers.peer.disconnect())
     return result, peers, loop
@@ -49,7 +63,7 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 def test_streams_both_ways_and_the_stack_goes_down_with_the_loop() -> None:
     async def main(p: Peers) -> list[bytes]:
         loop = asyncio.get_running_loop()
-        assert isinstance(loop, StackLoop)
+        assert isinstance(loop, StackNetwork)
         out = []
         server = await p.peer.start_server(echo, None, 7)
         r, w = await asyncio.open_connection(B, 7)  # plain asyncio: through the loop's create_connection
@@ -154,7 +168,7 @@ def test_a_token_socket_closed_unused_resets_its_connection() -> None:
     """Happy eyeballs closes the sockets whose connect lost: their tcpip connections must not linger."""
     async def main(p: Peers) -> tuple[list[str], list[str]]:
         loop = asyncio.get_running_loop()
-        assert isinstance(loop, StackLoop)
+        assert isinstance(loop, StackNetwork)
         server = await p.peer.start_server(echo, None, 7)
         loser, winner = socket.socket(), socket.socket()
         for s in (loser, winner):
