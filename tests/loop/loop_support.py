@@ -103,6 +103,18 @@ def stack_runner(k: Kernel, *, uvloop: bool = False) -> asyncio.Runner:
                                                           uvloop=uvloop))
 
 
+# A kernel-side HTTPS server: address, port, cert+key PEM, directory to serve.
+TLS_SERVER = '''
+import functools, http.server, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3])
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[4])
+httpd = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), handler)
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+httpd.serve_forever()
+'''
+
+
 def kernel_python(k: Kernel, code: str, *args: str, port: int | None = None, udp: bool = False,
                   ) -> subprocess.Popen[bytes]:
     """A kernel-side Python peer (the system's libraries, kernel sockets)."""
@@ -111,4 +123,5 @@ def kernel_python(k: Kernel, code: str, *args: str, port: int | None = None, udp
     return k.start([sys.executable, str(path), *args], port=port, udp=udp)
 
 
-__all__ = ["KERNEL_IP", "SRC", "STACK_IP", "TAP", "Kernel", "kernel_namespace", "kernel_python", "stack_runner"]
+__all__ = ["KERNEL_IP", "SRC", "STACK_IP", "TAP", "TLS_SERVER", "Kernel", "kernel_namespace", "kernel_python",
+           "stack_runner"]

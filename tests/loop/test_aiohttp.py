@@ -1,17 +1,20 @@
 """aiohttp over tcpip, unchanged: its server fetched by the kernel's curl, its client against the kernel's
-`python3 -m http.server` (the client connects through sock_connect + create_connection(sock=))."""
+`python3 -m http.server` and a kernel TLS server (the client connects through sock_connect +
+create_connection(sock=), with ssl= for HTTPS)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import ssl
 import sys
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
-from loop_support import KERNEL_IP, STACK_IP, Kernel, stack_runner
+from loop_support import KERNEL_IP, STACK_IP, TLS_SERVER, Kernel, kernel_python, stack_runner
 
 pytestmark = pytest.mark.tap
 BODY = os.urandom(1 << 20)
@@ -63,8 +66,14 @@ def test_aiohttp_client_against_kernel_http_server(kernel: Kernel, uv: bool) -> 
     (kernel.tmp / "www" / "big.bin").write_bytes(BODY)
     kernel.start([sys.executable, "-m", "http.server", "8000", "--bind", KERNEL_IP, "--directory",
                   str(kernel.tmp / "www")], port=8000)
+    ca = trustme.CA()
+    ca.issue_cert(KERNEL_IP).private_key_and_cert_chain_pem.write_to_path(str(kernel.tmp / "server.pem"))
+    kernel_python(kernel, TLS_SERVER, KERNEL_IP, "8443", str(kernel.tmp / "server.pem"), str(kernel.tmp / "www"),
+                  port=8443)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
 
-    async def main() -> tuple[int, bytes, int, str]:
+    async def main() -> tuple[int, bytes, int, str, bytes]:
         stack = asyncio.get_running_loop().stack  # type: ignore[attr-defined]
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://{KERNEL_IP}:8000/big.bin") as resp:
@@ -73,11 +82,14 @@ def test_aiohttp_client_against_kernel_http_server(kernel: Kernel, uv: bool) -> 
                 missing = resp.status
             async with session.get(f"http://{KERNEL_IP}:8000/") as resp:
                 listing = await resp.text()
+            async with session.get(f"https://{KERNEL_IP}:8443/big.bin", ssl=ctx) as resp:  # TLS on the token path
+                tls_body = await resp.read()
         assert stack.stats()["tcp"]["ActiveOpens"] >= 1  # through tcpip: sock_connect + create_connection(sock=)
-        return status, body, missing, listing
+        return status, body, missing, listing, tls_body
 
     with stack_runner(kernel, uvloop=uv) as r:
-        status, body, missing, listing = r.run(main())
+        status, body, missing, listing, tls_body = r.run(main())
+    assert tls_body == BODY
     assert (status, missing) == (200, 404)
     assert hashlib.sha256(body).digest() == hashlib.sha256(BODY).digest()
     assert "big.bin" in listing

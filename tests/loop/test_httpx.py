@@ -11,20 +11,10 @@ import sys
 import httpx
 import pytest
 import trustme
-from loop_support import KERNEL_IP, Kernel, kernel_python, stack_runner
+from loop_support import KERNEL_IP, TLS_SERVER, Kernel, kernel_python, stack_runner
 
 pytestmark = pytest.mark.tap
 BIG = os.urandom(3 << 20)
-
-TLS_SERVER = '''
-import functools, http.server, ssl, sys
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[3])
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[4])
-httpd = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), handler)
-httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-httpd.serve_forever()
-'''
 
 
 def test_httpx_get_stream_and_https(kernel: Kernel) -> None:
