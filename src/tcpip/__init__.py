@@ -16,6 +16,7 @@ from tcpip.errors import (
 )
 from tcpip.ethif import Ethif
 from tcpip.ipv4 import Ipv4
+from tcpip.loop import StackLoop, loop_factory
 from tcpip.stack import Stack
 from tcpip.wire.ipv4 import IpProto
 from tcpip.wire.mac import MacAddress
@@ -33,10 +34,12 @@ __all__ = [
     "NoRouteError",
     "PortInUseError",
     "Stack",
+    "StackLoop",
     "TcpipError",
     "UnimplementedError",
     "UnknownError",
     "WireError",
     "WouldFragmentError",
+    "loop_factory",
 ]
 __version__ = "0.1.0"

@@ -103,7 +103,7 @@ def positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="tcpip: a user-space IPv4 stack (Ethernet, ARP, IPv4, ICMP, UDP).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help="logging level (default warning)")
-    sub = p.add_subparsers(dest="command", metavar="{demo,up,ping}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{demo,up,ping,run}", parser_class=_Parser)
     sub.required = True
 
     d = sub.add_parser("demo", help="tcpip and the Linux kernel on a TAP in a private namespace (or an in-memory hub)",
@@ -145,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-s", "--size", type=_int_range(0, 65507, "size"), default=56)
     g.add_argument("-i", "--interval", type=positive_float, default=1.0)
     g.add_argument("-W", "--timeout", type=positive_float, default=1.0, help="seconds to wait for each reply")
+
+    from tcpip.run import RUN_HELP  # noqa: PLC0415 - `tcpip run`: its own module (tcpip.run)
+
+    r = sub.add_parser("run", help="run a Python program (script, -m module, -c code) with tcpip as asyncio's "
+                       "network", description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    device_flags(r)
+    r.add_argument("--uvloop", action="store_true", help="uvloop's event loop under the program (needs uvloop)")
+    r.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]",
+                   help="what python would take: SCRIPT, -m MODULE or -c CODE, then its arguments")
     return p
 
 
@@ -323,6 +332,20 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """`tcpip run` (tcpip.run): synchronous, since the program makes its own loops. Logging is left for
+    the program to configure (only tcpip's logger gets --log-level)."""
+    from tcpip.run import run_program  # noqa: PLC0415
+
+    logging.getLogger("tcpip").setLevel(args.log_level.upper())
+    try:
+        _check_tun()
+        return run_program(args, _all_gateways(args))
+    except (UsageError, ValueError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop when it is installed (the `tcpip[fast]` extra), unless TCPIP_LOOP=asyncio."""
     if os.environ.get("TCPIP_LOOP", "").lower() == "asyncio":
@@ -337,6 +360,8 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     cmd = {"demo": cmd_demo, "up": cmd_up, "ping": cmd_ping}[args.command]
     try:

@@ -360,7 +360,7 @@ async def backpressure_streams(net: Net) -> Obs:
 
 
 def small_buffers(w: asyncio.StreamWriter | asyncio.BaseTransport, opt: str) -> None:
-    """What real code does to bound a kernel socket's buffers; tcpip has no socket (get_extra_info gives None)."""
+    """What real code does to bound a kernel socket's buffers; tcpip's socket object records it, changes nothing."""
     sock = w.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, getattr(socket, opt), 65536)

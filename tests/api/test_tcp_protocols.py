@@ -115,7 +115,7 @@ async def test_echo_callback_order_both_sides(buffered: bool) -> None:
         assert t.get_write_buffer_limits() == (16384, 65536)
         assert t.get_extra_info("peername") == (B, 7)
         assert t.get_extra_info("sslcontext") is None
-        assert t.get_extra_info("socket") is None
+        assert t.get_extra_info("socket").getpeername() == (B, 7)
         assert t.get_extra_info("nope", "dflt") == "dflt"
         msg = bytearray(b"copied by write() " * 100)
         t.write(msg)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcpip.aio.driver import DETACHED, Early, TcpDriver
 from tcpip.aio.flow import WriteFlowControl
+from tcpip.aio.sockinfo import StackSocket
 from tcpip.core.tcp.state import EV_CLOSED, EV_CONNECTED, EV_DATA, EV_EOF, EV_SENT
 from tcpip.netif.device import Buffer
 from tcpip.wire.ipv4 import ip_str
@@ -36,9 +37,9 @@ class TcpTransport(WriteFlowControl):
     _start_tls_compatible = True
 
     def __init__(self, driver: TcpDriver, conn: Connection, server: TcpServer | None = None) -> None:
-        super().__init__({"peername": (ip_str(conn.remote_addr), conn.remote_port),
-                          "sockname": (ip_str(conn.local_addr), conn.local_port),
-                          "socket": None, "sslcontext": None})
+        peername, sockname = (ip_str(conn.remote_addr), conn.remote_port), (ip_str(conn.local_addr), conn.local_port)
+        super().__init__({"peername": peername, "sockname": sockname,
+                          "socket": StackSocket(sockname, peername), "sslcontext": None})
         self._driver = driver
         self._loop = driver.loop
         self._conn = conn
