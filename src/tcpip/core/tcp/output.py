@@ -220,6 +220,8 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
             if fin or max_segs <= 0:
                 break
         elif unsent == 0 and conn.fin_queued:  # FIN alone (not yet sent when snd_nxt == end)
+            if nxt != conn.snd_max:
+                conn.layer.stats.rto_retrans += 1
             send_data(conn, nxt, 0, True, now)
             conn.snd_nxt = seq_add(nxt, 1)
             sent = True

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.rack import Rack
-from tcpip.core.tcp.scoreboard import BY_RACK, RETRANS, SACKED, Scoreboard, Seg
+from tcpip.core.tcp.scoreboard import BY_RACK, BY_RTO, LOST, RETRANS, SACKED, Scoreboard, Seg
 from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_le, seq_sub
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ T_REO, T_PTO = 1, 2
 class Recovery:
     """Per-connection recovery state (created when SACK is negotiated)."""
 
-    __slots__ = ("prr_delivered", "prr_out", "rack", "recover_fs", "rescued", "sb", "timer", "tlp_end",
-                 "tlp_retrans", "undo_marker", "undo_retrans")
+    __slots__ = ("loss_until", "prr_delivered", "prr_out", "rack", "recover_fs", "rescued", "sb", "timer",
+                 "tlp_end", "tlp_retrans", "undo_marker", "undo_retrans")
 
     def __init__(self) -> None:
         self.sb = Scoreboard()
@@ -35,6 +35,7 @@ class Recovery:
         self.tlp_retrans = False
         self.undo_marker: int | None = None  # snd_una when the episode began: D-SACKs above it count
         self.undo_retrans = 0  # retransmissions of the episode not yet proven spurious
+        self.loss_until: int | None = None  # after a timeout: resending from the scoreboard up to here
 
     # -- hooks from output -------------------------------------------------------------------------------
     def on_send(self, conn: Connection, seq: int, end: int, now: float) -> None:
@@ -67,6 +68,8 @@ class Recovery:
                 break
             if s.flags & BY_RACK:
                 stats.rack_retrans += 1
+            elif s.flags & BY_RTO:
+                stats.rto_retrans += 1
             else:
                 stats.fast_retrans += 1
             if s.start == conn.snd_una:  # the head went again: its timer starts over (as Linux)
@@ -85,7 +88,7 @@ class Recovery:
             delivered = acked - sb.ack(una)
         dsack = None
         if seg.sack:
-            newly, dsack = sb.sack(seg.sack, una, conn.snd_max)
+            newly, dsack = sb.sack(seg.sack, una, conn.snd_max, seg.ack)
             delivered += newly
         rack.update(sb, now)
         stats = conn.layer.stats
@@ -101,11 +104,12 @@ class Recovery:
             sb.forget_sacks()
         mss = conn.mss
         if conn.snd_nxt == conn.snd_max:  # not going back after a timeout
-            if head is not None and sb.sacked_bytes > 2 * mss and not head.flags & (SACKED | RETRANS) \
-                    and not sb.lostq:
-                sb.mark_lost(head, False)  # RFC 6675 IsLost(HighACK + 1)
+            if head is not None and sb.sacked_bytes > 2 * mss and not head.flags & (SACKED | LOST):
+                sb.mark_lost(head, 0)  # RFC 6675 IsLost(HighACK + 1)
             self._detect(conn, now)
-            if not conn.in_recovery and sb.lost_bytes:
+            if self.loss_until is not None and seq_ge(una, self.loss_until):
+                self.loss_until = None  # everything outstanding at the timeout is acknowledged
+            if not conn.in_recovery and sb.lost_bytes and self.loss_until is None:
                 self._enter(conn, now)
         if conn.in_recovery:
             if seq_ge(una, conn.recover):
@@ -208,7 +212,8 @@ class Recovery:
     def schedule_pto(self, conn: Connection, now: float) -> None:
         """RFC 8985 7.2: arm the probe timeout when data is outstanding outside recovery."""
         if self.timer == T_REO or self.tlp_end is not None or conn.in_recovery or \
-                conn.snd_una == conn.snd_max or conn.snd_nxt != conn.snd_max or conn.persist:
+                self.loss_until is not None or conn.snd_una == conn.snd_max or \
+                conn.snd_nxt != conn.snd_max or conn.persist:
             if self.timer == T_PTO and (conn.in_recovery or conn.snd_una == conn.snd_max):
                 self.timer = 0
                 conn.loss_at = None
@@ -234,7 +239,8 @@ class Recovery:
             return
         if kind == T_REO:
             self._detect(conn, now)
-            if not conn.in_recovery and self.sb.lost_bytes and conn.snd_nxt == conn.snd_max:
+            if not conn.in_recovery and self.sb.lost_bytes and conn.snd_nxt == conn.snd_max and \
+                    self.loss_until is None:
                 self._enter(conn, now)
             self.retransmit_lost(conn, now)
             out.output(conn, now)
@@ -271,13 +277,23 @@ class Recovery:
             c.cwnd = c.ssthresh
         self.tlp_retrans = False
 
+    def after_rto(self, conn: Connection, now: float) -> bool:
+        """The timer's retransmission: the first lost segment (cwnd is one segment now). False if the
+        scoreboard has nothing to resend (the caller goes back to snd_una instead)."""
+        if self.sb.next_lost() is None or conn.snd_nxt != conn.snd_max:
+            return False
+        self.retransmit_lost(conn, now)
+        return True
+
     def on_rto(self, conn: Connection) -> None:
-        """Retransmission timeout: the go-back resends everything unSACKed; a second one in a row means
-        the peer may have reneged (RFC 2018 8): forget its SACKs."""
+        """Retransmission timeout: everything unSACKed is lost and goes again from the scoreboard under
+        the slow-start window (no go-back over SACKed data); a second one in a row means the peer may
+        have reneged (RFC 2018 8): forget its SACKs."""
         sb = self.sb
-        sb.reset_losses()
         if conn.retries > 1:
             sb.forget_sacks()
+        sb.all_lost()
+        self.loss_until = conn.snd_max
         self.timer = 0
         conn.loss_at = None
         self.tlp_end = None

@@ -20,6 +20,7 @@ LOST = 2  # deemed lost (RACK or RFC 6675 IsLost); stays set after its retransmi
 RETRANS = 4  # a retransmission of it is in flight (counted in pipe)
 EVER = 8  # retransmitted at least once (RACK step 1, Karn)
 BY_RACK = 16  # marked lost by RACK (counters), else by the duplicate threshold
+BY_RTO = 32  # marked lost by a retransmission timeout
 
 
 class Seg:
@@ -109,6 +110,8 @@ class Scoreboard:
         self.segs.insert(i + 1, t)
         if s in self.tsorder:
             self.tsorder[t] = None
+        if t.flags & (LOST | RETRANS | SACKED) == LOST:  # the rest still waits for its retransmission
+            self.lostq.appendleft(t)
 
     # -- acknowledgments ----------------------------------------------------------------------------------
     def ack(self, una: int) -> int:
@@ -169,12 +172,16 @@ class Scoreboard:
         else:
             self.fack = s.end
 
-    def sack(self, blocks: tuple[tuple[int, int], ...], una: int, top: int) -> tuple[int, tuple[int, int] | None]:
-        """Apply the peer's SACK blocks: (bytes newly SACKed, the D-SACK block if the first one is one)."""
+    def sack(self, blocks: tuple[tuple[int, int], ...], una: int, top: int,
+             ack: int) -> tuple[int, tuple[int, int] | None]:
+        """Apply the peer's SACK blocks (from a segment acknowledging `ack`): (bytes newly SACKed, the
+        D-SACK block if the first one is one)."""
         dsack = None
         if blocks:
             l0, r0 = blocks[0]
-            if seq_le(r0, una) or (len(blocks) > 1 and seq_le(blocks[1][0], l0) and seq_le(r0, blocks[1][1])):
+            # RFC 2883 4: below that segment's own ACK (not snd_una: a reordered old ACK's blocks are not
+            # duplicates), or inside the second block
+            if seq_le(r0, ack) or (len(blocks) > 1 and seq_le(blocks[1][0], l0) and seq_le(r0, blocks[1][1])):
                 dsack = blocks[0]  # RFC 2883: below the ACK, or inside the second block
                 blocks = blocks[1:]
         newly = 0
@@ -253,7 +260,8 @@ class Scoreboard:
         return newly
 
     # -- loss marking and retransmission ------------------------------------------------------------------
-    def mark_lost(self, s: Seg, by_rack: bool) -> None:
+    def mark_lost(self, s: Seg, why: int) -> None:
+        """Deem s lost (why: BY_RACK, BY_RTO or 0 for the duplicate threshold) and queue it for resending."""
         f = s.flags
         if f & SACKED:
             return
@@ -264,7 +272,7 @@ class Scoreboard:
         if not f & LOST:
             self.lost_bytes += ln
             f |= LOST
-        s.flags = (f | BY_RACK) if by_rack else (f & ~BY_RACK)
+        s.flags = (f & ~(BY_RACK | BY_RTO)) | why
         self.tsorder.pop(s, None)
         self.lostq.append(s)
 
@@ -281,13 +289,18 @@ class Scoreboard:
     def head(self) -> Seg | None:
         return self.segs[0] if self.segs else None
 
-    def reset_losses(self) -> None:
-        """A retransmission timeout: the go-back resends everything unSACKed; forget lost/retransmitted
-        state (O(n), once per timeout)."""
-        for s in self.segs:
-            s.flags &= SACKED | EVER
+    def all_lost(self) -> None:
+        """A retransmission timeout (RFC 6675 5.1, Linux tcp_enter_loss): everything unSACKed is lost and
+        queued in sequence order; nothing retransmitted is in flight any more (O(n), once per timeout)."""
         self.lost_bytes = self.retrans_bytes = 0
         self.lostq.clear()
+        self.tsorder.clear()
+        for s in self.segs:
+            s.flags &= SACKED | EVER
+            if not s.flags & SACKED:
+                s.flags |= LOST | BY_RTO
+                self.lost_bytes += seq_sub(s.end, s.start)
+                self.lostq.append(s)
 
     def forget_sacks(self) -> None:
         """The peer reneged (RFC 2018 8): nothing it SACKed can be trusted."""
