@@ -33,7 +33,7 @@ class Connection:
 
     __slots__ = (
         "ack_pending", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
-        "data_ev", "delack_at", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
+        "data_ev", "delack_at", "dsack", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
         "last_ack_sent", "layer", "linger_at", "listener", "local_addr", "local_port", "loss_at",
         "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "rcv_adv",
         "rcv_mss", "rcv_tstamp", "rcv_wscale", "rcvbuf", "rec", "recover", "remote_addr", "remote_port",
@@ -83,6 +83,7 @@ class Connection:
         # congestion control (RFC 5681, NewReno RFC 6582), in bytes
         self.cc: CongestionControl = make_cc(cfg.congestion, cfg.default_mss, 1 << 30)  # cwnd, ssthresh
         self.rec: Recovery | None = None  # SACK scoreboard, RACK-TLP, PRR (once SACK is negotiated)
+        self.dsack: tuple[int, int] | None = None  # a duplicate to report in our next ACK (RFC 2883)
         self.loss_at: float | None = None  # RACK reordering timer or tail loss probe (rec.timer says which)
         self.ca_acc = self.dupacks = self.recover = 0
         self.in_recovery = False

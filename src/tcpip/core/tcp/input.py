@@ -64,6 +64,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     # (Like Linux's tcp_disordered_ack, a bare ACK is exempt: reordered ACKs are harmless.)
     if conn.ts_ok and ts is not None and (dlen or flags & (SYN | FIN)) and seq_lt(ts[0], conn.ts_recent):
         stats.paws_rejected += 1
+        _dsack(conn, seq, dlen, rcv_nxt)
         out.oow_ack(conn, now, dlen > 0)
         return False
     # first: sequence number (RFC 9293 3.10.7.4, the four cases)
@@ -97,6 +98,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                 if dlen and conn.ts_ok and ts is not None and seq_ge(ts[0], conn.ts_recent) and \
                         seq_in(seq, seq_add(rcv_nxt, -conn.config.rcvbuf), rcv_nxt):
                     conn.ts_recent = ts[0]
+                _dsack(conn, seq, dlen, rcv_nxt)
                 out.oow_ack(conn, now, dlen > 0)
             return False
     # RFC 7323 4.3: TS.Recent from a segment covering Last.ACK.sent
@@ -139,6 +141,12 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     if _process_ack(conn, seg, dlen, now):
         _text(conn, seg, data, dlen, seq, flags, rcv_nxt, zero_window, now)
     return False
+
+
+def _dsack(conn: Connection, seq: int, dlen: int, rcv_nxt: int) -> None:
+    """RFC 2883: a duplicate of data already received is reported in the first SACK block of our ACK."""
+    if dlen and conn.sack_ok and seq_le(seq_add(seq, dlen), rcv_nxt):
+        conn.dsack = (seq, seq_add(seq, dlen))
 
 
 def _text(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int, flags: int, rcv_nxt: int,

@@ -80,8 +80,8 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
     elif not flags & RST:
         if conn.ts_ok:
             r.timestamp = (ts_now(conn, now), conn.ts_recent)
-        if conn.sack_ok and rb.has_holes:
-            r.sack = tuple(rb.sack_blocks(3 if conn.ts_ok else 4))
+        if conn.sack_ok:
+            r.sack = _sack_blocks(conn)
     hdr = bytearray(r.header_len())
     r.emit(hdr)
     fill_checksum(hdr, conn.local_addr, conn.remote_addr, payload)
@@ -101,11 +101,27 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         stats.send_errors += 1
 
 
+def _sack_blocks(conn: Connection) -> tuple[tuple[int, int], ...]:
+    """SACK blocks for our next segment: a pending D-SACK first (RFC 2883), then the receive queue's."""
+    rb = conn.rcvbuf
+    room = 3 if conn.ts_ok else 4
+    d = conn.dsack
+    if d is not None:
+        conn.dsack = None
+        return (d, *rb.sack_blocks(room - 1)) if rb.has_holes else (d,)
+    return tuple(rb.sack_blocks(room)) if rb.has_holes else ()
+
+
 def options_len(conn: Connection) -> int:
-    """Option bytes on a data segment now: timestamps, and SACK blocks while the receive queue has holes."""
+    """Option bytes on a data segment now: timestamps, and SACK blocks while the receive queue has holes
+    or a D-SACK is pending."""
     n = 12 if conn.ts_ok else 0
-    if conn.sack_ok and conn.rcvbuf.has_holes:
-        n += 4 + 8 * min(len(conn.rcvbuf.sack_blocks(4)), 3 if conn.ts_ok else 4)
+    if conn.sack_ok:
+        k = len(conn.rcvbuf.sack_blocks(4)) if conn.rcvbuf.has_holes else 0
+        if conn.dsack is not None:
+            k += 1
+        if k:
+            n += 4 + 8 * min(k, 3 if conn.ts_ok else 4)
     return n
 
 
