@@ -85,6 +85,8 @@ class Recovery:
         sb.now = now
         delivered = 0
         if acked > 0:
+            if seq_add(una, -acked) == conn.iss:
+                acked -= 1  # the SYN is no data
             delivered = acked - sb.ack(una)
         dsack = None
         if seg.sack:

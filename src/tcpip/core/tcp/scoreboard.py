@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict, deque
 
-from tcpip.core.tcp.seq import seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from tcpip.core.tcp.seq import MASK, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 SACKED = 1  # the peer holds it (RFC 2018)
 LOST = 2  # deemed lost (RACK or RFC 6675 IsLost); stays set after its retransmission
@@ -38,8 +38,14 @@ class Seg:
         return f"Seg({self.start}, {self.end}, {self.xmit}, {self.flags:#x})"
 
 
-def _start(s: Seg) -> int:
-    return s.start
+def _find(segs: list[Seg], x: int) -> int:
+    """Index of the record holding sequence x (or the first one): a binary search on offsets from the
+    first record, so the 2**32 wrap inside the window does not matter."""
+    if not segs:
+        return 0
+    base = segs[0].start
+    i = bisect_right(segs, (x - base) & MASK, key=lambda r: (r.start - base) & MASK) - 1
+    return i if i > 0 else 0
 
 
 class Scoreboard:
@@ -73,8 +79,7 @@ class Scoreboard:
         """[start, end) was retransmitted: returns how many records it covered. `in_pipe` is False for the
         go-back after a timeout (the copy replaces the original in the flight; nothing extra in pipe)."""
         segs = self.segs
-        i = bisect_right(segs, start, key=_start) - 1
-        i = max(i, 0)
+        i = _find(segs, start)
         count = 0
         while i < len(segs):
             s = segs[i]
@@ -232,8 +237,7 @@ class Scoreboard:
 
     def _mark_sacked(self, a: int, b: int) -> int:
         segs = self.segs
-        i = bisect_right(segs, a, key=_start) - 1
-        i = max(i, 0)
+        i = _find(segs, a)
         newly = 0
         while i < len(segs):
             s = segs[i]
