@@ -77,6 +77,7 @@ def test_three_sacked_segments_need_no_window() -> None:
     # the hole (NextSeg rule 1); PRR allows a second segment and nothing new is left: the rescue (rule 4)
     assert [(x.seq, len(p)) for x, p in h.take()] == [(us, 1000), (us + 4000, 1000)]
     assert (h.layer.stats.fast_retrans, h.layer.stats.rescue_retrans) == (1, 1)  # IsLost came first
+    assert conn.in_recovery
 
 
 def test_widened_window_after_dsack() -> None:
