@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpip.core.tcp import autotune
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.opening import established, syn_sent, time_wait
@@ -174,6 +175,8 @@ def _text(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int,
         had_holes = rb.has_holes
         ooo_before = rb.ooo_dropped
         n, fin_now = rb.add(seq, data, bool(fin))
+        if n and conn.config.autotune:
+            autotune.on_data(conn, now)
         if dlen > conn.rcv_mss:
             conn.rcv_mss = dlen if dlen < conn.adv_mss else conn.adv_mss
         if n and not conn.data_ev:

@@ -72,9 +72,10 @@ class TcpLayer:
         self._challenge_second = -1
         self._challenge_budget = 0
         s = 0
-        while s < 14 and config.rcvbuf >> s > 0xFFFF:
+        most = max(config.rcvbuf, config.rcvbuf_max) if config.autotune else config.rcvbuf
+        while s < 14 and most >> s > 0xFFFF:
             s += 1
-        self._wscale = s  # the smallest shift that lets the whole receive buffer be advertised
+        self._wscale = s  # the smallest shift that lets the whole (autotuned) receive buffer be advertised
 
     # -- driver API ---------------------------------------------------------------------------------------
     def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpip.core.tcp import autotune
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.rack import Rack
 from tcpip.core.tcp.scoreboard import BY_RACK, BY_RTO, LOST, RETRANS, SACKED, Scoreboard, Seg
@@ -121,6 +122,8 @@ class Recovery:
         elif acked > 0:
             c = conn.cc
             c.on_ack(acked, una, conn.snd_max, rack.rtt, now)
+            if conn.config.autotune:
+                autotune.expand_sndbuf(conn)
             cap = 2 * conn.sndbuf.capacity + mss
             c.cwnd = min(c.cwnd, cap)
         self.retransmit_lost(conn, now)
