@@ -254,6 +254,8 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
     elif conn.rexmit_at is None and conn.snd_una == conn.snd_max and seq_sub(end, conn.snd_nxt) > 0:
         conn.persist = True  # data waits for the window with nothing in flight: probe it
         conn.rexmit_at = now + persist_interval(conn)
+    if rec is not None and conn.in_recovery and not rec.rescued:
+        rec.rescue(conn, now)
     return sent
 
 

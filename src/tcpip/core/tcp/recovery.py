@@ -79,15 +79,26 @@ class Recovery:
 
     # -- ACK processing ----------------------------------------------------------------------------------
     def on_ack(self, conn: Connection, seg: TcpRepr, acked: int, now: float) -> None:
-        """Everything an acceptable ACK means for recovery (snd_una already advanced)."""
+        """Everything an acceptable ACK means for recovery (snd_una already advanced). Sends nothing itself:
+        the caller's output() follows (lost segments first, then new data, then the rescue)."""
         sb = self.sb
         rack = self.rack
         una = conn.snd_una
         sb.now = now
+        if acked > 0 and seq_add(una, -acked) == conn.iss:
+            acked -= 1  # the SYN is no data
+        if not seg.sack and not (sb.sacked_bytes or sb.lost_bytes or sb.retrans_bytes) and \
+                self.timer != T_REO and not conn.in_recovery and self.loss_until is None and \
+                self.tlp_end is None and conn.snd_nxt == conn.snd_max:
+            # fast path: in-order delivery with no SACK state; nothing RACK could judge lost
+            if acked > 0:
+                sb.ack(una)
+                rack.update(sb, now)
+                self._grow(conn, acked, now)
+            self.schedule_pto(conn, now)
+            return
         delivered = 0
         if acked > 0:
-            if seq_add(una, -acked) == conn.iss:
-                acked -= 1  # the SYN is no data
             delivered = acked - sb.ack(una)
         dsack = None
         if seg.sack:
@@ -120,17 +131,16 @@ class Recovery:
             else:
                 self._prr(conn, delivered)
         elif acked > 0:
-            c = conn.cc
-            c.on_ack(acked, una, conn.snd_max, rack.rtt, now)
-            if conn.config.autotune:
-                autotune.expand_sndbuf(conn)
-            cap = 2 * conn.sndbuf.capacity + mss
-            c.cwnd = min(c.cwnd, cap)
-        self.retransmit_lost(conn, now)
-        out.output(conn, now)
-        if conn.in_recovery and not self.rescued:
-            self._rescue(conn, now)
+            self._grow(conn, acked, now)
         self.schedule_pto(conn, now)
+
+    def _grow(self, conn: Connection, acked: int, now: float) -> None:
+        c = conn.cc
+        c.on_ack(acked, conn.snd_una, conn.snd_max, self.rack.rtt, now)
+        if conn.config.autotune:
+            autotune.expand_sndbuf(conn)
+        cap = 2 * conn.sndbuf.capacity + conn.mss  # beyond what the send buffer can keep in flight
+        c.cwnd = min(c.cwnd, cap)
 
     def _detect(self, conn: Connection, now: float) -> None:
         rack = self.rack
@@ -180,8 +190,9 @@ class Recovery:
         segs = sndcnt // mss  # whole segments; a positive remainder alone still sends one
         conn.cc.cwnd = pipe + (segs if segs or sndcnt <= 0 else 1) * mss
 
-    def _rescue(self, conn: Connection, now: float) -> None:
-        """RFC 6675 NextSeg rule 4: nothing lost left, no new data: resend the last unSACKed segment once."""
+    def rescue(self, conn: Connection, now: float) -> None:
+        """RFC 6675 NextSeg rule 4 (after output() tried rules 1-2): nothing lost left, no new data: resend
+        the last unSACKed segment, once per recovery."""
         sb = self.sb
         if sb.lostq and sb.next_lost() is not None:
             return

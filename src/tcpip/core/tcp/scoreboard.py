@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict, deque
 
-from tcpip.core.tcp.seq import MASK, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from tcpip.core.tcp.seq import HALF, MASK, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 SACKED = 1  # the peer holds it (RFC 2018)
 LOST = 2  # deemed lost (RACK or RFC 6675 IsLost); stays set after its retransmission
@@ -125,9 +125,12 @@ class Scoreboard:
         n = len(segs)
         k = 0
         was_sacked = 0
+        pop = self.tsorder.pop
+        fack = self.fack
         while k < n:
             s = segs[k]
-            if seq_gt(s.end, una):
+            d = (s.end - una) & MASK
+            if 0 < d < HALF:  # s.end after una
                 if seq_lt(s.start, una):  # partly acknowledged: trim
                     cut = seq_sub(una, s.start)
                     self._uncount(s, cut)
@@ -135,14 +138,20 @@ class Scoreboard:
                         was_sacked += cut
                     s.start = una
                 break
-            ln = seq_sub(s.end, s.start)
-            if s.flags & SACKED:
-                was_sacked += ln
+            f = s.flags
+            if not f and s.xmit >= self.d_xmit and not 0 < ((fack - s.end) & MASK) < HALF:
+                # the common case, inlined: never resent, in order, newest so far
+                self.d_xmit, self.d_end = s.xmit, s.end
+                pop(s, None)
             else:
-                self._deliver(s)
-            self._uncount(s, ln)
-            self.tsorder.pop(s, None)
-            s.flags |= SACKED  # stale in lostq: skipped
+                ln = seq_sub(s.end, s.start)
+                if f & SACKED:
+                    was_sacked += ln
+                else:
+                    self._deliver(s)
+                self._uncount(s, ln)
+                pop(s, None)
+            s.flags = f | SACKED  # stale in lostq: skipped
             k += 1
         if k:
             del segs[:k]
