@@ -4,6 +4,8 @@ retransmitted state behind `pipe`, splits; and on a connection: NextSeg order an
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tcp_harness import REMOTE_ISS, Harness
 
 from tcpip.core.tcp.scoreboard import BY_RACK, BY_RTO, EVER, LOST, RETRANS, SACKED, Scoreboard
@@ -167,3 +169,51 @@ def test_controller_per_config_and_per_connection(name: str) -> None:
     assert (conn.cc.name, conn.cwnd, conn.ssthresh) == (other, 10000, 1 << 30)
     with pytest.raises(ValueError, match="unknown congestion control"):
         conn.set_congestion("bbr")
+
+
+# -- invariants under arbitrary event sequences ------------------------------------------------------------
+_OPS = st.lists(st.tuples(st.sampled_from(["send", "ack", "sack", "lose", "resend", "rto"]),
+                          st.integers(0, 40), st.integers(1, 3000)), max_size=60)
+
+
+def _check(sb: Scoreboard, una: int, top: int) -> None:
+    sacked = sum(x.end - x.start for x in sb.segs if x.flags & SACKED)
+    lost = sum(x.end - x.start for x in sb.segs if x.flags & (SACKED | LOST) == LOST)
+    retrans = sum(x.end - x.start for x in sb.segs if x.flags & (SACKED | RETRANS) == RETRANS)
+    assert (sb.sacked_bytes, sb.lost_bytes, sb.retrans_bytes) == (sacked, lost, retrans)
+    pos = una
+    for x in sb.segs:  # contiguous records from snd_una to snd_max
+        assert (x.start, x.start < x.end) == (pos, True)
+        pos = x.end
+    assert pos == top
+    assert all(not x.flags & SACKED for x in sb.tsorder)
+    covered = [(x.start, x.end) for x in sb.segs if x.flags & SACKED]
+    assert sum(b - a for a, b in sb.ranges) == sum(b - a for a, b in covered)
+    assert 0 <= (top - una) - sacked - lost + retrans
+
+
+@settings(max_examples=300, deadline=None)
+@given(_OPS)
+def test_counters_match_the_records_whatever_happens(ops: list[tuple[str, int, int]]) -> None:
+    sb = Scoreboard()
+    una = top = 0
+    t = 0.0
+    for op, a, b in ops:
+        t += 0.001
+        sb.now = t
+        if op == "send":
+            sb.sent(top, top + b, t)
+            top += b
+        elif op == "ack" and top > una:
+            una = min(top, una + a * 100)
+            sb.ack(una)
+        elif op == "sack" and top > una:
+            lo = una + (a * 97) % (top - una)
+            sb.sack(((lo, min(top, lo + b)),), una, top, una)
+        elif op == "lose" and sb.segs:
+            sb.mark_lost(sb.segs[a % len(sb.segs)], BY_RACK)
+        elif op == "resend" and (x := sb.next_lost()) is not None:
+            sb.resent(x.start, min(x.end, x.start + b), t, True)
+        elif op == "rto":
+            sb.all_lost()
+        _check(sb, una, top)
