@@ -242,6 +242,8 @@ def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
         conn.snd_wl1, conn.snd_wl2 = seq, ack
     acked = seq_sub(ack, una)
     rec = conn.rec
+    if rec is not None and not conn.sack_ok:  # SACK withdrawn after negotiate() (a SYN cookie without TS)
+        conn.rec = rec = None
     if acked > 0:
         _new_ack(conn, seg, ack, acked, now)
     if rec is not None:  # SACK: scoreboard, RACK-TLP, PRR (core/tcp/recovery.py)
