@@ -58,7 +58,9 @@ class Scoreboard:
         self.segs: list[Seg] = []  # in sequence order
         self.tsorder: OrderedDict[Seg, None] = OrderedDict()  # oldest transmission first
         self.ranges: list[tuple[int, int]] = []  # SACKed ranges above snd_una, sorted, disjoint
-        self.lostq: deque[Seg] = deque()  # lost, waiting for retransmission (stale entries skipped)
+        # lost, waiting for retransmission (stale entries skipped); made on the first loss (an empty deque
+        # is ~770 bytes: idle connections should not pay for it)
+        self.lostq: deque[Seg] | None = None
         self.sacked_bytes = self.lost_bytes = self.retrans_bytes = 0
         # RACK inputs gathered while an ACK is processed (RFC 8985 6.2 steps 1-2)
         self.now = 0.0
@@ -116,7 +118,7 @@ class Scoreboard:
         if s in self.tsorder:
             self.tsorder[t] = None
         if t.flags & (LOST | RETRANS | SACKED) == LOST:  # the rest still waits for its retransmission
-            self.lostq.appendleft(t)
+            self._lostq().appendleft(t)
 
     # -- acknowledgments ----------------------------------------------------------------------------------
     def ack(self, una: int) -> int:
@@ -287,12 +289,18 @@ class Scoreboard:
             f |= LOST
         s.flags = (f & ~(BY_RACK | BY_RTO)) | why
         self.tsorder.pop(s, None)
-        self.lostq.append(s)
+        self._lostq().append(s)
+
+    def _lostq(self) -> deque[Seg]:
+        q = self.lostq
+        if q is None:
+            q = self.lostq = deque()
+        return q
 
     def next_lost(self) -> Seg | None:
         """RFC 6675 NextSeg rule 1: the oldest segment deemed lost and not yet retransmitted."""
         q = self.lostq
-        while q:
+        while q:  # None or empty: nothing
             s = q[0]
             if s.flags & (LOST | RETRANS | SACKED) == LOST:
                 return s
@@ -306,14 +314,15 @@ class Scoreboard:
         """A retransmission timeout (RFC 6675 5.1, Linux tcp_enter_loss): everything unSACKed is lost and
         queued in sequence order; nothing retransmitted is in flight any more (O(n), once per timeout)."""
         self.lost_bytes = self.retrans_bytes = 0
-        self.lostq.clear()
+        q = self._lostq()
+        q.clear()
         self.tsorder.clear()
         for s in self.segs:
             s.flags &= SACKED | EVER
             if not s.flags & SACKED:
                 s.flags |= LOST | BY_RTO
                 self.lost_bytes += seq_sub(s.end, s.start)
-                self.lostq.append(s)
+                q.append(s)
 
     def forget_sacks(self) -> None:
         """The peer reneged (RFC 2018 8): nothing it SACKed can be trusted."""
