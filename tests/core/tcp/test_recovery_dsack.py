@@ -41,6 +41,23 @@ def test_dsack_for_every_retransmission_undoes_the_reduction() -> None:
     assert conn.rec.rack.reordering_seen
 
 
+def test_dsack_for_a_segment_never_resent_proves_nothing() -> None:
+    """Segment 0 really lost and resent; the network duplicated segment 5: its D-SACK is no evidence."""
+    h = Harness(mss=1000, sack=True)
+    conn = h.passive(sack_permitted=True)
+    us = conn.snd_nxt
+    conn.send(b"u" * 10000, 1.0)
+    h.take()
+    for k in (1, 2, 3):
+        h.feed(NXT, us, ACK, at=1.01 + k * 0.0001, sack=((us + 1000, us + 1000 * (k + 1)),))
+    assert [x.seq for x, _ in h.take()] == [us]
+    h.feed(NXT, us, ACK, at=1.0105, sack=((us + 5000, us + 6000), (us + 1000, us + 6000)))  # D-SACK of 5
+    h.feed(NXT, us + 10000, ACK, at=1.02)
+    stats = h.layer.stats
+    assert (stats.dsack_recv, stats.dsack_undo) == (1, 0)
+    assert (conn.cwnd, conn.ssthresh) == (7000, 7000)
+
+
 def test_dsack_below_the_episode_undoes_nothing() -> None:
     h = Harness(mss=1000, sack=True)
     conn = h.passive(sack_permitted=True)

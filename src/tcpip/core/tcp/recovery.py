@@ -9,7 +9,7 @@ from tcpip.core.tcp import autotune
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.rack import Rack
 from tcpip.core.tcp.scoreboard import BY_RACK, BY_RTO, LOST, RETRANS, SACKED, Scoreboard, Seg
-from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_le, seq_sub
+from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
@@ -24,7 +24,7 @@ class Recovery:
     """Per-connection recovery state (created when SACK is negotiated)."""
 
     __slots__ = ("loss_until", "prr_delivered", "prr_out", "rack", "recover_fs", "rescued", "sb", "timer",
-                 "tlp_end", "tlp_retrans", "undo_marker", "undo_retrans")
+                 "tlp_end", "tlp_retrans", "undo_marker", "undo_seqs")
 
     def __init__(self) -> None:
         self.sb = Scoreboard()
@@ -35,7 +35,9 @@ class Recovery:
         self.tlp_end: int | None = None  # a loss probe is outstanding up to this sequence
         self.tlp_retrans = False
         self.undo_marker: int | None = None  # snd_una when the episode began: D-SACKs above it count
-        self.undo_retrans = 0  # retransmissions of the episode not yet proven spurious
+        # where the episode's retransmissions start, until a D-SACK proves each one spurious (only those
+        # count: a network duplicate of another segment proves nothing)
+        self.undo_seqs: set[int] | None = None
         self.loss_until: int | None = None  # after a timeout: resending from the scoreboard up to here
 
     # -- hooks from output -------------------------------------------------------------------------------
@@ -47,9 +49,11 @@ class Recovery:
             self.sb.sent(seq, end, now)
         else:
             go_back = conn.snd_nxt != conn.snd_max
-            n = self.sb.resent(seq, end, now, not go_back)
+            self.sb.resent(seq, end, now, not go_back)
             if self.undo_marker is not None:
-                self.undo_retrans += n
+                if self.undo_seqs is None:
+                    self.undo_seqs = set()
+                self.undo_seqs.add(seq)
         if conn.in_recovery:
             self.prr_out += seq_sub(end, seq)
 
@@ -166,7 +170,7 @@ class Recovery:
         self.prr_delivered = self.prr_out = 0
         self.rescued = False
         self.undo_marker = conn.snd_una
-        self.undo_retrans = 0
+        self.undo_seqs = None
         self._prr(conn, 0)
 
     def _exit(self, conn: Connection, now: float) -> None:
@@ -210,14 +214,17 @@ class Recovery:
 
     # -- D-SACK undo ----------------------------------------------------------------------------------------
     def _dsack_undo(self, conn: Connection, dsack: tuple[int, int], now: float) -> None:
-        """Each D-SACK at or above the episode's start proves retransmissions spurious; when all are,
-        the window reduction is undone (RFC 3708 spirit, Linux tcp_try_undo_dsack)."""
-        m = self.undo_marker
-        if m is None or self.undo_retrans <= 0 or seq_gt(m, dsack[0]):
+        """A D-SACK covering one of the episode's retransmissions proves it spurious; when all are, the
+        window reduction is undone (RFC 3708's idea, Linux tcp_try_undo_dsack)."""
+        left, right = dsack
+        todo = self.undo_seqs
+        if self.undo_marker is None or not todo:
             return
-        mss = conn.mss
-        self.undo_retrans -= max(1, -(-seq_sub(dsack[1], dsack[0]) // mss))
-        if self.undo_retrans <= 0 and conn.cc.undo():
+        proven = [x for x in todo if seq_le(left, x) and seq_lt(x, right)]
+        if not proven:
+            return
+        todo.difference_update(proven)
+        if not todo and conn.cc.undo():
             conn.layer.stats.dsack_undo += 1
             self.undo_marker = None
             if conn.in_recovery:
@@ -317,7 +324,7 @@ class Recovery:
             self.rack.on_recovery_end()
         conn.in_recovery = False
         self.undo_marker = conn.snd_una
-        self.undo_retrans = 0
+        self.undo_seqs = None
 
 
 def _resend(conn: Connection, s: Seg, now: float) -> None:
