@@ -97,6 +97,7 @@ def test_tail_loss_probe_resends_the_last_segment_before_the_timeout() -> None:
     pto = max(2 * conn.srtt, 0.01)
     assert conn.loss_at == pytest.approx(1.01 + pto)
     assert conn.rexmit_at is not None
+    assert conn.loss_at is not None
     assert conn.loss_at < conn.rexmit_at
     h.advance(1.01 + pto - 0.0001)
     assert h.take() == []
