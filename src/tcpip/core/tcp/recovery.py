@@ -275,6 +275,7 @@ class Recovery:
         """RFC 8985 7.3: send one new segment if the window allows, else resend the last one."""
         stats = conn.layer.stats
         stats.tlp_probes += 1
+        self.undo_marker = self.undo_seqs = None  # the last episode is over: a probe's D-SACK is not its
         unsent = seq_sub(seq_add(conn.buf_seq, conn.sndbuf.queued), conn.snd_max)
         flight = seq_sub(conn.snd_max, conn.snd_una)
         self.tlp_retrans = False
