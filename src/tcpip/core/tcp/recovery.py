@@ -260,7 +260,7 @@ class Recovery:
         kind, self.timer = self.timer, 0
         if conn.state not in out.SENDING or conn.snd_una == conn.snd_max:
             return
-        if kind == T_REO:
+        if kind == T_REO and conn.snd_nxt == conn.snd_max:  # (going back after ICMP: no judging)
             self._detect(conn, now)
             if not conn.in_recovery and self.sb.lost_bytes and conn.snd_nxt == conn.snd_max and \
                     self.loss_until is None:

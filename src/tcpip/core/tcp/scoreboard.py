@@ -100,6 +100,9 @@ class Scoreboard:
             if in_pipe and not f & (RETRANS | SACKED):
                 self.retrans_bytes += seq_sub(s.end, s.start)
                 f |= RETRANS
+            elif not in_pipe and f & (LOST | SACKED) == LOST:  # going back: the copy replaces the loss
+                self.lost_bytes -= seq_sub(s.end, s.start)
+                f &= ~(LOST | BY_RACK | BY_RTO)
             s.flags = f | EVER
             s.xmit = now
             if not f & SACKED:
