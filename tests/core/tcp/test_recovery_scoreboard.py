@@ -220,3 +220,31 @@ def test_counters_match_the_records_whatever_happens(ops: list[tuple[str, int, i
         elif op == "rto":
             sb.all_lost()
         _check(sb, una, top)
+
+
+def test_timeout_resends_unsacked_segments_from_the_scoreboard_in_slow_start() -> None:
+    """The hole's retransmissions are lost too: the timer marks every unSACKed segment lost and resends
+    them oldest first, one, then two after the next ACK (slow start), never the SACKed ones."""
+    h = Harness(mss=1000, sack=True)
+    conn = h.passive(sack_permitted=True)
+    us = conn.snd_nxt
+    conn.send(b"t" * 6000, 1.0)
+    assert len(h.take()) == 6
+    for k in (2, 3, 4):  # 0 and 1 lost; 5 lost too (nothing after it is SACKed)
+        h.feed(NXT, us, ACK, at=1.01 + k * 0.0001, sack=((us + 2000, us + 1000 * (k + 1)),))
+    first = [x.seq - us for x, _ in h.take()]
+    assert first[:2] == [0, 1000]  # RACK: both before the delivered segments, resent at once
+    rto_at = conn.rexmit_at
+    assert rto_at is not None
+    h.advance(rto_at + 0.0001)  # the resent copies were lost as well
+    assert [(x.seq - us, len(p)) for x, p in h.take()] == [(0, 1000)]  # cwnd is one segment
+    stats = h.layer.stats
+    assert (stats.timeouts, stats.rto_retrans) == (1, 1)
+    assert conn.cwnd == 1000
+    h.feed(NXT, us + 1000, ACK, at=rto_at + 0.01, sack=((us + 2000, us + 5000),))
+    assert [x.seq - us for x, _ in h.take()] == [1000, 5000]  # 2000..5000 SACKed: skipped
+    assert stats.rto_retrans == 3
+    h.feed(NXT, us + 6000, ACK, at=rto_at + 0.02)
+    assert conn.snd_una == conn.snd_max
+    assert conn.rec is not None
+    assert conn.rec.loss_until is None
