@@ -136,7 +136,7 @@ async def test_slow_reader_through_a_lossy_link() -> None:
 
     async with await Stack.connect(lossy, ipv4=f"{CLIENT}/24", rng=random.Random(seed)) as a, \
             await Stack.connect(hub.port(), ipv4=f"{SERVER}/24", rng=random.Random(seed + 1),
-                                tcp=TcpConfig(rcvbuf=rcvbuf)) as b:
+                                tcp=TcpConfig(rcvbuf=rcvbuf, autotune=False)) as b:
         async with await b.start_server(slow_reader, SERVER, 0) as server:
             r, w = await a.open_connection(SERVER, server.sockets[0].getsockname()[1])
             w.write(data)

@@ -20,6 +20,9 @@ class TcpConfig:
     fin_wait2: float = 60.0  # net.ipv4.tcp_fin_timeout, for connections the application closed
     nodelay: bool = True  # Nagle off by default (asyncio sets TCP_NODELAY)
     initial_cwnd_segments: int = 10  # RFC 6928
+    autotune: bool = True  # grow buffers (Linux tcp_moderate_rcvbuf, tcp_sndbuf_expand) up to these caps:
+    rcvbuf_max: int = 6 << 20  # net.ipv4.tcp_rmem[2]
+    sndbuf_max: int = 4 << 20  # net.ipv4.tcp_wmem[2]
     congestion: str = "cubic"  # "cubic" (RFC 9438 + HyStart++) or "newreno"; Connection.set_congestion
     window_scaling: bool = True  # RFC 7323
     sack: bool = True  # RFC 2018 (SACK-permitted on SYNs; SACK blocks on ACKs while holes exist)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpip.core.tcp import autotune
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.cc import make
 from tcpip.core.tcp.recovery import Recovery
@@ -65,6 +66,8 @@ def on_new_ack(conn: Connection, acked: int, now: float) -> None:
         return
     conn.dupacks = 0
     c.on_ack(acked, conn.snd_una, conn.snd_max, 0.0, now)
+    if conn.config.autotune:
+        autotune.expand_sndbuf(conn)
     cap = 2 * conn.sndbuf.capacity + mss  # beyond what the send buffer can keep in flight it means nothing
     c.cwnd = min(c.cwnd, cap)
 

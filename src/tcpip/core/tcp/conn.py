@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tcpip.core.tcp import autotune
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.cc import CongestionControl
 from tcpip.core.tcp.cc import make as make_cc
@@ -13,6 +14,7 @@ from tcpip.core.tcp.sndbuf import SendBuffer
 from tcpip.core.tcp.state import EV_CLOSED, TcpState
 
 if TYPE_CHECKING:
+    from tcpip.core.tcp.autotune import RcvSpace
     from tcpip.core.tcp.layer import TcpLayer
     from tcpip.core.tcp.listener import Listener
     from tcpip.core.tcp.recovery import Recovery
@@ -33,14 +35,14 @@ class Connection:
 
     __slots__ = (
         "ack_pending", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
-        "data_ev", "delack_at", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
+        "data_ev", "delack_at", "dsack", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
         "last_ack_sent", "layer", "linger_at", "listener", "local_addr", "local_port", "loss_at",
         "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "rcv_adv",
         "rcv_mss", "rcv_tstamp", "rcv_wscale", "rcvbuf", "rec", "recover", "remote_addr", "remote_port",
         "reported", "retries", "rexmit_at", "rexmit_hint", "rto", "rtt_seq", "rtt_time", "rttvar",
         "sack_ok", "send_error", "sent_ev", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2",
         "snd_wnd", "snd_wscale", "sndbuf", "soft_error", "srtt", "state", "timer_at", "ts_offset", "ts_ok",
-        "ts_recent", "ts_recent_at", "user", "ws_ok",
+        "ts_recent", "ts_recent_at", "tune", "user", "ws_ok",
     )
 
     def __init__(self, layer: TcpLayer, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
@@ -83,6 +85,8 @@ class Connection:
         # congestion control (RFC 5681, NewReno RFC 6582), in bytes
         self.cc: CongestionControl = make_cc(cfg.congestion, cfg.default_mss, 1 << 30)  # cwnd, ssthresh
         self.rec: Recovery | None = None  # SACK scoreboard, RACK-TLP, PRR (once SACK is negotiated)
+        self.tune: RcvSpace | None = None  # receive-buffer autotuning measurement (autotune.py)
+        self.dsack: tuple[int, int] | None = None  # a duplicate to report in our next ACK (RFC 2883)
         self.loss_at: float | None = None  # RACK reordering timer or tail loss probe (rec.timer says which)
         self.ca_acc = self.dupacks = self.recover = 0
         self.in_recovery = False
@@ -166,6 +170,8 @@ class Connection:
         """Consume readable bytes; send a window update once the window has grown enough (RFC 1122 SWS)."""
         data = self.rcvbuf.read(n)
         self.data_ev = False
+        if self.tune is not None:
+            autotune.on_read(self, now)  # may grow the buffer: the window update below announces it
         if data and self.state in _RECEIVING and self.state != S.SYN_RECEIVED:
             grow = seq_sub(seq_add(self.rcvbuf.rcv_nxt, self.rcvbuf.window()), self.rcv_adv)
             if grow >= min(self.config.rcvbuf >> 1, self.adv_mss):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpip.core.tcp import autotune
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.opening import established, syn_sent, time_wait
@@ -64,6 +65,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     # (Like Linux's tcp_disordered_ack, a bare ACK is exempt: reordered ACKs are harmless.)
     if conn.ts_ok and ts is not None and (dlen or flags & (SYN | FIN)) and seq_lt(ts[0], conn.ts_recent):
         stats.paws_rejected += 1
+        _dsack(conn, seq, dlen, rcv_nxt)
         out.oow_ack(conn, now, dlen > 0)
         return False
     # first: sequence number (RFC 9293 3.10.7.4, the four cases)
@@ -97,6 +99,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                 if dlen and conn.ts_ok and ts is not None and seq_ge(ts[0], conn.ts_recent) and \
                         seq_in(seq, seq_add(rcv_nxt, -conn.config.rcvbuf), rcv_nxt):
                     conn.ts_recent = ts[0]
+                _dsack(conn, seq, dlen, rcv_nxt)
                 out.oow_ack(conn, now, dlen > 0)
             return False
     # RFC 7323 4.3: TS.Recent from a segment covering Last.ACK.sent
@@ -141,6 +144,12 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     return False
 
 
+def _dsack(conn: Connection, seq: int, dlen: int, rcv_nxt: int) -> None:
+    """RFC 2883: a duplicate of data already received is reported in the first SACK block of our ACK."""
+    if dlen and conn.sack_ok and seq_le(seq_add(seq, dlen), rcv_nxt):
+        conn.dsack = (seq, seq_add(seq, dlen))
+
+
 def _text(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int, flags: int, rcv_nxt: int,
           zero_window: bool, now: float) -> None:
     """The seventh (segment text) and eighth (FIN) steps, then what goes out in answer."""
@@ -166,6 +175,8 @@ def _text(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int,
         had_holes = rb.has_holes
         ooo_before = rb.ooo_dropped
         n, fin_now = rb.add(seq, data, bool(fin))
+        if n and conn.config.autotune:
+            autotune.on_data(conn, now)
         if dlen > conn.rcv_mss:
             conn.rcv_mss = dlen if dlen < conn.adv_mss else conn.adv_mss
         if n and not conn.data_ev:
@@ -231,6 +242,8 @@ def _process_ack(conn: Connection, seg: TcpRepr, dlen: int, now: float) -> bool:
         conn.snd_wl1, conn.snd_wl2 = seq, ack
     acked = seq_sub(ack, una)
     rec = conn.rec
+    if rec is not None and not conn.sack_ok:  # SACK withdrawn after negotiate() (a SYN cookie without TS)
+        conn.rec = rec = None
     if acked > 0:
         _new_ack(conn, seg, ack, acked, now)
     if rec is not None:  # SACK: scoreboard, RACK-TLP, PRR (core/tcp/recovery.py)

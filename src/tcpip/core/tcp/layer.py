@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import errno
 import random
-import struct
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from tcpip.core.tcp import bounds, icmp, validate
 from tcpip.core.tcp import input as tcp_input
 from tcpip.core.tcp import output as out
-from tcpip.core.tcp import validate
 from tcpip.core.tcp.config import TcpConfig
 from tcpip.core.tcp.conn import Connection
 from tcpip.core.tcp.isn import IsnGenerator, ephemeral_port
 from tcpip.core.tcp.listener import Listener
-from tcpip.core.tcp.seq import seq_add, seq_in, seq_lt
+from tcpip.core.tcp.seq import seq_add, seq_lt
 from tcpip.core.tcp.state import EV_SENT, ConnInfo, TcpState, os_error
 from tcpip.core.tcp.stats import TcpStats
 from tcpip.core.tcp.syncookies import SynCookies
@@ -26,18 +25,6 @@ from tcpip.wire.tcp import ACK, FIN, RST, SYN, TcpRepr, fill_checksum, verify
 
 Buffer = bytes | bytearray | memoryview
 S = TcpState
-_PORTS_SEQ = struct.Struct("!HHI")
-_ICMP_UNREACH = 3
-_FRAG_NEEDED = 4
-# ICMP destination-unreachable code -> errno (Linux icmp_err_convert)
-_UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT, 3: errno.ECONNREFUSED,
-                  5: errno.EOPNOTSUPP, 6: errno.ENETUNREACH, 7: errno.EHOSTUNREACH, 9: errno.ENETUNREACH,
-                  10: errno.EHOSTUNREACH, 11: errno.ENETUNREACH, 12: errno.EHOSTUNREACH,
-                  13: errno.EHOSTUNREACH, 14: errno.EHOSTUNREACH, 15: errno.EHOSTUNREACH}
-_ICMP_TIME_EXCEEDED = 11
-_ICMP_PARAM_PROBLEM = 12
-_ICMP_ERRORS = (_ICMP_UNREACH, _ICMP_TIME_EXCEEDED, _ICMP_PARAM_PROBLEM)  # source quench: RFC 6633, ignored
-_TYPE_ERRNO = {_ICMP_TIME_EXCEEDED: errno.EHOSTUNREACH, _ICMP_PARAM_PROBLEM: errno.EPROTO}
 _SYN_FIN = SYN | FIN
 _PORT_LOW, _PORT_HIGH = 32768, 60999
 
@@ -66,15 +53,16 @@ class TcpLayer:
         self.events: list[tuple[int, Any, Any]] = []
         self.time_wait_count = 0
         self.mem = 0  # buffer bytes held, as of each connection's last segment (exact under pressure)
-        self._mem: dict[Connection, int] = {}
-        self._orphans: set[Connection] = set()
+        self.mem_by_conn: dict[Connection, int] = {}
+        self.orphan_conns: set[Connection] = set()
         self.half_open_total = 0
         self._challenge_second = -1
         self._challenge_budget = 0
         s = 0
-        while s < 14 and config.rcvbuf >> s > 0xFFFF:
+        most = max(config.rcvbuf, config.rcvbuf_max) if config.autotune else config.rcvbuf
+        while s < 14 and most >> s > 0xFFFF:
             s += 1
-        self._wscale = s  # the smallest shift that lets the whole receive buffer be advertised
+        self._wscale = s  # the smallest shift that lets the whole (autotuned) receive buffer be advertised
 
     # -- driver API ---------------------------------------------------------------------------------------
     def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
@@ -111,7 +99,7 @@ class TcpLayer:
             if seg.sack:
                 validate.filter_sack(conn, seg, stats)
             stripped = False
-            if data and self.mem >= self.config.mem_limit and not self._relieve(conn):
+            if data and self.mem >= self.config.mem_limit and not bounds.relieve(self, conn):
                 stats.mem_drops += 1  # keep the ACK, drop the text (ACKed below): the peer sends it again
                 data = data[:0]
                 seg.flags &= ~FIN
@@ -147,48 +135,7 @@ class TcpLayer:
 
     def icmp_error(self, icmp_type: int, code: int, rest: int, quote: memoryview, now: float) -> None:
         """An ICMP error quoting one of our segments (quoted IPv4 header + at least 8 bytes of TCP)."""
-        if len(quote) < 20:
-            return
-        ihl = (quote[0] & 0x0F) * 4
-        if len(quote) < ihl + 8:
-            return
-        src = int.from_bytes(quote[12:16], "big")
-        dst = int.from_bytes(quote[16:20], "big")
-        sport, dport, seq = _PORTS_SEQ.unpack_from(quote, ihl)
-        conn = self.conns.get((src, sport, dst, dport))
-        stats = self.stats
-        # RFC 5927 4.1: act only when the quoted sequence number is one we sent and is not yet acknowledged
-        if conn is None or icmp_type not in _ICMP_ERRORS or conn.state == S.TIME_WAIT or \
-                not seq_in(seq, conn.snd_una, seq_add(conn.snd_max, 1)):
-            stats.icmp_ignored += 1
-            return
-        if icmp_type == _ICMP_UNREACH and code == _FRAG_NEEDED:
-            mtu = rest & 0xFFFF
-            mss = max(mtu - 40, self.config.min_mss)
-            if mtu == 0 or mss >= conn.mss:
-                stats.icmp_ignored += 1
-                return
-            stats.icmp_frag_needed += 1
-            conn.mss = mss
-            if conn.state not in (S.SYN_SENT, S.SYN_RECEIVED) and conn.snd_una != conn.snd_max:
-                conn.snd_nxt = conn.snd_una  # resend what no longer fits, without a cwnd cut (Linux)
-                out.retransmit_first(conn, now)
-                conn.arm()
-            return
-        code_errno = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if icmp_type == _ICMP_UNREACH else \
-            _TYPE_ERRNO[icmp_type]
-        if icmp_type == _ICMP_UNREACH and (
-                conn.state == S.SYN_SENT or (conn.state == S.SYN_RECEIVED and conn.listener is None)):
-            stats.icmp_unreachable += 1
-            self.terminate(conn, os_error(code_errno))
-        elif icmp_type == _ICMP_UNREACH and conn.state == S.SYN_RECEIVED and seq == conn.iss:
-            stats.icmp_unreachable += 1
-            self.terminate(conn, None)
-        else:
-            # RFC 5461 / RFC 1122 4.2.3.9: a soft error on a synchronized connection; kept for the
-            # application to read (Linux sk_err_soft), never fatal
-            stats.icmp_soft_errors += 1
-            conn.soft_error = os_error(code_errno)
+        icmp.icmp_error(self, icmp_type, code, rest, quote, now)
 
     def listen(self, addr: int, port: int, backlog: int) -> Listener:
         if port == 0:
@@ -286,8 +233,8 @@ class TcpLayer:
         conn.set_state(S.CLOSED)
         if self.conns.get(conn.key) is conn:
             del self.conns[conn.key]
-        self.mem -= self._mem.pop(conn, 0)
-        self._orphans.discard(conn)
+        self.mem -= self.mem_by_conn.pop(conn, 0)
+        self.orphan_conns.discard(conn)
         conn.rexmit_at = conn.delack_at = conn.linger_at = None
         if conn.timer_at is not None:
             self.timers.cancel(conn)
@@ -318,51 +265,26 @@ class TcpLayer:
             self.terminate(conn, None)
             return
         conn.set_state(S.TIME_WAIT)
-        self._orphans.discard(conn)
+        self.orphan_conns.discard(conn)
         conn.rexmit_at = conn.delack_at = None
         conn.persist = False
         conn.linger_at = now + self.config.time_wait
         conn.report_closed_event(None)
         conn.arm()
 
-    # -- resource bounds ------------------------------------------------------------------------------------
+    # -- resource bounds (bounds.py) ----------------------------------------------------------------------
     @property
     def orphans(self) -> int:
-        return len(self._orphans)
+        return len(self.orphan_conns)
 
     def note_orphan(self, conn: Connection, now: float) -> None:
-        """close() left `conn` sending its FIN without an application: bounded by max_orphans (Linux
-        tcp_too_many_orphans resets the newest)."""
-        if len(self._orphans) >= self.config.max_orphans:
-            self.stats.orphan_overflow += 1
-            conn.abort(now)
-            return
-        self._orphans.add(conn)
+        bounds.note_orphan(self, conn, now)
 
     def account(self, conn: Connection) -> None:
         """Record the buffer bytes `conn` holds now (readable + out of order + send queue) in self.mem."""
         cur = conn.rcvbuf.readable + conn.rcvbuf.ooo_bytes + conn.sndbuf.queued
-        self.mem += cur - self._mem.get(conn, 0)
-        self._mem[conn] = cur
-
-    def _relieve(self, conn: Connection) -> bool:
-        """Memory at mem_limit: recount exactly (reads and writes since each connection's last segment),
-        then prune out-of-order data, this connection's first (Linux tcp_prune_ofo_queue). True when
-        below the limit again."""
-        limit = self.config.mem_limit
-        for c in self._mem:
-            self.account(c)
-        if self.mem < limit:
-            return True
-        stats = self.stats
-        stats.prune_called += 1
-        for c in (conn, *self._mem):
-            if c.rcvbuf.ooo_bytes:
-                stats.ofo_pruned += c.rcvbuf.prune_ooo()
-                self.account(c)
-                if self.mem < limit:
-                    return True
-        return False
+        self.mem += cur - self.mem_by_conn.get(conn, 0)
+        self.mem_by_conn[conn] = cur
 
     def challenge_allowed(self, now: float) -> bool:
         """The global challenge-ACK budget: per second, a random count in [limit/2, limit*3/2), so an

@@ -80,8 +80,8 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
     elif not flags & RST:
         if conn.ts_ok:
             r.timestamp = (ts_now(conn, now), conn.ts_recent)
-        if conn.sack_ok and rb.has_holes:
-            r.sack = tuple(rb.sack_blocks(3 if conn.ts_ok else 4))
+        if conn.sack_ok:
+            r.sack = _sack_blocks(conn)
     hdr = bytearray(r.header_len())
     r.emit(hdr)
     fill_checksum(hdr, conn.local_addr, conn.remote_addr, payload)
@@ -101,11 +101,27 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         stats.send_errors += 1
 
 
+def _sack_blocks(conn: Connection) -> tuple[tuple[int, int], ...]:
+    """SACK blocks for our next segment: a pending D-SACK first (RFC 2883), then the receive queue's."""
+    rb = conn.rcvbuf
+    room = 3 if conn.ts_ok else 4
+    d = conn.dsack
+    if d is not None:
+        conn.dsack = None
+        return (d, *rb.sack_blocks(room - 1)) if rb.has_holes else (d,)
+    return tuple(rb.sack_blocks(room)) if rb.has_holes else ()
+
+
 def options_len(conn: Connection) -> int:
-    """Option bytes on a data segment now: timestamps, and SACK blocks while the receive queue has holes."""
+    """Option bytes on a data segment now: timestamps, and SACK blocks while the receive queue has holes
+    or a D-SACK is pending."""
     n = 12 if conn.ts_ok else 0
-    if conn.sack_ok and conn.rcvbuf.has_holes:
-        n += 4 + 8 * min(len(conn.rcvbuf.sack_blocks(4)), 3 if conn.ts_ok else 4)
+    if conn.sack_ok:
+        k = len(conn.rcvbuf.sack_blocks(4)) if conn.rcvbuf.has_holes else 0
+        if conn.dsack is not None:
+            k += 1
+        if k:
+            n += 4 + 8 * min(k, 3 if conn.ts_ok else 4)
     return n
 
 
@@ -220,6 +236,8 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
             if fin or max_segs <= 0:
                 break
         elif unsent == 0 and conn.fin_queued:  # FIN alone (not yet sent when snd_nxt == end)
+            if nxt != conn.snd_max:
+                conn.layer.stats.rto_retrans += 1
             send_data(conn, nxt, 0, True, now)
             conn.snd_nxt = seq_add(nxt, 1)
             sent = True
@@ -236,6 +254,8 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
     elif conn.rexmit_at is None and conn.snd_una == conn.snd_max and seq_sub(end, conn.snd_nxt) > 0:
         conn.persist = True  # data waits for the window with nothing in flight: probe it
         conn.rexmit_at = now + persist_interval(conn)
+    if rec is not None and conn.in_recovery and not rec.rescued:
+        rec.rescue(conn, now)
     return sent
 
 

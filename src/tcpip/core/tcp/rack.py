@@ -3,7 +3,7 @@ more than RTT + reordering window has passed since it was sent; the window adapt
 
 from __future__ import annotations
 
-from tcpip.core.tcp.scoreboard import Scoreboard, Seg
+from tcpip.core.tcp.scoreboard import BY_RACK, Scoreboard, Seg
 from tcpip.core.tcp.seq import seq_ge, seq_gt
 
 DUP_THRESH = 3
@@ -85,5 +85,5 @@ class Rack:
                 break
             lost.append(s)
         for s in lost:
-            sb.mark_lost(s, True)
+            sb.mark_lost(s, BY_RACK)
         return timeout

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpip.core.tcp import autotune
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.rack import Rack
-from tcpip.core.tcp.scoreboard import BY_RACK, RETRANS, SACKED, Scoreboard, Seg
-from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_le, seq_sub
+from tcpip.core.tcp.scoreboard import BY_RACK, BY_RTO, LOST, RETRANS, SACKED, Scoreboard, Seg
+from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
@@ -22,8 +23,8 @@ T_REO, T_PTO = 1, 2
 class Recovery:
     """Per-connection recovery state (created when SACK is negotiated)."""
 
-    __slots__ = ("prr_delivered", "prr_out", "rack", "recover_fs", "rescued", "sb", "timer", "tlp_end",
-                 "tlp_retrans", "undo_marker", "undo_retrans")
+    __slots__ = ("loss_until", "prr_delivered", "prr_out", "rack", "recover_fs", "rescued", "sb", "timer",
+                 "tlp_end", "tlp_retrans", "undo_marker", "undo_seqs")
 
     def __init__(self) -> None:
         self.sb = Scoreboard()
@@ -34,7 +35,10 @@ class Recovery:
         self.tlp_end: int | None = None  # a loss probe is outstanding up to this sequence
         self.tlp_retrans = False
         self.undo_marker: int | None = None  # snd_una when the episode began: D-SACKs above it count
-        self.undo_retrans = 0  # retransmissions of the episode not yet proven spurious
+        # where the episode's retransmissions start, until a D-SACK proves each one spurious (only those
+        # count: a network duplicate of another segment proves nothing)
+        self.undo_seqs: set[int] | None = None
+        self.loss_until: int | None = None  # after a timeout: resending from the scoreboard up to here
 
     # -- hooks from output -------------------------------------------------------------------------------
     def on_send(self, conn: Connection, seq: int, end: int, now: float) -> None:
@@ -45,9 +49,11 @@ class Recovery:
             self.sb.sent(seq, end, now)
         else:
             go_back = conn.snd_nxt != conn.snd_max
-            n = self.sb.resent(seq, end, now, not go_back)
+            self.sb.resent(seq, end, now, not go_back)
             if self.undo_marker is not None:
-                self.undo_retrans += n
+                if self.undo_seqs is None:
+                    self.undo_seqs = set()
+                self.undo_seqs.add(seq)
         if conn.in_recovery:
             self.prr_out += seq_sub(end, seq)
 
@@ -67,6 +73,8 @@ class Recovery:
                 break
             if s.flags & BY_RACK:
                 stats.rack_retrans += 1
+            elif s.flags & BY_RTO:
+                stats.rto_retrans += 1
             else:
                 stats.fast_retrans += 1
             if s.start == conn.snd_una:  # the head went again: its timer starts over (as Linux)
@@ -75,17 +83,30 @@ class Recovery:
 
     # -- ACK processing ----------------------------------------------------------------------------------
     def on_ack(self, conn: Connection, seg: TcpRepr, acked: int, now: float) -> None:
-        """Everything an acceptable ACK means for recovery (snd_una already advanced)."""
+        """Everything an acceptable ACK means for recovery (snd_una already advanced). Sends nothing itself:
+        the caller's output() follows (lost segments first, then new data, then the rescue)."""
         sb = self.sb
         rack = self.rack
         una = conn.snd_una
         sb.now = now
+        if acked > 0 and seq_add(una, -acked) == conn.iss:
+            acked -= 1  # the SYN is no data
+        if not seg.sack and not (sb.sacked_bytes or sb.lost_bytes or sb.retrans_bytes) and \
+                self.timer != T_REO and not conn.in_recovery and self.loss_until is None and \
+                self.tlp_end is None and conn.snd_nxt == conn.snd_max:
+            # fast path: in-order delivery with no SACK state; nothing RACK could judge lost
+            if acked > 0:
+                sb.ack(una)
+                rack.update(sb, now)
+                self._grow(conn, acked, now)
+            self.schedule_pto(conn, now)
+            return
         delivered = 0
         if acked > 0:
             delivered = acked - sb.ack(una)
         dsack = None
         if seg.sack:
-            newly, dsack = sb.sack(seg.sack, una, conn.snd_max)
+            newly, dsack = sb.sack(seg.sack, una, conn.snd_max, seg.ack)
             delivered += newly
         rack.update(sb, now)
         stats = conn.layer.stats
@@ -101,11 +122,12 @@ class Recovery:
             sb.forget_sacks()
         mss = conn.mss
         if conn.snd_nxt == conn.snd_max:  # not going back after a timeout
-            if head is not None and sb.sacked_bytes > 2 * mss and not head.flags & (SACKED | RETRANS) \
-                    and not sb.lostq:
-                sb.mark_lost(head, False)  # RFC 6675 IsLost(HighACK + 1)
+            if head is not None and sb.sacked_bytes > 2 * mss and not head.flags & (SACKED | LOST):
+                sb.mark_lost(head, 0)  # RFC 6675 IsLost(HighACK + 1)
             self._detect(conn, now)
-            if not conn.in_recovery and sb.lost_bytes:
+            if self.loss_until is not None and seq_ge(una, self.loss_until):
+                self.loss_until = None  # everything outstanding at the timeout is acknowledged
+            if not conn.in_recovery and sb.lost_bytes and self.loss_until is None:
                 self._enter(conn, now)
         if conn.in_recovery:
             if seq_ge(una, conn.recover):
@@ -113,15 +135,16 @@ class Recovery:
             else:
                 self._prr(conn, delivered)
         elif acked > 0:
-            c = conn.cc
-            c.on_ack(acked, una, conn.snd_max, rack.rtt, now)
-            cap = 2 * conn.sndbuf.capacity + mss
-            c.cwnd = min(c.cwnd, cap)
-        self.retransmit_lost(conn, now)
-        out.output(conn, now)
-        if conn.in_recovery and not self.rescued:
-            self._rescue(conn, now)
+            self._grow(conn, acked, now)
         self.schedule_pto(conn, now)
+
+    def _grow(self, conn: Connection, acked: int, now: float) -> None:
+        c = conn.cc
+        c.on_ack(acked, conn.snd_una, conn.snd_max, self.rack.rtt, now)
+        if conn.config.autotune:
+            autotune.expand_sndbuf(conn)
+        cap = 2 * conn.sndbuf.capacity + conn.mss  # beyond what the send buffer can keep in flight
+        c.cwnd = min(c.cwnd, cap)
 
     def _detect(self, conn: Connection, now: float) -> None:
         rack = self.rack
@@ -147,7 +170,7 @@ class Recovery:
         self.prr_delivered = self.prr_out = 0
         self.rescued = False
         self.undo_marker = conn.snd_una
-        self.undo_retrans = 0
+        self.undo_seqs = None
         self._prr(conn, 0)
 
     def _exit(self, conn: Connection, now: float) -> None:
@@ -171,8 +194,9 @@ class Recovery:
         segs = sndcnt // mss  # whole segments; a positive remainder alone still sends one
         conn.cc.cwnd = pipe + (segs if segs or sndcnt <= 0 else 1) * mss
 
-    def _rescue(self, conn: Connection, now: float) -> None:
-        """RFC 6675 NextSeg rule 4: nothing lost left, no new data: resend the last unSACKed segment once."""
+    def rescue(self, conn: Connection, now: float) -> None:
+        """RFC 6675 NextSeg rule 4 (after output() tried rules 1-2): nothing lost left, no new data: resend
+        the last unSACKed segment, once per recovery."""
         sb = self.sb
         if sb.lostq and sb.next_lost() is not None:
             return
@@ -190,14 +214,17 @@ class Recovery:
 
     # -- D-SACK undo ----------------------------------------------------------------------------------------
     def _dsack_undo(self, conn: Connection, dsack: tuple[int, int], now: float) -> None:
-        """Each D-SACK at or above the episode's start proves retransmissions spurious; when all are,
-        the window reduction is undone (RFC 3708 spirit, Linux tcp_try_undo_dsack)."""
-        m = self.undo_marker
-        if m is None or self.undo_retrans <= 0 or seq_gt(m, dsack[0]):
+        """A D-SACK covering one of the episode's retransmissions proves it spurious; when all are, the
+        window reduction is undone (RFC 3708's idea, Linux tcp_try_undo_dsack)."""
+        left, right = dsack
+        todo = self.undo_seqs
+        if self.undo_marker is None or not todo:
             return
-        mss = conn.mss
-        self.undo_retrans -= max(1, -(-seq_sub(dsack[1], dsack[0]) // mss))
-        if self.undo_retrans <= 0 and conn.cc.undo():
+        proven = [x for x in todo if seq_le(left, x) and seq_lt(x, right)]
+        if not proven:
+            return
+        todo.difference_update(proven)
+        if not todo and conn.cc.undo():
             conn.layer.stats.dsack_undo += 1
             self.undo_marker = None
             if conn.in_recovery:
@@ -208,7 +235,8 @@ class Recovery:
     def schedule_pto(self, conn: Connection, now: float) -> None:
         """RFC 8985 7.2: arm the probe timeout when data is outstanding outside recovery."""
         if self.timer == T_REO or self.tlp_end is not None or conn.in_recovery or \
-                conn.snd_una == conn.snd_max or conn.snd_nxt != conn.snd_max or conn.persist:
+                self.loss_until is not None or conn.snd_una == conn.snd_max or \
+                conn.snd_nxt != conn.snd_max or conn.persist:
             if self.timer == T_PTO and (conn.in_recovery or conn.snd_una == conn.snd_max):
                 self.timer = 0
                 conn.loss_at = None
@@ -232,9 +260,10 @@ class Recovery:
         kind, self.timer = self.timer, 0
         if conn.state not in out.SENDING or conn.snd_una == conn.snd_max:
             return
-        if kind == T_REO:
+        if kind == T_REO and conn.snd_nxt == conn.snd_max:  # (going back after ICMP: no judging)
             self._detect(conn, now)
-            if not conn.in_recovery and self.sb.lost_bytes and conn.snd_nxt == conn.snd_max:
+            if not conn.in_recovery and self.sb.lost_bytes and conn.snd_nxt == conn.snd_max and \
+                    self.loss_until is None:
                 self._enter(conn, now)
             self.retransmit_lost(conn, now)
             out.output(conn, now)
@@ -246,6 +275,7 @@ class Recovery:
         """RFC 8985 7.3: send one new segment if the window allows, else resend the last one."""
         stats = conn.layer.stats
         stats.tlp_probes += 1
+        self.undo_marker = self.undo_seqs = None  # the last episode is over: a probe's D-SACK is not its
         unsent = seq_sub(seq_add(conn.buf_seq, conn.sndbuf.queued), conn.snd_max)
         flight = seq_sub(conn.snd_max, conn.snd_una)
         self.tlp_retrans = False
@@ -271,13 +301,23 @@ class Recovery:
             c.cwnd = c.ssthresh
         self.tlp_retrans = False
 
+    def after_rto(self, conn: Connection, now: float) -> bool:
+        """The timer's retransmission: the first lost segment (cwnd is one segment now). False if the
+        scoreboard has nothing to resend (the caller goes back to snd_una instead)."""
+        if self.sb.next_lost() is None or conn.snd_nxt != conn.snd_max:
+            return False
+        self.retransmit_lost(conn, now)
+        return True
+
     def on_rto(self, conn: Connection) -> None:
-        """Retransmission timeout: the go-back resends everything unSACKed; a second one in a row means
-        the peer may have reneged (RFC 2018 8): forget its SACKs."""
+        """Retransmission timeout: everything unSACKed is lost and goes again from the scoreboard under
+        the slow-start window (no go-back over SACKed data); a second one in a row means the peer may
+        have reneged (RFC 2018 8): forget its SACKs."""
         sb = self.sb
-        sb.reset_losses()
         if conn.retries > 1:
             sb.forget_sacks()
+        sb.all_lost()
+        self.loss_until = conn.snd_max
         self.timer = 0
         conn.loss_at = None
         self.tlp_end = None
@@ -285,7 +325,7 @@ class Recovery:
             self.rack.on_recovery_end()
         conn.in_recovery = False
         self.undo_marker = conn.snd_una
-        self.undo_retrans = 0
+        self.undo_seqs = None
 
 
 def _resend(conn: Connection, s: Seg, now: float) -> None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict, deque
 
-from tcpip.core.tcp.seq import seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from tcpip.core.tcp.seq import HALF, MASK, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 SACKED = 1  # the peer holds it (RFC 2018)
 LOST = 2  # deemed lost (RACK or RFC 6675 IsLost); stays set after its retransmission
 RETRANS = 4  # a retransmission of it is in flight (counted in pipe)
 EVER = 8  # retransmitted at least once (RACK step 1, Karn)
 BY_RACK = 16  # marked lost by RACK (counters), else by the duplicate threshold
+BY_RTO = 32  # marked lost by a retransmission timeout
 
 
 class Seg:
@@ -37,8 +38,14 @@ class Seg:
         return f"Seg({self.start}, {self.end}, {self.xmit}, {self.flags:#x})"
 
 
-def _start(s: Seg) -> int:
-    return s.start
+def _find(segs: list[Seg], x: int) -> int:
+    """Index of the record holding sequence x (or the first one): a binary search on offsets from the
+    first record, so the 2**32 wrap inside the window does not matter."""
+    if not segs:
+        return 0
+    base = segs[0].start
+    i = bisect_right(segs, (x - base) & MASK, key=lambda r: (r.start - base) & MASK) - 1
+    return i if i > 0 else 0
 
 
 class Scoreboard:
@@ -51,7 +58,9 @@ class Scoreboard:
         self.segs: list[Seg] = []  # in sequence order
         self.tsorder: OrderedDict[Seg, None] = OrderedDict()  # oldest transmission first
         self.ranges: list[tuple[int, int]] = []  # SACKed ranges above snd_una, sorted, disjoint
-        self.lostq: deque[Seg] = deque()  # lost, waiting for retransmission (stale entries skipped)
+        # lost, waiting for retransmission (stale entries skipped); made on the first loss (an empty deque
+        # is ~770 bytes: idle connections should not pay for it)
+        self.lostq: deque[Seg] | None = None
         self.sacked_bytes = self.lost_bytes = self.retrans_bytes = 0
         # RACK inputs gathered while an ACK is processed (RFC 8985 6.2 steps 1-2)
         self.now = 0.0
@@ -72,8 +81,7 @@ class Scoreboard:
         """[start, end) was retransmitted: returns how many records it covered. `in_pipe` is False for the
         go-back after a timeout (the copy replaces the original in the flight; nothing extra in pipe)."""
         segs = self.segs
-        i = bisect_right(segs, start, key=_start) - 1
-        i = max(i, 0)
+        i = _find(segs, start)
         count = 0
         while i < len(segs):
             s = segs[i]
@@ -92,6 +100,9 @@ class Scoreboard:
             if in_pipe and not f & (RETRANS | SACKED):
                 self.retrans_bytes += seq_sub(s.end, s.start)
                 f |= RETRANS
+            elif not in_pipe and f & (LOST | SACKED) == LOST:  # going back: the copy replaces the loss
+                self.lost_bytes -= seq_sub(s.end, s.start)
+                f &= ~(LOST | BY_RACK | BY_RTO)
             s.flags = f | EVER
             s.xmit = now
             if not f & SACKED:
@@ -109,6 +120,8 @@ class Scoreboard:
         self.segs.insert(i + 1, t)
         if s in self.tsorder:
             self.tsorder[t] = None
+        if t.flags & (LOST | RETRANS | SACKED) == LOST:  # the rest still waits for its retransmission
+            self._lostq().appendleft(t)
 
     # -- acknowledgments ----------------------------------------------------------------------------------
     def ack(self, una: int) -> int:
@@ -117,9 +130,12 @@ class Scoreboard:
         n = len(segs)
         k = 0
         was_sacked = 0
+        pop = self.tsorder.pop
+        fack = self.fack
         while k < n:
             s = segs[k]
-            if seq_gt(s.end, una):
+            d = (s.end - una) & MASK
+            if 0 < d < HALF:  # s.end after una
                 if seq_lt(s.start, una):  # partly acknowledged: trim
                     cut = seq_sub(una, s.start)
                     self._uncount(s, cut)
@@ -127,14 +143,20 @@ class Scoreboard:
                         was_sacked += cut
                     s.start = una
                 break
-            ln = seq_sub(s.end, s.start)
-            if s.flags & SACKED:
-                was_sacked += ln
+            f = s.flags
+            if not f and s.xmit >= self.d_xmit and not 0 < ((fack - s.end) & MASK) < HALF:
+                # the common case, inlined: never resent, in order, newest so far
+                self.d_xmit, self.d_end = s.xmit, s.end
+                pop(s, None)
             else:
-                self._deliver(s)
-            self._uncount(s, ln)
-            self.tsorder.pop(s, None)
-            s.flags |= SACKED  # stale in lostq: skipped
+                ln = seq_sub(s.end, s.start)
+                if f & SACKED:
+                    was_sacked += ln
+                else:
+                    self._deliver(s)
+                self._uncount(s, ln)
+                pop(s, None)
+            s.flags = f | SACKED  # stale in lostq: skipped
             k += 1
         if k:
             del segs[:k]
@@ -169,12 +191,16 @@ class Scoreboard:
         else:
             self.fack = s.end
 
-    def sack(self, blocks: tuple[tuple[int, int], ...], una: int, top: int) -> tuple[int, tuple[int, int] | None]:
-        """Apply the peer's SACK blocks: (bytes newly SACKed, the D-SACK block if the first one is one)."""
+    def sack(self, blocks: tuple[tuple[int, int], ...], una: int, top: int,
+             ack: int) -> tuple[int, tuple[int, int] | None]:
+        """Apply the peer's SACK blocks (from a segment acknowledging `ack`): (bytes newly SACKed, the
+        D-SACK block if the first one is one)."""
         dsack = None
         if blocks:
             l0, r0 = blocks[0]
-            if seq_le(r0, una) or (len(blocks) > 1 and seq_le(blocks[1][0], l0) and seq_le(r0, blocks[1][1])):
+            # RFC 2883 4: below that segment's own ACK (not snd_una: a reordered old ACK's blocks are not
+            # duplicates), or inside the second block
+            if seq_le(r0, ack) or (len(blocks) > 1 and seq_le(blocks[1][0], l0) and seq_le(r0, blocks[1][1])):
                 dsack = blocks[0]  # RFC 2883: below the ACK, or inside the second block
                 blocks = blocks[1:]
         newly = 0
@@ -225,8 +251,7 @@ class Scoreboard:
 
     def _mark_sacked(self, a: int, b: int) -> int:
         segs = self.segs
-        i = bisect_right(segs, a, key=_start) - 1
-        i = max(i, 0)
+        i = _find(segs, a)
         newly = 0
         while i < len(segs):
             s = segs[i]
@@ -253,7 +278,8 @@ class Scoreboard:
         return newly
 
     # -- loss marking and retransmission ------------------------------------------------------------------
-    def mark_lost(self, s: Seg, by_rack: bool) -> None:
+    def mark_lost(self, s: Seg, why: int) -> None:
+        """Deem s lost (why: BY_RACK, BY_RTO or 0 for the duplicate threshold) and queue it for resending."""
         f = s.flags
         if f & SACKED:
             return
@@ -264,14 +290,20 @@ class Scoreboard:
         if not f & LOST:
             self.lost_bytes += ln
             f |= LOST
-        s.flags = (f | BY_RACK) if by_rack else (f & ~BY_RACK)
+        s.flags = (f & ~(BY_RACK | BY_RTO)) | why
         self.tsorder.pop(s, None)
-        self.lostq.append(s)
+        self._lostq().append(s)
+
+    def _lostq(self) -> deque[Seg]:
+        q = self.lostq
+        if q is None:
+            q = self.lostq = deque()
+        return q
 
     def next_lost(self) -> Seg | None:
         """RFC 6675 NextSeg rule 1: the oldest segment deemed lost and not yet retransmitted."""
         q = self.lostq
-        while q:
+        while q:  # None or empty: nothing
             s = q[0]
             if s.flags & (LOST | RETRANS | SACKED) == LOST:
                 return s
@@ -281,13 +313,19 @@ class Scoreboard:
     def head(self) -> Seg | None:
         return self.segs[0] if self.segs else None
 
-    def reset_losses(self) -> None:
-        """A retransmission timeout: the go-back resends everything unSACKed; forget lost/retransmitted
-        state (O(n), once per timeout)."""
+    def all_lost(self) -> None:
+        """A retransmission timeout (RFC 6675 5.1, Linux tcp_enter_loss): everything unSACKed is lost and
+        queued in sequence order; nothing retransmitted is in flight any more (O(n), once per timeout)."""
+        self.lost_bytes = self.retrans_bytes = 0
+        q = self._lostq()
+        q.clear()
+        self.tsorder.clear()
         for s in self.segs:
             s.flags &= SACKED | EVER
-        self.lost_bytes = self.retrans_bytes = 0
-        self.lostq.clear()
+            if not s.flags & SACKED:
+                s.flags |= LOST | BY_RTO
+                self.lost_bytes += seq_sub(s.end, s.start)
+                q.append(s)
 
     def forget_sacks(self) -> None:
         """The peer reneged (RFC 2018 8): nothing it SACKed can be trusted."""

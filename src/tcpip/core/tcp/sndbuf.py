@@ -17,7 +17,7 @@ MAX_BLOCK = 65536
 class SendBuffer:
     """Queued bytes from snd_una: `write` appends, `view` reads at an offset, `ack` drops from the front."""
 
-    __slots__ = ("_blocks", "_fill", "_head", "capacity", "queued")
+    __slots__ = ("_blocks", "_fill", "_head", "_hint", "capacity", "queued")
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
@@ -27,6 +27,7 @@ class SendBuffer:
         self._blocks: list[bytearray] = []
         self._head = 0                # offset of snd_una in _blocks[0]
         self._fill = 0                # bytes used in _blocks[-1]; every other block is full
+        self._hint = (0, 0)           # (block index, its start counted from _blocks[0]): views run forward
 
     @property
     def free(self) -> int:
@@ -59,10 +60,16 @@ class SendBuffer:
             raise ValueError(f"view({offset}, {n}) outside the {self.queued} queued bytes")
         pos = self._head + offset
         blocks = self._blocks
-        i = 0
+        i, base = self._hint
+        if pos >= base and i < len(blocks):  # start where the last view was (a large buffer has many blocks)
+            pos -= base
+        else:
+            i = base = 0
         while i < len(blocks) and pos >= len(blocks[i]):
             pos -= len(blocks[i])
+            base += len(blocks[i])
             i += 1
+        self._hint = (i, base)
         if n == 0:
             return memoryview(b"")
         block = blocks[i]
@@ -85,13 +92,17 @@ class SendBuffer:
         if not self.queued:  # all acknowledged: free every block (idle connections hold no memory)
             self._blocks.clear()
             self._head = self._fill = 0
+            self._hint = (0, 0)
             return
         head = self._head + n
         blocks = self._blocks
-        drop = 0
+        drop = gone = 0
         while len(blocks) - drop > 1 and head >= len(blocks[drop]):
             head -= len(blocks[drop])
+            gone += len(blocks[drop])
             drop += 1
         if drop:
             del blocks[:drop]
+            i, base = self._hint
+            self._hint = (i - drop, base - gone) if i >= drop else (0, 0)
         self._head = head

@@ -120,6 +120,8 @@ class TcpStats:
     dsack_recv: int = 0  # ACKs carrying a D-SACK block (RFC 2883)
     dsack_undo: int = 0  # window reductions undone: every retransmission proved spurious
     sack_reneging: int = 0  # the peer discarded data it had SACKed
+    rcvbuf_grown: int = 0  # receive-buffer autotuning steps (autotune.py)
+    sndbuf_grown: int = 0  # send-buffer growth steps
     # hostile segments (core/tcp/validate.py; outcomes drop, annotations let the segment go on)
     rx_bad_doff: int = 0  # data offset below 5 or beyond the segment
     rx_syn_fin: int = 0

@@ -85,10 +85,11 @@ def _retransmit(conn: Connection, now: float) -> None:
         conn.retries += 1
     cc.on_rto(conn)
     conn.rto = min(conn.rto * 2.0, cfg.rto_max)
-    conn.snd_nxt = conn.snd_una  # go back: resend from the first unacknowledged byte in slow start
     conn.rtt_seq = None
-    out.retransmit_first(conn, now)
-    stats.rto_retrans += 1
+    if conn.rec is None or not conn.rec.after_rto(conn, now):  # SACK: resend from the scoreboard
+        conn.snd_nxt = conn.snd_una  # go back: resend from the first unacknowledged byte in slow start
+        out.retransmit_first(conn, now)
+        stats.rto_retrans += 1
     conn.rexmit_at = now + conn.rto
 
 

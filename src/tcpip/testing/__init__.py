@@ -1,0 +1,1 @@
+"""Testing tools for tcpip users and its own tests: the TCP script runner (tcpip.testing.scripts)."""
