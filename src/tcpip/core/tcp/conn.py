@@ -173,7 +173,11 @@ class Connection:
         if self.tune is not None:
             autotune.on_read(self, now)  # may grow the buffer: the window update below announces it
         if data and self.state in _RECEIVING and self.state != S.SYN_RECEIVED:
-            grow = seq_sub(seq_add(self.rcvbuf.rcv_nxt, self.rcvbuf.window()), self.rcv_adv)
+            rb = self.rcvbuf
+            # What the window field can carry: without scaling a big buffer still advertises 65535, and
+            # a read that cannot move the edge must not cost an ACK.
+            wnd = min(rb.window(), 0xFFFF << self.rcv_wscale)
+            grow = seq_sub(seq_add(rb.rcv_nxt, wnd), self.rcv_adv)
             if grow >= min(self.config.rcvbuf >> 1, self.adv_mss):
                 out.send_ack(self, now)
                 self.arm()
