@@ -66,3 +66,19 @@ class BadVersion(WireError):
 
 class BadChecksum(WireError):
     """A checksum does not verify."""
+
+
+class BadOption(WireError):
+    """A protocol option is malformed: its length overruns the buffer or does not fit its type, or END is missing."""
+
+
+class OptionOverload(BadOption):
+    """DHCP option overload (RFC 2132 option 52): options in sname/file, which tcpip refuses."""
+
+
+class BadName(WireError):
+    """A DNS name breaks RFC 1035: a label over 63 bytes, a name over 255, a bad or looping compression pointer."""
+
+
+class PointerLoop(BadName):
+    """A DNS compression pointer does not point strictly backwards, so following it could loop."""
