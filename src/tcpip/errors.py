@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 
 class TcpipError(Exception):
     """Base of every exception tcpip raises."""
@@ -82,3 +84,48 @@ class BadName(WireError):
 
 class PointerLoop(BadName):
     """A DNS compression pointer does not point strictly backwards, so following it could loop."""
+
+
+class ResolveError(TcpipError, socket.gaierror):
+    """A name could not be resolved; a `socket.gaierror` (errno = an EAI_* code), so callers of
+    `loop.getaddrinfo` can catch both the same way."""
+
+    code = socket.EAI_FAIL
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(self.code, f"{message}: {name}")
+        self.name = name
+
+
+class NameNotFoundError(ResolveError):
+    """NXDOMAIN: the name does not exist (or is not a valid DNS name)."""
+
+    code = socket.EAI_NONAME
+
+
+class NoAddressError(ResolveError):
+    """The name exists but has no IPv4 address (NOERROR with no A record)."""
+
+    code = socket.EAI_NODATA
+
+
+class ServerFailureError(ResolveError):
+    """Every server answered SERVFAIL, REFUSED or another error rcode (a temporary failure, as getaddrinfo says)."""
+
+    code = socket.EAI_AGAIN
+
+    def __init__(self, name: str, message: str, rcode: int) -> None:
+        super().__init__(name, message)
+        self.rcode = rcode
+
+
+class ResolveTimeoutError(ResolveError):
+    """No server answered within the retries."""
+
+    code = socket.EAI_AGAIN
+
+
+class ResolveTruncatedError(ResolveError):
+    """The reply had TC set: the answer needs TCP (not yet available), so the partial answer is not used."""
+
+    code = socket.EAI_AGAIN
