@@ -8,6 +8,8 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tcpip.core.dhcp import (
     BROADCAST,
@@ -358,3 +360,34 @@ def test_infinite_lease_has_no_deadline(client: DhcpClient) -> None:
     assert client.poll_at() is None
     assert client.handle_timeout(1e12) == []
     assert client.state is DhcpState.BOUND
+
+
+@given(st.binary(max_size=400), st.sampled_from(["selecting", "requesting", "bound", "renewing"]))
+def test_fuzz_receive_never_raises(data: bytes, phase: str) -> None:
+    c = DhcpClient(MAC, random.Random(9))
+    c.start(0.0)
+    _, disc = one(c)
+    if phase != "selecting":
+        c.receive(memoryview(reply(disc, MessageType.OFFER)), SERVER, 0.0)
+        _, req = one(c)
+        if phase != "requesting":
+            c.receive(memoryview(reply(req, MessageType.ACK)), SERVER, 0.0)
+            if phase == "renewing":
+                c.handle_timeout(60.0)
+    before = c.state
+    assert c.receive(memoryview(data), SERVER, 61.0) == []
+    assert c.state is before
+    assert c.stats.rx_malformed + c.stats.rx_not_reply + c.stats.rx_wrong_xid >= 1
+
+
+@given(st.data())
+def test_fuzz_mutated_replies_never_raise(data: st.DataObject) -> None:
+    c = DhcpClient(MAC, random.Random(9))
+    c.start(0.0)
+    _, disc = one(c)
+    good = bytearray(reply(disc, MessageType.OFFER))
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(good) - 1))
+        good[i] = data.draw(st.integers(0, 255))
+    c.receive(memoryview(bytes(good)), SERVER, 0.1)  # accepted or counted: never an exception
+    assert c.state in (DhcpState.SELECTING, DhcpState.REQUESTING)

@@ -8,6 +8,8 @@ import socket
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tcpip.core.resolver import DnsOutgoing, QueryHandle, Resolver, ResolverConfig, ResolverStats
 from tcpip.errors import (
@@ -269,3 +271,27 @@ def test_set_servers_applies_to_new_lookups(res: Resolver) -> None:
     res.set_servers([ip("198.18.1.1")])
     res.query("x.test", 0.0)
     assert one(res).dst_ip == ip("198.18.1.1")
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_fuzz_receive_never_raises(data: bytes, use_valid_prefix: bool) -> None:
+    r = Resolver([NS1], random.Random(4))
+    h = r.query("fuzz.test", 0.0)
+    q = one(r)
+    payload = (answer(q, a("fuzz.test", WWW))[:12] + data) if use_valid_prefix else data
+    r.receive(memoryview(payload), NS1, 53, q.src_port, 0.1)
+    assert h.addresses in ((), (WWW,))
+    assert r.stats.rx_datagrams == 1
+
+
+@given(st.data())
+def test_fuzz_mutated_answers_never_poison(data: st.DataObject) -> None:
+    r = Resolver([NS1], random.Random(4))
+    h = r.query("fuzz.test", 0.0)
+    q = one(r)
+    good = bytearray(answer(q, cname("fuzz.test", "x.test"), a("x.test", WWW)))
+    for _ in range(data.draw(st.integers(1, 6))):
+        good[data.draw(st.integers(0, len(good) - 1))] = data.draw(st.integers(0, 255))
+    r.receive(memoryview(bytes(good)), NS1, 53, q.src_port, 0.1)
+    if h.done and h.error is None:
+        assert h.addresses  # whatever was accepted came from a well-formed, matching reply
