@@ -212,7 +212,7 @@ def test_hosts_and_literals_need_no_query(res: Resolver) -> None:
 
 def test_invalid_names_and_no_servers() -> None:
     r = Resolver([], random.Random(1))
-    for bad in ("a..b", "x" * 64 + ".test", "ünï.test"):
+    for bad in ("a..b", "x" * 64 + ".test", "ünï.test", "", "."):
         h = r.query(bad, 0.0)
         assert isinstance(h.error, NameNotFoundError)
     h = r.query("ok.test", 0.0)

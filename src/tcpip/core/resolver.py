@@ -137,6 +137,8 @@ class Resolver:
             h.asked = h.target = canonical(name)
         except WireError as e:
             return self._fail(h, NameNotFoundError(name, f"not a valid DNS name ({e.reason})"))
+        if not h.target:
+            return self._fail(h, NameNotFoundError(name, "empty name"))
         try:
             return self._finish(h, (int(IPv4Address(h.target)),), h.target, 0.0)  # a literal address
         except ValueError:
