@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tcpip.core.resolver import DnsOutgoing, QueryHandle, Resolver, ResolverConfig, ResolverStats
+from tcpip.core.resolver import DnsOutgoing, QueryHandle, Resolver, ResolverConfig, ResolverStats, parse_hosts
 from tcpip.errors import (
     NameNotFoundError,
     NoAddressError,
@@ -295,3 +295,28 @@ def test_fuzz_mutated_answers_never_poison(data: st.DataObject) -> None:
     r.receive(memoryview(bytes(good)), NS1, 53, q.src_port, 0.1)
     if h.done and h.error is None:
         assert h.addresses  # whatever was accepted came from a well-formed, matching reply
+
+
+def test_formerr_to_edns_retries_without_opt(res: Resolver) -> None:
+    h = res.query("old.test", 0.0)
+    q = one(res)
+    assert DnsMessage.parse(q.payload).edns is not None
+    feed(res, q, answer(q, rcode=Rcode.FORMERR))
+    q2 = one(res)
+    assert (q2.dst_ip, DnsMessage.parse(q2.payload).edns) == (NS1, None)
+    feed(res, q2, answer(q2, a("old.test", WWW)))
+    assert h.addresses == (WWW,)
+    assert res.stats.edns_fallbacks == 1
+
+
+def test_hosts_file_text() -> None:
+    hosts = parse_hosts("""
+        # comment
+        198.18.0.1   gateway.lan gw   # trailing comment
+        ::1          localhost6
+        198.18.0.2   gw
+        bogus        x
+    """)
+    assert hosts == {"gateway.lan": [ip("198.18.0.1")], "gw": [ip("198.18.0.1"), ip("198.18.0.2")]}
+    r = Resolver([], random.Random(1), hosts=hosts)
+    assert r.query("GW", 0.0).addresses == (ip("198.18.0.1"), ip("198.18.0.2"))

@@ -64,6 +64,7 @@ class ResolverStats:
     server_failures: int = 0
     timeouts: int = 0
     cname_followed: int = 0
+    edns_fallbacks: int = 0
     cache_evictions: int = 0
 
 
@@ -81,6 +82,7 @@ class QueryHandle:
     truncated_server: int = 0
     from_cache: bool = False
     done: bool = False
+    no_edns: bool = False  # the server answered FORMERR to EDNS: plain queries from now on
     # in flight
     asked: str = ""  # `name` in canonical form: the cache key
     target: str = ""  # the name asked now (moves along a CNAME chain)
@@ -97,6 +99,24 @@ class _Cached:
     addresses: tuple[int, ...]
     canonical_name: str
     expires_at: float
+
+
+def parse_hosts(text: str) -> dict[str, list[int]]:
+    """/etc/hosts-style lines ("ADDRESS NAME [ALIAS...]", "#" comments) -> {name: [IPv4 addresses]}.
+
+    Lines with IPv6 or malformed addresses are skipped, as the C library does."""
+    out: dict[str, list[int]] = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        try:
+            addr = int(IPv4Address(fields[0]))
+        except ValueError:
+            continue
+        for name in fields[1:]:
+            out.setdefault(name, []).append(addr)
+    return out
 
 
 class Resolver:
@@ -223,6 +243,11 @@ class Resolver:
             h.truncated, h.truncated_server = True, server
             return [self._fail(h, ResolveTruncatedError(h.name, "truncated reply (TCP needed)"))]
         rc = m.rcode
+        if rc == Rcode.FORMERR and m.edns is None and not h.no_edns and self.config.edns:
+            st.edns_fallbacks += 1  # RFC 6891 7: a server that does not know OPT; ask it again without
+            h.no_edns = True
+            self._send(h, now)
+            return []
         if rc == Rcode.NXDOMAIN:
             st.nxdomain += 1
             return [self._fail(h, NameNotFoundError(h.name, "name not found (NXDOMAIN)"))]
@@ -271,7 +296,7 @@ class Resolver:
         h.outstanding[qid] = server
         h.tries += 1
         h.deadline = now + self.config.timeout
-        msg = DnsMessage.query(qid, h.target, edns=Edns() if self.config.edns else None)
+        msg = DnsMessage.query(qid, h.target, edns=Edns() if self.config.edns and not h.no_edns else None)
         self._tx.append(DnsOutgoing(server, PORT, h.port, msg.emit()))
         self.stats.tx_queries += 1
 
