@@ -391,3 +391,11 @@ def test_fuzz_mutated_replies_never_raise(data: st.DataObject) -> None:
         good[i] = data.draw(st.integers(0, 255))
     c.receive(memoryview(bytes(good)), SERVER, 0.1)  # accepted or counted: never an exception
     assert c.state in (DhcpState.SELECTING, DhcpState.REQUESTING)
+
+
+def test_misuse_raises_at_construction() -> None:
+    with pytest.raises(ValueError, match="mac"):
+        DhcpClient(b"\x02\x00", random.Random(1))
+    for bad in ("", "hôte", "a\nb", "x" * 256):
+        with pytest.raises(ValueError, match="hostname"):
+            DhcpClient(MAC, random.Random(1), hostname=bad)

@@ -51,6 +51,8 @@ class DhcpClient:
                  requested: int | None = None) -> None:
         if len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
+        if hostname is not None and not (hostname.isascii() and hostname.isprintable() and 0 < len(hostname) < 256):
+            raise ValueError(f"hostname {hostname!r}: 1-255 printable ASCII characters (RFC 2132 3.14)")
         self.mac = bytes(mac)
         self.rng = rng
         self.hostname = hostname
