@@ -145,3 +145,8 @@ class ResolveTruncatedError(ResolveError):
     """The reply had TC set: the answer needs TCP (not yet available), so the partial answer is not used."""
 
     code = socket.EAI_AGAIN
+
+
+class DhcpTimeoutError(TcpipError, TimeoutError):
+    """`Stack.connect(..., dhcp=True)` got no lease within its timeout (no server answered, or every
+    offer was refused)."""

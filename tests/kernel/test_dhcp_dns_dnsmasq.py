@@ -1,7 +1,7 @@
-"""The DHCP client and the DNS resolver against a real dnsmasq in the test's own namespace.
+"""The real Stack joins a network run by dnsmasq in the test's own namespace: DHCP lease, renewal, DNS names,
+a kernel-side UDP and TCP server reached by name, RELEASE on disconnect, REBINDING across a dnsmasq restart.
 
-Until they are wired into Stack, a small harness here drives them over the TAP: scapy builds and parses the
-Ethernet/IP/UDP around them and answers the kernel's ARP requests. dnsmasq hands out a 2-minute lease with
+dnsmasq (started by the test with the config it writes, stopped by PID) hands out a 2-minute lease with
 T1 = 4 s and T2 = 7 s, so renewal and rebinding happen within seconds. Skips without root/netns or dnsmasq.
 """
 
@@ -14,19 +14,20 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from kernel_support import KERNEL_IP, TAP, require_tap
-from scapy.all import ARP, IP, UDP, Ether, Raw, raw
+from kernel_support import KERNEL_IP, TAP, python_exe, require_tap
+from scapy.all import IP, UDP, rdpcap
 
-from tcpip.core.dhcp import Bound, DhcpClient, DhcpEvent, DhcpState, Lost, Renewed
-from tcpip.core.resolver import QueryHandle, Resolver
+from tcpip import Stack
+from tcpip.core.dhcp import Bound, DhcpState, Lost, Renewed
 from tcpip.errors import NameNotFoundError
-from tcpip.netif.tap import TapDevice
+from tcpip.netif.pcap import PcapWriter
 from tcpip.netns import Namespace
 
 pytestmark = pytest.mark.tap
 
 SERVER = int(IPv4Address(KERNEL_IP))
 SERVER_NAME_IP = "198.18.0.7"
+UDP_PORT, TCP_PORT = 5353, 5300
 
 
 def dnsmasq_conf(tmp: Path) -> Path:
@@ -38,7 +39,9 @@ listen-address={KERNEL_IP}
 no-resolv
 no-hosts
 local=/test/
+local-ttl=60
 host-record=server.test,{SERVER_NAME_IP}
+host-record=kernel.test,{KERNEL_IP}
 cname=alias.test,server.test
 dhcp-range=198.18.0.50,198.18.0.60,255.255.255.0,2m
 dhcp-option=option:router,{KERNEL_IP}
@@ -47,96 +50,26 @@ dhcp-option=option:T1,4
 dhcp-option=option:T2,7
 dhcp-leasefile={tmp / "leases"}
 dhcp-authoritative
-log-dhcp
 user=root
 pid-file=
 """)
     return conf
 
 
-class Harness:
-    """Our MAC on the TAP: the DHCP client and the resolver, with Ethernet/IP/UDP done by scapy."""
-
-    def __init__(self, dev: TapDevice, kernel_mac: str) -> None:
-        self.dev = dev
-        self.mac = bytes(dev.mac)
-        self.kernel_mac = kernel_mac
-        self.loop = asyncio.get_running_loop()
-        self.rng = random.Random(16)
-        self.dhcp = DhcpClient(self.mac, self.rng, hostname="tcpip-test")
-        self.resolver = Resolver([], self.rng)
-        self.addr = 0
-        self.events: list[DhcpEvent] = []
-        self.done: list[QueryHandle] = []
-        self.sent: list[tuple[str, bool]] = []  # (DHCP state when sent, broadcast)
-        self.frames: asyncio.Queue[bytes] = asyncio.Queue()
-        dev.attach(lambda f: self.frames.put_nowait(bytes(f)))
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def udp(self, src: int, dst: int, sport: int, dport: int, payload: bytes, broadcast: bool) -> None:
-        eth_dst = "ff:ff:ff:ff:ff:ff" if broadcast else self.kernel_mac
-        frame = Ether(src=str(self.dev.mac), dst=eth_dst) / IP(src=str(IPv4Address(src)), dst=str(
-            IPv4Address(dst))) / UDP(sport=sport, dport=dport) / Raw(payload)
-        self.dev.transmit([raw(frame)])
-
-    def flush(self) -> None:
-        for o in self.dhcp.poll_transmit():
-            self.sent.append((self.dhcp.state.value, o.broadcast))
-            self.udp(o.src_ip, o.dst_ip, 68, 67, o.payload, o.broadcast)
-        for q in self.resolver.poll_transmit():
-            self.udp(self.addr, q.dst_ip, q.src_port, q.dst_port, q.payload, False)
-
-    def on_events(self, events: list[DhcpEvent]) -> None:
-        for e in events:
-            self.events.append(e)
-            if isinstance(e, Bound | Renewed):
-                self.addr = e.lease.address
-                self.resolver.set_servers(e.lease.dns_servers)
-            elif isinstance(e, Lost):
-                self.addr = 0
-
-    def on_frame(self, data: bytes) -> None:
-        now = self.now()
-        pkt = Ether(data)
-        if ARP in pkt and pkt[ARP].op == 1 and self.addr and pkt[ARP].pdst == str(IPv4Address(self.addr)):
-            reply = Ether(src=str(self.dev.mac), dst=pkt.src) / ARP(
-                op=2, hwsrc=str(self.dev.mac), psrc=pkt[ARP].pdst, hwdst=pkt[ARP].hwsrc, pdst=pkt[ARP].psrc)
-            self.dev.transmit([raw(reply)])
-        elif IP in pkt and UDP in pkt:
-            src = int(IPv4Address(pkt[IP].src))
-            u = pkt[UDP]
-            payload = bytes(u.payload)
-            if u.dport == 68 and u.sport == 67:
-                self.on_events(self.dhcp.receive(memoryview(payload), src, now))
-            elif self.addr and pkt[IP].dst == str(IPv4Address(self.addr)):
-                self.done += self.resolver.receive(memoryview(payload), src, u.sport, u.dport, now)
-
-    async def run_until(self, cond: Callable[[], bool], timeout: float) -> None:
-        end = self.now() + timeout
-        while not cond():
-            self.flush()
-            now = self.now()
-            if now >= end:
-                raise TimeoutError(f"condition not met; events {self.events}, state {self.dhcp.state}")
-            wake = min(t for t in (self.dhcp.poll_at(), self.resolver.poll_at(), end) if t is not None)
-            try:
-                frame = await asyncio.wait_for(self.frames.get(), max(wake - now, 0.0))
-            except TimeoutError:
-                pass
-            else:
-                self.on_frame(frame)
-            now = self.now()
-            self.on_events(self.dhcp.handle_timeout(now))
-            self.done += self.resolver.handle_timeout(now)
-        self.flush()
-
-    async def resolve(self, name: str) -> QueryHandle:
-        h = self.resolver.query(name, self.now())
-        if not h.done:
-            await self.run_until(lambda: h.done, 10.0)
-        return h
+# A kernel-side UDP echo and TCP echo server, reached by name from our stack.
+_SERVERS = f"""
+import socket, threading
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("{KERNEL_IP}", {UDP_PORT}))
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("{KERNEL_IP}", {TCP_PORT}))
+t.listen()
+def udp():
+    while True:
+        d, a = u.recvfrom(2048); u.sendto(b"udp:" + d, a)
+threading.Thread(target=udp, daemon=True).start()
+print("ready", flush=True)
+while True:
+    c, _ = t.accept(); d = c.recv(100); c.sendall(b"tcp:" + d); c.close()
+"""
 
 
 def leases(tmp: Path) -> str:
@@ -153,73 +86,143 @@ async def start_dnsmasq(ns: Namespace, conf: Path) -> asyncio.subprocess.Process
     return proc
 
 
-Setup = tuple[Harness, Namespace, Path, list[asyncio.subprocess.Process]]
+class Env:
+    def __init__(self, ns: Namespace, conf: Path, tmp: Path) -> None:
+        self.ns, self.conf, self.tmp = ns, conf, tmp
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.pcap_path = tmp / "stack.pcap"
+        self.pcap: PcapWriter | None = None
+
+    async def stack(self, **kw: object) -> tuple[Stack, PcapWriter]:
+        dev = await self.ns.open_tap(TAP)
+        pcap = self.pcap = PcapWriter(dev, self.pcap_path)
+        try:
+            return await Stack.connect(pcap, dhcp=True, hostname="tcpip-test", rng=random.Random(16),
+                                       **kw), pcap  # type: ignore[arg-type]
+        except BaseException:
+            pcap.close()
+            raise
+
+    def dhcp_requests(self) -> list[tuple[str, str]]:
+        """(IP source, IP destination) of each DHCPREQUEST we sent, from our pcap."""
+        if self.pcap is not None and not self.pcap.closed:
+            self.pcap.flush()
+        return [(p[IP].src, p[IP].dst) for p in rdpcap(str(self.pcap_path))
+                if IP in p and UDP in p and p[UDP].dport == 67 and bytes(p[UDP].payload)[240:243] == b"\x35\x01\x03"]
 
 
 @pytest.fixture
-async def setup(kernel_ns: Namespace, tmp_path: Path) -> AsyncIterator[Setup]:
+async def env(kernel_ns: Namespace, tmp_path: Path) -> AsyncIterator[Env]:
     require_tap("dnsmasq")
-    kernel_mac = await asyncio.to_thread(kernel_ns.link_mac, TAP)
-    conf = dnsmasq_conf(tmp_path)
-    procs = [await start_dnsmasq(kernel_ns, conf)]
-    dev = await kernel_ns.open_tap(TAP)
+    e = Env(kernel_ns, dnsmasq_conf(tmp_path), tmp_path)
+    e.procs.append(await start_dnsmasq(kernel_ns, e.conf))
     try:
-        yield Harness(dev, kernel_mac), kernel_ns, conf, procs
+        yield e
     finally:
-        dev.close()
-        for p in procs:
+        for p in e.procs:
             await Namespace.stop(p)
 
 
-async def test_lease_resolve_release(setup: Setup, tmp_path: Path) -> None:
-    h, _ns, _conf, _procs = setup
-    h.dhcp.start(h.now())
-    await h.run_until(lambda: any(isinstance(e, Bound) for e in h.events), 15.0)
-    lease = next(e.lease for e in h.events if isinstance(e, Bound))
-    assert int(IPv4Address("198.18.0.50")) <= lease.address <= int(IPv4Address("198.18.0.60"))
-    assert (lease.netmask, lease.routers, lease.dns_servers, lease.server_id) == (
-        0xFFFFFF00, (SERVER,), (SERVER,), SERVER)
-    assert (lease.lease_time, lease.t1, lease.t2) == (120.0, 4.0, 7.0)
-    assert str(IPv4Address(lease.address)) in leases(tmp_path)
-    assert h.sent[:2] == [("SELECTING", True), ("REQUESTING", True)]
-
-    r = await h.resolve("server.test")
-    assert (r.error, r.addresses) == (None, (int(IPv4Address(SERVER_NAME_IP)),))
-    r = await h.resolve("ALIAS.test")
-    assert r.addresses == (int(IPv4Address(SERVER_NAME_IP)),)
-    assert r.canonical_name.lower() == "server.test"
-    r = await h.resolve("nope.test")
-    assert isinstance(r.error, NameNotFoundError)
-    assert h.resolver.stats.rx_accepted == 3
-
-    h.on_events(h.dhcp.release(h.now()))
-    h.flush()
-    assert h.sent[-1] == ("STOPPED", False)  # RELEASE: unicast to the server
-    for _ in range(40):
-        if str(IPv4Address(lease.address)) not in leases(tmp_path):
-            break
-        await asyncio.sleep(0.05)
-    assert str(IPv4Address(lease.address)) not in leases(tmp_path)
-    assert h.dhcp.stats.rx_malformed == 0
+async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
-async def test_renew_then_rebind_after_server_restart(setup: Setup) -> None:
-    h, ns, conf, procs = setup
-    h.dhcp.start(h.now())
-    await h.run_until(lambda: h.dhcp.state is DhcpState.BOUND, 15.0)
-    # T1: a unicast renewal, answered
-    await h.run_until(lambda: any(isinstance(e, Renewed) for e in h.events), 10.0)
-    assert ("RENEWING", False) in h.sent
-    lease = h.dhcp.lease
-    assert lease is not None
-    # the server goes away: the next T1 renewal is not answered; it is back before T2, so the broadcast
-    # REBINDING request is answered and the lease goes on
-    await Namespace.stop(procs.pop())
-    await h.run_until(lambda: h.dhcp.state is DhcpState.RENEWING, 10.0)
-    procs.append(await start_dnsmasq(ns, conf))
-    renewed = sum(isinstance(e, Renewed) for e in h.events)
-    await h.run_until(lambda: sum(isinstance(e, Renewed) for e in h.events) > renewed, 15.0)
-    assert h.sent[-1] == ("REBINDING", True)
-    assert h.dhcp.lease is not None
-    assert h.dhcp.lease.address == lease.address
-    assert not any(isinstance(e, Lost) for e in h.events)
+async def test_lease_renew_names_udp_tcp_release(env: Env) -> None:
+    servers = await env.ns.start([python_exe(), "-c", _SERVERS])
+    env.procs.append(servers)
+    assert servers.stdout is not None
+    assert (await asyncio.wait_for(servers.stdout.readline(), 10)).strip() == b"ready"
+    stack, pcap = await env.stack(dhcp_timeout=15.0)
+    try:
+        dhcp = stack.dhcp
+        assert dhcp is not None
+        lease = dhcp.lease
+        assert lease is not None
+        assert int(IPv4Address("198.18.0.50")) <= lease.address <= int(IPv4Address("198.18.0.60"))
+        assert (lease.netmask, lease.routers, lease.dns_servers, lease.server_id) == (
+            0xFFFFFF00, (SERVER,), (SERVER,), SERVER)
+        assert (lease.lease_time, lease.t1, lease.t2) == (120.0, 4.0, 7.0)
+        # the lease drove the ordinary configuration
+        assert (int(stack.address), str(stack.interface.netmask)) == (lease.address, "255.255.255.0")
+        assert stack.ipv4.get_ipv4_gateways() == [IPv4Address(KERNEL_IP)]
+        assert stack.resolver.servers == [SERVER]
+        assert str(IPv4Address(lease.address)) in leases(env.tmp)
+        mine = str(IPv4Address(lease.address))
+
+        # names through dnsmasq
+        assert await stack.resolve("server.test") == [IPv4Address(SERVER_NAME_IP)]
+        assert await stack.resolve("ALIAS.test") == [IPv4Address(SERVER_NAME_IP)]
+        with pytest.raises(NameNotFoundError):
+            await stack.resolve("nope.test")
+        # a kernel-side server by name over UDP and TCP, and ping by name
+        got: asyncio.Queue[bytes] = asyncio.Queue()
+
+        class P(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                got.put_nowait(data)
+
+        t, _ = await stack.create_datagram_endpoint(P, remote_addr=("kernel.test", UDP_PORT))
+        t.sendto(b"hello")
+        assert await asyncio.wait_for(got.get(), 5) == b"udp:hello"
+        t.close()
+        r, w = await asyncio.wait_for(stack.open_connection("kernel.test", TCP_PORT), 5)
+        w.write(b"hi")
+        assert await asyncio.wait_for(r.read(), 5) == b"tcp:hi"
+        w.close()
+        (rtt,) = await stack.ping("kernel.test", timeout=2.0)
+        assert rtt is not None
+        assert stack.resolver.resolver.stats.rx_accepted == 4  # kernel.test came from the cache twice
+
+        # T1: a unicast renewal from the leased address to the server identifier, answered
+        await until(lambda: any(isinstance(e, Renewed) for e in dhcp.history), 10.0, "renewal")
+        assert dhcp.state is DhcpState.BOUND
+        reqs = env.dhcp_requests()
+        assert reqs[0] == ("0.0.0.0", "255.255.255.255")
+        assert (mine, KERNEL_IP) in reqs
+    finally:
+        await stack.disconnect()  # DHCPRELEASE
+        pcap.close()
+    assert dhcp.history[-1] == Lost(lease.address, "released")
+    await until(lambda: mine not in leases(env.tmp), 3.0, "the lease to leave dnsmasq's lease file")
+    assert dhcp.client.stats.rx_malformed == dhcp.stats.rx_wrong_port == 0
+
+
+async def test_rebinding_then_bound_across_dnsmasq_restart(env: Env) -> None:
+    stack, pcap = await env.stack(dhcp_timeout=15.0)
+    try:
+        dhcp = stack.dhcp
+        assert dhcp is not None
+        assert dhcp.lease is not None
+        address = dhcp.lease.address
+        states: list[DhcpState] = []
+
+        async def watch() -> None:
+            while True:
+                if not states or states[-1] is not dhcp.state:
+                    states.append(dhcp.state)
+                await asyncio.sleep(0.02)
+
+        watcher = asyncio.create_task(watch())
+        await until(lambda: any(isinstance(e, Renewed) for e in dhcp.history), 10.0, "the first renewal")
+        await Namespace.stop(env.procs.pop())  # the server goes away: the next renewal is not answered
+        await until(lambda: dhcp.state is DhcpState.RENEWING, 10.0, "RENEWING")
+        env.procs.append(await start_dnsmasq(env.ns, env.conf))
+        renewed = sum(isinstance(e, Renewed) for e in dhcp.history)
+        await until(lambda: sum(isinstance(e, Renewed) for e in dhcp.history) > renewed, 15.0, "rebinding")
+        watcher.cancel()
+        i = states.index(DhcpState.REBINDING)
+        assert states[i - 1:i + 2] == [DhcpState.RENEWING, DhcpState.REBINDING, DhcpState.BOUND]
+        assert env.dhcp_requests()[-1] == (str(IPv4Address(address)), "255.255.255.255")  # rebind: broadcast
+        assert dhcp.lease is not None
+        assert dhcp.lease.address == address
+        assert not any(isinstance(e, Lost) for e in dhcp.history)
+        assert [type(e) for e in dhcp.history][:1] == [Bound]
+        assert int(stack.address) == address
+    finally:
+        await stack.disconnect()
+        pcap.close()

@@ -161,6 +161,14 @@ class Host:
         self.config.gateways = list(gateways)
         self.routing.set_gateways(self.config.gateways)
 
+    def set_mtu(self, mtu: int) -> None:
+        """The IP MTU for output (DHCP option 26); input still takes frames up to the device's size."""
+        if not 68 <= mtu <= 65535:
+            raise ValueError(f"MTU {mtu} outside 68..65535")
+        self.config.mtu = mtu
+        self.routing.mtu = mtu
+        self.routing.routes += 1  # cached paths and flows were sized for the old MTU
+
     def _apply_address(self) -> None:
         c = self.config
         r = self.routing
@@ -281,8 +289,10 @@ class Host:
     # -- output --------------------------------------------------------------------------------
     def send(self, dst: int, proto: int, parts: Sequence[Buffer], now: float, *,
              ttl: int | None = None, dont_frag: bool = False,
-             on_fail: Callable[[int], None] | None = None) -> int:
-        """Build the IPv4 header for `parts` and send (SENT), or queue behind ARP (PENDING).
+             on_fail: Callable[[int], None] | None = None, src: int | None = None) -> int:
+        """Build the IPv4 header for `parts` and send (SENT), or queue behind ARP (PENDING). `src`: the
+        source address when not ours (DHCP: 0.0.0.0 before a lease, RFC 1122 3.2.1.3, or the address
+        being released).
 
         Raises NoRouteError, WouldFragmentError (DF and too big), MessageTooLongError (> 65535)."""
         size = 0
@@ -293,17 +303,18 @@ class Host:
             self.ip_stats.tx_too_long += 1
             raise MessageTooLongError(f"IPv4 datagram of {total} bytes exceeds 65535")
         hdr = bytearray(20)
+        a = self.addr if src is None else src
         path = self.routing.path(dst, now)
         if path is not None and total <= self.config.mtu and total >= 46 and not self.routing.pmtu:
             # Common case: one frame to a resolved neighbour.
-            header_into(hdr, 0, self.addr, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
+            header_into(hdr, 0, a, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
                         self.config.ttl if ttl is None else ttl)
             self.ip_stats.tx_packets += 1
             self.eth_stats.tx_frames += 1
             self.tx.append((path.eth, hdr, *parts))
             return SENT
         nh = self.routing.next_hop(dst)
-        header_into(hdr, 0, self.addr, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
+        header_into(hdr, 0, a, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
                     self.config.ttl if ttl is None else ttl)
         return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
 

@@ -149,7 +149,7 @@ class Resolver:
         self._cache.clear()
 
     # -- API --------------------------------------------------------------------------------------------
-    def query(self, name: str, now: float) -> QueryHandle:
+    def query(self, name: str, now: float) -> QueryHandle:  # noqa: PLR0911 - one return per way a lookup ends at once
         """Start resolving `name` to IPv4 addresses. The handle may come back already done."""
         self.stats.queries += 1
         h = QueryHandle(name)
@@ -201,7 +201,7 @@ class Resolver:
                 self._send(h, now)
         return done
 
-    def receive(self, payload: memoryview | bytes, src_ip: int, src_port: int, dst_port: int,
+    def receive(self, payload: memoryview | bytes, src_ip: int, src_port: int, dst_port: int,  # noqa: PLR0911 - one return per counted drop
                 now: float) -> list[QueryHandle]:
         """A UDP datagram that arrived on `dst_port`. Only an exact match moves a lookup on."""
         st = self.stats
@@ -236,7 +236,7 @@ class Resolver:
         return self._answer(h, m, src_ip, now)
 
     # -- internals --------------------------------------------------------------------------------------
-    def _answer(self, h: QueryHandle, m: DnsMessage, server: int, now: float) -> list[QueryHandle]:
+    def _answer(self, h: QueryHandle, m: DnsMessage, server: int, now: float) -> list[QueryHandle]:  # noqa: PLR0911 - one return per rcode outcome
         st = self.stats
         if m.truncated:
             st.truncated += 1

@@ -186,7 +186,7 @@ class UdpLayer:
         c = ck.checksum(data, ck.pseudo_header_sum(s, dst, 17, length) + sport + dport + length) or 0xFFFF
         hdr = _HDR.pack(sport, dport, length, c)
         self.stats.tx_datagrams += 1
-        return self.iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail)
+        return self.iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail, src=src)
 
     def _learn_flow(self, key: int, dst: int, sport: int, dport: int, now: float) -> None:
         """Remember the header of a flow whose next hop is resolved (bounded; cleared when full)."""

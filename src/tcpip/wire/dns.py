@@ -116,7 +116,7 @@ class DnsMessage:
         return cls(id_, RD, (Question(name, qtype),), edns=edns)
 
     @classmethod
-    def parse(cls, buf: Buffer) -> DnsMessage:
+    def parse(cls, buf: Buffer) -> DnsMessage:  # noqa: PLR0912 - one branch per checked rule
         """Parse a whole message; counts must match the data exactly. Raises a WireError subclass."""
         n = len(buf)
         if n < HEADER_LEN:
