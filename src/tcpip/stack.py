@@ -9,7 +9,7 @@ import socket
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from types import TracebackType
 from typing import Any
 
@@ -115,6 +115,44 @@ class Stack:
                     f"DHCP: no lease within {timeout:g} s ({st.tx_discover} DISCOVERs, {st.offers} offers, "
                     f"{st.tx_request} REQUESTs, {st.naks} NAKs)") from None
         return self.dhcp
+
+    # -- addresses and routes --------------------------------------------------------------------
+    def add_address(self, cidr: str | IPv4Interface) -> None:
+        """Another address, e.g. "198.18.0.3/24", with its connected route and broadcast (the first
+        address of a stack is its primary). Announced with a gratuitous ARP. ValueError if present."""
+        iface = cidr if isinstance(cidr, IPv4Interface) else IPv4Interface(cidr)
+        self.core.add_address(int(iface.ip), iface.network.prefixlen, self.runner.now())
+        self.runner.kick()
+
+    def remove_address(self, address: str | IPv4Address | IPv4Interface) -> None:
+        """Remove an address (ValueError if absent); a primary's place goes to the next address."""
+        a = address.ip if isinstance(address, IPv4Interface) else IPv4Address(str(address).split("/")[0])
+        self.core.remove_address(int(a), self.runner.now())
+        self.runner.kick()
+
+    def addresses(self) -> list[IPv4Interface]:
+        """Every configured address, the primary first."""
+        out = [self.interface] if self.core.addr else []
+        out += [IPv4Interface(str(a)) for a in self.core.routing.table.addresses if a.address != self.core.addr]
+        return out
+
+    def add_route(self, network: str | IPv4Network, *, via: str | IPv4Address | None = None, metric: int = 0,
+                  src: str | IPv4Address | None = None) -> None:
+        """A static route, e.g. add_route("198.19.0.0/16", via="198.18.0.1"); without `via`, on-link.
+        Longest prefix wins, then the lowest metric. ValueError for host bits set or a duplicate."""
+        net = network if isinstance(network, IPv4Network) else IPv4Network(network)
+        self.core.add_route(int(net.network_address), net.prefixlen, int(IPv4Address(via)) if via else 0, metric,
+                            int(IPv4Address(src)) if src else 0)
+
+    def remove_route(self, network: str | IPv4Network, *, via: str | IPv4Address | None = None,
+                     metric: int | None = None) -> None:
+        net = network if isinstance(network, IPv4Network) else IPv4Network(network)
+        self.core.remove_route(int(net.network_address), net.prefixlen,
+                               int(IPv4Address(via)) if via else None, metric)
+
+    def routes(self) -> list[str]:
+        """The route table like `ip route`: connected, default (gateways, DHCP) and static routes."""
+        return [str(r) for r in self.core.routing.table.routes]
 
     # -- names ---------------------------------------------------------------------------------
     async def resolve(self, name: str, family: int = socket.AF_INET) -> list[IPv4Address]:

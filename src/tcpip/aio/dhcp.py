@@ -94,7 +94,7 @@ class DhcpAgent:
         events = self.client.release(st.runner.now())
         self._flush()  # before the address goes: the RELEASE is sent from it
         self._apply(events)
-        st.runner.flush()
+        st.runner.transmit()  # the RELEASE leaves before the device closes
         self.stop()
 
     def stop(self) -> None:

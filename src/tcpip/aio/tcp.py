@@ -176,12 +176,13 @@ async def _connect(driver: TcpDriver, local_addr: tuple[str | IPv4Address | None
                    dport: int) -> TcpTransport:
     """The active open (the OSErrors connect(2) gives): a transport without a protocol once established."""
     iface = driver.iface
-    src, sport = iface.addr, 0
+    src, sport = iface.routing.source(dst), 0
     if local_addr is not None:
         lhost, sport = local_addr[0], parse_port(local_addr[1])
         lsrc = parse_host(lhost) if lhost not in (None, "") else 0
-        if lsrc not in (0, src):
+        if lsrc and lsrc not in iface.routing.locals:
             raise OSError(errno.EADDRNOTAVAIL, f"Cannot assign requested address: {ip_str(lsrc)}")
+        src = lsrc or src
     if not src:
         raise OSError(errno.ENETUNREACH, "Network is unreachable: no IPv4 address configured")
     if not dst or dst >> 28 >= 0xE or dst == iface.bcast:

@@ -226,7 +226,7 @@ async def create_datagram_endpoint(
     """asyncio's `loop.create_datagram_endpoint` over the stack that owns `endpoints`."""
     core = endpoints.layer.iface
     local, port = _parse_addr(local_addr) if local_addr is not None else (0, 0)
-    if local and local != core.addr:
+    if local and local not in core.routing.locals:
         raise OSError(errno.EADDRNOTAVAIL, "cannot assign requested address "
                       f"{ip_str(local)}: not an address of this stack")
     remote = _parse_addr(remote_addr) if remote_addr is not None else None

@@ -161,6 +161,47 @@ class Host:
         self.config.gateways = list(gateways)
         self.routing.set_gateways(self.config.gateways)
 
+    def add_address(self, address: int, prefix_len: int, now: float) -> None:
+        """Another address (the first one becomes the primary, as set_address), announced by ARP."""
+        if not self.config.address:
+            self.config.netmask = (0xFFFFFFFF << (32 - prefix_len)) & 0xFFFFFFFF
+            self.set_address(address, now)
+            return
+        if address in self.routing.locals:
+            raise ValueError(f"address {address:#010x} already configured")
+        self.routing.add_address(address, prefix_len)
+        self._apply_locals()
+        self.arp.announce(address)
+
+    def remove_address(self, address: int, now: float) -> None:
+        """Remove an address; when it is the primary, the next configured one takes its place."""
+        r = self.routing
+        if address not in r.locals:
+            raise ValueError(f"address {address:#010x} not configured")
+        if address != self.config.address:
+            r.remove_address(address)
+            self._apply_locals()
+            return
+        heir = next((a for a in r.table.addresses if a.address != address), None)
+        if heir is None:
+            self.config.netmask = 0
+            self.set_address(0, now)
+            return
+        r.remove_address(heir.address)  # it comes back as the primary
+        self.config.netmask = heir.netmask
+        self.set_address(heir.address, now)
+
+    def add_route(self, network: int, prefix_len: int, gateway: int = 0, metric: int = 0,
+                  source: int = 0) -> None:
+        self.routing.add_route(network, prefix_len, gateway, metric, source)
+
+    def remove_route(self, network: int, prefix_len: int, gateway: int | None = None,
+                     metric: int | None = None) -> None:
+        self.routing.remove_route(network, prefix_len, gateway, metric)
+
+    def _apply_locals(self) -> None:
+        self.arp.others = self.routing.locals - {self.config.address}
+
     def set_mtu(self, mtu: int) -> None:
         """The IP MTU for output (DHCP option 26); input still takes frames up to the device's size."""
         if not 68 <= mtu <= 65535:
@@ -177,6 +218,7 @@ class Host:
         # Mirrors of the routing state read by the per-frame fast path (plain attributes are cheapest).
         self.addr, self.mask, self.bcast = r.addr, r.mask, r.bcast
         self.arp.ip = c.address
+        self._apply_locals()
         self._fast_dst = c.address if c.address else -1
 
     # -- compatibility views of the layers -----------------------------------------------------
@@ -303,17 +345,17 @@ class Host:
             self.ip_stats.tx_too_long += 1
             raise MessageTooLongError(f"IPv4 datagram of {total} bytes exceeds 65535")
         hdr = bytearray(20)
-        a = self.addr if src is None else src
         path = self.routing.path(dst, now)
         if path is not None and total <= self.config.mtu and total >= 46 and not self.routing.pmtu:
             # Common case: one frame to a resolved neighbour.
-            header_into(hdr, 0, a, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
-                        self.config.ttl if ttl is None else ttl)
+            header_into(hdr, 0, path.src if src is None else src, dst, proto, total, self.idents.next(dst),
+                        0x4000 if dont_frag else 0, self.config.ttl if ttl is None else ttl)
             self.ip_stats.tx_packets += 1
             self.eth_stats.tx_frames += 1
             self.tx.append((path.eth, hdr, *parts))
             return SENT
         nh = self.routing.next_hop(dst)
+        a = (self.routing.source(dst) if self.routing.extra else self.addr) if src is None else src
         header_into(hdr, 0, a, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
                     self.config.ttl if ttl is None else ttl)
         return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
