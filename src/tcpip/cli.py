@@ -340,8 +340,10 @@ async def cmd_up(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await _stop_tcp(servers)
+        if stack.dhcp is not None:
+            await stack.dhcp.release()  # DHCPRELEASE (waits at most 1 s for the server's MAC)
         stats = stack.stats()
-        await stack.disconnect()  # with DHCP: DHCPRELEASE first
+        await stack.disconnect()
     print("tcpip down; counters:")
     for line in format_counters(stats):
         print(line)

@@ -8,7 +8,10 @@ T1 = 4 s and T2 = 7 s, so renewal and rebinding happen within seconds. Skips wit
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import re
+import signal
 from collections.abc import AsyncIterator, Callable
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -50,6 +53,7 @@ dhcp-option=option:T1,4
 dhcp-option=option:T2,7
 dhcp-leasefile={tmp / "leases"}
 dhcp-authoritative
+no-ping
 user=root
 pid-file=
 """)
@@ -218,3 +222,57 @@ async def test_rebinding_then_bound_across_dnsmasq_restart(env: Env) -> None:
     finally:
         await stack.disconnect()
         pcap.close()
+
+
+def _cli(*args: str) -> list[str]:
+    return [python_exe(), "-m", "tcpip", *args]
+
+
+async def test_cli_up_dhcp_prints_the_lease_and_releases_on_sigterm(env: Env) -> None:
+    pyenv = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = await asyncio.create_subprocess_exec(
+        *_cli("up", "--netns", env.ns.name, "--tap", TAP, "--dhcp", "--hostname", "cli-test", "--udp-echo", "7"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=pyenv)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
+        assert line.startswith("tcpip up: DHCP bound 198.18.0."), line
+        assert f"/24 router {KERNEL_IP} dns {KERNEL_IP} server {KERNEL_IP} lease 120s (renew 4s, rebind 7s)" in line
+        mine = line.split()[4].split("/")[0]
+        banner = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode()
+        assert f"{mine}/24 mtu 1500, gateways {KERNEL_IP}" in banner, banner
+        assert "cli-test" in leases(env.tmp)
+        renewed = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert renewed.startswith(f"tcpip up: DHCP renewed {mine}/24"), renewed  # at T1, kept renewed
+        r = await env.ns.run_async(["ping", "-n", "-c", "1", "-W", "2", mine])
+        assert " 0% packet loss" in r.stdout, r.stdout
+        t0 = asyncio.get_running_loop().time()
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+        assert asyncio.get_running_loop().time() - t0 < 5.0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert re.search(r"dhcp .*tx_release=1", out.decode()), out.decode()
+    await until(lambda: mine not in leases(env.tmp), 3.0, "the RELEASE to reach dnsmasq")
+
+
+async def test_cli_ping_by_name_with_dhcp(env: Env) -> None:
+    pyenv = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = await asyncio.create_subprocess_exec(
+        *_cli("ping", "kernel.test", "--netns", env.ns.name, "--tap", TAP, "--dhcp", "-c", "1"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=pyenv)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert proc.returncode == 0, text + err.decode()
+    assert text.startswith(f"PING kernel.test ({KERNEL_IP}) 56(84) bytes of data.\n"), text
+    assert re.search(rf"^64 bytes from kernel\.test \({re.escape(KERNEL_IP)}\): icmp_seq=1 time=[\d.]+ ms$", text,
+                     re.M), text
+    proc = await asyncio.create_subprocess_exec(
+        *_cli("ping", "nope.test", "--netns", env.ns.name, "--tap", TAP, "--dhcp", "-c", "1"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=pyenv)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "nope.test" in err.decode()
