@@ -264,3 +264,39 @@ async def test_spoofed_and_hostile_dns_replies_never_poison_the_cache() -> None:
         assert await asyncio.wait_for(task, 5) == [IPv4Address("198.18.0.9")]
         assert await c.resolve("www.test") == [IPv4Address("198.18.0.9")]
         assert c.runner.rx_errors == 0
+
+
+async def test_truncated_reply_is_asked_again_over_tcp() -> None:
+    async with network() as (_hub, server, c):
+        s = server.stack
+        orig = server._dns
+
+        def truncating(payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
+            q = DnsMessage.parse(payload)
+            server.dns_queries.append((q, src, sport))
+            r = DnsMessage(q.id, 0x8380, q.questions)  # TC set, no answer
+            s.udp.send(53, src, sport, r.emit(), now)
+            s.runner.kick()
+
+        s.udp.ports[53].receiver = truncating
+        tcp_questions: list[str] = []
+
+        async def dns_over_tcp(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            n = int.from_bytes(await r.readexactly(2), "big")
+            q = DnsMessage.parse(await r.readexactly(n))
+            tcp_questions.append(q.questions[0].name)
+            name = q.questions[0].name
+            answers = (Record(name, RType.CNAME, 60, "www.test"), Record("www.test", RType.A, 60,
+                                                                         int(IPv4Address("198.18.0.9"))))
+            out = DnsMessage(q.id, 0x8180, q.questions, answers).emit()
+            w.write(len(out).to_bytes(2, "big") + out)
+            await w.drain()
+            w.close()
+
+        srv = await s.start_server(dns_over_tcp, None, 53)
+        assert await c.resolve("big.test") == [IPv4Address("198.18.0.9")]
+        assert tcp_questions == ["big.test"]
+        assert c.stats()["dns"]["tcp_fallbacks"] == 1
+        assert c.stats()["dns"]["truncated"] == 1
+        srv.close()
+        s.udp.ports[53].receiver = orig

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING
 
 from tcpip.core.resolver import QueryHandle, Resolver, ResolverConfig
 from tcpip.core.stats import as_dict
-from tcpip.errors import ResolveError, TcpipError
+from tcpip.errors import (
+    NameNotFoundError,
+    NoAddressError,
+    ResolveError,
+    ResolveTruncatedError,
+    ServerFailureError,
+    TcpipError,
+    WireError,
+)
+from tcpip.wire.dns import CLASS_IN, PORT, DnsMessage, Rcode, RType, name_key
 from tcpip.wire.ipv4 import ip_str
 
 if TYPE_CHECKING:
@@ -49,7 +58,9 @@ class DnsAgent:
                                  port_in_use=lambda p: p in stack.udp.ports)
         self._waiting: dict[int, tuple[QueryHandle, asyncio.Future[tuple[int, ...]]]] = {}  # by port
         self._bindings: dict[int, Binding] = {}
-        stack.core.add_timer_source(self.resolver.poll_at, self._timeout)
+        self._timer = False  # the host's timer source is added on the first query that goes out
+        self.tcp_fallbacks = 0  # truncated UDP replies asked again over TCP
+        self.tcp_rejected = 0  # TCP replies that did not match the question
 
     @property
     def servers(self) -> list[int]:
@@ -75,15 +86,72 @@ class DnsAgent:
         h = self.resolver.query(name, st.runner.now())
         if h.done:
             return self._result(h)
+        addrs = await self._udp(h)
+        if addrs is None:  # the reply was truncated: once over TCP (RFC 7766)
+            return await self._over_tcp(h)
+        return addrs
+
+    async def _udp(self, h: QueryHandle) -> tuple[int, ...] | None:
+        st = self.stack
         fut: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
         self._waiting[h.port] = (h, fut)
+        if not self._timer:  # stacks that never resolve pay nothing in the host's poll_at()
+            self._timer = True
+            st.core.add_timer_source(self.resolver.poll_at, self._timeout)
         self._flush()
         try:
             return await fut
+        except ResolveTruncatedError:
+            if h.truncated and h.truncated_server:
+                return None
+            raise
         finally:
             if not h.done:  # cancelled: forget the lookup, free its port
                 self._waiting.pop(h.port, None)
                 self._unbind(h.port)
+
+    async def _over_tcp(self, h: QueryHandle) -> tuple[int, ...]:
+        """Ask `h.target` again over TCP (2-byte length prefix, RFC 1035 4.2.2) of the server that truncated."""
+        st = self.stack
+        self.tcp_fallbacks += 1
+        err = h.error or ResolveTruncatedError(h.name, "truncated reply")
+        qid = st.rng.getrandbits(16)
+        query = DnsMessage.query(qid, h.target).emit()
+
+        async def exchange() -> bytes:
+            r, w = await st.open_connection(ip_str(h.truncated_server), PORT)
+            try:
+                w.write(len(query).to_bytes(2, "big") + query)
+                n = int.from_bytes(await r.readexactly(2), "big")
+                return await r.readexactly(n)
+            finally:
+                w.close()
+
+        try:
+            m = DnsMessage.parse(await asyncio.wait_for(exchange(), 2 * self.resolver.config.timeout))
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, WireError) as e:
+            log.debug("DNS over TCP to %s: %s", ip_str(h.truncated_server), e)
+            raise err from None
+        q = m.questions
+        if (not m.is_response or m.id != qid or len(q) != 1 or name_key(q[0].name) != name_key(h.target)
+                or q[0].qtype != RType.A):
+            self.tcp_rejected += 1
+            raise err
+        if m.rcode == Rcode.NXDOMAIN:
+            raise NameNotFoundError(h.name, "name not found (NXDOMAIN)")
+        if m.rcode != Rcode.NOERROR:
+            raise ServerFailureError(h.name, f"DNS server error (rcode {m.rcode})", m.rcode)
+        target = name_key(h.target)
+        for _ in range(self.resolver.config.max_cname + 1):  # the CNAME chain inside this answer only
+            a = [int(r.data) for r in m.answers if r.rtype == RType.A and r.rclass == CLASS_IN
+                 and name_key(r.name) == target]
+            if a:
+                return tuple(a)
+            c = next((r for r in m.answers if r.rtype == RType.CNAME and name_key(r.name) == target), None)
+            if c is None:
+                break
+            target = name_key(str(c.data))
+        raise NoAddressError(h.name, "no IPv4 address")
 
     def close(self) -> None:
         for _h, fut in self._waiting.values():
@@ -94,7 +162,9 @@ class DnsAgent:
             self._unbind(port)
 
     def stats_dict(self) -> dict[str, int]:
-        return as_dict(self.resolver.stats)
+        out = as_dict(self.resolver.stats)
+        out["tcp_fallbacks"], out["tcp_rejected"] = self.tcp_fallbacks, self.tcp_rejected
+        return out
 
     # -- plumbing ---------------------------------------------------------------------------------
     @staticmethod
