@@ -225,14 +225,17 @@ def _all_gateways(args: argparse.Namespace) -> list[IPv4Address]:
     return [g for group in args.ipv4_gateway for g in group]
 
 
+def check_addressing(args: argparse.Namespace) -> None:
+    """Before anything is opened: an address must come from somewhere."""
+    if args.ipv4 is None and not args.dhcp:
+        raise UsageError("give --ipv4 ADDR/PREFIX or --dhcp")
+
+
 async def _connect(args: argparse.Namespace, dev: NetworkDevice) -> Stack:
     """The stack as the device flags say: static addresses and/or DHCP, DNS servers, static routes."""
     from tcpip.errors import DhcpTimeoutError  # noqa: PLC0415
     from tcpip.stack import Stack  # noqa: PLC0415
 
-    if args.ipv4 is None and not args.dhcp:
-        await dev.disconnect()
-        raise UsageError("give --ipv4 ADDR/PREFIX or --dhcp")
     dns = [a for group in args.dns for a in group]
     try:
         stack = await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args), dhcp=args.dhcp,
@@ -305,6 +308,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
     from tcpip.demo import format_counters  # noqa: PLC0415
 
     services = tcp_services(args)
+    check_addressing(args)
     dev = await _open_device(args)
     stack = await _connect(args, dev)
     if stack.dhcp is not None:
@@ -353,6 +357,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
 async def cmd_ping(args: argparse.Namespace) -> int:
     from tcpip.aio.dns import is_literal  # noqa: PLC0415
 
+    check_addressing(args)
     dev = await _open_device(args)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
