@@ -60,6 +60,13 @@ async def test_secondary_addresses_answer_and_choose_the_subnets_source() -> Non
         await settle(lambda: len(got) == 2)
         assert got == [(b"one", int(IPv4Address("198.18.1.2"))), (b"all", int(IPv4Address("198.18.1.255")))]
         t.close()
+        # an endpoint bound to a secondary address sends from it
+        n = len(seen)
+        t, _ = await a.create_datagram_endpoint(P, local_addr=("198.18.0.3", 0))
+        t.sendto(b"from .3", ("198.18.1.5", 9))
+        await settle()
+        assert [p[IP].src for p in seen[n:] if UDP in p and p[IP].dst == "198.18.1.5"] == ["198.18.0.3"]
+        t.close()
         # removal: the address stops answering; removing the primary promotes the next one
         a.remove_address("198.18.1.2")
         assert (await b.ping("198.18.1.2", timeout=0.3))[0] is None
