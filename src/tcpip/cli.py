@@ -66,6 +66,30 @@ def gateways(text: str) -> list[IPv4Address]:
     return [ipv4(t) for t in text.split(",") if t]
 
 
+def route(text: str) -> tuple[IPv4Interface, IPv4Address]:
+    """`CIDR,via=IP` (the --route flag)."""
+    net, _, via = text.partition(",")
+    if not via.startswith("via="):
+        raise argparse.ArgumentTypeError(f"{text!r} is not CIDR,via=IP (e.g. 198.19.0.0/16,via=198.18.0.1)")
+    try:
+        n = IPv4Interface(net)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"bad route destination {net!r}: {e}") from None
+    if n.ip != n.network.network_address:
+        raise argparse.ArgumentTypeError(f"{net!r} has host bits set")
+    return n, ipv4(via[4:])
+
+
+class _FirstAndRest(argparse.Action):
+    """--ipv4 repeated: the first is `ipv4` (the primary address), every one is in `ipv4_all`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, "ipv4", None) is None:
+            namespace.ipv4 = values
+        namespace.ipv4_all = [*getattr(namespace, "ipv4_all", []), values]
+
+
 def mac(text: str) -> MacAddress:
     try:
         m = MacAddress(text)
@@ -117,8 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     def device_flags(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--tap", required=True, metavar="NAME", help="TAP interface (created if absent)")
-        sp.add_argument("--ipv4", required=True, type=cidr, metavar="ADDR/PREFIX",
-                        help="our address, e.g. 198.18.0.2/24")
+        sp.add_argument("--ipv4", type=cidr, metavar="ADDR/PREFIX", action=_FirstAndRest, default=None,
+                        help="our address, e.g. 198.18.0.2/24 (repeatable: more addresses; or --dhcp)")
+        sp.set_defaults(ipv4_all=[])
+        sp.add_argument("--dhcp", action="store_true", help="get the address, gateways and DNS servers by DHCP")
+        sp.add_argument("--dhcp-timeout", type=positive_float, default=30.0, metavar="S",
+                        help="give up when no lease comes within S seconds (default 30)")
+        sp.add_argument("--hostname", help="hostname sent to the DHCP server (option 12)")
+        sp.add_argument("--dns", action="append", type=gateways, default=[], metavar="IP",
+                        help="DNS server (repeatable, or comma-separated; default: the DHCP lease's)")
+        sp.add_argument("--route", action="append", type=route, default=[], metavar="CIDR,via=IP",
+                        help="a static route, e.g. 198.19.0.0/16,via=198.18.0.1 (repeatable)")
         sp.add_argument("--ipv4-gateway", action="append", type=gateways, default=[], metavar="IP",
                         help="gateway for off-link destinations (repeatable, or comma-separated)")
         sp.add_argument("--mac", type=mac, help="our MAC (default: random locally administered)")
@@ -139,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run an HTTP/1.1 server on PORT: / = counters, /bytes/N = N bytes (repeatable; needs h11)")
 
     g = sub.add_parser("ping", help="our stack pings DEST, like ping(8)")
-    g.add_argument("dest", type=ipv4, metavar="DEST")
+    g.add_argument("dest", metavar="DEST", help="an IPv4 address or a name (resolved through --dns/DHCP)")
     device_flags(g)
     g.add_argument("-c", "--count", type=_int_range(1, 1_000_000, "count"), default=4)
     g.add_argument("-s", "--size", type=_int_range(0, 65507, "size"), default=56)
@@ -201,6 +234,45 @@ def _all_gateways(args: argparse.Namespace) -> list[IPv4Address]:
     return [g for group in args.ipv4_gateway for g in group]
 
 
+def check_addressing(args: argparse.Namespace) -> None:
+    """Before anything is opened: an address must come from somewhere."""
+    if args.ipv4 is None and not args.dhcp:
+        raise UsageError("give --ipv4 ADDR/PREFIX or --dhcp")
+
+
+async def _connect(args: argparse.Namespace, dev: NetworkDevice) -> Stack:
+    """The stack as the device flags say: static addresses and/or DHCP, DNS servers, static routes."""
+    from tcpip.errors import DhcpTimeoutError  # noqa: PLC0415
+    from tcpip.stack import Stack  # noqa: PLC0415
+
+    dns = [a for group in args.dns for a in group]
+    try:
+        stack = await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args), dhcp=args.dhcp,
+                                    dhcp_timeout=args.dhcp_timeout, hostname=args.hostname, dns=dns)
+    except DhcpTimeoutError as e:
+        raise UsageError(str(e)) from None
+    try:
+        for extra in args.ipv4_all[1:]:
+            stack.add_address(extra)
+        for net, via in args.route:
+            stack.add_route(net.network, via=via)
+    except (ValueError, TcpipError) as e:
+        await stack.disconnect()
+        raise UsageError(str(e)) from None
+    return stack
+
+
+def lease_line(stack: Stack) -> str:
+    """The lease as `tcpip up --dhcp` prints it."""
+    lease = stack.dhcp.lease if stack.dhcp is not None else None
+    if lease is None:
+        return "no lease"
+    routers = ", ".join(str(IPv4Address(r)) for r in lease.routers) or "none"
+    dns = ", ".join(str(IPv4Address(d)) for d in lease.dns_servers) or "none"
+    return (f"{stack.interface} router {routers} dns {dns} server {IPv4Address(lease.server_id)} "
+            f"lease {lease.lease_time:g}s (renew {lease.t1:g}s, rebind {lease.t2:g}s)")
+
+
 def tcp_services(args: argparse.Namespace) -> list[tuple[str, int]]:
     """(service, port) for every TCP flag of `up`, checked before anything is opened."""
     services = ([("echo", p) for p in args.tcp_echo] + [("discard", p) for p in args.tcp_discard]
@@ -243,11 +315,20 @@ async def _stop_tcp(servers: Sequence[Any], grace: float = 2.0) -> None:
 
 async def cmd_up(args: argparse.Namespace) -> int:
     from tcpip.demo import format_counters  # noqa: PLC0415
-    from tcpip.stack import Stack  # noqa: PLC0415
 
     services = tcp_services(args)
+    check_addressing(args)
     dev = await _open_device(args)
-    stack = await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args))
+    stack = await _connect(args, dev)
+    if stack.dhcp is not None:
+        print(f"tcpip up: DHCP bound {lease_line(stack)}", flush=True)
+
+        def on_dhcp(event: object) -> None:
+            kind = type(event).__name__
+            what = lease_line(stack) if kind != "Lost" else f"lost ({getattr(event, 'reason', '')})"
+            print(f"tcpip up: DHCP {kind.lower()} {what}", flush=True)
+
+        stack.dhcp.add_listener(on_dhcp)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -257,19 +338,23 @@ async def cmd_up(args: argparse.Namespace) -> int:
         for port in args.udp_echo:
             await stack.udp_echo(port)
         await _start_tcp(stack, services, servers)
-        gws = ", ".join(map(str, _all_gateways(args))) or "none"
+        gws = ", ".join(map(str, stack.ipv4.get_ipv4_gateways())) or "none"
         echo = f", UDP echo on {', '.join(map(str, args.udp_echo))}" if args.udp_echo else ""
         for name in ("echo", "discard", "http"):
             ports = [str(p) for n, p in services if n == name]
             if ports:
                 echo += f", {'HTTP' if name == 'http' else 'TCP ' + name} on {', '.join(ports)}"
-        print(f"tcpip up: {args.tap} {stack.mac} {args.ipv4} mtu {args.mtu}, gateways {gws}{echo}; "
+        addrs = " ".join(map(str, args.ipv4_all[1:]))
+        print(f"tcpip up: {args.tap} {stack.mac} {stack.interface}{' ' + addrs if addrs else ''} mtu {args.mtu}, "
+              f"gateways {gws}{echo}; "
               "SIGINT/SIGTERM to stop", flush=True)
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await _stop_tcp(servers)
+        if stack.dhcp is not None:
+            await stack.dhcp.release()  # DHCPRELEASE (waits at most 1 s for the server's MAC)
         stats = stack.stats()
         await stack.disconnect()
     print("tcpip down; counters:")
@@ -279,8 +364,9 @@ async def cmd_up(args: argparse.Namespace) -> int:
 
 
 async def cmd_ping(args: argparse.Namespace) -> int:
-    from tcpip.stack import Stack  # noqa: PLC0415
+    from tcpip.aio.dns import is_literal  # noqa: PLC0415
 
+    check_addressing(args)
     dev = await _open_device(args)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -288,8 +374,13 @@ async def cmd_ping(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     rtts: list[float] = []
     sent = 0
-    async with await Stack.connect(dev, ipv4=args.ipv4, gateways=_all_gateways(args)) as stack:
-        print(f"PING {args.dest} ({args.dest}) {args.size}({args.size + 28}) bytes of data.", flush=True)
+    async with await _connect(args, dev) as stack:
+        try:
+            dest = str((await stack.resolve(args.dest))[0])
+        except OSError as e:  # a ResolveError is a socket.gaierror
+            raise UsageError(f"{args.dest}: {e.strerror or e}") from None
+        shown = dest if is_literal(args.dest) else f"{args.dest} ({dest})"
+        print(f"PING {args.dest} ({dest}) {args.size}({args.size + 28}) bytes of data.", flush=True)
         ident = stack.rng.getrandbits(16)  # one identifier for the run, sequence numbers 1, 2, ... like ping(8)
         t0 = time.monotonic()
         for seq in range(1, args.count + 1):
@@ -298,14 +389,14 @@ async def cmd_ping(args: argparse.Namespace) -> int:
             sent += 1
             tick = loop.time()
             try:
-                (rtt,) = await stack.ping(args.dest, count=1, size=args.size, timeout=args.timeout,
+                (rtt,) = await stack.ping(dest, count=1, size=args.size, timeout=args.timeout,
                                           ident=ident, seq=seq)
             except TcpipError as e:
                 print(f"From {stack.address} icmp_seq={seq} {e}", flush=True)
                 rtt = None
             if rtt is not None:
                 rtts.append(rtt)
-                print(f"{args.size + 8} bytes from {args.dest}: icmp_seq={seq} time={rtt * 1000:.3f} ms", flush=True)
+                print(f"{args.size + 8} bytes from {shown}: icmp_seq={seq} time={rtt * 1000:.3f} ms", flush=True)
             if seq < args.count:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, tick + args.interval - loop.time()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import socket
 
 
 class TcpipError(Exception):
@@ -83,3 +84,69 @@ class BadVersion(WireError):
 
 class BadChecksum(WireError):
     """A checksum does not verify."""
+
+
+class BadOption(WireError):
+    """A protocol option is malformed: its length overruns the buffer or does not fit its type, or END is missing."""
+
+
+class OptionOverload(BadOption):
+    """DHCP option overload (RFC 2132 option 52): options in sname/file, which tcpip refuses."""
+
+
+class BadName(WireError):
+    """A DNS name breaks RFC 1035: a label over 63 bytes, a name over 255, a bad or looping compression pointer."""
+
+
+class PointerLoop(BadName):
+    """A DNS compression pointer does not point strictly backwards, so following it could loop."""
+
+
+class ResolveError(TcpipError, socket.gaierror):
+    """A name could not be resolved; a `socket.gaierror` (errno = an EAI_* code), so callers of
+    `loop.getaddrinfo` can catch both the same way."""
+
+    code = socket.EAI_FAIL
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(self.code, f"{message}: {name}")
+        self.name = name
+
+
+class NameNotFoundError(ResolveError):
+    """NXDOMAIN: the name does not exist (or is not a valid DNS name)."""
+
+    code = socket.EAI_NONAME
+
+
+class NoAddressError(ResolveError):
+    """The name exists but has no IPv4 address (NOERROR with no A record)."""
+
+    code = socket.EAI_NODATA
+
+
+class ServerFailureError(ResolveError):
+    """Every server answered SERVFAIL, REFUSED or another error rcode (a temporary failure, as getaddrinfo says)."""
+
+    code = socket.EAI_AGAIN
+
+    def __init__(self, name: str, message: str, rcode: int) -> None:
+        super().__init__(name, message)
+        self.rcode = rcode
+
+
+class ResolveTimeoutError(ResolveError):
+    """No server answered within the retries."""
+
+    code = socket.EAI_AGAIN
+
+
+class ResolveTruncatedError(ResolveError):
+    """The reply had TC set: the answer needs TCP (not yet available), so the partial answer is not used."""
+
+    code = socket.EAI_AGAIN
+
+
+class DhcpTimeoutError(TcpipError, TimeoutError):
+    """`Stack.connect(..., dhcp=True)` got no lease within its timeout (no server answered, or every
+    offer was refused)."""

@@ -5,23 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Interface
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from types import TracebackType
 from typing import Any
 
 from tcpip.aio import server as aio_server
 from tcpip.aio import tcp as aio_tcp
+from tcpip.aio.dhcp import DhcpAgent
+from tcpip.aio.dns import DnsAgent, is_literal
 from tcpip.aio.driver import TcpDriver
 from tcpip.aio.udp import UdpEndpoints, UdpTransport, create_datagram_endpoint
 from tcpip.core.config import InterfaceConfig
+from tcpip.core.resolver import ResolverConfig
 from tcpip.core.stats import as_dict
 from tcpip.core.tcp.config import TcpConfig
 from tcpip.core.tcp.state import ConnInfo
 from tcpip.core.udp import Binding, UdpLayer
-from tcpip.errors import DeviceClosedError, NoRouteError, TcpipError
+from tcpip.errors import DeviceClosedError, DhcpTimeoutError, NoAddressError, NoRouteError, TcpipError
 from tcpip.ethif import Ethif
 from tcpip.ipv4 import Ipv4
 from tcpip.netif.clock import Clock, LoopClock
@@ -53,6 +57,8 @@ class Stack:
         self._services: list[Binding] = []
         self._transports: weakref.WeakSet[UdpTransport] = weakref.WeakSet()  # closed on disconnect
         self._closed = False
+        self.resolver = DnsAgent(self)
+        self.dhcp: DhcpAgent | None = None  # set by connect(..., dhcp=True)
         self.device.attach(self.runner.on_frame)
 
     @classmethod
@@ -60,19 +66,108 @@ class Stack:
                       gateways: Sequence[str | IPv4Address] = (),
                       mac: MacAddress | str | None = None, config: InterfaceConfig | None = None,
                       clock: Clock | None = None, rng: random.Random | None = None,
-                      tcp: TcpConfig | None = None) -> Stack:
-        """Wire a host on `device`. `ipv4` is "ADDR/PREFIX"; it is announced with a gratuitous ARP."""
+                      tcp: TcpConfig | None = None, dhcp: bool = False, dhcp_timeout: float = 30.0,
+                      hostname: str | None = None, requested: str | IPv4Address | None = None,
+                      dns: Sequence[str | IPv4Address] = (), hosts: Mapping[str, Iterable[str]] | None = None,
+                      resolver: ResolverConfig | None = None) -> Stack:
+        """Wire a host on `device`. `ipv4` is "ADDR/PREFIX"; it is announced with a gratuitous ARP.
+
+        `dhcp=True`: run a DHCP client (option 12 `hostname`; `requested`: a remembered address for
+        INIT-REBOOT) and return once it is bound, or raise DhcpTimeoutError after `dhcp_timeout` s (the
+        stack is then disconnected). `dns`: DNS servers, in order (else the lease's); `hosts`: static
+        names, /etc/hosts-like ({name: [addresses]}); `resolver`: timeouts, retries, cache size."""
         r = rng if rng is not None else random.Random()
         eth = await Ethif.connect(device, mac=mac, config=config, clock=clock, rng=r)
         ip = await Ipv4.connect(eth)
         stack = cls(eth, ip, r, tcp)
+        res = stack.resolver
+        if resolver is not None:
+            res.resolver.config = resolver
+        for name, addrs in (hosts or {}).items():
+            res.resolver.add_host(name, [int(IPv4Address(a)) for a in addrs])
+        if dns:
+            res.set_servers([int(IPv4Address(a)) for a in dns])
         if ipv4 is not None:
             iface = ipv4 if isinstance(ipv4, IPv4Interface) else IPv4Interface(ipv4)
             await ip.set_ipv4_netmask(iface.netmask)
             await ip.set_ipv4(iface.ip)
         if gateways:
             await ip.set_ipv4_gateways([IPv4Address(g) for g in gateways])
+        if dhcp:
+            await stack.start_dhcp(timeout=dhcp_timeout, hostname=hostname,
+                                   requested=None if requested is None else IPv4Address(requested))
         return stack
+
+    async def start_dhcp(self, *, timeout: float | None = 30.0, hostname: str | None = None,
+                         requested: IPv4Address | None = None) -> DhcpAgent:
+        """Start the DHCP client and wait until it is bound (`timeout` None: do not wait). On timeout the
+        stack is disconnected and DhcpTimeoutError raised."""
+        if self.dhcp is None:
+            self.dhcp = DhcpAgent(self, hostname=hostname, requested=None if requested is None else int(requested))
+            self.dhcp.start()
+        if timeout is not None:
+            try:
+                await asyncio.wait_for(self.dhcp.bound.wait(), timeout)
+            except TimeoutError:
+                st = self.dhcp.client.stats
+                await self.disconnect()
+                raise DhcpTimeoutError(
+                    f"DHCP: no lease within {timeout:g} s ({st.tx_discover} DISCOVERs, {st.offers} offers, "
+                    f"{st.tx_request} REQUESTs, {st.naks} NAKs)") from None
+        return self.dhcp
+
+    # -- addresses and routes --------------------------------------------------------------------
+    def add_address(self, cidr: str | IPv4Interface) -> None:
+        """Another address, e.g. "198.18.0.3/24", with its connected route and broadcast (the first
+        address of a stack is its primary). Announced with a gratuitous ARP. ValueError if present."""
+        iface = cidr if isinstance(cidr, IPv4Interface) else IPv4Interface(cidr)
+        self.core.add_address(int(iface.ip), iface.network.prefixlen, self.runner.now())
+        self.runner.kick()
+
+    def remove_address(self, address: str | IPv4Address | IPv4Interface) -> None:
+        """Remove an address (ValueError if absent); a primary's place goes to the next address."""
+        a = address.ip if isinstance(address, IPv4Interface) else IPv4Address(str(address).split("/")[0])
+        self.core.remove_address(int(a), self.runner.now())
+        self.runner.kick()
+
+    def addresses(self) -> list[IPv4Interface]:
+        """Every configured address, the primary first."""
+        out = [self.interface] if self.core.addr else []
+        out += [IPv4Interface(str(a)) for a in self.core.routing.table.addresses if a.address != self.core.addr]
+        return out
+
+    def add_route(self, network: str | IPv4Network, *, via: str | IPv4Address | None = None, metric: int = 0,
+                  src: str | IPv4Address | None = None) -> None:
+        """A static route, e.g. add_route("198.19.0.0/16", via="198.18.0.1"); without `via`, on-link.
+        Longest prefix wins, then the lowest metric. ValueError for host bits set or a duplicate."""
+        net = network if isinstance(network, IPv4Network) else IPv4Network(network)
+        self.core.add_route(int(net.network_address), net.prefixlen, int(IPv4Address(via)) if via else 0, metric,
+                            int(IPv4Address(src)) if src else 0)
+
+    def remove_route(self, network: str | IPv4Network, *, via: str | IPv4Address | None = None,
+                     metric: int | None = None) -> None:
+        net = network if isinstance(network, IPv4Network) else IPv4Network(network)
+        self.core.remove_route(int(net.network_address), net.prefixlen,
+                               int(IPv4Address(via)) if via else None, metric)
+
+    def routes(self) -> list[str]:
+        """The route table like `ip route`: connected, default (gateways, DHCP) and static routes."""
+        return [str(r) for r in self.core.routing.table.routes]
+
+    # -- names ---------------------------------------------------------------------------------
+    async def resolve(self, name: str, family: int = socket.AF_INET) -> list[IPv4Address]:
+        """The IPv4 addresses of `name` through this stack's resolver (DNS over this stack, static hosts,
+        the cache; an IPv4 literal as is). Raises a ResolveError, which is a socket.gaierror."""
+        if family not in (socket.AF_INET, socket.AF_UNSPEC):
+            raise NoAddressError(name, "tcpip resolves IPv4 (AF_INET) only")
+        return [IPv4Address(a) for a in await self.resolver.resolve(name)]
+
+    async def _address_of(self, host: str | IPv4Address) -> int:
+        if isinstance(host, IPv4Address):
+            return int(host)
+        if is_literal(host):
+            return int(IPv4Address(host))
+        return int((await self.resolve(host))[0])
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -95,7 +190,7 @@ class Stack:
         (at most `timeout` seconds), and consecutive requests start at least `interval` seconds apart
         (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe. The echo
         identifier is fresh per call unless given; sequence numbers count up from `seq`."""
-        d = int(IPv4Address(dst))
+        d = await self._address_of(dst)
         if ident is None:
             self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
         results: list[float | None] = []
@@ -136,7 +231,11 @@ class Stack:
                                        local_addr: tuple[str, int] | None = None,
                                        remote_addr: tuple[str, int] | None = None, *,
                                        allow_broadcast: bool = False) -> tuple[UdpTransport, Any]:
-        """asyncio's `loop.create_datagram_endpoint`, over this stack."""
+        """asyncio's `loop.create_datagram_endpoint`, over this stack (a name in `remote_addr` is resolved
+        through this stack's resolver)."""
+        if remote_addr is not None and isinstance(remote_addr, tuple) and len(remote_addr) >= 2 \
+                and not is_literal(remote_addr[0]):
+            remote_addr = (str(IPv4Address(await self._address_of(remote_addr[0]))), remote_addr[1])
         t, p = await create_datagram_endpoint(self._endpoints, protocol_factory, local_addr, remote_addr,
                                               allow_broadcast=allow_broadcast)
         self._transports.add(t)
@@ -178,6 +277,9 @@ class Stack:
             "tcp": self.tcp.stats(),
         }
         out["arp"]["cache_entries"] = len(c.arp.entries)
+        if self.dhcp is not None:
+            out["dhcp"] = self.dhcp.stats_dict()
+        out["dns"] = self.resolver.stats_dict()
         out["driver"] = {"rx_errors": self.runner.rx_errors, "tx_errors": self.runner.tx_errors}
         r = c.reassembler
         if r is not None:
@@ -192,7 +294,15 @@ class Stack:
     async def disconnect(self) -> None:
         if self._closed:
             return
+        if self.dhcp is not None and not self.device.closed:
+            try:
+                await self.dhcp.release()
+            except TcpipError as e:
+                log.debug("DHCPRELEASE failed: %s", e)
         self._closed = True
+        if self.dhcp is not None:
+            self.dhcp.stop()
+        self.resolver.close()
         for fut, _ in self._pings.values():
             if not fut.done():  # the pinger gets None for this probe, not a CancelledError
                 fut.set_exception(DeviceClosedError("stack disconnected"))

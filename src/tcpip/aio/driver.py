@@ -85,13 +85,13 @@ class TcpDriver:
 
     # -- the core's Output --------------------------------------------------------------------------
     def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
-        self.iface.send(dst, 6, parts, now, on_fail=self._on_arp_fail)
+        self.iface.send(dst, 6, parts, now, on_fail=self._on_arp_fail, src=src)
 
     def tcp_mss(self, dst: int, now: float) -> int:
         return self.iface.path_mtu(dst, now) - 40
 
     def is_local(self, addr: int) -> bool:
-        return addr != 0 and addr == self.iface.addr
+        return addr != 0 and addr in self.iface.routing.locals
 
     # -- input (inside Interface.receive: no protocol code here) -----------------------------------
     def _input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,

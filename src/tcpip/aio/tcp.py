@@ -37,6 +37,16 @@ def parse_host(host: str | IPv4Address) -> int:
                               "(tcpip does no name resolution)") from None
 
 
+async def resolve_host(stack: Stack, host: str | IPv4Address) -> int:
+    """An IPv4 literal, or a name resolved through the stack's own resolver (never the host machine's)."""
+    if isinstance(host, str):
+        try:
+            return int(IPv4Address(host))
+        except ValueError:
+            return int((await stack.resolve(host))[0])
+    return parse_host(host)
+
+
 def parse_port(port: int | str) -> int:
     if isinstance(port, str) and port.isdigit():
         port = int(port)
@@ -126,7 +136,8 @@ async def create_connection(stack: Stack, protocol_factory: Callable[[], P],
         raise NotImplementedError("host=None: tcpip has no loopback interface; pass the peer's address")
     check_family(family, host)
     ctx = ssl_context(ssl, server_side=False)
-    dst, dport = parse_host(host), parse_port(port or 0)
+    dport = parse_port(port or 0)
+    dst = await resolve_host(stack, host)
     driver = stack.tcp
     try:
         transport = await _connect(driver, local_addr, dst, dport)
@@ -165,12 +176,13 @@ async def _connect(driver: TcpDriver, local_addr: tuple[str | IPv4Address | None
                    dport: int) -> TcpTransport:
     """The active open (the OSErrors connect(2) gives): a transport without a protocol once established."""
     iface = driver.iface
-    src, sport = iface.addr, 0
+    src, sport = iface.routing.source(dst), 0
     if local_addr is not None:
         lhost, sport = local_addr[0], parse_port(local_addr[1])
         lsrc = parse_host(lhost) if lhost not in (None, "") else 0
-        if lsrc not in (0, src):
+        if lsrc and lsrc not in iface.routing.locals:
             raise OSError(errno.EADDRNOTAVAIL, f"Cannot assign requested address: {ip_str(lsrc)}")
+        src = lsrc or src
     if not src:
         raise OSError(errno.ENETUNREACH, "Network is unreachable: no IPv4 address configured")
     if not dst or dst >> 28 >= 0xE or dst == iface.bcast:
@@ -204,4 +216,4 @@ async def open_connection(stack: Stack, host: str | IPv4Address | None = None, p
 
 
 __all__ = ["ConnectOptions", "TcpTransport", "check_family", "check_sock", "create_connection", "open_connection",
-           "parse_host", "parse_port"]
+           "parse_host", "parse_port", "resolve_host"]

@@ -87,6 +87,8 @@ class UdpTransport(asyncio.DatagramTransport):
         self._conn_lost = 0
         self._binding: Binding = layer.bind(port, local, self._received, self._icmp_error, remote)
         self._local = local
+        # Bound to a secondary address: datagrams leave from it (else the route's source, as a wildcard).
+        self._src = local if local and local != layer.iface.addr else None
         # One bound-method object for every queued datagram: the ARP queue reports a failed
         # resolution once per distinct hook, so the protocol hears one error, not one per datagram.
         self._on_arp_fail: Callable[[int], None] = self._arp_failed
@@ -172,7 +174,7 @@ class UdpTransport(asyncio.DatagramTransport):
         runner = self._runner
         try:
             self._layer.send(self._binding.port, dst, dport, data, runner.now(),
-                             on_fail=self._on_arp_fail)
+                             on_fail=self._on_arp_fail, src=self._src)
         except NoRouteError as e:
             raise OSError(errno.ENETUNREACH, str(e)) from e
         except MessageTooLongError as e:
@@ -226,7 +228,7 @@ async def create_datagram_endpoint(
     """asyncio's `loop.create_datagram_endpoint` over the stack that owns `endpoints`."""
     core = endpoints.layer.iface
     local, port = _parse_addr(local_addr) if local_addr is not None else (0, 0)
-    if local and local != core.addr:
+    if local and local not in core.routing.locals:
         raise OSError(errno.EADDRNOTAVAIL, "cannot assign requested address "
                       f"{ip_str(local)}: not an address of this stack")
     remote = _parse_addr(remote_addr) if remote_addr is not None else None

@@ -57,6 +57,7 @@ class ArpCache:
         self.pending: dict[int, ArpEntry] = {}
         self.mac = _ZERO_MAC
         self.ip = 0
+        self.others: frozenset[int] | set[int] = frozenset()  # secondary addresses: answered too
         self.on_resolved: Callable[[int, bytes], None] | None = None
         self.on_failed: Callable[[int], None] | None = None
 
@@ -212,9 +213,9 @@ class ArpCache:
             st.conflicts += 1  # someone else claims our address; never cache it
             return
         e = self.entries.get(spa) if spa else None
-        if ours and tpa == self.ip:
+        if ours and (tpa == self.ip or (tpa in self.others and tpa)):
             if op == 1:
-                self._reply(sha, spa_b)
+                self._reply(sha, spa_b, tpa_b)
                 if spa == 0:
                     st.probes_answered += 1  # RFC 5227 probe: answer, never cache 0.0.0.0
                     return
@@ -269,13 +270,12 @@ class ArpCache:
                     warp.pack(1, self.mac, self.ip.to_bytes(4, "big"), _ZERO_MAC,
                               ip.to_bytes(4, "big"))))
 
-    def _reply(self, mac: bytes, ip_b: bytes) -> None:
+    def _reply(self, mac: bytes, ip_b: bytes, ours: bytes) -> None:
         self.stats.replies_sent += 1
-        self._emit((mac + self.mac + b"\x08\x06",
-                    warp.pack(2, self.mac, self.ip.to_bytes(4, "big"), mac, ip_b)))
+        self._emit((mac + self.mac + b"\x08\x06", warp.pack(2, self.mac, ours, mac, ip_b)))
 
-    def announce(self) -> None:
+    def announce(self, address: int | None = None) -> None:
         """Gratuitous ARP (RFC 5227 announcement): a request with sender IP = target IP = ours."""
         self.stats.announcements_sent += 1
-        ip = self.ip.to_bytes(4, "big")
+        ip = (self.ip if address is None else address).to_bytes(4, "big")
         self._emit((_BCAST_MAC + self.mac + b"\x08\x06", warp.pack(1, self.mac, ip, _ZERO_MAC, ip)))

@@ -161,6 +161,55 @@ class Host:
         self.config.gateways = list(gateways)
         self.routing.set_gateways(self.config.gateways)
 
+    def add_address(self, address: int, prefix_len: int, now: float) -> None:
+        """Another address (the first one becomes the primary, as set_address), announced by ARP."""
+        if not self.config.address:
+            self.config.netmask = (0xFFFFFFFF << (32 - prefix_len)) & 0xFFFFFFFF
+            self.set_address(address, now)
+            return
+        if address in self.routing.locals:
+            raise ValueError(f"address {address:#010x} already configured")
+        self.routing.add_address(address, prefix_len)
+        self._apply_locals()
+        self.arp.announce(address)
+
+    def remove_address(self, address: int, now: float) -> None:
+        """Remove an address; when it is the primary, the next configured one takes its place."""
+        r = self.routing
+        if address not in r.locals:
+            raise ValueError(f"address {address:#010x} not configured")
+        if address != self.config.address:
+            r.remove_address(address)
+            self._apply_locals()
+            return
+        heir = next((a for a in r.table.addresses if a.address != address), None)
+        if heir is None:
+            self.config.netmask = 0
+            self.set_address(0, now)
+            return
+        r.remove_address(heir.address)  # it comes back as the primary
+        self.config.netmask = heir.netmask
+        self.set_address(heir.address, now)
+
+    def add_route(self, network: int, prefix_len: int, gateway: int = 0, metric: int = 0,
+                  source: int = 0) -> None:
+        self.routing.add_route(network, prefix_len, gateway, metric, source)
+
+    def remove_route(self, network: int, prefix_len: int, gateway: int | None = None,
+                     metric: int | None = None) -> None:
+        self.routing.remove_route(network, prefix_len, gateway, metric)
+
+    def _apply_locals(self) -> None:
+        self.arp.others = self.routing.locals - {self.config.address}
+
+    def set_mtu(self, mtu: int) -> None:
+        """The IP MTU for output (DHCP option 26); input still takes frames up to the device's size."""
+        if not 68 <= mtu <= 65535:
+            raise ValueError(f"MTU {mtu} outside 68..65535")
+        self.config.mtu = mtu
+        self.routing.mtu = mtu
+        self.routing.routes += 1  # cached paths and flows were sized for the old MTU
+
     def _apply_address(self) -> None:
         c = self.config
         r = self.routing
@@ -169,6 +218,7 @@ class Host:
         # Mirrors of the routing state read by the per-frame fast path (plain attributes are cheapest).
         self.addr, self.mask, self.bcast = r.addr, r.mask, r.bcast
         self.arp.ip = c.address
+        self._apply_locals()
         self._fast_dst = c.address if c.address else -1
 
     # -- compatibility views of the layers -----------------------------------------------------
@@ -281,8 +331,10 @@ class Host:
     # -- output --------------------------------------------------------------------------------
     def send(self, dst: int, proto: int, parts: Sequence[Buffer], now: float, *,
              ttl: int | None = None, dont_frag: bool = False,
-             on_fail: Callable[[int], None] | None = None) -> int:
-        """Build the IPv4 header for `parts` and send (SENT), or queue behind ARP (PENDING).
+             on_fail: Callable[[int], None] | None = None, src: int | None = None) -> int:
+        """Build the IPv4 header for `parts` and send (SENT), or queue behind ARP (PENDING). `src`: the
+        source address when not ours (DHCP: 0.0.0.0 before a lease, RFC 1122 3.2.1.3, or the address
+        being released).
 
         Raises NoRouteError, WouldFragmentError (DF and too big), MessageTooLongError (> 65535)."""
         size = 0
@@ -296,14 +348,15 @@ class Host:
         path = self.routing.path(dst, now)
         if path is not None and total <= self.config.mtu and total >= 46 and not self.routing.pmtu:
             # Common case: one frame to a resolved neighbour.
-            header_into(hdr, 0, self.addr, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
-                        self.config.ttl if ttl is None else ttl)
+            header_into(hdr, 0, path.src if src is None else src, dst, proto, total, self.idents.next(dst),
+                        0x4000 if dont_frag else 0, self.config.ttl if ttl is None else ttl)
             self.ip_stats.tx_packets += 1
             self.eth_stats.tx_frames += 1
             self.tx.append((path.eth, hdr, *parts))
             return SENT
         nh = self.routing.next_hop(dst)
-        header_into(hdr, 0, self.addr, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
+        a = (self.routing.source(dst) if self.routing.extra else self.addr) if src is None else src
+        header_into(hdr, 0, a, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
                     self.config.ttl if ttl is None else ttl)
         return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
 

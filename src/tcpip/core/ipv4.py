@@ -111,8 +111,12 @@ class Ipv4Input:
         # Destination: ours, limited or subnet broadcast, or a joined group.
         to_bcast = False
         if dst != addr or not dst:
-            if dst == 0xFFFFFFFF or dst == bcast or dst in self.groups:
+            if dst == 0xFFFFFFFF or dst == bcast or dst in self.groups or dst in r.bcasts:
                 to_bcast = True
+            elif dst in r.locals and dst:  # a secondary address
+                if l2_bcast:
+                    st.rx_unicast_in_l2_broadcast += 1
+                    return None
             else:
                 st.rx_dst_not_ours += 1
                 return None
@@ -192,7 +196,7 @@ class Ipv4Output:
         """Send a datagram whose header `hdr` is complete (length, ident, checksum): fragments it when it
         exceeds the path MTU, then resolves the next hop `nh`. SENT, or PENDING behind ARP."""
         r = self.routing
-        if dst == r.addr and dst:
+        if dst in r.locals:
             self.loop_back((hdr, *parts))
             return SENT
         mtu = r.path_mtu(dst, now) if r.pmtu else self.config.mtu

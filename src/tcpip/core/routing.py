@@ -1,4 +1,9 @@
-"""Routing: our address and subnet, next hop (on-link, gateway, broadcast, multicast), path MTU, and `Path`.
+"""Routing: our addresses and routes, next hop (on-link, gateway, broadcast, multicast), path MTU, and `Path`.
+
+The common host has one address, one subnet and default gateways: its next hop is decided from plain
+attributes (`addr`, `mask`, `gateways`). Secondary addresses or static routes switch `extra` on, and next
+hops and source addresses then come from a `RouteTable` (longest prefix, metric, Linux source selection),
+which always mirrors the primary address and the gateways. Either way a Path caches the answer.
 
 A `Path` is a resolved route to one unicast destination: its next hop's neighbour entry and the Ethernet
 header to reach it. Every fast path (host output, echo replies, UDP flows, the seed API's frame templates)
@@ -11,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from tcpip.core.arp import STATIC, ArpCache, ArpEntry
+from tcpip.core.routes import HopKind, RouteTable, prefix_of
 from tcpip.core.stats import Ipv4Stats
 from tcpip.errors import NoRouteError
 from tcpip.wire.ipv4 import ip_str
@@ -23,7 +29,7 @@ PATH_CACHE = 4096
 class Path:
     """The resolved route to `dst` through neighbour `nh`; valid while `fresh(now)`."""
 
-    __slots__ = ("_entries", "_routing", "dst", "entry", "eth", "mac", "nh", "routes")
+    __slots__ = ("_entries", "_routing", "dst", "entry", "eth", "mac", "nh", "routes", "src")
 
     def __init__(self, routing: Routing, dst: int, nh: int, entry: ArpEntry, mac: bytes) -> None:
         self._routing = routing
@@ -34,6 +40,7 @@ class Path:
         self.mac = mac
         self.eth = mac + routing.mac + b"\x08\x00"  # the Ethernet header of every frame on this path
         self.routes = routing.routes
+        self.src = routing.source(dst)  # the source address of datagrams on this path
 
     def fresh(self, now: float) -> bool:
         """Still usable: no routing change since, and the neighbour entry is the cache's, with the same
@@ -67,6 +74,10 @@ class Routing:
         self.routes = 0
         self.pmtu: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._paths: dict[int, Path] = {}
+        self.table = RouteTable()  # every address and route (authoritative while `extra`)
+        self.extra = False  # secondary addresses or static routes exist
+        self.locals: frozenset[int] = frozenset()  # every configured address
+        self.bcasts: frozenset[int] = frozenset()  # the subnet broadcasts of every primary address
 
     # -- configuration -------------------------------------------------------------------------
     def set_mac(self, mac: bytes) -> None:
@@ -74,19 +85,67 @@ class Routing:
         self.routes += 1
 
     def set_address(self, address: int, netmask: int) -> None:
+        """The primary address (0: none) and its netmask."""
+        t = self.table
+        if self.addr and any(a.address == self.addr for a in t.addresses):
+            t.remove_address(self.addr)
         self.addr = address
         self.mask = netmask
         self.net = address & netmask
         # The subnet broadcast only exists for a real subnet (not /31, /32, nor an unset mask).
         self.bcast = (self.net | (~netmask & 0xFFFFFFFF)) if address and 0 < netmask < 0xFFFFFFFE else -1
-        self.routes += 1
+        if address and not any(a.address == address for a in t.addresses):
+            try:
+                t.add_address(address, prefix_of(netmask))
+            except ValueError:
+                pass  # a non-contiguous mask: only the simple path knows this subnet
+        self._changed()
 
     def set_gateways(self, gateways: list[int]) -> None:
         self.gateways = gateways
+        self.table.set_default_gateways(list(gateways))
+        self._changed()
+
+    def add_address(self, address: int, prefix_len: int) -> None:
+        """A secondary address (the primary is set with set_address). ValueError if already there."""
+        self.table.add_address(address, prefix_len)
+        self._changed()
+
+    def remove_address(self, address: int) -> None:
+        """Remove a secondary address (the caller promotes another when the primary goes)."""
+        self.table.remove_address(address)
+        self._changed()
+
+    def add_route(self, network: int, prefix_len: int, gateway: int = 0, metric: int = 0, source: int = 0) -> None:
+        self.table.add_route(network, prefix_len, gateway=gateway, metric=metric, source=source)
+        self._changed()
+
+    def remove_route(self, network: int, prefix_len: int, gateway: int | None = None,
+                     metric: int | None = None) -> None:
+        self.table.remove_route(network, prefix_len, gateway=gateway, metric=metric)
+        self._changed()
+
+    def _changed(self) -> None:
+        t = self.table
+        addrs = t.addresses
+        self.extra = len(addrs) > 1 or any(r.proto == "static" for r in t.routes)
+        self.locals = frozenset(a.address for a in addrs) | ({self.addr} if self.addr else set())
+        self.bcasts = frozenset(a.broadcast for a in addrs if a.broadcast and t.primary(a))
         self.routes += 1
 
+    def source(self, dst: int) -> int:
+        """The source address for `dst` (Linux: the route's, else the primary of the next hop's subnet)."""
+        if not self.extra:
+            return self.addr
+        try:
+            return self.table.lookup(dst).source or self.addr
+        except NoRouteError:
+            return self.addr
+
     # -- next hop ------------------------------------------------------------------------------
-    def _hop(self, dst: int) -> int | bytes | None:
+    def _hop(self, dst: int) -> int | bytes | None:  # noqa: PLR0911 - one return per kind of next hop
+        if self.extra:
+            return self._table_hop(dst)
         if dst == self.addr and dst:
             return self.mac
         if dst == 0xFFFFFFFF or dst == self.bcast:
@@ -98,6 +157,19 @@ class Routing:
         for gw in self.gateways:
             return gw
         return None
+
+    def _table_hop(self, dst: int) -> int | bytes | None:
+        if dst >> 28 == 0xE:
+            return b"\x01\x00\x5e" + (dst & 0x7FFFFF).to_bytes(3, "big")
+        try:
+            h = self.table.lookup(dst)
+        except NoRouteError:
+            return None
+        if h.kind is HopKind.LOCAL:
+            return self.mac
+        if h.kind is HopKind.BROADCAST:
+            return _BCAST
+        return h.hop
 
     def next_hop(self, dst: int) -> int | bytes:
         """The IP of the next hop to ARP for, or directly the destination MAC (broadcast/multicast;
@@ -118,7 +190,7 @@ class Routing:
                 pe.used = True
                 return p
         nh = self._hop(dst)
-        if type(nh) is not int or dst == self.addr:
+        if type(nh) is not int or dst in self.locals:
             return None
         e = self.arp.entries.get(nh)
         if e is None or e.mac is None or not (e.state == STATIC or e.expires > now):

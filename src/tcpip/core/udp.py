@@ -119,7 +119,7 @@ class UdpLayer:
 
     def _no_port(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float) -> None:
         iface = self.iface
-        if dst != iface.addr:
+        if dst not in iface.routing.locals:
             self.stats.rx_broadcast_no_port += 1
             return
         self.stats.rx_no_port += 1
@@ -181,12 +181,13 @@ class UdpLayer:
                    on_fail: Callable[[int], None] | None) -> int:
         n = len(data)
         length = 8 + n
-        s = self.iface.addr if src is None else src
+        iface = self.iface
+        s = (iface.routing.source(dst) if iface.routing.extra else iface.addr) if src is None else src
         # Pseudo-header and UDP header from their words, one pass over the payload; 0 is sent as 0xFFFF.
         c = ck.checksum(data, ck.pseudo_header_sum(s, dst, 17, length) + sport + dport + length) or 0xFFFF
         hdr = _HDR.pack(sport, dport, length, c)
         self.stats.tx_datagrams += 1
-        return self.iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail)
+        return iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail, src=s)
 
     def _learn_flow(self, key: int, dst: int, sport: int, dport: int, now: float) -> None:
         """Remember the header of a flow whose next hop is resolved (bounded; cleared when full)."""
@@ -196,7 +197,7 @@ class UdpLayer:
             return
         if len(self._flows) >= self.FLOW_CACHE:
             self._flows.clear()
-        a = iface.addr
+        a = path.src
         ttl = iface.config.ttl
         # Partial sums of the constant words; per datagram only lengths, ident and the payload are added.
         ip_sum = ck.fold(0x4500 + (ttl << 8 | 17) + ck.addr_sum(a) + ck.addr_sum(dst))
