@@ -11,6 +11,7 @@ from ipaddress import IPv4Address
 from tcpip.core.routing import Path
 from tcpip.errors import NoRouteError, UnknownError
 from tcpip.ethif import Ethif
+from tcpip.guard import CallbackGuard
 from tcpip.netif.device import Buffer
 from tcpip.wire.checksum import pseudo_header_sum
 from tcpip.wire.ipv4 import IpProto
@@ -41,6 +42,7 @@ class Ipv4:
         self._templates: dict[int, _Template] = {}
         self._send_prebuilt = ethif.core.output.send_prebuilt  # the core's, bound once
         self._frame_len = 14 + ethif.core.config.mtu
+        self._guard = CallbackGuard("Ipv4.input callback")
 
     @classmethod
     async def connect(cls, ethif: Ethif) -> Ipv4:
@@ -79,15 +81,24 @@ class Ipv4:
         elif p == IpProto.UDP:
             cb = udp
         else:
-            cb = default(p) if default is not None else None
+            try:
+                cb = default(p) if default is not None else None
+            except Exception:
+                core.ip_stats.rx_callback_errors += 1
+                self._guard.failed()
+                return
         if cb is None:
             core.ip_stats.rx_unknown_protocol += 1
             core.send_icmp_error(a, 3, 2, 0, now)
             self._runner.kick()
             return
-        r = cb(IPv4Address(a.src), IPv4Address(a.dst), a.payload)
-        if inspect.isawaitable(r):
-            await r
+        try:  # the application's exception is contained: the host keeps answering (counted)
+            r = cb(IPv4Address(a.src), IPv4Address(a.dst), a.payload)
+            if inspect.isawaitable(r):
+                await r
+        except Exception:
+            core.ip_stats.rx_callback_errors += 1
+            self._guard.failed()
 
     # -- output --------------------------------------------------------------------------------
     async def allocate_frame(self, *, proto: IpProto | int,

@@ -46,6 +46,7 @@ class Runner:
         self.rx_errors = 0
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
+        core.arp.on_conflict = self._arp_conflict
         self._loop_scheduled = False
         self._after: list[Callable[[], None]] = []
         self._kicked = False  # a drain is scheduled with call_soon
@@ -209,6 +210,10 @@ class Runner:
         for f in self._arp_waiters.pop(ip, ()):
             if not f.done():
                 f.set_result(mac)
+
+    def _arp_conflict(self, ip: int, mac: bytes) -> None:
+        log.warning("address conflict: %s is also claimed by %s; defended with an announcement",
+                    ip_str(ip), ":".join(f"{b:02x}" for b in mac))
 
     def _arp_failed(self, ip: int) -> None:
         tries = self.core.config.arp_tries

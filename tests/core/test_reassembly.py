@@ -184,10 +184,9 @@ def test_overlap_with_next_fragment() -> None:
 def test_ping_of_death_refused_before_copy() -> None:
     r = Reassembler()
     feed(r, [frag(0, bytes(8), True)])
-    before = r.memory
     feed(r, [frag(65512, bytes(8), False)])  # 20 + 65520 > 65535
     assert r.stats.oversize == 1
-    assert r.memory == before
+    assert (len(r), r.memory) == (0, 0)  # nothing copied, and its queue discarded (Linux ip_frag_queue)
     feed(r, [frag(65504, bytes(11), False)])  # ends at 65515: exactly 65535 with the header
     assert r.stats.oversize == 1
     assert r.stats.accepted == 2
@@ -204,7 +203,7 @@ def test_oversize_counts_head_options() -> None:
     assert r2.stats.oversize == 1
 
 
-@pytest.mark.parametrize("length", [0, 7, 12, 1001])
+@pytest.mark.parametrize("length", [7, 12, 1001])
 def test_non_last_bad_length_dropped(length: int) -> None:
     r = Reassembler()
     feed(r, [frag(0, bytes(length), True)])
@@ -223,7 +222,6 @@ def test_last_fragment_any_length() -> None:
     [(16, 8, False), (24, 8, False)],   # two different last fragments
     [(16, 8, False), (24, 8, True)],    # data beyond the known end
     [(24, 8, True), (8, 8, False)],     # last fragment ends before held data
-    [(16, 8, False), (16, 0, False)],   # empty last at a different end
 ])
 def test_inconsistent_end_discards(pieces: list[tuple[int, int, bool]]) -> None:
     r = Reassembler()

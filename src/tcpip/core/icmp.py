@@ -33,6 +33,7 @@ _echo_reply_checksum = ck.echo_reply_checksum
 _U16 = struct.Struct("!H")
 _from = int.from_bytes
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
+_ECHO_TYPES = frozenset({0, 8})
 
 
 class Icmp:
@@ -152,6 +153,9 @@ class Icmp:
             st.rx_error_bad_quote += 1
             return
         rest = _HDR.unpack_from(m, 0)[3]
+        if t == 11 and code == 1:
+            st.rx_reassembly_timeout_ignored += 1  # our fragments timed out there: no endpoint error (Linux)
+            return
         if t == 3 and code == 4:
             st.rx_frag_needed += 1
             self.routing.update_pmtu(_from(q[16:20], "big"), rest & 0xFFFF, _U16.unpack_from(q, 2)[0], now)
@@ -171,7 +175,9 @@ class Icmp:
                 or src >> 28 >= 0xE or src >> 24 == 127 or src >> 24 == 0:
             st.tx_suppressed += 1
             return False
-        if a.proto == 1 and len(pkt) > hl and (pkt[hl] in ERROR_TYPES or pkt[hl] > 18):
+        # RFC 1122 3.2.2: never about an ICMP error, an unknown type, or an informational message other
+        # than echo (stricter than Linux, which only spares errors and unknown types).
+        if a.proto == 1 and len(pkt) > hl and pkt[hl] not in _ECHO_TYPES:
             st.tx_suppressed += 1
             return False
         if not self.limiter.allow(src, now):
@@ -190,6 +196,8 @@ class Icmp:
             st.tx_dest_unreachable += 1
         elif t == 11:
             st.tx_time_exceeded += 1
+        elif t == 12:
+            st.tx_param_problem += 1
         return True
 
     def send_time_exceeded(self, quote: bytes, now: float) -> bool:
