@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from tcpip.core.interface import Interface
@@ -47,6 +48,7 @@ class Runner:
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
         core.arp.on_conflict = self._arp_conflict
+        core.icmp.utc_ms = _utc_ms  # ICMP/IP timestamps: the core reads no clock
         self._loop_scheduled = False
         self._after: list[Callable[[], None]] = []
         self._kicked = False  # a drain is scheduled with call_soon
@@ -221,6 +223,11 @@ class Runner:
             if not f.done():
                 f.set_exception(HostUnreachableError(
                     f"{ip_str(ip)}: no ARP reply after {tries} requests"))
+
+
+def _utc_ms() -> int:
+    """Milliseconds since midnight UT (RFC 791/792 timestamps)."""
+    return int(time.time() * 1000) % 86_400_000
 
 
 def default_clock(clock: Clock | None) -> Clock:

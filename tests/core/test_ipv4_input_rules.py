@@ -366,7 +366,7 @@ def test_tcp_and_other_protocols_demultiplexed(iface: Interface, udp: Recorder) 
 # == unknown protocol -> ICMP protocol unreachable ===================================================
 def test_unknown_protocol_answered_with_protocol_unreachable(iface: Interface) -> None:
     iface.arp.add_static(ip_int(PEER_IP), mac_bytes(PEER_MAC))
-    payload = b"ABCDEFGHIJKLMNOP"  # 16 bytes: the quote keeps only the first 8
+    payload = b"ABCDEFGHIJKLMNOP"  # all quoted: the error may be 576 bytes long (RFC 1812 4.3.2.3, Linux)
     packet = ipv4(PEER_IP, OUR_IP, 253, payload, options=b"\x01\x01\x01\x01")
     assert feed(iface, eth(packet)) == {**DELIVERED, "ip.rx_unknown_protocol": 1, "icmp.tx_dest_unreachable": 1,
                                         "ip.tx_packets": 1, "eth.tx_frames": 1}
@@ -377,9 +377,9 @@ def test_unknown_protocol_answered_with_protocol_unreachable(iface: Interface) -
     assert (ip.src, ip.dst, ip.proto, ip.ttl) == (OUR_IP, PEER_IP, 1, 64)
     icmp = ip[ICMP]
     assert (icmp.type, icmp.code) == (3, 2)
-    quote = bytes(icmp.payload)
-    assert quote == packet[:24 + 8]  # the offending header (with its options) plus 8 bytes
-    assert ip.len == 20 + 8 + 24 + 8
+    quote = bytes(ip)[28:ip.len]
+    assert quote == packet  # the offending datagram, options and all
+    assert ip.len == 20 + 8 + 24 + 16
     # checksums as scapy recomputes them
     sc = IP(bytes(ip))
     c_ip, c_icmp = sc.chksum, sc[ICMP].chksum

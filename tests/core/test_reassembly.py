@@ -261,7 +261,8 @@ def test_timeout_from_first_fragment_never_extended() -> None:
     assert r.poll_at() == 30.0  # not extended
     assert r.expire(29.999) == []
     assert len(r) == 1
-    assert r.expire(30.0) == [head[0] + b"ABCDEFGH"]  # header as received + 8 data bytes
+    # header as received + the first fragment's data, up to 548 bytes in all (a 576-byte ICMP error)
+    assert r.expire(30.0) == [head[0] + b"ABCDEFGHIJKLMNOP"]
     assert (len(r), r.memory, r.poll_at()) == (0, 0, None)
     assert r.stats.timeouts == 1
     # The missing fragment after the deadline starts a new, incomplete queue.
@@ -287,7 +288,7 @@ def test_lazy_expiry_in_process_keeps_quote() -> None:
     feed(r, [frag(0, bytes(8), True, ident=10)], now=31.0)  # meets the expired queue
     assert (len(r), r.stats.timeouts) == (1, 1)
     assert r.poll_at() == 30.0  # a quote waits: poll_at is in the past
-    assert r.expire(31.0) == [head[0] + bytes(range(8))]
+    assert r.expire(31.0) == [head[0] + bytes(range(16))]
     assert r.poll_at() == 61.0
     feed(r, [frag(0, bytes(8), True, ident=11)], now=62.0)  # ident 10 expires lazily
     feed(r, [frag(0, bytes(8), True, ident=12)], now=93.0)  # ident 11 expires lazily

@@ -28,6 +28,7 @@ class InterfaceConfig:
     arp_defend_interval: float = 10.0  # RFC 5227 DEFEND_INTERVAL: one defending announcement per conflict
     # ICMP
     icmp_echo_ignore_broadcasts: bool = True
+    icmp_timestamps: bool = True  # answer timestamp requests (13 -> 14) as Linux does
     icmp_rate_per_dest: float = 1.0  # tokens per second per destination (Linux: 1 s peer limit)
     icmp_burst_per_dest: int = 6
     icmp_rate_global: float = 1000.0  # Linux icmp_msgs_per_sec

@@ -93,6 +93,7 @@ class Host:
                                  self.loopback)
         self.icmp = Icmp(config, self.routing, self.idents, self.send, self.error_handlers, self.tx,
                          self.icmp_stats, self.ip_stats, self.eth_stats, now)
+        self.icmp.send_packet = self.output.send_packet
         self.ipv4.param_problem = lambda a, ptr, now: self.icmp.send_error(a, 12, 0, ptr << 24, now)
         self.set_mac(config.mac.packed)
         self._apply_address()

@@ -265,7 +265,7 @@ class Reassembler:
 
     def expire(self, now: float) -> list[bytes]:
         """Drop every queue whose deadline <= now; return the ICMP Time Exceeded quotes (offset-0 header +
-        8 data bytes, as received) of those that had their first fragment, oldest first."""
+        data up to 548 bytes in all, as received) of those that had their first fragment, oldest first."""
         self._expire_due(now)
         quotes = self._quotes
         self._quotes = []
@@ -290,7 +290,8 @@ class Reassembler:
             if q.head is not None:
                 if not self._quotes:
                     self._quotes_at = q.deadline
-                self._quotes.append(q.head + q.datas[0][:8])
+                # As much of the first fragment as fits in a 576-byte ICMP error (RFC 1812 4.3.2.3, Linux).
+                self._quotes.append(q.head + q.datas[0][:max(8, 548 - len(q.head))])
 
     def _evict(self, need: int, keep: _Queue | None) -> bool:
         """Evict the oldest queues but `keep` until `need` bytes fit; evict nothing if they never would."""

@@ -95,9 +95,13 @@ class IcmpStats:
     rx_error_bad_quote: int = 0
     rx_error_to_broadcast: int = 0
     rx_reassembly_timeout_ignored: int = 0  # Time Exceeded code 1: never an endpoint error (Linux)
+    rx_timestamp_requests: int = 0
+    rx_timestamp_ignored: int = 0  # icmp_timestamps off, or sent to a broadcast address
     rx_other: int = 0
     tx_echo_replies: int = 0
     tx_echo_requests: int = 0
+    tx_timestamp_replies: int = 0
+    tx_reply_bad_options: int = 0  # a request whose RR/TS option cannot be echoed: no reply (Linux)
     tx_dest_unreachable: int = 0
     tx_time_exceeded: int = 0
     tx_param_problem: int = 0
