@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tcpip.errors import TcpipError
+from tcpip.errors import ConfigurationError, TcpipError
+from tcpip.hostconfig import check_gateways, check_mac, host_interface
 from tcpip.netif.device import NetworkDevice
 from tcpip.wire.mac import MacAddress
 
@@ -41,18 +42,11 @@ class _Parser(argparse.ArgumentParser):
 
 # -- argument types ------------------------------------------------------------------------------
 def cidr(text: str) -> IPv4Interface:
-    if "/" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR/PREFIX (e.g. 198.18.0.2/24)")
+    """ADDR/PREFIX, or a bare ADDR meaning ADDR/32: the same forms and rules as Stack.connect."""
     try:
-        iface = IPv4Interface(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"bad IPv4 CIDR {text!r}: {e}") from None
-    net = iface.network
-    if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
-        raise argparse.ArgumentTypeError(f"{text!r}: the address is the subnet's network/broadcast address")
-    if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
-        raise argparse.ArgumentTypeError(f"{text!r}: not a usable host address")
-    return iface
+        return host_interface(text)
+    except ConfigurationError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def ipv4(text: str) -> IPv4Address:
@@ -336,7 +330,15 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:  # what Linux refuses, refused before anything is opened (status 2, one line)
+        if getattr(args, "mac", None) is not None:
+            check_mac(args.mac)
+        if getattr(args, "ipv4", None) is not None:
+            check_gateways(args.ipv4, _all_gateways(args))
+    except ConfigurationError as e:
+        parser.error(str(e))
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     cmd = {"demo": cmd_demo, "up": cmd_up, "ping": cmd_ping}[args.command]
     try:

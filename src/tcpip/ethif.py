@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
 from tcpip.guard import CallbackGuard
+from tcpip.hostconfig import check_mac
 from tcpip.netif.clock import Clock
 from tcpip.netif.device import Buffer, NetworkDevice
 from tcpip.runner import Runner, default_clock, default_rng
@@ -38,9 +39,11 @@ class Ethif:
         # Our own copy: the caller's config may build other interfaces too (never mutated).
         config = InterfaceConfig() if config is None else config.copy()
         if mac is not None:
-            config.mac = MacAddress(mac)
+            config.mac = check_mac(MacAddress(mac))
         elif config.mac is None:
             config.mac = netif.mac
+        else:
+            check_mac(config.mac)
         config.mtu = min(config.mtu, netif.mtu) if config.mtu else netif.mtu
         core = Interface(config, now=clk.now(), rng=default_rng(rng))
         return cls(netif, core, Runner(netif, core, clk))

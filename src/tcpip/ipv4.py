@@ -6,12 +6,13 @@ import inspect
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 
 from tcpip.core.routing import Path
 from tcpip.errors import NoRouteError, UnknownError
 from tcpip.ethif import Ethif
 from tcpip.guard import CallbackGuard
+from tcpip.hostconfig import check_gateways
 from tcpip.netif.device import Buffer
 from tcpip.wire.checksum import pseudo_header_sum
 from tcpip.wire.ipv4 import IpProto
@@ -184,7 +185,11 @@ class Ipv4:
         return IPv4Address(self._core.mask)
 
     async def set_ipv4_gateways(self, gateways: Sequence[IPv4Address | str]) -> None:
-        self._core.set_gateways([int(_addr(g)) for g in gateways])
+        """Raises ConfigurationError for a gateway off our subnet or equal to our address (as Linux)."""
+        gws = [_addr(g) for g in gateways]
+        if self._core.addr:
+            check_gateways(IPv4Interface(f"{self.get_ipv4()}/{self.get_ipv4_netmask()}"), gws)
+        self._core.set_gateways([int(g) for g in gws])
 
     def get_ipv4_gateways(self) -> list[IPv4Address]:
         return [IPv4Address(g) for g in self._core.config.gateways]

@@ -23,6 +23,7 @@ from tcpip.core.tcp.state import ConnInfo
 from tcpip.core.udp import Binding, UdpLayer
 from tcpip.errors import DeviceClosedError, NoRouteError, TcpipError
 from tcpip.ethif import Ethif
+from tcpip.hostconfig import check_gateways, host_interface
 from tcpip.ipv4 import Ipv4
 from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
@@ -61,13 +62,15 @@ class Stack:
                       mac: MacAddress | str | None = None, config: InterfaceConfig | None = None,
                       clock: Clock | None = None, rng: random.Random | None = None,
                       tcp: TcpConfig | None = None) -> Stack:
-        """Wire a host on `device`. `ipv4` is "ADDR/PREFIX"; it is announced with a gratuitous ARP."""
+        """Wire a host on `device`. `ipv4` is "ADDR/PREFIX" (a bare "ADDR" is ADDR/32); it is announced with
+        a gratuitous ARP. Raises ConfigurationError for what Linux refuses (tcpip.hostconfig)."""
         r = rng if rng is not None else random.Random()
         eth = await Ethif.connect(device, mac=mac, config=config, clock=clock, rng=r)
         ip = await Ipv4.connect(eth)
         stack = cls(eth, ip, r, tcp)
         if ipv4 is not None:
-            iface = ipv4 if isinstance(ipv4, IPv4Interface) else IPv4Interface(ipv4)
+            iface = host_interface(ipv4)  # ConfigurationError for what Linux refuses; "ADDR" is ADDR/32
+            check_gateways(iface, [IPv4Address(g) for g in gateways])
             await ip.set_ipv4_netmask(iface.netmask)
             await ip.set_ipv4(iface.ip)
         if gateways:
