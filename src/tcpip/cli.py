@@ -283,14 +283,20 @@ async def cmd_ping(args: argparse.Namespace) -> int:
             sent += 1
             tick = loop.time()
             try:
-                (rtt,) = await stack.ping(args.dest, count=1, size=args.size, timeout=args.timeout,
-                                          ident=ident, seq=seq)
+                (probe,) = (await stack.ping(args.dest, count=1, size=args.size, timeout=args.timeout,
+                                             ident=ident, seq=seq)).probes
             except TcpipError as e:
                 print(f"From {stack.address} icmp_seq={seq} {e}", flush=True)
-                rtt = None
+                continue
+            rtt = probe.rtt
+            if probe.error == "Network is unreachable":  # as ping(8): nothing was sent, status 2
+                raise UsageError("connect: Network is unreachable")
+            if probe.error is not None:
+                print(f"From {probe.error_from} icmp_seq={seq} {probe.error}", flush=True)
             if rtt is not None:
                 rtts.append(rtt)
-                print(f"{args.size + 8} bytes from {args.dest}: icmp_seq={seq} time={rtt * 1000:.3f} ms", flush=True)
+                print(f"{args.size + 8} bytes from {args.dest}: icmp_seq={seq} ttl={probe.ttl} "
+                      f"time={rtt * 1000:.3f} ms", flush=True)
             if seq < args.count:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, tick + args.interval - loop.time()))

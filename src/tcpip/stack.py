@@ -27,6 +27,7 @@ from tcpip.hostconfig import check_gateways, host_interface
 from tcpip.ipv4 import Ipv4
 from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
+from tcpip.ping import PingResult, PingResults, icmp_error_text
 from tcpip.wire.mac import MacAddress
 
 log = logging.getLogger("tcpip")
@@ -44,7 +45,7 @@ class Stack:
         self.rng = rng
         self.udp = UdpLayer(self.core, rng)
         self.tcp = TcpDriver(self.core, self.runner, rng, tcp)
-        self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], float]] = {}
+        self._pings: dict[tuple[int, int], tuple[asyncio.Future[PingResult], float]] = {}
         self._ping_ident = rng.getrandbits(16)
         # Round-trip times need better than uvloop's millisecond loop clock; virtual clocks stay virtual.
         clock = self.runner.clock
@@ -93,15 +94,17 @@ class Stack:
     # -- ICMP echo -----------------------------------------------------------------------------
     async def ping(self, dst: IPv4Address | str, count: int = 1, size: int = 56,
                    timeout: float = 1.0, interval: float = 0.0, *, ident: int | None = None,
-                   seq: int = 0) -> list[float | None]:
+                   seq: int = 0) -> PingResults:
         """Send `count` echo requests of `size` data bytes, one after the other: each waits for its reply
         (at most `timeout` seconds), and consecutive requests start at least `interval` seconds apart
-        (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe. The echo
-        identifier is fresh per call unless given; sequence numbers count up from `seq`."""
+        (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe (a list), with
+        each probe's PingResult (rtt, ttl, or the error: ARP failure, no route, an ICMP error answering
+        it) in `.probes`. The echo identifier is fresh per call unless given; sequence numbers count up
+        from `seq`."""
         d = int(IPv4Address(dst))
         if ident is None:
             self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
-        results: list[float | None] = []
+        results: list[PingResult] = []
         loop = asyncio.get_running_loop()
         for i in range(count):
             start = loop.time()
@@ -109,30 +112,51 @@ class Stack:
             rest = interval - (loop.time() - start)
             if rest > 0 and i + 1 < count:
                 await asyncio.sleep(rest)
-        return results
+        return PingResults(results)
 
-    async def _probe(self, dst: int, ident: int, seq: int, size: int,
-                     timeout: float) -> float | None:
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    async def _probe(self, dst: int, ident: int, seq: int, size: int, timeout: float) -> PingResult:
+        fut: asyncio.Future[PingResult] = asyncio.get_running_loop().create_future()
         sent = self._rtt_clock()
         key = (ident, seq)
         self._pings[key] = (fut, sent)
         data = bytes((seq + i) & 0xFF for i in range(size))
+        core = self.core
+        core.error_handlers[1] = self._echo_error  # ICMP errors quoting our echo requests
+
+        def arp_failed(_ip: int) -> None:
+            if not fut.done():
+                fut.set_result(PingResult(seq, error="Destination Host Unreachable",
+                                          error_from=str(self.address)))
         try:
             try:
-                self.core.send_echo(dst, ident, seq, data, sent)
+                core.send(dst, 1, (core.icmp.echo_request(ident, seq, data), data), sent, on_fail=arp_failed)
             finally:
                 self.runner.kick()
             return await asyncio.wait_for(fut, timeout)
-        except (TimeoutError, NoRouteError, DeviceClosedError):
-            return None
+        except TimeoutError:
+            return PingResult(seq)
+        except NoRouteError:
+            return PingResult(seq, error="Network is unreachable", error_from=str(self.address))
+        except DeviceClosedError as e:
+            return PingResult(seq, error=str(e))
         finally:
             self._pings.pop(key, None)
 
     def _echo_reply(self, src: int, ident: int, seq: int, data: memoryview, now: float) -> None:
         e = self._pings.get((ident, seq))
         if e is not None and not e[0].done():
-            e[0].set_result(self._rtt_clock() - e[1])
+            e[0].set_result(PingResult(seq, self._rtt_clock() - e[1], self.core.icmp.reply_ttl))
+
+    def _echo_error(self, t: int, code: int, rest: int, quote: memoryview, now: float) -> None:
+        hl = (quote[0] & 15) << 2
+        if quote[hl] != 8:
+            return
+        e = self._pings.get((int.from_bytes(quote[hl + 4:hl + 6], "big"),
+                             int.from_bytes(quote[hl + 6:hl + 8], "big")))
+        if e is not None and not e[0].done():
+            seq = int.from_bytes(quote[hl + 6:hl + 8], "big")
+            e[0].set_result(PingResult(seq, error=icmp_error_text(t, code),
+                                       error_from=str(IPv4Address(self.core.icmp.error_src))))
 
     # -- UDP -----------------------------------------------------------------------------------
     async def create_datagram_endpoint(self, protocol_factory: Callable[[], Any],

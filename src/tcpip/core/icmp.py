@@ -57,6 +57,8 @@ class Icmp:
         self.eth_stats = eth_stats
         self.verify = config.verify_checksums
         self.echo_handler: EchoHandler | None = None
+        self.reply_ttl = 0  # TTL of the echo reply being handed to echo_handler
+        self.error_src = 0  # source of the ICMP error being handed to an error handler
         self.send_packet: SendPacket | None = None  # set by the host: replies carrying TOS or options
         # Milliseconds since midnight UT for timestamps (the driver sets it: the core reads no clock);
         # None: `now` in ms with the high bit set, RFC 791's "not standard time" form.
@@ -88,6 +90,7 @@ class Icmp:
             st.rx_echo_replies += 1
             h = self.echo_handler
             if h is not None:
+                self.reply_ttl = a.packet[8]  # for the handler, which reports it (ping's ttl=)
                 rest = _HDR.unpack_from(m, 0)[3]
                 h(a.src, rest >> 16, rest & 0xFFFF, m[8:], now)
             return
@@ -211,6 +214,7 @@ class Icmp:
             st.rx_error_bad_quote += 1
             return
         rest = _HDR.unpack_from(m, 0)[3]
+        self.error_src = a.src  # who sent it, for the handler (ping's "From ...")
         if t == 11 and code == 1:
             st.rx_reassembly_timeout_ignored += 1  # our fragments timed out there: no endpoint error (Linux)
             return
