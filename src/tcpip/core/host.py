@@ -47,7 +47,7 @@ Buffer = bytes | bytearray | memoryview
 InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
-_FAST = struct.Struct("!6s6sHBBHHHBBHII")  # Ethernet dst, src, type, then the 20-byte IPv4 header
+_FAST = struct.Struct("!6sB5xHBBHHHBBHII")  # Ethernet dst, src's first byte, type, the 20-byte IPv4 header
 _from = int.from_bytes
 
 
@@ -221,7 +221,7 @@ class Host:
         one struct unpack and one checksum; everything else takes the general path, which applies the
         same rules one by one with a counter each."""
         try:
-            dmac, smac, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
+            dmac, smac0, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
             self._receive_general(frame, now)
             return
@@ -230,7 +230,7 @@ class Host:
         if (dst != self._fast_dst or dmac != self.mac or et != 0x0800 or vihl != 0x45 or ff & 0x3FFF
                 or total + 14 > n or total < 20 or n > self.max_frame
                 or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
-                or src == dst or src == self.bcast or smac == dmac or smac[0] & 1):
+                or src == dst or src == self.bcast or smac0 & 1):
             self._receive_general(frame, now)
             return
         if self._verify:
