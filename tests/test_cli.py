@@ -37,10 +37,10 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
         ([], "required"),
         (["frobnicate"], "invalid choice"),
         (["up", "--ipv4", "198.18.0.2/24"], "--tap"),
-        (["up", "--tap", "tap0", "--ipv4", "198.18.0.2"], "ADDR/PREFIX"),
-        (["up", "--tap", "tap0", "--ipv4", "198.18.0.300/24"], "bad IPv4 CIDR"),
-        (["up", "--tap", "tap0", "--ipv4", "198.18.0.2/33"], "bad IPv4 CIDR"),
-        (["up", "--tap", "tap0", "--ipv4", "198.18.0.0/24"], "network/broadcast"),
+        (["up", "--tap", "tap0", "--ipv4", "198.18.0.2/"], "bad IPv4 address"),  # bare 198.18.0.2 is /32
+        (["up", "--tap", "tap0", "--ipv4", "198.18.0.300/24"], "bad IPv4 address"),
+        (["up", "--tap", "tap0", "--ipv4", "198.18.0.2/33"], "bad IPv4 address"),
+        (["up", "--tap", "tap0", "--ipv4", "198.18.0.0/24"], "network address"),
         ([*UP, "--ipv4-gateway", "198.18.0.x"], "bad IPv4 address"),
         ([*UP, "--mac", "01:00:5e:00:00:01"], "multicast"),
         ([*UP, "--mac", "zz:00:00:00:00:01"], "bad MAC"),
@@ -185,7 +185,7 @@ async def test_ping_command_against_the_kernel(cli_ns: Namespace) -> None:
     text = out.decode()
     assert p.returncode == 0, text + err.decode()
     assert text.startswith("PING 198.18.0.1 (198.18.0.1) 100(128) bytes of data.")
-    assert len(re.findall(r"^108 bytes from 198\.18\.0\.1: icmp_seq=\d time=[\d.]+ ms$", text, re.M)) == 3
+    assert len(re.findall(r"^108 bytes from 198\.18\.0\.1: icmp_seq=\d ttl=64 time=[\d.]+ ms$", text, re.M)) == 3
     assert "3 packets transmitted, 3 received, 0% packet loss" in text
     assert re.search(r"rtt min/avg/max/mdev = [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms", text)
     # nobody at .9: no reply, exit status 1 like ping(8)
@@ -194,3 +194,9 @@ async def test_ping_command_against_the_kernel(cli_ns: Namespace) -> None:
     out, _ = await asyncio.wait_for(p.communicate(), 20)
     assert p.returncode == 1, out.decode()
     assert "1 packets transmitted, 0 received, 100% packet loss" in out.decode()
+    # off-link with no gateway: as ping(8), "connect: Network is unreachable" and status 2
+    p = await asyncio.create_subprocess_exec(*base[:4], "10.9.9.9", *base[4:], "-c", "1",
+                                             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(p.communicate(), 20)
+    assert p.returncode == 2, out.decode() + err.decode()
+    assert "connect: Network is unreachable" in err.decode()

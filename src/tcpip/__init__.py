@@ -2,6 +2,7 @@
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.errors import (
+    ConfigurationError,
     DeviceClosedError,
     HostUnreachableError,
     Ipv4Error,
@@ -22,6 +23,7 @@ from tcpip.wire.ipv4 import IpProto
 from tcpip.wire.mac import MacAddress
 
 __all__ = [
+    "ConfigurationError",
     "DeviceClosedError",
     "Ethif",
     "HostUnreachableError",

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tcpip.errors import TcpipError
+from tcpip.errors import ConfigurationError, TcpipError
+from tcpip.hostconfig import check_gateways, check_mac, host_interface
 from tcpip.netif.device import NetworkDevice
 from tcpip.wire.mac import MacAddress
 
@@ -41,18 +42,11 @@ class _Parser(argparse.ArgumentParser):
 
 # -- argument types ------------------------------------------------------------------------------
 def cidr(text: str) -> IPv4Interface:
-    if "/" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR/PREFIX (e.g. 198.18.0.2/24)")
+    """ADDR/PREFIX, or a bare ADDR meaning ADDR/32: the same forms and rules as Stack.connect."""
     try:
-        iface = IPv4Interface(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"bad IPv4 CIDR {text!r}: {e}") from None
-    net = iface.network
-    if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
-        raise argparse.ArgumentTypeError(f"{text!r}: the address is the subnet's network/broadcast address")
-    if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
-        raise argparse.ArgumentTypeError(f"{text!r}: not a usable host address")
-    return iface
+        return host_interface(text)
+    except ConfigurationError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def ipv4(text: str) -> IPv4Address:
@@ -389,14 +383,20 @@ async def cmd_ping(args: argparse.Namespace) -> int:
             sent += 1
             tick = loop.time()
             try:
-                (rtt,) = await stack.ping(dest, count=1, size=args.size, timeout=args.timeout,
-                                          ident=ident, seq=seq)
+                (probe,) = (await stack.ping(dest, count=1, size=args.size, timeout=args.timeout,
+                                             ident=ident, seq=seq)).probes
             except TcpipError as e:
                 print(f"From {stack.address} icmp_seq={seq} {e}", flush=True)
-                rtt = None
+                continue
+            rtt = probe.rtt
+            if probe.error == "Network is unreachable":  # as ping(8): nothing was sent, status 2
+                raise UsageError("connect: Network is unreachable")
+            if probe.error is not None:
+                print(f"From {probe.error_from} icmp_seq={seq} {probe.error}", flush=True)
             if rtt is not None:
                 rtts.append(rtt)
-                print(f"{args.size + 8} bytes from {shown}: icmp_seq={seq} time={rtt * 1000:.3f} ms", flush=True)
+                print(f"{args.size + 8} bytes from {shown}: icmp_seq={seq} ttl={probe.ttl} "
+                      f"time={rtt * 1000:.3f} ms", flush=True)
             if seq < args.count:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, tick + args.interval - loop.time()))
@@ -450,9 +450,17 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
+    try:  # what Linux refuses, refused before anything is opened (status 2, one line)
+        if getattr(args, "mac", None) is not None:
+            check_mac(args.mac)
+        if getattr(args, "ipv4", None) is not None and len(getattr(args, "ipv4_all", ())) <= 1:
+            check_gateways(args.ipv4, _all_gateways(args))
+    except ConfigurationError as e:
+        parser.error(str(e))
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     cmd = {"demo": cmd_demo, "up": cmd_up, "ping": cmd_ping}[args.command]
     try:

@@ -42,6 +42,11 @@ class MessageTooLongError(Ipv4Error):
     """The datagram is larger than IPv4 allows (65535 bytes), or a frame exceeds the device MTU."""
 
 
+class ConfigurationError(TcpipError, ValueError):
+    """A configuration Linux refuses (a gateway off every connected subnet or equal to our address; a
+    zero or multicast MAC; a subnet's network or broadcast address as a host address)."""
+
+
 class DeviceClosedError(TcpipError, OSError):
     """The network device has been disconnected."""
 

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
+from tcpip.guard import CallbackGuard
+from tcpip.hostconfig import check_mac
 from tcpip.netif.clock import Clock
 from tcpip.netif.device import Buffer, NetworkDevice
 from tcpip.runner import Runner, default_clock, default_rng
@@ -26,6 +28,7 @@ class Ethif:
         # Whether the last IPv4 payload handed to `ipv4=` came in a link broadcast/multicast frame: the
         # seed's layering passes only the packet on, and Ipv4.input needs this for RFC 1122 3.3.6.
         self._l2_broadcast = False
+        self._guard = CallbackGuard("Ethif.input callback")
 
     @classmethod
     async def connect(cls, netif: NetworkDevice, *, mac: MacAddress | str | None = None,
@@ -36,9 +39,11 @@ class Ethif:
         # Our own copy: the caller's config may build other interfaces too (never mutated).
         config = InterfaceConfig() if config is None else config.copy()
         if mac is not None:
-            config.mac = MacAddress(mac)
+            config.mac = check_mac(MacAddress(mac))
         elif config.mac is None:
             config.mac = netif.mac
+        else:
+            check_mac(config.mac)
         config.mtu = min(config.mtu, netif.mtu) if config.mtu else netif.mtu
         core = Interface(config, now=clk.now(), rng=default_rng(rng))
         return cls(netif, core, Runner(netif, core, clk))
@@ -60,17 +65,21 @@ class Ethif:
         self.runner.kick()  # ARP answers
         if r is None:
             return
-        if r[0] == 0x0800:
-            self._l2_broadcast = r[2]
-            res = ipv4(r[1])
-        elif ipv6 is not None:
-            self.core.eth_stats.rx_ipv6 += 1
-            res = ipv6(r[1])
-        else:
+        if r[0] != 0x0800 and ipv6 is None:
             self.core.eth_stats.rx_ipv6_no_handler += 1
             return
-        if inspect.isawaitable(res):
-            await res
+        try:  # the application's exception is contained: `device.listen` goes on (counted)
+            if r[0] == 0x0800:
+                self._l2_broadcast = r[2]
+                res = ipv4(r[1])
+            else:
+                self.core.eth_stats.rx_ipv6 += 1
+                res = ipv6(r[1])  # type: ignore[misc]
+            if inspect.isawaitable(res):
+                await res
+        except Exception:
+            self.core.eth_stats.rx_callback_errors += 1
+            self._guard.failed()
 
     def take_l2_broadcast(self) -> bool:
         """Whether the IPv4 payload being handled came in a link broadcast frame (read once, then reset)."""

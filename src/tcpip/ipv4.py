@@ -6,11 +6,13 @@ import inspect
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 
 from tcpip.core.routing import Path
 from tcpip.errors import NoRouteError, UnknownError
 from tcpip.ethif import Ethif
+from tcpip.guard import CallbackGuard
+from tcpip.hostconfig import check_gateways
 from tcpip.netif.device import Buffer
 from tcpip.wire.checksum import pseudo_header_sum
 from tcpip.wire.ipv4 import IpProto
@@ -41,6 +43,7 @@ class Ipv4:
         self._templates: dict[int, _Template] = {}
         self._send_prebuilt = ethif.core.output.send_prebuilt  # the core's, bound once
         self._frame_len = 14 + ethif.core.config.mtu
+        self._guard = CallbackGuard("Ipv4.input callback")
 
     @classmethod
     async def connect(cls, ethif: Ethif) -> Ipv4:
@@ -79,15 +82,24 @@ class Ipv4:
         elif p == IpProto.UDP:
             cb = udp
         else:
-            cb = default(p) if default is not None else None
+            try:
+                cb = default(p) if default is not None else None
+            except Exception:
+                core.ip_stats.rx_callback_errors += 1
+                self._guard.failed()
+                return
         if cb is None:
             core.ip_stats.rx_unknown_protocol += 1
             core.send_icmp_error(a, 3, 2, 0, now)
             self._runner.kick()
             return
-        r = cb(IPv4Address(a.src), IPv4Address(a.dst), a.payload)
-        if inspect.isawaitable(r):
-            await r
+        try:  # the application's exception is contained: the host keeps answering (counted)
+            r = cb(IPv4Address(a.src), IPv4Address(a.dst), a.payload)
+            if inspect.isawaitable(r):
+                await r
+        except Exception:
+            core.ip_stats.rx_callback_errors += 1
+            self._guard.failed()
 
     # -- output --------------------------------------------------------------------------------
     async def allocate_frame(self, *, proto: IpProto | int,
@@ -173,7 +185,11 @@ class Ipv4:
         return IPv4Address(self._core.mask)
 
     async def set_ipv4_gateways(self, gateways: Sequence[IPv4Address | str]) -> None:
-        self._core.set_gateways([int(_addr(g)) for g in gateways])
+        """Raises ConfigurationError for a gateway off our subnet or equal to our address (as Linux)."""
+        gws = [_addr(g) for g in gateways]
+        if self._core.addr:
+            check_gateways(IPv4Interface(f"{self.get_ipv4()}/{self.get_ipv4_netmask()}"), gws)
+        self._core.set_gateways([int(g) for g in gws])
 
     def get_ipv4_gateways(self) -> list[IPv4Address]:
         return [IPv4Address(g) for g in self._core.config.gateways]

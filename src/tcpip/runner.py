@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from tcpip.core.interface import Interface
@@ -46,6 +47,8 @@ class Runner:
         self.rx_errors = 0
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
+        core.arp.on_conflict = self._arp_conflict
+        core.icmp.utc_ms = _utc_ms  # ICMP/IP timestamps: the core reads no clock
         self._loop_scheduled = False
         self._after: list[Callable[[], None]] = []
         self._kicked = False  # a drain is scheduled with call_soon
@@ -210,12 +213,21 @@ class Runner:
             if not f.done():
                 f.set_result(mac)
 
+    def _arp_conflict(self, ip: int, mac: bytes) -> None:
+        log.warning("address conflict: %s is also claimed by %s; defended with an announcement",
+                    ip_str(ip), ":".join(f"{b:02x}" for b in mac))
+
     def _arp_failed(self, ip: int) -> None:
         tries = self.core.config.arp_tries
         for f in self._arp_waiters.pop(ip, ()):
             if not f.done():
                 f.set_exception(HostUnreachableError(
                     f"{ip_str(ip)}: no ARP reply after {tries} requests"))
+
+
+def _utc_ms() -> int:
+    """Milliseconds since midnight UT (RFC 791/792 timestamps)."""
+    return int(time.time() * 1000) % 86_400_000
 
 
 def default_clock(clock: Clock | None) -> Clock:

@@ -27,9 +27,11 @@ from tcpip.core.tcp.state import ConnInfo
 from tcpip.core.udp import Binding, UdpLayer
 from tcpip.errors import DeviceClosedError, DhcpTimeoutError, NoAddressError, NoRouteError, TcpipError
 from tcpip.ethif import Ethif
+from tcpip.hostconfig import check_gateways, host_interface
 from tcpip.ipv4 import Ipv4
 from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
+from tcpip.ping import PingResult, PingResults, icmp_error_text
 from tcpip.wire.mac import MacAddress
 
 log = logging.getLogger("tcpip")
@@ -47,7 +49,7 @@ class Stack:
         self.rng = rng
         self.udp = UdpLayer(self.core, rng)
         self.tcp = TcpDriver(self.core, self.runner, rng, tcp)
-        self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], float]] = {}
+        self._pings: dict[tuple[int, int], tuple[asyncio.Future[PingResult], float]] = {}
         self._ping_ident = rng.getrandbits(16)
         # Round-trip times need better than uvloop's millisecond loop clock; virtual clocks stay virtual.
         clock = self.runner.clock
@@ -70,7 +72,8 @@ class Stack:
                       hostname: str | None = None, requested: str | IPv4Address | None = None,
                       dns: Sequence[str | IPv4Address] = (), hosts: Mapping[str, Iterable[str]] | None = None,
                       resolver: ResolverConfig | None = None) -> Stack:
-        """Wire a host on `device`. `ipv4` is "ADDR/PREFIX"; it is announced with a gratuitous ARP.
+        """Wire a host on `device`. `ipv4` is "ADDR/PREFIX" (a bare "ADDR" is ADDR/32); it is announced with
+        a gratuitous ARP. Raises ConfigurationError for what Linux refuses (tcpip.hostconfig).
 
         `dhcp=True`: run a DHCP client (option 12 `hostname`; `requested`: a remembered address for
         INIT-REBOOT) and return once it is bound, or raise DhcpTimeoutError after `dhcp_timeout` s (the
@@ -88,7 +91,8 @@ class Stack:
         if dns:
             res.set_servers([int(IPv4Address(a)) for a in dns])
         if ipv4 is not None:
-            iface = ipv4 if isinstance(ipv4, IPv4Interface) else IPv4Interface(ipv4)
+            iface = host_interface(ipv4)  # ConfigurationError for what Linux refuses; "ADDR" is ADDR/32
+            check_gateways(iface, [IPv4Address(g) for g in gateways])
             await ip.set_ipv4_netmask(iface.netmask)
             await ip.set_ipv4(iface.ip)
         if gateways:
@@ -185,15 +189,17 @@ class Stack:
     # -- ICMP echo -----------------------------------------------------------------------------
     async def ping(self, dst: IPv4Address | str, count: int = 1, size: int = 56,
                    timeout: float = 1.0, interval: float = 0.0, *, ident: int | None = None,
-                   seq: int = 0) -> list[float | None]:
+                   seq: int = 0) -> PingResults:
         """Send `count` echo requests of `size` data bytes, one after the other: each waits for its reply
         (at most `timeout` seconds), and consecutive requests start at least `interval` seconds apart
-        (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe. The echo
-        identifier is fresh per call unless given; sequence numbers count up from `seq`."""
+        (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe (a list), with
+        each probe's PingResult (rtt, ttl, or the error: ARP failure, no route, an ICMP error answering
+        it) in `.probes`. The echo identifier is fresh per call unless given; sequence numbers count up
+        from `seq`."""
         d = await self._address_of(dst)
         if ident is None:
             self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
-        results: list[float | None] = []
+        results: list[PingResult] = []
         loop = asyncio.get_running_loop()
         for i in range(count):
             start = loop.time()
@@ -201,30 +207,51 @@ class Stack:
             rest = interval - (loop.time() - start)
             if rest > 0 and i + 1 < count:
                 await asyncio.sleep(rest)
-        return results
+        return PingResults(results)
 
-    async def _probe(self, dst: int, ident: int, seq: int, size: int,
-                     timeout: float) -> float | None:
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    async def _probe(self, dst: int, ident: int, seq: int, size: int, timeout: float) -> PingResult:
+        fut: asyncio.Future[PingResult] = asyncio.get_running_loop().create_future()
         sent = self._rtt_clock()
         key = (ident, seq)
         self._pings[key] = (fut, sent)
         data = bytes((seq + i) & 0xFF for i in range(size))
+        core = self.core
+        core.error_handlers[1] = self._echo_error  # ICMP errors quoting our echo requests
+
+        def arp_failed(_ip: int) -> None:
+            if not fut.done():
+                fut.set_result(PingResult(seq, error="Destination Host Unreachable",
+                                          error_from=str(self.address)))
         try:
             try:
-                self.core.send_echo(dst, ident, seq, data, sent)
+                core.send(dst, 1, (core.icmp.echo_request(ident, seq, data), data), sent, on_fail=arp_failed)
             finally:
                 self.runner.kick()
             return await asyncio.wait_for(fut, timeout)
-        except (TimeoutError, NoRouteError, DeviceClosedError):
-            return None
+        except TimeoutError:
+            return PingResult(seq)
+        except NoRouteError:
+            return PingResult(seq, error="Network is unreachable", error_from=str(self.address))
+        except DeviceClosedError as e:
+            return PingResult(seq, error=str(e))
         finally:
             self._pings.pop(key, None)
 
     def _echo_reply(self, src: int, ident: int, seq: int, data: memoryview, now: float) -> None:
         e = self._pings.get((ident, seq))
         if e is not None and not e[0].done():
-            e[0].set_result(self._rtt_clock() - e[1])
+            e[0].set_result(PingResult(seq, self._rtt_clock() - e[1], self.core.icmp.reply_ttl))
+
+    def _echo_error(self, t: int, code: int, rest: int, quote: memoryview, now: float) -> None:
+        hl = (quote[0] & 15) << 2
+        if quote[hl] != 8:
+            return
+        e = self._pings.get((int.from_bytes(quote[hl + 4:hl + 6], "big"),
+                             int.from_bytes(quote[hl + 6:hl + 8], "big")))
+        if e is not None and not e[0].done():
+            seq = int.from_bytes(quote[hl + 6:hl + 8], "big")
+            e[0].set_result(PingResult(seq, error=icmp_error_text(t, code),
+                                       error_from=str(IPv4Address(self.core.icmp.error_src))))
 
     # -- UDP -----------------------------------------------------------------------------------
     async def create_datagram_endpoint(self, protocol_factory: Callable[[], Any],

@@ -47,10 +47,10 @@ def make_iface(gateways: tuple[str, ...] = (GATEWAY,), **config: object) -> Inte
 
 
 def arp_frame(*, op: int, sha: str, spa: str, tha: str = ZERO_MAC, tpa: str = OUR_IP,
-              dst: str = BCAST_MAC) -> memoryview:
+              dst: str = BCAST_MAC, src: str | None = None) -> memoryview:
     body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, mac_bytes(sha), IPv4Address(spa).packed,
                        mac_bytes(tha), IPv4Address(tpa).packed)
-    frame = mac_bytes(dst) + mac_bytes(sha) + b"\x08\x06" + body
+    frame = mac_bytes(dst) + mac_bytes(sha if src is None else src) + b"\x08\x06" + body
     return memoryview(frame + bytes(60 - len(frame)))
 
 
@@ -177,15 +177,26 @@ def test_conflict_counted_when_another_mac_claims_our_address(iface: Interface, 
     iface.receive(frame, now=1.0)
     assert iface.arp.stats.conflicts == 1
     assert neighbours(iface) == {}
+    # RFC 5227 2.4 (b): one defending announcement (sender IP = target IP = ours), then none for 10 s
+    out = sent(iface)
+    assert len(out) == 1
+    assert ARP(out[0][14:]).psrc == ARP(out[0][14:]).pdst == OUR_IP
+    iface.receive(frame, now=5.0)
     assert sent(iface) == []
+    assert iface.arp.stats.conflicts == 2
+    iface.receive(frame, now=11.0)
+    assert len(sent(iface)) == 1
+    assert iface.arp.stats.conflicts_defended == 2
 
 
 def test_broadcast_sender_mac_never_cached(iface: Interface) -> None:
-    iface.receive(request(sha=BCAST_MAC), now=1.0)
-    iface.receive(request(sha="01:00:5e:00:00:01"), now=1.0)
+    iface.receive(request(sha=BCAST_MAC), now=1.0)  # the Ethernet source too: dropped there
+    assert iface.eth_stats.rx_bad_src_mac == 1
+    for sha in (BCAST_MAC, "01:00:5e:00:00:01", ZERO_MAC):
+        iface.receive(arp_frame(op=1, sha=sha, spa=PEER_IP, src=PEER_MAC), now=1.0)
     assert neighbours(iface) == {}
     assert sent(iface) == []
-    assert iface.arp.stats.rx_bad_sender_mac == 2
+    assert iface.arp.stats.rx_bad_sender_mac == 3
 
 
 # == resolution ======================================================================================

@@ -18,6 +18,7 @@ from typing import Any
 
 from tcpip.core.udp import Binding, UdpLayer
 from tcpip.errors import HostUnreachableError, MessageTooLongError, NoRouteError, PortInUseError
+from tcpip.guard import CallbackGuard
 from tcpip.netif.device import Buffer
 from tcpip.runner import Runner
 from tcpip.wire.ipv4 import ip_str
@@ -49,6 +50,7 @@ class UdpEndpoints:
 
     def __init__(self, layer: UdpLayer, runner: Runner) -> None:
         self.layer = layer
+        self.guard = CallbackGuard("a UDP protocol callback")
         self.runner = runner
         # (transport, data, address) for datagram_received, or (transport, exception, None) for errors
         self._pending: deque[tuple[UdpTransport, bytes | Exception, Address | None]] = deque()
@@ -204,7 +206,8 @@ class UdpTransport(asyncio.DatagramTransport):
             else:
                 self._protocol.datagram_received(item, addr)  # type: ignore[arg-type]
         except Exception:
-            log.exception("datagram_received raised")
+            self._layer.stats.rx_callback_errors += 1
+            self._endpoints.guard.failed()
 
     def _icmp_error(self, t: int, code: int, rest: int, qdst: int, qport: int) -> None:
         if self._closing:

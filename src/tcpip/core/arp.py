@@ -31,6 +31,7 @@ class ArpEntry:
     queue: list[tuple[Frame, FailHook | None]] | None = None
     refreshing: bool = False
     queued_bytes: int = 0
+    updated: float = float("-inf")  # when the MAC last changed or was confirmed (Linux locktime)
     # Set by the fast paths that read `entries` directly (cheaper than reordering per frame); eviction
     # gives such an entry a second chance, so the order approximates least recently used (CLOCK).
     used: bool = False
@@ -44,7 +45,8 @@ class ArpCache:
     """
 
     def __init__(self, stats: ArpStats, emit: Callable[[Frame], None], *, size: int, tries: int,
-                 interval: float, reachable: float, queue_len: int, queue_bytes: int = 212992) -> None:
+                 interval: float, reachable: float, queue_len: int, queue_bytes: int = 212992,
+                 locktime: float = 1.0, defend_interval: float = 10.0) -> None:
         self.stats = stats
         self._emit = emit
         self.size = size
@@ -53,13 +55,19 @@ class ArpCache:
         self.reachable = reachable
         self.queue_len = queue_len
         self.queue_bytes = queue_bytes
+        self.locktime = locktime
+        self.defend_interval = defend_interval
+        self._defended = float("-inf")
         self.entries: OrderedDict[int, ArpEntry] = OrderedDict()
         self.pending: dict[int, ArpEntry] = {}
         self.mac = _ZERO_MAC
         self.ip = 0
         self.others: frozenset[int] | set[int] = frozenset()  # secondary addresses: answered too
+        self.mask = 0  # our subnet's, for the sender-address rules
         self.on_resolved: Callable[[int, bytes], None] | None = None
         self.on_failed: Callable[[int], None] | None = None
+        # (our ip, the other MAC): another host claims our address and we defended it (once per interval)
+        self.on_conflict: Callable[[int, bytes], None] | None = None
 
     # -- lookups -------------------------------------------------------------------------------
     def lookup(self, ip: int, now: float) -> bytes | None:
@@ -176,7 +184,7 @@ class ArpCache:
             self.on_failed(e.ip)
 
     # -- input ---------------------------------------------------------------------------------
-    def input(self, pkt: memoryview, now: float) -> None:  # noqa: PLR0911, PLR0912 - RFC 826/5227 rules in order, one return per counted outcome
+    def input(self, pkt: memoryview, now: float) -> None:  # noqa: PLR0911, PLR0912, PLR0915 - RFC 826/5227 rules in order, one return per counted outcome
         """One ARP packet (Ethernet payload). Answers, learns and counts."""
         st = self.stats
         st.rx_packets += 1
@@ -184,7 +192,7 @@ class ArpCache:
             st.rx_truncated += 1
             return
         htype, ptype, hlen, plen, op, sha, spa_b, _tha, tpa_b = warp.unpack_from(pkt, 0)
-        if htype != 1 or ptype != 0x0800:
+        if (htype != 1 and htype != 6) or ptype != 0x0800:  # 6 (IEEE 802) answered like 1, as Linux
             st.rx_bad_type += 1
             return
         if hlen != 6 or plen != 4:
@@ -196,13 +204,19 @@ class ArpCache:
         if sha == self.mac:
             st.rx_from_self += 1
             return
-        if sha[0] & 1:  # broadcast or multicast sender MAC: never believable
+        if sha[0] & 1 or sha == _ZERO_MAC:  # broadcast, multicast or no sender MAC: never believable
             st.rx_bad_sender_mac += 1
             return
         spa = int.from_bytes(spa_b, "big")
         tpa = int.from_bytes(tpa_b, "big")
-        if spa == 0xFFFFFFFF or spa >> 28 == 0xE or spa >> 24 == 127:
-            st.rx_bad_sender_ip += 1
+        mask = self.mask
+        if spa == 0xFFFFFFFF or spa >> 28 == 0xE or spa >> 24 == 127 or (
+                spa and mask < 0xFFFFFFFE and (spa ^ self.ip) & mask == 0
+                and (spa & ~mask & 0xFFFFFFFF in (0, ~mask & 0xFFFFFFFF))):
+            st.rx_bad_sender_ip += 1  # a broadcast, multicast, loopback, or our subnet's network address
+            return
+        if tpa == 0xFFFFFFFF or tpa >> 28 == 0xE:  # Linux: a multicast target never refreshes anything
+            st.rx_bad_target_ip += 1
             return
         ours = self.ip != 0
         if op == 1:
@@ -211,6 +225,13 @@ class ArpCache:
             st.replies_received += 1
         if ours and spa == self.ip:
             st.conflicts += 1  # someone else claims our address; never cache it
+            # RFC 5227 2.4 (b): defend once with an announcement, then not again within the interval.
+            if now - self._defended >= self.defend_interval:
+                self._defended = now
+                st.conflicts_defended += 1
+                self.announce()
+                if self.on_conflict is not None:
+                    self.on_conflict(spa, sha)
             return
         e = self.entries.get(spa) if spa else None
         if ours and (tpa == self.ip or (tpa in self.others and tpa)):
@@ -228,7 +249,7 @@ class ArpCache:
             if e is None:
                 st.unsolicited_ignored += 1
                 return
-            self._learn(e, sha, now)
+            self._learn(e, sha, now, locked=True)
             return
         # Not addressed to us (gratuitous announcements, others' requests): refresh only.
         if e is None:
@@ -237,12 +258,17 @@ class ArpCache:
             else:
                 st.rx_not_for_us += 1
             return
-        self._learn(e, sha, now)
+        self._learn(e, sha, now, locked=spa != tpa)  # a gratuitous announcement overrides, as in Linux
 
-    def _learn(self, e: ArpEntry, mac: bytes, now: float) -> None:
+    def _learn(self, e: ArpEntry, mac: bytes, now: float, locked: bool = False) -> None:
         if e.state == STATIC:
             return
         was = e.mac
+        if locked and was is not None and was != mac and now - e.updated < self.locktime:
+            # Linux locktime: within 1 s of an update another MAC does not replace it (first reply wins).
+            self.stats.locktime_ignored += 1
+            return
+        e.updated = now
         e.mac = mac
         e.state = REACHABLE
         e.expires = now + self.reachable

@@ -24,8 +24,11 @@ class InterfaceConfig:
     arp_cache_size: int = 1024
     arp_queue_len: int = 4096  # frames per unresolved next hop (fragments count one each)
     arp_queue_bytes: int = 212992  # and bytes (Linux unres_qlen_bytes): any one datagram fits at any MTU
+    arp_locktime: float = 1.0  # Linux locktime: a different MAC within this of an update is ignored
+    arp_defend_interval: float = 10.0  # RFC 5227 DEFEND_INTERVAL: one defending announcement per conflict
     # ICMP
     icmp_echo_ignore_broadcasts: bool = True
+    icmp_timestamps: bool = True  # answer timestamp requests (13 -> 14) as Linux does
     icmp_rate_per_dest: float = 1.0  # tokens per second per destination (Linux: 1 s peer limit)
     icmp_burst_per_dest: int = 6
     icmp_rate_global: float = 1000.0  # Linux icmp_msgs_per_sec

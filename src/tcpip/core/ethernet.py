@@ -47,7 +47,7 @@ class Ethernet:
         if n < 14:
             st.rx_runt += 1
             return None
-        if n > self.max_frame:
+        if n > self.max_frame + 4:  # + an 802.1Q tag
             st.rx_oversize += 1
             return None
         dst = frame[0:6].tobytes()
@@ -55,7 +55,23 @@ class Ethernet:
             if not (dst[0] & 1 and dst in self.group_macs):
                 st.rx_not_for_us += 1
                 return None
+        # A multicast/broadcast source is impossible, our own is a loop or a reflection (lwIP, smoltcp).
+        if frame[6] & 1 or frame[6:12] == self.mac:
+            st.rx_bad_src_mac += 1
+            return None
         t = frame[12:14].tobytes()
+        if t == b"\x81\x00":
+            # 802.1Q: priority-tagged (VLAN id 0) frames are processed as untagged, like Linux; others
+            # belong to a VLAN we are not on.
+            if n < 18 or frame[14] & 0x0F or frame[15]:
+                st.rx_vlan += 1
+                return None
+            st.rx_priority_tagged += 1
+            t = frame[16:18].tobytes()
+            frame = frame[4:]  # the payload starts 4 bytes later; only frame[14:] is used below
+        elif n > self.max_frame:
+            st.rx_oversize += 1
+            return None
         if t == b"\x08\x00":
             return ETHERTYPE_IPV4, frame[14:], dst[0] & 1 == 1
         if t == b"\x08\x06":

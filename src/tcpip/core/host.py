@@ -47,7 +47,7 @@ Buffer = bytes | bytearray | memoryview
 InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
-_FAST = struct.Struct("!6s6xHBBHHHBBHII")  # Ethernet dst, type, then the 20-byte IPv4 header
+_FAST = struct.Struct("!6sB5xHBBHHHBBHII")  # Ethernet dst, src's first byte, type, the 20-byte IPv4 header
 _from = int.from_bytes
 
 
@@ -81,7 +81,8 @@ class Host:
         self.arp = ArpCache(ArpStats(), self.eth.emit, size=config.arp_cache_size,
                             tries=config.arp_tries, interval=config.arp_interval,
                             reachable=config.arp_reachable, queue_len=config.arp_queue_len,
-                            queue_bytes=config.arp_queue_bytes)
+                            queue_bytes=config.arp_queue_bytes, locktime=config.arp_locktime,
+                            defend_interval=config.arp_defend_interval)
         self.routing = Routing(self.arp, self.ip_stats, mtu=config.mtu, min_pmtu=config.min_pmtu,
                                pmtu_expiry=config.pmtu_expiry, pmtu_table_size=config.pmtu_table_size)
         self.idents = IdentAllocator(rng, config.ident_table_size)
@@ -92,6 +93,8 @@ class Host:
                                  self.loopback)
         self.icmp = Icmp(config, self.routing, self.idents, self.send, self.error_handlers, self.tx,
                          self.icmp_stats, self.ip_stats, self.eth_stats, now)
+        self.icmp.send_packet = self.output.send_packet
+        self.ipv4.param_problem = lambda a, ptr, now: self.icmp.send_error(a, 12, 0, ptr << 24, now)
         self.set_mac(config.mac.packed)
         self._apply_address()
         self.register(1, self._icmp_input)
@@ -219,6 +222,7 @@ class Host:
         self.addr, self.mask, self.bcast = r.addr, r.mask, r.bcast
         self.arp.ip = c.address
         self._apply_locals()
+        self.arp.mask = c.netmask
         self._fast_dst = c.address if c.address else -1
 
     # -- compatibility views of the layers -----------------------------------------------------
@@ -267,7 +271,7 @@ class Host:
         one struct unpack and one checksum; everything else takes the general path, which applies the
         same rules one by one with a counter each."""
         try:
-            dmac, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
+            dmac, smac0, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
             self._receive_general(frame, now)
             return
@@ -276,7 +280,7 @@ class Host:
         if (dst != self._fast_dst or dmac != self.mac or et != 0x0800 or vihl != 0x45 or ff & 0x3FFF
                 or total + 14 > n or total < 20 or n > self.max_frame
                 or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
-                or src == dst or src == self.bcast):
+                or src == dst or src == self.bcast or smac0 & 1):
             self._receive_general(frame, now)
             return
         if self._verify:

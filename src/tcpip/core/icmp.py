@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import PAD
+from tcpip.core.ipopts import echo_options
 from tcpip.core.ipv4 import Accepted, IdentAllocator
 from tcpip.core.ratelimit import PeerLimiter
 from tcpip.core.routing import Routing
@@ -23,6 +24,9 @@ ErrorHandler = Callable[[int, int, int, memoryview, float], None]
 EchoHandler = Callable[[int, int, int, memoryview, float], None]
 # the host's output path: (dst, proto, parts, now) -> SENT/PENDING
 Send = Callable[[int, int, Sequence[Buffer], float], int]
+# a datagram with its header complete: (dst, next hop, header, parts, total, now) -> SENT/PENDING
+SendPacket = Callable[[int, "int | bytes", bytearray, Sequence[Buffer], int, float], int]
+QUOTE_LIMIT = 576  # an ICMP error is at most this long (RFC 1812 4.3.2.3; Linux icmp_send)
 
 _HDR = struct.Struct("!BBHI")
 _IP = struct.Struct("!BBHHHBBHII")
@@ -33,6 +37,7 @@ _echo_reply_checksum = ck.echo_reply_checksum
 _U16 = struct.Struct("!H")
 _from = int.from_bytes
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
+_ECHO_TYPES = frozenset({0, 8})
 
 
 class Icmp:
@@ -52,6 +57,12 @@ class Icmp:
         self.eth_stats = eth_stats
         self.verify = config.verify_checksums
         self.echo_handler: EchoHandler | None = None
+        self.reply_ttl = 0  # TTL of the echo reply being handed to echo_handler
+        self.error_src = 0  # source of the ICMP error being handed to an error handler
+        self.send_packet: SendPacket | None = None  # set by the host: replies carrying TOS or options
+        # Milliseconds since midnight UT for timestamps (the driver sets it: the core reads no clock);
+        # None: `now` in ms with the high bit set, RFC 791's "not standard time" form.
+        self.utc_ms: Callable[[], int] | None = None
         self.limiter = PeerLimiter(config.icmp_rate_per_dest, config.icmp_burst_per_dest,
                                    config.icmp_rate_global, config.icmp_burst_global,
                                    config.icmp_rate_table_size, now)
@@ -79,8 +90,12 @@ class Icmp:
             st.rx_echo_replies += 1
             h = self.echo_handler
             if h is not None:
+                self.reply_ttl = a.packet[8]  # for the handler, which reports it (ping's ttl=)
                 rest = _HDR.unpack_from(m, 0)[3]
                 h(a.src, rest >> 16, rest & 0xFFFF, m[8:], now)
+            return
+        if t == 13:
+            self._timestamp_reply(a, now)
             return
         if t in (3, 11, 12):
             if a.broadcast:  # errors are unicast by definition (RFC 1122 3.2.2); Linux drops these
@@ -96,16 +111,63 @@ class Icmp:
         body[0] = 0
         _U16.pack_into(body, 2, echo_reply_checksum(_U16.unpack_from(body, 2)[0]))
         self.stats.tx_echo_replies += 1
-        try:
-            self.send(a.src, 1, (body,), now)
-        except (NoRouteError, MessageTooLongError):
+        if not self._reply(a, body, now):
             self.stats.tx_echo_replies -= 1
+
+    def _timestamp_reply(self, a: Accepted, now: float) -> None:
+        """Timestamp request (13) -> reply (14) with receive = transmit = now, as Linux answers them."""
+        st = self.stats
+        st.rx_timestamp_requests += 1
+        if not self.config.icmp_timestamps or (a.broadcast and self.config.icmp_echo_ignore_broadcasts):
+            st.rx_timestamp_ignored += 1
+            return
+        m = a.payload
+        if len(m) < 12:  # the originate timestamp at least (Linux)
+            st.rx_truncated += 1
+            return
+        ms = self.timestamp_ms(now).to_bytes(4, "big")
+        body = bytearray(20)
+        body[0] = 14
+        body[4:12] = m[4:12]  # identifier, sequence number, originate timestamp
+        body[12:16] = body[16:20] = ms
+        _U16.pack_into(body, 2, ck.checksum(body))
+        if self._reply(a, body, now):
+            st.tx_timestamp_replies += 1
+
+    def timestamp_ms(self, now: float) -> int:
+        f = self.utc_ms
+        return f() if f is not None else (int(now * 1000) & 0x7FFFFFFF) | 0x80000000
+
+    def _reply(self, a: Accepted, body: bytearray, now: float) -> bool:
+        """Send an echo/timestamp reply keeping the request's TOS and echoing its Record Route and
+        Timestamp options filled in (RFC 1122 3.2.2.6, RFC 1349 5.1; Linux ip_options_echo)."""
+        pkt = a.packet
+        hl = (pkt[0] & 15) << 2
+        tos = pkt[1]
+        try:
+            if (hl == 20 and not tos) or self.send_packet is None:
+                self.send(a.src, 1, (body,), now)
+                return True
+            opts = echo_options(pkt[20:hl], self.routing.addr, self.timestamp_ms(now)) if hl > 20 else b""
+            if opts is None:
+                self.stats.tx_reply_bad_options += 1
+                return False
+            hdr = bytearray(20 + len(opts))
+            total = len(hdr) + len(body)
+            _IP.pack_into(hdr, 0, 0x40 | len(hdr) >> 2, tos, total, self.idents.next(a.src), 0, self.config.ttl,
+                          1, 0, self.routing.addr, a.src)
+            hdr[20:] = opts
+            _U16.pack_into(hdr, 10, ck.checksum(hdr))
+            self.send_packet(a.src, self.routing.next_hop(a.src), hdr, (body,), total, now)
+            return True
+        except (NoRouteError, MessageTooLongError):
+            return False
 
     def fast_echo(self, frame: memoryview, total: int, src: int, now: float) -> bool:
         """Echo reply for a plain unicast request whose sender's Path is fresh: one copy of the request,
         fields patched in place, checksums updated arithmetically. False = take the general path."""
         end = 14 + total
-        if self.verify and not _verify(frame[34:end]):
+        if frame[15] or (self.verify and not _verify(frame[34:end])):  # a TOS to keep: the general path
             return False
         r = self.routing
         if r.pmtu:  # a lowered path MTU may call for fragments: general path
@@ -152,6 +214,10 @@ class Icmp:
             st.rx_error_bad_quote += 1
             return
         rest = _HDR.unpack_from(m, 0)[3]
+        self.error_src = a.src  # who sent it, for the handler (ping's "From ...")
+        if t == 11 and code == 1:
+            st.rx_reassembly_timeout_ignored += 1  # our fragments timed out there: no endpoint error (Linux)
+            return
         if t == 3 and code == 4:
             st.rx_frag_needed += 1
             self.routing.update_pmtu(_from(q[16:20], "big"), rest & 0xFFFF, _U16.unpack_from(q, 2)[0], now)
@@ -171,13 +237,16 @@ class Icmp:
                 or src >> 28 >= 0xE or src >> 24 == 127 or src >> 24 == 0:
             st.tx_suppressed += 1
             return False
-        if a.proto == 1 and len(pkt) > hl and (pkt[hl] in ERROR_TYPES or pkt[hl] > 18):
+        # RFC 1122 3.2.2: never about an ICMP error, an unknown type, or an informational message other
+        # than echo (stricter than Linux, which only spares errors and unknown types).
+        if a.proto == 1 and len(pkt) > hl and pkt[hl] not in _ECHO_TYPES:
             st.tx_suppressed += 1
             return False
         if not self.limiter.allow(src, now):
             st.tx_rate_limited += 1
             return False
-        quote = bytes(pkt[: hl + 8])
+        # As much of the datagram as fits in a 576-byte error (RFC 1812 4.3.2.3, Linux), at least hl + 8.
+        quote = bytes(pkt[:max(min(self.config.mtu, QUOTE_LIMIT) - 28, hl + 8)])
         body = bytearray(8 + len(quote))
         _HDR.pack_into(body, 0, t, code, 0, rest)
         body[8:] = quote
@@ -190,6 +259,8 @@ class Icmp:
             st.tx_dest_unreachable += 1
         elif t == 11:
             st.tx_time_exceeded += 1
+        elif t == 12:
+            st.tx_param_problem += 1
         return True
 
     def send_time_exceeded(self, quote: bytes, now: float) -> bool:

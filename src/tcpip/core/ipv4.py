@@ -76,6 +76,8 @@ class Ipv4Input:
         self.reassembler = reassembler
         self.timers_changed = timers_changed  # a fragment may set a new reassembly deadline
         self.verify = verify
+        # (datagram, pointer, now): ICMP Parameter Problem for a malformed option (the host sets it)
+        self.param_problem: Callable[[Accepted, int, float], object] | None = None
 
     def accept(self, pkt: memoryview, now: float, l2_bcast: bool = False) -> Accepted | None:  # noqa: PLR0911, PLR0912 - RFC 791/1122 checks in order, one return per counted drop
         """The datagram if it passes every check and is whole; None when dropped (counted) or held."""
@@ -104,14 +106,19 @@ class Ipv4Input:
         if self.verify and not ck.verify(pkt[:hl]):
             st.rx_bad_checksum += 1
             return None
-        if hl > 20 and not self._options_ok(pkt[20:hl]):
-            return None
+        bad_option = -1
+        if hl > 20:
+            bad_option = self._options_check(pkt[20:hl])
+            if bad_option == -2:
+                return None
         r = self.routing
         addr, bcast = r.addr, r.bcast
         # Destination: ours, limited or subnet broadcast, or a joined group.
         to_bcast = False
         if dst != addr or not dst:
-            if dst == 0xFFFFFFFF or dst == bcast or dst in self.groups or dst in r.bcasts:
+            # RFC 1122 3.2.1.3: the obsolete all-zeros subnet broadcast is accepted too.
+            if (dst == 0xFFFFFFFF or dst == bcast or dst in self.groups or dst in r.bcasts
+                    or (dst == r.net and bcast != -1)):
                 to_bcast = True
             elif dst in r.locals and dst:  # a secondary address
                 if l2_bcast:
@@ -128,12 +135,20 @@ class Ipv4Input:
         if top == 127 or top >= 224 or (src and src == addr) or src == bcast or (not src and dst != 0xFFFFFFFF):
             st.rx_martian_source += 1
             return None
+        if bad_option >= 0:
+            # RFC 1122 3.2.2.5: Parameter Problem pointing at the option (rate limited with other errors).
+            st.rx_bad_options += 1
+            if self.param_problem is not None:
+                self.param_problem(Accepted(src, dst, proto, pkt[hl:total], pkt[:total], to_bcast),
+                                   20 + bad_option, now)
+            return None
         if ff & 0x3FFF:
             return self._fragment(pkt, hl, total, now, src, dst, proto, to_bcast)
         return Accepted(src, dst, proto, pkt[hl:total], pkt[:total], to_bcast)
 
-    def _options_ok(self, opts: memoryview) -> bool:
-        """Walk the options: malformed lengths and source routes (hosts drop them, like Linux) fail."""
+    def _options_check(self, opts: memoryview) -> int:
+        """Walk the options: -1 when well formed; the offset of a malformed option (for Parameter
+        Problem, like Linux's ip_options_compile); -2 for a source route (hosts drop them, counted)."""
         i, n = 0, len(opts)
         while i < n:
             t = opts[i]
@@ -143,13 +158,12 @@ class Ipv4Input:
                 i += 1
                 continue
             if i + 1 >= n or opts[i + 1] < 2 or i + opts[i + 1] > n:
-                self.stats.rx_bad_options += 1
-                return False
+                return i
             if t in (0x83, 0x89):  # LSRR, SSRR
                 self.stats.rx_source_route += 1
-                return False
+                return -2
             i += opts[i + 1]
-        return True
+        return -1
 
     def _fragment(self, pkt: memoryview, hl: int, total: int, now: float, src: int, dst: int,
                   proto: int, bcast: bool) -> Accepted | None:

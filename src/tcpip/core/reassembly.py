@@ -2,9 +2,12 @@
 
 Rules, per datagram key (src, dst, proto, ident):
 
-* A non-last fragment must carry a non-empty multiple of 8 bytes (`bad_length`). A fragment whose end
-  would make the datagram exceed 65535 bytes (20-byte header assumed until the offset-0 fragment gives
-  the real one) is refused before anything is copied (`oversize`, "ping of death").
+* A non-last fragment must carry a multiple of 8 bytes (`bad_length`). An empty fragment (`empty`), or
+  one whose end would make the datagram exceed 65535 bytes (20-byte header assumed until the offset-0
+  fragment gives the real one; `oversize`, "ping of death"), is refused before anything is copied and
+  discards the whole queue it belongs to, as Linux's ip_frag_queue does.
+* ECN (RFC 3168 5.3, Linux's ip_frag_ecn_table): fragments mixing Not-ECT with ECT or CE discard the
+  datagram when it completes (`ecn_mix`); CE on any fragment marks the reassembled datagram CE.
 * Same offset and same length as a held fragment: an exact duplicate, dropped alone (`duplicates`); the
   first copy wins and contents are not compared, as in Linux. ANY other overlap -- partial, or a fragment
   contained in held data, or containing it -- discards the whole datagram (`overlaps`), as Linux does since
@@ -87,8 +90,10 @@ class ReassemblyStats:
     reassembled: int = 0  # datagrams delivered
     duplicates: int = 0  # same offset and length as a held fragment: dropped alone
     overlaps: int = 0  # any other overlap: datagram discarded
-    oversize: int = 0  # would end beyond 65535 bytes: refused before copying
-    bad_length: int = 0  # non-last fragment empty or not a multiple of 8
+    oversize: int = 0  # would end beyond 65535 bytes: refused before copying, its queue discarded
+    ecn_mix: int = 0  # Not-ECT mixed with ECT/CE (RFC 3168 5.3): datagram discarded
+    bad_length: int = 0  # non-last fragment not a multiple of 8
+    empty: int = 0  # no payload: its queue discarded
     inconsistent: int = 0  # second last fragment with another end / data beyond the end: datagram discarded
     too_many_fragments: int = 0  # more than max_fragments: datagram discarded
     source_limit: int = 0  # source over its per_source_memory share: fragment dropped
@@ -101,7 +106,7 @@ class ReassemblyStats:
 class _Queue:
     """Fragments of one datagram, sorted by offset, never overlapping."""
 
-    __slots__ = ("datas", "deadline", "end", "ends", "head", "max_end", "mem", "received", "src",
+    __slots__ = ("datas", "deadline", "ecn", "end", "ends", "head", "max_end", "mem", "received", "src",
                  "starts")
 
     def __init__(self, deadline: float, src: int) -> None:
@@ -115,6 +120,7 @@ class _Queue:
         self.max_end = 0
         self.head: bytes | None = None  # header of the offset-0 fragment, as received
         self.mem = 0
+        self.ecn = 0  # bit 1 << (ECN field) for every fragment received
 
 
 class Reassembler:
@@ -156,14 +162,21 @@ class Reassembler:
         n = len(payload)
         end = off + n
         last = not ff & FLAG_MF
-        if not last and (n == 0 or n & 7):
+        key = (src << 64) | (dst << 32) | (proto << 16) | ident
+        q = queues.get(key)
+        if n == 0:
+            st.empty += 1
+            if q is not None:
+                self._discard(key, q)
+            return None
+        if not last and n & 7:
             st.bad_length += 1
             return None
         if end > MAX_DATAGRAM - MIN_HEADER:
             st.oversize += 1
+            if q is not None:
+                self._discard(key, q)
             return None
-        key = (src << 64) | (dst << 32) | (proto << 16) | ident
-        q = queues.get(key)
         cfg = self.config
         # The datagram's header is the offset-0 one: until it is known assume the minimum.
         if off == 0:
@@ -174,6 +187,8 @@ class Reassembler:
             hlen = MIN_HEADER
         if (end if q is None or q.max_end < end else q.max_end) + hlen > MAX_DATAGRAM:
             st.oversize += 1
+            if q is not None:
+                self._discard(key, q)
             return None
         i = 0  # insertion index in the queue's sorted fragments
         if q is not None:
@@ -222,6 +237,7 @@ class Reassembler:
         self._memory += cost
         self._src_mem[src] = self._src_mem.get(src, 0) + cost
         q.max_end = max(q.max_end, end)
+        q.ecn |= 1 << (header[1] & 3)
         if last:
             q.end = end
         if off == 0:
@@ -231,7 +247,14 @@ class Reassembler:
         if q.received != q.end or head is None:
             return None
 
+        ecn = q.ecn
+        if ecn & 1 and ecn != 1:  # Not-ECT mixed with ECT or CE
+            st.ecn_mix += 1
+            self._discard(key, q)
+            return None
         out = bytearray().join((head, *q.datas))
+        if ecn & 8:
+            out[1] |= 3  # CE on any fragment: the datagram experienced congestion
         _U16.pack_into(out, 2, len(out))
         out[6] &= _KEEP_FLAGS >> 8  # MF and offset cleared
         out[7] = 0
@@ -242,7 +265,7 @@ class Reassembler:
 
     def expire(self, now: float) -> list[bytes]:
         """Drop every queue whose deadline <= now; return the ICMP Time Exceeded quotes (offset-0 header +
-        8 data bytes, as received) of those that had their first fragment, oldest first."""
+        data up to 548 bytes in all, as received) of those that had their first fragment, oldest first."""
         self._expire_due(now)
         quotes = self._quotes
         self._quotes = []
@@ -267,7 +290,8 @@ class Reassembler:
             if q.head is not None:
                 if not self._quotes:
                     self._quotes_at = q.deadline
-                self._quotes.append(q.head + q.datas[0][:8])
+                # As much of the first fragment as fits in a 576-byte ICMP error (RFC 1812 4.3.2.3, Linux).
+                self._quotes.append(q.head + q.datas[0][:max(8, 548 - len(q.head))])
 
     def _evict(self, need: int, keep: _Queue | None) -> bool:
         """Evict the oldest queues but `keep` until `need` bytes fit; evict nothing if they never would."""

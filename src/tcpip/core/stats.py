@@ -12,8 +12,12 @@ class EthernetStats:
     rx_oversize: int = 0
     rx_not_for_us: int = 0
     rx_unknown_ethertype: int = 0
+    rx_bad_src_mac: int = 0  # multicast/broadcast or our own source MAC (a loop or a reflection)
+    rx_vlan: int = 0  # 802.1Q tagged for a VLAN id other than 0
+    rx_priority_tagged: int = 0  # 802.1Q with VLAN id 0: processed as untagged (not an outcome)
     rx_ipv6: int = 0  # handed to an IPv6 handler
     rx_ipv6_no_handler: int = 0
+    rx_callback_errors: int = 0  # Ethif.input's ipv4/ipv6 callback raised: contained (not an outcome)
     tx_frames: int = 0
 
 
@@ -26,7 +30,8 @@ class ArpStats:
     rx_bad_op: int = 0
     rx_from_self: int = 0
     rx_bad_sender_mac: int = 0  # broadcast/multicast sender hardware address
-    rx_bad_sender_ip: int = 0  # broadcast/multicast/loopback sender protocol address
+    rx_bad_sender_ip: int = 0  # broadcast/multicast/loopback/subnet network or broadcast sender address
+    rx_bad_target_ip: int = 0  # broadcast or multicast target address (Linux drops these)
     rx_not_for_us: int = 0  # request for another address: at most refreshes an existing entry
     requests_received: int = 0
     replies_received: int = 0
@@ -36,6 +41,8 @@ class ArpStats:
     announcements_sent: int = 0
     unsolicited_ignored: int = 0  # replies nobody asked for, for an address not in the cache
     conflicts: int = 0  # another MAC claims our address
+    conflicts_defended: int = 0  # announcements sent to defend it (RFC 5227 2.4 (b), once per 10 s)
+    locktime_ignored: int = 0  # a different MAC within locktime of the last update: the first one kept
     entries_created: int = 0
     entries_refreshed: int = 0
     evictions: int = 0
@@ -63,6 +70,7 @@ class Ipv4Stats:
     rx_unknown_protocol: int = 0
     rx_delivered: int = 0
     rx_loopback: int = 0
+    rx_callback_errors: int = 0  # an Ipv4.input tcp/udp/default callback raised: contained
     tx_packets: int = 0
     tx_fragments: int = 0
     tx_no_route: int = 0
@@ -86,11 +94,17 @@ class IcmpStats:
     rx_param_problem: int = 0
     rx_error_bad_quote: int = 0
     rx_error_to_broadcast: int = 0
+    rx_reassembly_timeout_ignored: int = 0  # Time Exceeded code 1: never an endpoint error (Linux)
+    rx_timestamp_requests: int = 0
+    rx_timestamp_ignored: int = 0  # icmp_timestamps off, or sent to a broadcast address
     rx_other: int = 0
     tx_echo_replies: int = 0
     tx_echo_requests: int = 0
+    tx_timestamp_replies: int = 0
+    tx_reply_bad_options: int = 0  # a request whose RR/TS option cannot be echoed: no reply (Linux)
     tx_dest_unreachable: int = 0
     tx_time_exceeded: int = 0
+    tx_param_problem: int = 0
     tx_rate_limited: int = 0
     tx_suppressed: int = 0  # an error RFC 1122 forbids (about an ICMP error, a fragment, a broadcast...)
 
@@ -105,6 +119,7 @@ class UdpStats:
     rx_delivered: int = 0
     rx_broadcast_no_port: int = 0
     rx_icmp_errors: int = 0
+    rx_callback_errors: int = 0  # a protocol's datagram_received/error_received raised: contained
     tx_datagrams: int = 0
     tx_arp_failed: int = 0
 
@@ -120,11 +135,13 @@ def unbalanced(eth: EthernetStats, arp: ArpStats, ip: Ipv4Stats) -> list[str]:
     Holds for frames fed through `Interface.receive`, not for datagrams fed to the layered seed API."""
     bad = []
     eth_out = (eth.rx_runt + eth.rx_oversize + eth.rx_not_for_us + eth.rx_unknown_ethertype + eth.rx_ipv6
+               + eth.rx_bad_src_mac + eth.rx_vlan
                + eth.rx_ipv6_no_handler + arp.rx_packets + ip.rx_packets)
     if eth.rx_frames != eth_out:
         bad.append(f"ethernet: {eth.rx_frames} frames != {eth_out} outcomes")
     arp_out = (arp.rx_truncated + arp.rx_bad_type + arp.rx_bad_length + arp.rx_bad_op + arp.rx_from_self
-               + arp.rx_bad_sender_mac + arp.rx_bad_sender_ip + arp.requests_received + arp.replies_received)
+               + arp.rx_bad_sender_mac + arp.rx_bad_sender_ip + arp.rx_bad_target_ip + arp.requests_received
+               + arp.replies_received)
     if arp.rx_packets != arp_out:
         bad.append(f"arp: {arp.rx_packets} packets != {arp_out} outcomes")
     ip_out = (ip.rx_truncated + ip.rx_bad_version + ip.rx_bad_ihl + ip.rx_bad_total_length + ip.rx_bad_checksum

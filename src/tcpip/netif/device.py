@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
+from tcpip.guard import CallbackGuard
 from tcpip.wire.mac import MacAddress
 
 Buffer = bytes | bytearray | memoryview
@@ -44,6 +45,7 @@ class DeviceStats:
     tx_dropped: int = 0  # full kernel queue (EAGAIN) or a fault injector
     rx_dropped: int = 0  # nobody listening, or the listen queue was full
     tx_oversize: int = 0
+    rx_callback_errors: int = 0  # the `listen` callback raised: contained, listening goes on
 
 
 class BaseDevice:
@@ -113,12 +115,17 @@ class BaseDevice:
             raise DeviceClosedError("device is disconnected")
         self._wakeup = ev = asyncio.Event()
         q = self._queue
+        guard = CallbackGuard("device.listen callback")
         try:
             while not self._closed:
                 while q:
-                    r = callback(q.popleft())
-                    if inspect.isawaitable(r):
-                        await r
+                    try:  # one frame's failure must not stop the device (counted, logged per burst)
+                        r = callback(q.popleft())
+                        if inspect.isawaitable(r):
+                            await r
+                    except Exception:
+                        self.stats.rx_callback_errors += 1
+                        guard.failed()
                     if self._closed:
                         return
                 ev.clear()
