@@ -268,8 +268,8 @@ async def test_cli_ping_by_name_with_dhcp(env: Env) -> None:
     text = out.decode()
     assert proc.returncode == 0, text + err.decode()
     assert text.startswith(f"PING kernel.test ({KERNEL_IP}) 56(84) bytes of data.\n"), text
-    assert re.search(rf"^64 bytes from kernel\.test \({re.escape(KERNEL_IP)}\): icmp_seq=1 time=[\d.]+ ms$", text,
-                     re.M), text
+    line = rf"^64 bytes from kernel\.test \({re.escape(KERNEL_IP)}\): icmp_seq=1 ttl=64 time=[\d.]+ ms$"
+    assert re.search(line, text, re.M), text
     proc = await asyncio.create_subprocess_exec(
         *_cli("ping", "nope.test", "--netns", env.ns.name, "--tap", TAP, "--dhcp", "-c", "1"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=pyenv)
