@@ -28,4 +28,4 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     fi
   fi
 fi
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,netns,http]'
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,netns,http,fast]'
