@@ -1,6 +1,6 @@
 """The `tcpip` command (also `python -m tcpip`): `demo`, `up` and `ping`, flags named like MirageOS's.
 
-Exit status: 0 success; 1 `ping` got no reply (as ping(8)); 2 usage or environment errors (bad flag,
+Exit status: 0 success; 1 `ping` got no reply (as ping(8)), or `up` lost its TAP; 2 usage or environment errors (bad flag,
 bad CIDR, missing /dev/net/tun, no permission), always reported on one line."""
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--ipv4-gateway", action="append", type=gateways, default=[], metavar="IP",
                         help="gateway for off-link destinations (repeatable, or comma-separated)")
         sp.add_argument("--mac", type=mac, help="our MAC (default: random locally administered)")
-        sp.add_argument("--mtu", type=_int_range(68, 65535, "MTU"), default=1500)
+        sp.add_argument("--mtu", type=_int_range(68, 65535, "MTU"), default=1500,
+                        help="the TAP's MTU (default: up adopts the TAP's own and restores a given one on exit; "
+                             "ping and run set 1500)")
         sp.add_argument("--pcap", metavar="FILE", help="record every frame to FILE (pcap)")
         sp.add_argument("--netns", metavar="NAME", help="open the TAP inside network namespace NAME")
         sp.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
@@ -164,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[], help="run a TCP discard service on PORT (repeatable)")
     u.add_argument("--http", type=_int_range(1, 65535, "port"), metavar="PORT", action="append", default=[],
                    help="run an HTTP/1.1 server on PORT: / = counters, /bytes/N = N bytes (repeatable; needs h11)")
+    u.add_argument("--exit-on-link-loss", action="store_true",
+                   help="exit with status 1 when the TAP is deleted (default: reopen it when it reappears)")
+    u.add_argument("--txqueuelen", type=_int_range(0, 1_000_000, "txqueuelen"), default=None, metavar="N",
+                   help="lengthen the kernel's queue toward us to N frames if shorter (0: leave it; default "
+                        "1000); its drops are the summary's kernel tx_dropped")
+    u.set_defaults(mtu=None)  # the TAP's MTU belongs to the link
 
     g = sub.add_parser("ping", help="our stack pings DEST, like ping(8)")
     g.add_argument("dest", metavar="DEST", help="an IPv4 address or a name (resolved through --dns/DHCP)")
@@ -196,7 +204,7 @@ def _check_tun() -> None:
 
 
 async def _open_device(args: argparse.Namespace) -> NetworkDevice:
-    from tcpip.netif.tap import TapDevice, TapError  # noqa: PLC0415
+    from tcpip.netif.tap import TXQUEUELEN, TapDevice, TapError  # noqa: PLC0415
 
     _check_tun()
     try:
@@ -204,11 +212,14 @@ async def _open_device(args: argparse.Namespace) -> NetworkDevice:
             from tcpip.netns import Namespace, NetnsError  # noqa: PLC0415
 
             try:
-                dev: NetworkDevice = await Namespace(args.netns).open_tap(args.tap, mac=args.mac, mtu=args.mtu)
+                dev: NetworkDevice = await Namespace(args.netns).open_tap(
+                    args.tap, mac=args.mac, mtu=args.mtu, txqueuelen=getattr(args, "txqueuelen", None))
             except NetnsError as e:
                 raise UsageError(str(e)) from None
         else:
-            dev = await TapDevice.open(args.tap, mac=args.mac, mtu=args.mtu)
+            txq = getattr(args, "txqueuelen", None)
+            dev = await TapDevice.open(args.tap, mac=args.mac, mtu=args.mtu,
+                                       txqueuelen=TXQUEUELEN if txq is None else txq)
     except TapError as e:
         raise UsageError(e.strerror or str(e)) from None
     except ValueError as e:
@@ -309,6 +320,7 @@ async def _stop_tcp(servers: Sequence[Any], grace: float = 2.0) -> None:
 
 async def cmd_up(args: argparse.Namespace) -> int:
     from tcpip.demo import format_counters  # noqa: PLC0415
+    from tcpip.up import dump_state, kernel_line, serve  # noqa: PLC0415
 
     services = tcp_services(args)
     check_addressing(args)
@@ -327,7 +339,9 @@ async def cmd_up(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump_state, stack, args.tap, sys.stderr)
     servers: list[Any] = []
+    status = 0
     try:
         for port in args.udp_echo:
             await stack.udp_echo(port)
@@ -339,22 +353,25 @@ async def cmd_up(args: argparse.Namespace) -> int:
             if ports:
                 echo += f", {'HTTP' if name == 'http' else 'TCP ' + name} on {', '.join(ports)}"
         addrs = " ".join(map(str, args.ipv4_all[1:]))
-        print(f"tcpip up: {args.tap} {stack.mac} {stack.interface}{' ' + addrs if addrs else ''} mtu {args.mtu}, "
-              f"gateways {gws}{echo}; "
-              "SIGINT/SIGTERM to stop", flush=True)
-        await stop.wait()
+        print(f"tcpip up: {args.tap} {stack.mac} {stack.interface}{' ' + addrs if addrs else ''} "
+              f"mtu {stack.ethif.mtu}, gateways {gws}{echo}; "
+              "SIGINT/SIGTERM to stop, SIGUSR1 to show the state", flush=True)
+        status = await serve(stack, args, stop)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
         await _stop_tcp(servers)
         if stack.dhcp is not None:
             await stack.dhcp.release()  # DHCPRELEASE (waits at most 1 s for the server's MAC)
         stats = stack.stats()
+        kernel = kernel_line(stack, args.tap)
         await stack.disconnect()
     print("tcpip down; counters:")
     for line in format_counters(stats):
         print(line)
-    return 0
+    if kernel is not None:
+        print(kernel)
+    return status
 
 
 async def cmd_ping(args: argparse.Namespace) -> int:

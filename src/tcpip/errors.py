@@ -51,6 +51,11 @@ class DeviceClosedError(TcpipError, OSError):
     """The network device has been disconnected."""
 
 
+class LinkLostError(DeviceClosedError):
+    """The device's kernel interface went away (e.g. `ip link del tap0`); it may come back: see
+    `TapDevice.lost` and `TapDevice.reopen_when_back`."""
+
+
 class AddressInUseError(TcpipError, OSError):
     """The local address and port are already in use (errno EADDRINUSE, as bind(2) reports it)."""
 

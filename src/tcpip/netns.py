@@ -346,16 +346,19 @@ class Namespace:
 
     # -- TAP on our side ------------------------------------------------------------------------
     async def open_tap(
-        self, ifname: str = "tap0", *, mac: MacAddress | str | None = None, mtu: int = 1500
+        self, ifname: str = "tap0", *, mac: MacAddress | str | None = None, mtu: int | None = 1500,
+        txqueuelen: int | None = None,
     ) -> TapDevice:
         """Open TAP `ifname` inside this namespace (created if absent) for a stack running in this
         process: the thread enters the namespace only for the open and returns at once; the fd stays
-        bound to the namespace's interface."""
-        from tcpip.netif.tap import TapDevice  # noqa: PLC0415 - keep this module light
+        bound to the namespace's interface. `mtu` None adopts the interface's; `txqueuelen` None: the
+        TapDevice default (see `TapDevice.open`)."""
+        from tcpip.netif.tap import TXQUEUELEN, TapDevice  # noqa: PLC0415 - keep this module light
 
         with enter(self.name):
-            fd, real, ctl = TapDevice.open_fd(ifname, mtu=mtu)
-        return await TapDevice.adopt(fd, real, ctl, mac=mac, mtu=mtu)
+            fd, real, ctl = TapDevice.open_fd(ifname)
+        return await TapDevice.adopt(fd, real, ctl, mac=mac, mtu=mtu,
+                                     txqueuelen=TXQUEUELEN if txqueuelen is None else txqueuelen)
 
     # -- commands ---------------------------------------------------------------------------------
     def argv(self, cmd: Sequence[str]) -> list[str]:

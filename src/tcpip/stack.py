@@ -29,6 +29,7 @@ from tcpip.errors import DeviceClosedError, DhcpTimeoutError, NoAddressError, No
 from tcpip.ethif import Ethif
 from tcpip.hostconfig import check_gateways, host_interface
 from tcpip.ipv4 import Ipv4
+from tcpip.linkstate import StackLink
 from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
 from tcpip.ping import PingResult, PingResults, icmp_error_text
@@ -61,6 +62,7 @@ class Stack:
         self._closed = False
         self.resolver = DnsAgent(self)
         self.dhcp: DhcpAgent | None = None  # set by connect(..., dhcp=True)
+        self.link = StackLink(self.device, self.core, self.runner)  # link lost/back, MTU (tcpip.linkstate)
         self.device.attach(self.runner.on_frame)
 
     @classmethod
@@ -316,6 +318,9 @@ class Stack:
         ds = getattr(self.device, "stats", None)
         if ds is not None:
             out["device"] = as_dict(ds)
+        kernel = self.link.kernel_stats()  # the kernel interface's drops toward us (a TAP), by netlink
+        if kernel:
+            out.setdefault("device", {}).update(kernel)
         return out
 
     async def disconnect(self) -> None:
@@ -336,6 +341,7 @@ class Stack:
         for t in list(self._transports):
             t.close()
         self.tcp.close()
+        self.link.close()
         self.device.attach(None)
         await self.ethif.disconnect()
 

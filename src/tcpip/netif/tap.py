@@ -11,7 +11,8 @@ Transmit: `os.writev` of the frame's parts (scatter-gather); a full or unavailab
 (EAGAIN, ENOBUFS, EIO while the link is down) is counted in `stats.tx_dropped`, never raised.
 
 The device is created in the network namespace of the calling thread when it does not exist; see
-`tcpip.netns.open_tap` for opening it inside another namespace.
+`tcpip.netns.open_tap` for opening it inside another namespace. Its life on the link (the interface
+deleted and re-created, the MTU the link owns, the kernel's drops toward us) is `tcpip.netif.taplink`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from collections.abc import Sequence
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.netif.device import BaseDevice, Buffer
+from tcpip.netif.link import SIOCGIFINDEX, get_ifint, in_netns, netns_of
+from tcpip.netif.taplink import LOST_ERRNOS, TXQUEUELEN, TapLink, prepare_link
 from tcpip.wire.mac import MacAddress
 
-__all__ = ["TUN_PATH", "TapDevice", "TapError"]
+__all__ = ["TUN_PATH", "TXQUEUELEN", "TapDevice", "TapError"]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,6 @@ _IFF_TAP = 0x0002
 _IFF_NO_PI = 0x1000
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
-_SIOCGIFMTU = 0x8921
-_SIOCSIFMTU = 0x8922
 _IFF_UP = 0x1
 _IFF_RUNNING = 0x40
 _IFNAMSIZ = 16
@@ -62,9 +63,10 @@ def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
     return req.ljust(40, b"\0")  # sizeof(struct ifreq)
 
 
-def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str, socket.socket]:
+def _open_tap_fd(name: str) -> tuple[int, str, socket.socket]:
     """Open (creating if absent) TAP `name` in the calling thread's namespace and set it up: returns
-    the fd, the interface name and a control socket bound to that namespace."""
+    the fd, the interface name and a control socket bound to that namespace. (The MTU is set by
+    `TapDevice.adopt`, which remembers the old one.)"""
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -80,10 +82,6 @@ def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str, socket.socket]:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             try:
-                if mtu is not None:
-                    cur = struct.unpack_from("i", fcntl.ioctl(s, _SIOCGIFMTU, _ifreq(ifname)), _IFNAMSIZ)[0]
-                    if cur != mtu:
-                        fcntl.ioctl(s, _SIOCSIFMTU, _ifreq(ifname, "i", mtu))
                 flags = _if_flags(s, ifname)
                 if not flags & _IFF_UP:
                     fcntl.ioctl(s, _SIOCSIFFLAGS, _ifreq(ifname, "H", flags | _IFF_UP))
@@ -103,7 +101,7 @@ def _if_flags(ctl: socket.socket, ifname: str) -> int:
     return flags
 
 
-class TapDevice(BaseDevice):
+class TapDevice(BaseDevice, TapLink):
     """A TAP interface as a tcpip device. Open with `await TapDevice.open("tap0")`."""
 
     MAX_BURST = 256  # frames per wake-up: under a flood, timers and the application still get loop turns
@@ -131,46 +129,90 @@ class TapDevice(BaseDevice):
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._loop.add_reader(fd, self._drain)
+        self._link_init()
 
     @classmethod
-    def open_fd(cls, name: str, *, mtu: int = 1500) -> tuple[int, str, socket.socket]:
+    def open_fd(cls, name: str, *, mtu: int | None = None) -> tuple[int, str, socket.socket]:
         """Synchronous part of `open`: the non-blocking fd, the kernel's interface name and a control
-        socket in the interface's namespace (pass it to the constructor as `ctl`).
+        socket in the interface's namespace (pass it to the constructor as `ctl`). `mtu` is applied by
+        `adopt` (it is accepted here for callers that pass it to both).
 
         Everything namespace-dependent happens here, without yielding to the event loop, so a caller
         that has switched its thread into another namespace can switch back right after."""
-        return _open_tap_fd(name, mtu)
+        del mtu
+        return _open_tap_fd(name)
 
     @classmethod
     async def open(
-        cls, name: str, *, mac: MacAddress | str | None = None, mtu: int = 1500
+        cls, name: str, *, mac: MacAddress | str | None = None, mtu: int | None = None,
+        txqueuelen: int | None = TXQUEUELEN,
     ) -> TapDevice:
         """Open TAP `name` (created if absent, in the current namespace), bring it up, start reading.
 
         `mac` is the stack's address (a random locally administered one by default); the kernel
-        interface keeps its own. The kernel interface's MTU is set to `mtu`. Raises `TapError`."""
-        fd, ifname, ctl = _open_tap_fd(name, mtu)
-        return await cls.adopt(fd, ifname, ctl, mac=mac, mtu=mtu)
+        interface keeps its own. `mtu` None adopts the interface's MTU; a value is set on the interface
+        and the old one restored on close. The kernel's queue toward us is lengthened to `txqueuelen`
+        frames if shorter (None: left alone). Raises `TapError`."""
+        fd, ifname, ctl = _open_tap_fd(name)
+        return await cls.adopt(fd, ifname, ctl, mac=mac, mtu=mtu, txqueuelen=txqueuelen)
 
     @classmethod
     async def adopt(cls, fd: int, ifname: str, ctl: socket.socket, *, mac: MacAddress | str | None = None,
-                    mtu: int = 1500) -> TapDevice:
-        """A device on an fd from `open_fd` (closed on failure), once the kernel side is running."""
+                    mtu: int | None = None, txqueuelen: int | None = TXQUEUELEN) -> TapDevice:
+        """A device on an fd from `open_fd` (closed on failure), once the kernel side is running. `mtu`
+        and `txqueuelen` as in `open`."""
         try:
-            dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=mtu, ctl=ctl)
+            try:
+                cur, restore = prepare_link(ctl, ifname, mtu, txqueuelen)
+            except OSError as e:
+                raise TapError(e.errno, f"cannot configure {ifname!r}: {os.strerror(e.errno or 0)}") from None
+            dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=cur, ctl=ctl)
         except BaseException:
             os.close(fd)
             ctl.close()
             raise
+        dev._want_mtu, dev._want_txqlen, dev._restore = mtu, txqueuelen, restore
+        dev._nsfd = netns_of(ctl)
+        dev._schedule_watch()
         await dev.wait_running()
         return dev
+
+    def reopen(self) -> bool:
+        """One attempt to attach again after a loss: True once an interface named `name` exists again in
+        the same namespace and is attached (reading resumes, `lost` is cleared, listeners hear "back")."""
+        if self._closed:
+            raise DeviceClosedError(f"TAP {self.name} is closed")
+        if not self.lost.is_set():
+            return True
+        if self._ctl is None:
+            return False
+        try:
+            get_ifint(self._ctl, SIOCGIFINDEX, self.name)  # never create it: wait until it is back
+            with in_netns(self._nsfd):
+                fd, _, ctl = _open_tap_fd(self.name)
+        except OSError as e:
+            log.debug("TAP %s: not back yet (%s)", self.name, e)
+            return False
+        try:
+            mtu, restore = prepare_link(ctl, self.name, self._want_mtu, self._want_txqlen)
+        except OSError as e:
+            log.debug("TAP %s: cannot configure it yet (%s)", self.name, e)
+            os.close(fd)
+            return False
+        finally:
+            ctl.close()  # the old control socket is in the same namespace
+        self._back(fd, mtu, restore)
+        return True
 
     @property
     def running(self) -> bool:
         """The kernel reports the interface operationally up (IFF_RUNNING)."""
         if self._ctl is None or self._closed:
             return False
-        return bool(_if_flags(self._ctl, self.name) & _IFF_RUNNING)
+        try:
+            return bool(_if_flags(self._ctl, self.name) & _IFF_RUNNING)
+        except OSError:  # the interface is gone (lost)
+            return False
 
     async def wait_running(self, timeout: float = 2.0) -> bool:
         """Wait until the kernel side is operationally up. Attaching the fd turns the carrier on, but
@@ -200,9 +242,7 @@ class TapDevice(BaseDevice):
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as e:
-                    # The interface went away (e.g. its namespace was deleted): stop, don't spin.
-                    log.warning("TAP %s: read failed (%s); closing the device", self.name, e)
-                    self.close()
+                    self._read_failed(e)  # the interface went away: stop reading, don't spin
                     return
                 if not f:
                     return
@@ -231,23 +271,34 @@ class TapDevice(BaseDevice):
             if e.errno in _TX_DROP_ERRNOS:
                 self.stats.tx_dropped += 1
                 return
-            if e.errno == errno.EBADF:
-                raise DeviceClosedError(f"TAP {self.name} is closed") from None
+            if e.errno in LOST_ERRNOS:
+                self._link_lost(f"interface deleted (write failed: {errno.errorcode.get(e.errno or 0, e.errno)})")
+            if e.errno == errno.EBADF or e.errno in LOST_ERRNOS:
+                raise self._closed_error() from None
             raise
         st = self.stats
         st.tx_frames += 1
         st.tx_bytes += n
 
+    def _read_failed(self, e: OSError) -> None:
+        if e.errno in LOST_ERRNOS:  # `ip link del`: EPOLLERR, then EBADFD on every read and write
+            self._link_lost(f"interface deleted (read failed: {errno.errorcode.get(e.errno or 0, e.errno)})")
+        else:
+            log.warning("TAP %s: read failed (%s); closing the device", self.name, e)
+            self.close()
+
     def _on_close(self) -> None:
-        try:
-            self._loop.remove_reader(self.fd)
-        except (RuntimeError, ValueError):  # loop already closed
-            pass
-        os.close(self.fd)
+        self._link_close()
+        if self.fd >= 0:
+            try:
+                self._loop.remove_reader(self.fd)
+            except (RuntimeError, ValueError):  # loop already closed
+                pass
+            os.close(self.fd)
         self.fd = -1
         if self._ctl is not None:
             self._ctl.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"fd={self.fd}"
+        state = "closed" if self._closed else "lost" if self.lost.is_set() else f"fd={self.fd}"
         return f"<TapDevice {self.name} mac={self.mac} mtu={self.mtu} {state}>"
