@@ -1,7 +1,7 @@
 """The `tcpip` command (also `python -m tcpip`): `demo`, `up` and `ping`, flags named like MirageOS's.
 
-Exit status: 0 success; 1 `ping` got no reply (as ping(8)), or `up` lost its TAP; 2 usage or environment errors (bad flag,
-bad CIDR, missing /dev/net/tun, no permission), always reported on one line."""
+Exit status: 0 success; 1 `ping` got no reply (as ping(8)), or `up` lost its TAP; 2 usage or environment
+errors (bad flag, bad CIDR, missing /dev/net/tun, no permission), always reported on one line."""
 
 from __future__ import annotations
 
