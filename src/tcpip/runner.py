@@ -48,6 +48,7 @@ class Runner:
         core.arp.on_resolved = self._arp_resolved
         core.arp.on_failed = self._arp_failed
         core.arp.on_conflict = self._arp_conflict
+        self._conflicts: set[tuple[int, bytes]] = set()
         core.icmp.utc_ms = _utc_ms  # ICMP/IP timestamps: the core reads no clock
         self._loop_scheduled = False
         self._after: list[Callable[[], None]] = []
@@ -214,8 +215,14 @@ class Runner:
                 f.set_result(mac)
 
     def _arp_conflict(self, ip: int, mac: bytes) -> None:
-        log.warning("address conflict: %s is also claimed by %s; defended with an announcement",
-                    ip_str(ip), ":".join(f"{b:02x}" for b in mac))
+        # Logged once per conflict (address, other MAC), however often that host repeats its claim.
+        if (ip, mac) in self._conflicts:
+            return
+        if len(self._conflicts) >= 256:  # bounded: a flood of forged MACs can't grow it
+            self._conflicts.clear()
+        self._conflicts.add((ip, mac))
+        log.warning("address conflict: %s is also claimed by %s; defending it (RFC 5227: one announcement "
+                    "per %g s)", ip_str(ip), ":".join(f"{b:02x}" for b in mac), self.core.arp.defend_interval)
 
     def _arp_failed(self, ip: int) -> None:
         tries = self.core.config.arp_tries

@@ -66,7 +66,7 @@ class ArpCache:
         self.mask = 0  # our subnet's, for the sender-address rules
         self.on_resolved: Callable[[int, bytes], None] | None = None
         self.on_failed: Callable[[int], None] | None = None
-        # (our ip, the other MAC): another host claims our address and we defended it (once per interval)
+        # (our ip, the other MAC): another host claims our address (defended once per interval)
         self.on_conflict: Callable[[int, bytes], None] | None = None
 
     # -- lookups -------------------------------------------------------------------------------
@@ -230,8 +230,8 @@ class ArpCache:
                 self._defended = now
                 st.conflicts_defended += 1
                 self.announce()
-                if self.on_conflict is not None:
-                    self.on_conflict(spa, sha)
+            if self.on_conflict is not None:  # every one: the driver logs each other MAC once
+                self.on_conflict(spa, sha)
             return
         e = self.entries.get(spa) if spa else None
         if ours and (tpa == self.ip or (tpa in self.others and tpa)):
