@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit with status 1 when the TAP is deleted (default: reopen it when it reappears)")
     u.add_argument("--txqueuelen", type=_int_range(0, 1_000_000, "txqueuelen"), default=None, metavar="N",
                    help="lengthen the kernel's queue toward us to N frames if shorter (0: leave it; default "
-                        "1000); its drops are the summary's kernel tx_dropped")
+                        "4096); its drops are the summary's kernel tx_dropped")
     u.set_defaults(mtu=None)  # the TAP's MTU belongs to the link
 
     g = sub.add_parser("ping", help="our stack pings DEST, like ping(8)")
