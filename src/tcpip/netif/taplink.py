@@ -36,7 +36,7 @@ __all__ = ["TXQUEUELEN", "LinkEvent", "LinkListener", "TapLink", "prepare_link"]
 log = logging.getLogger("tcpip.netif.tap")
 
 # The kernel's queue toward our reader, in frames, set at open time when the interface's is shorter
-# (tun's own default is 500). bench/txqueuelen.py: a 5,000-datagram burst from the kernel lost ~63% at
+# (tun's own default is 500). bench/txqueuelen.py: a 5,000-datagram burst from the kernel lost ~60% at
 # 1000 and 0% at 4096; the queue absorbs a burst about its length, no more. Bounded cost: at most ~9 MB
 # of 1514-byte frames, ~0.2 s of queueing at the ~20k frames/s tcpip drains.
 TXQUEUELEN = 4096
