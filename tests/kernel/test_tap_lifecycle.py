@@ -70,8 +70,9 @@ async def up_factory(kernel_ns: Namespace) -> AsyncIterator[list[Up]]:
             await u.proc.wait()
 
 
-async def start_up(started: list[Up], ns: Namespace, *flags: str) -> Up:
-    env = {**os.environ, "PYTHONPATH": SRC}
+async def start_up(started: list[Up], ns: Namespace, *flags: str, loop: str = "") -> Up:
+    """`loop` "asyncio": asyncio's own loop (TCPIP_LOOP); else the CLI's default (uvloop when installed)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "TCPIP_LOOP": loop}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tcpip", "up", "--netns", ns.name, "--tap", TAP, "--ipv4", f"{STACK_IP}/{PREFIX}",
         *flags, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
@@ -107,8 +108,10 @@ async def kernel_pings(ns: Namespace, count: int = 2) -> int:
 
 
 # -- `tcpip up` ------------------------------------------------------------------------------------
-async def test_up_reopens_a_deleted_tap_when_it_reappears(kernel_ns: Namespace, up_factory: list[Up]) -> None:
-    up = await start_up(up_factory, kernel_ns)
+@pytest.mark.parametrize("loop", ["", "asyncio"])
+async def test_up_reopens_a_deleted_tap_when_it_reappears(kernel_ns: Namespace, up_factory: list[Up],
+                                                          loop: str) -> None:
+    up = await start_up(up_factory, kernel_ns, loop=loop)
     assert await kernel_pings(kernel_ns) == 2
     await ip(kernel_ns, "link", "del", TAP)
     assert "interface deleted (read failed: EBADFD)" in await up.line(r"tap0 lost: ")
@@ -124,8 +127,9 @@ async def test_up_reopens_a_deleted_tap_when_it_reappears(kernel_ns: Namespace, 
     assert re.search(r"kernel +tap0 tx_dropped=0 .*rx_dropped=0", out), out
 
 
-async def test_up_exit_on_link_loss(kernel_ns: Namespace, up_factory: list[Up]) -> None:
-    up = await start_up(up_factory, kernel_ns, "--exit-on-link-loss")
+@pytest.mark.parametrize("loop", ["", "asyncio"])
+async def test_up_exit_on_link_loss(kernel_ns: Namespace, up_factory: list[Up], loop: str) -> None:
+    up = await start_up(up_factory, kernel_ns, "--exit-on-link-loss", loop=loop)
     await ip(kernel_ns, "link", "del", TAP)
     rc = await up.finish(None)
     assert rc == 1
@@ -240,3 +244,13 @@ async def test_kernel_tx_dropped_visible_in_stats(peer: Peer) -> None:
     r = await peer.run("cat", f"/sys/class/net/{TAP}/statistics/tx_dropped")  # sysfs, inside the namespace
     assert after["kernel_tx_dropped"] == int(r.stdout) > 0
     assert after["kernel_tx_dropped"] >= int(res.stdout) - after["kernel_txqueuelen"] - 50
+
+
+async def test_api_a_renamed_tap_is_not_lost(peer: Peer) -> None:
+    await ip(peer.ns, "link", "set", TAP, "down")
+    await ip(peer.ns, "link", "set", TAP, "name", "tap9")
+    await ip(peer.ns, "link", "set", "tap9", "up")
+    await asyncio.sleep(1.5)  # past one MTU poll, which no longer finds "tap0"
+    assert not peer.stack.link.lost.is_set()
+    r = await peer.run("ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", STACK_IP)
+    assert ping_summary(r.stdout)["received"] == 2, r.stdout  # the fd still serves the renamed interface

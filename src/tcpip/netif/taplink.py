@@ -127,7 +127,7 @@ class TapLink:
             except Exception:
                 log.exception("link listener raised")
 
-    # -- the watch: the kernel side's MTU, and a vanished interface nobody read from ---------------
+    # -- the watch: the kernel side's MTU ------------------------------------------------------------
     def _schedule_watch(self) -> None:
         if self._watch is None and self._ctl is not None and not self._closed:
             self._watch = self._loop.call_later(self.WATCH_INTERVAL, self._watch_tick)
@@ -139,9 +139,8 @@ class TapLink:
         try:
             mtu = get_ifint(self._ctl, SIOCGIFMTU, self.name)
         except OSError as e:
-            if e.errno == errno.ENODEV:
-                self._link_lost(f"interface {self.name} no longer exists")
-                return
+            # Loss is told by the fd (EPOLLERR, EBADFD): ENODEV here may be a rename, and the fd still works.
+            log.debug("TAP %s: SIOCGIFMTU failed: %s", self.name, e)
             mtu = self.mtu
         if mtu != self.mtu:
             self._mtu_changed(mtu)
