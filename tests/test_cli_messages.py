@@ -1,14 +1,18 @@
 """Every `tcpip` subcommand given bad input fails with one line `tcpip <command>: error: ...` and status 2,
-never a raw "[Errno N]", and a permission failure names CAP_NET_ADMIN (issue 11 item 8)."""
+never a raw "[Errno N]", and a permission failure names CAP_NET_ADMIN; the examples exit 1 when their
+check fails (issue 11 item 8)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -97,3 +101,61 @@ def test_permission_failures_name_cap_net_admin(ns: Namespace, command: str) -> 
                           ("-net_admin,-sys_admin", "setns failed: Operation not permitted (run as root or with "
                                                     "CAP_NET_ADMIN)")):
         assert_one_error_line(tcpip(*argv, wrap=("setpriv", f"--bounding-set={drop}")), command, message)
+
+
+# -- the examples say when their check fails (exit status 1) ------------------------------------------------
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example(name: str, monkeypatch: pytest.MonkeyPatch, *argv: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
+    return mod
+
+
+def test_udp_echo_example_exits_1_when_an_echo_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    ex = example("udp_echo", monkeypatch)
+    real = ex.EchoServerProtocol.datagram_received
+
+    def lossy(self: Any, data: bytes, addr: tuple[str, int]) -> None:
+        if data != b"hello":  # the server "loses" one message
+            real(self, data, addr)
+
+    monkeypatch.setattr(ex.EchoServerProtocol, "datagram_received", lossy)
+    assert ex.main() == 1
+    out, err = capsys.readouterr()
+    assert "2 of 3 echoes received" in out
+    assert err == "udp_echo: FAILED, 1 echo(es) missing\n"
+
+
+def test_dns_query_example_exits_1_on_no_answer_or_a_wrong_one(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    ex = example("dns_query", monkeypatch, "--self-test", "www.example.test", "--timeout", "0.2")
+    monkeypatch.setattr(ex.FakeResolver, "datagram_received", lambda self, data, addr: None)
+    assert ex.main() == 1
+    assert capsys.readouterr().err == "no answer from 198.18.0.53 within 0.2 s\n"
+    ex = example("dns_query", monkeypatch, "--self-test", "www.example.test")
+    monkeypatch.setattr(ex, "parse_response", lambda msg, ident: ("NOERROR", ["198.18.0.99"]))
+    assert ex.main() == 1
+    assert "self-test FAILED: expected ('NOERROR', ['198.18.0.80', '198.18.0.81'])" in capsys.readouterr().err
+    ex = example("dns_query", monkeypatch, "--self-test", "missing.example.test")
+    assert ex.main() == 0  # NXDOMAIN is the right answer there
+
+
+@pytest.mark.tap
+def test_udp_echo_example_on_kernel_sockets_does_not_count_the_empty_message(ns: Namespace) -> None:
+    """--kernel uses asyncio's own sockets on 127.0.0.1, run inside the test's namespace."""
+    r = ns.run([sys.executable, str(EXAMPLES / "udp_echo.py"), "--kernel"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    if sys.version_info >= (3, 13):
+        assert "3 of 3 echoes received\n" in r.stdout
+    else:
+        assert "client got b'' back" not in r.stdout
+        assert (f"2 of 2 echoes received (the empty message was never sent: asyncio on Python "
+                f"{sys.version_info.major}.{sys.version_info.minor} does not send empty datagrams on kernel "
+                "sockets)") in r.stdout
