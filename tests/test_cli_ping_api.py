@@ -153,3 +153,19 @@ async def test_reply_and_error_lines_like_ping() -> None:
 
 def test_rtt_printed_with_pings_precision() -> None:
     assert [cli_ping.ms(s) for s in (0.0000456, 0.0012345, 0.012345, 0.12345)] == ["0.046", "1.23", "12.3", "123"]
+
+
+async def test_stop_during_the_name_lookup_ends_at_once() -> None:
+    """The DNS server never answers: stopping (SIGINT) ends the run at once, status 130, no summary."""
+    hub = Hub()
+    frames = sniff(hub)
+    out = io.StringIO()
+    async with await Stack.connect(hub.port(), ipv4=f"{A}/24", dns=[GHOST]) as a:
+        a.core.arp.add_static(int.from_bytes(bytes(map(int, GHOST.split("."))), "big"), GHOST_MAC)
+        stop = asyncio.Event()
+        run = asyncio.ensure_future(cli_ping.run(a, ping_args(dest="host.test"), stop, out, io.StringIO()))
+        await wait_until(lambda: any(f[12:14] == b"\x08\x00" and f[36:38] == b"\x00\x35" for f in frames))
+        assert not run.done()
+        stop.set()
+        assert await asyncio.wait_for(run, 5) == cli_ping.STOPPED
+    assert out.getvalue() == ""

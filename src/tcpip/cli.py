@@ -370,7 +370,11 @@ async def cmd_ping(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with await _connect(args, dev) as stack:
+        stack = await cli_ping.unless_stopped(_connect(args, dev), stop)
+        if stack is None:  # stopped while DHCP ran
+            await dev.disconnect()
+            return cli_ping.STOPPED
+        async with stack:
             return await cli_ping.run(stack, args, stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

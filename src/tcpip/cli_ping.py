@@ -2,7 +2,8 @@
 
 Probes go out every `-i` seconds whatever is still outstanding; each waits at most `-W` seconds for its
 answer; SIGINT/SIGTERM (the `stop` event) ends the run at once with the summary. Exit status as ping(8):
-0 if any reply came, 1 if none, 2 on error (raised as UsageError, reported by the CLI)."""
+0 if any reply came, 1 if none, 2 on error (raised as UsageError, reported by the CLI); 130 when stopped
+before the first probe (while DHCP or the name lookup ran), as ping(8) dies of SIGINT there."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from tcpip.clierror import UsageError, prefix
 from tcpip.errors import NoRouteError
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 FLOOD_GAP = 0.01  # ping -f without -i: at least 100 probes a second, or one per reply if faster
 MIN_INTERVAL = 0.002  # ping(8)'s floor for an unprivileged -i
 MAX_SECONDS = 3600.0
+STOPPED = 130  # exit status when stopped before the first probe (128 + SIGINT)
+_T = TypeVar("_T")
 
 
 # -- flags ---------------------------------------------------------------------------------------
@@ -140,8 +143,8 @@ class Session:
             if flood:
                 self._write("\b \b")
                 return
-            src = p.src or self.dest
-            shown = src if src == self.args.dest else f"{self.args.dest} ({src})" if src == self.dest else src
+            src = p.src or self.dest  # another host answers a broadcast
+            shown = f"{self.args.dest} ({src})" if src == self.dest != self.args.dest else src
             self._write(f"{self.args.size + 8} bytes from {shown}: icmp_seq={p.seq} ttl={p.ttl} "
                         f"time={ms(p.rtt)} ms\n")
         elif p.error is not None:
@@ -173,6 +176,20 @@ class Session:
 
 
 # -- the run -------------------------------------------------------------------------------------
+async def unless_stopped(aw: Awaitable[_T], stop: asyncio.Event) -> _T | None:
+    """`aw`'s result, or None when `stop` is set first (`aw` is then cancelled)."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return None if task.cancelled() else task.result()
+
+
 async def _destination(stack: Stack, args: argparse.Namespace, err: TextIO) -> IPv4Address:
     """Resolve DEST and refuse what ping(8) refuses before its first probe."""
     try:
@@ -193,7 +210,9 @@ async def _destination(stack: Stack, args: argparse.Namespace, err: TextIO) -> I
 async def run(stack: Stack, args: argparse.Namespace, stop: asyncio.Event, out: TextIO = sys.stdout,
               err: TextIO = sys.stderr) -> int:
     """One `tcpip ping` run on a connected stack; returns the exit status (summary printed)."""
-    dest = await _destination(stack, args, err)
+    dest = await unless_stopped(_destination(stack, args, err), stop)
+    if dest is None:
+        return STOPPED
     if args.pattern is not None:
         print(f"PATTERN: 0x{args.pattern.hex()}", file=out)
     print(f"PING {args.dest} ({dest}) {args.size}({args.size + 28}) bytes of data.", file=out, flush=True)
