@@ -12,6 +12,10 @@ On a TAP device (needs root and /dev/net/tun; the kernel side of tap0 must route
 Without any network: a tiny fake resolver on a second tcpip stack, both on an in-memory hub:
 
     python examples/dns_query.py --self-test www.example.test
+
+Exit status, as host(1): 0 when the name has an IPv4 address, 1 when it has none (NXDOMAIN or no A
+record), no answer came in time or the query failed. With --self-test the check is that the answer is
+the one the fake resolver's zone holds (NXDOMAIN included): 0 if so, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -161,13 +165,31 @@ class FakeResolver(asyncio.DatagramProtocol):
         self.transport.sendto(bytes(out), addr)
 
 
+async def ask(stack: Stack, resolver: str, name: str, timeout: float) -> tuple[str, list[str]] | None:
+    """The answer, or None after saying on stderr why there is none."""
+    try:
+        return await query(stack, resolver, name, timeout)
+    except TimeoutError:
+        print(f"no answer from {resolver} within {timeout:g} s", file=sys.stderr)
+    except OSError as e:
+        print(f"query failed: {e.strerror or e}", file=sys.stderr)
+    return None
+
+
 async def self_test(name: str, timeout: float) -> int:
     hub = Hub()
     async with await Stack.connect(hub.port(), ipv4="198.18.0.53/24") as server, \
             await Stack.connect(hub.port(), ipv4="198.18.0.2/24") as client:
         await server.create_datagram_endpoint(FakeResolver, local_addr=("198.18.0.53", 53))
-        rcode, addresses = await query(client, "198.18.0.53", name, timeout)
-        report(name, rcode, addresses)
+        answer = await ask(client, "198.18.0.53", name, timeout)
+    if answer is None:
+        return 1
+    report(name, *answer)
+    want = ZONE.get(name.lower())
+    expected = ("NXDOMAIN", []) if want is None else ("NOERROR", want)
+    if answer != expected:
+        print(f"self-test FAILED: expected {expected}, got {answer}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -177,16 +199,11 @@ async def over_tap(args: argparse.Namespace) -> int:
     device = await TapDevice.open(args.tap)
     gateways = [args.gateway] if args.gateway else []
     async with await Stack.connect(device, ipv4=args.ipv4, gateways=gateways) as stack:
-        try:
-            rcode, addresses = await query(stack, args.resolver, args.name, args.timeout)
-        except TimeoutError:
-            print(f"no answer from {args.resolver} within {args.timeout} s", file=sys.stderr)
-            return 1
-        except OSError as e:
-            print(f"query failed: {e!r}", file=sys.stderr)
-            return 1
-        report(args.name, rcode, addresses)
-    return 0
+        answer = await ask(stack, args.resolver, args.name, args.timeout)
+    if answer is None:
+        return 1
+    report(args.name, *answer)
+    return 0 if answer[0] == "NOERROR" and answer[1] else 1  # as host(1): no address is a failure
 
 
 def main() -> int:

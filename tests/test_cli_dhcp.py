@@ -45,5 +45,5 @@ def test_bad_flags_exit_2(argv: list[str], message: str, capsys: pytest.CaptureF
 def test_neither_ipv4_nor_dhcp_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     # checked before any device is opened
     assert cli.main(["up", "--tap", "tap0"]) == 2
-    assert capsys.readouterr().err.strip() == "tcpip: error: give --ipv4 ADDR/PREFIX or --dhcp"
+    assert capsys.readouterr().err.strip() == "tcpip up: error: give --ipv4 ADDR/PREFIX or --dhcp"
     assert cli.main(["ping", "server.test", "--tap", "tap0"]) == 2

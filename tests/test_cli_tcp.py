@@ -73,7 +73,7 @@ def test_http_without_h11_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch
     rc, out, err = run_main(capsys, *UP, "--http", "80")
     assert rc == 2
     assert out == ""
-    assert err.strip() == "tcpip: error: --http needs the h11 library: pip install 'tcpip[http]'"
+    assert err.strip() == "tcpip up: error: --http needs the h11 library: pip install 'tcpip[http]'"
 
 
 # -- against the kernel ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The `tcpip` command (also `python -m tcpip`): `demo`, `up` and `ping`, flags named like MirageOS's.
+"""The `tcpip` command (also `python -m tcpip`): `demo`, `up`, `ping` and `run`, flags named like MirageOS's.
 
 Exit status: 0 success; 1 `ping` got no reply (as ping(8)), or `up` lost its TAP; 2 usage or environment
-errors (bad flag, bad CIDR, missing /dev/net/tun, no permission), always reported on one line."""
+errors (bad flag, bad CIDR, missing /dev/net/tun, no permission), always reported on one line
+`tcpip <command>: error: ...` (tcpip.clierror)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import importlib.util
 import logging
 import os
 import signal
-import statistics
+import socket
 import sys
-import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from tcpip import cli_ping
+from tcpip.clierror import PROG, UsageError, describe, error_line, with_cap_hint
 from tcpip.errors import ConfigurationError, TcpipError
 from tcpip.hostconfig import check_gateways, check_mac, host_interface
 from tcpip.netif.device import NetworkDevice
@@ -27,17 +29,22 @@ from tcpip.wire.mac import MacAddress
 if TYPE_CHECKING:
     from tcpip.stack import Stack
 
-PROG = "tcpip"
+_CAP_NET_ADMIN = 12  # capability bit number (linux/capability.h)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-class UsageError(Exception):
-    """A bad flag or environment problem: reported on one line, exit status 2."""
-
-
 class _Parser(argparse.ArgumentParser):
+    commands: dict[str, argparse.ArgumentParser]  # the top-level parser's subcommands
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_command(self, argv: Sequence[str] | None) -> argparse.Namespace:
+        """parse_args, with arguments no parser knows reported by the command's parser (its prefix)."""
+        args, extra = self.parse_known_args(argv)
+        if extra:
+            self.commands.get(args.command, self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
 
 
 # -- argument types ------------------------------------------------------------------------------
@@ -118,7 +125,7 @@ def positive_float(text: str) -> float:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     p = _Parser(prog=PROG, description="tcpip: a user-space IPv4 stack (Ethernet, ARP, IPv4, ICMP, UDP).")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help="logging level (default warning)")
     sub = p.add_subparsers(dest="command", metavar="{demo,up,ping,run}", parser_class=_Parser)
@@ -176,10 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("ping", help="our stack pings DEST, like ping(8)")
     g.add_argument("dest", metavar="DEST", help="an IPv4 address or a name (resolved through --dns/DHCP)")
     device_flags(g)
-    g.add_argument("-c", "--count", type=_int_range(1, 1_000_000, "count"), default=4)
-    g.add_argument("-s", "--size", type=_int_range(0, 65507, "size"), default=56)
-    g.add_argument("-i", "--interval", type=positive_float, default=1.0)
-    g.add_argument("-W", "--timeout", type=positive_float, default=1.0, help="seconds to wait for each reply")
+    cli_ping.add_flags(g, _int_range)
 
     from tcpip.run import RUN_HELP  # noqa: PLC0415 - `tcpip run`: its own module (tcpip.run)
 
@@ -189,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--uvloop", action="store_true", help="uvloop's event loop under the program (needs uvloop)")
     r.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]",
                    help="what python would take: SCRIPT, -m MODULE or -c CODE, then its arguments")
+    p.commands = dict(sub.choices)
     return p
 
 
@@ -200,7 +205,7 @@ def _check_tun() -> None:
     if not os.path.exists(path):
         raise UsageError(f"{path} is missing: load the tun module (modprobe tun) or run the demo's hub mode")
     if not os.access(path, os.R_OK | os.W_OK):
-        raise UsageError(f"no permission to open {path}: run as root or with CAP_NET_ADMIN")
+        raise UsageError(with_cap_hint(f"no permission to open {path}"))
 
 
 async def _open_device(args: argparse.Namespace) -> NetworkDevice:
@@ -215,13 +220,13 @@ async def _open_device(args: argparse.Namespace) -> NetworkDevice:
                 dev: NetworkDevice = await Namespace(args.netns).open_tap(
                     args.tap, mac=args.mac, mtu=args.mtu, txqueuelen=getattr(args, "txqueuelen", None))
             except NetnsError as e:
-                raise UsageError(str(e)) from None
+                raise UsageError(describe(e)) from None
         else:
             txq = getattr(args, "txqueuelen", None)
             dev = await TapDevice.open(args.tap, mac=args.mac, mtu=args.mtu,
                                        txqueuelen=TXQUEUELEN if txq is None else txq)
     except TapError as e:
-        raise UsageError(e.strerror or str(e)) from None
+        raise UsageError(describe(e)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
     if args.pcap:
@@ -375,57 +380,22 @@ async def cmd_up(args: argparse.Namespace) -> int:
 
 
 async def cmd_ping(args: argparse.Namespace) -> int:
-    from tcpip.aio.dns import is_literal  # noqa: PLC0415
-
     check_addressing(args)
     dev = await _open_device(args)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # SIGINT/SIGTERM: stop at once and print the summary, as ping(8)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    rtts: list[float] = []
-    sent = 0
-    async with await _connect(args, dev) as stack:
-        try:
-            dest = str((await stack.resolve(args.dest))[0])
-        except OSError as e:  # a ResolveError is a socket.gaierror
-            raise UsageError(f"{args.dest}: {e.strerror or e}") from None
-        shown = dest if is_literal(args.dest) else f"{args.dest} ({dest})"
-        print(f"PING {args.dest} ({dest}) {args.size}({args.size + 28}) bytes of data.", flush=True)
-        ident = stack.rng.getrandbits(16)  # one identifier for the run, sequence numbers 1, 2, ... like ping(8)
-        t0 = time.monotonic()
-        for seq in range(1, args.count + 1):
-            if stop.is_set():
-                break
-            sent += 1
-            tick = loop.time()
-            try:
-                (probe,) = (await stack.ping(dest, count=1, size=args.size, timeout=args.timeout,
-                                             ident=ident, seq=seq)).probes
-            except TcpipError as e:
-                print(f"From {stack.address} icmp_seq={seq} {e}", flush=True)
-                continue
-            rtt = probe.rtt
-            if probe.error == "Network is unreachable":  # as ping(8): nothing was sent, status 2
-                raise UsageError("connect: Network is unreachable")
-            if probe.error is not None:
-                print(f"From {probe.error_from} icmp_seq={seq} {probe.error}", flush=True)
-            if rtt is not None:
-                rtts.append(rtt)
-                print(f"{args.size + 8} bytes from {shown}: icmp_seq={seq} ttl={probe.ttl} "
-                      f"time={rtt * 1000:.3f} ms", flush=True)
-            if seq < args.count:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(0.0, tick + args.interval - loop.time()))
-        elapsed = (time.monotonic() - t0) * 1000
-    loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
-    print(f"\n--- {args.dest} ping statistics ---")
-    print(f"{sent} packets transmitted, {len(rtts)} received, {loss:.0f}% packet loss, time {elapsed:.0f}ms")
-    if rtts:
-        ms = [r * 1000 for r in rtts]
-        mdev = statistics.pstdev(ms)
-        print(f"rtt min/avg/max/mdev = {min(ms):.3f}/{statistics.fmean(ms):.3f}/{max(ms):.3f}/{mdev:.3f} ms")
-    return 0 if rtts else 1
+    try:
+        stack = await cli_ping.unless_stopped(_connect(args, dev), stop)
+        if stack is None:  # stopped while DHCP ran
+            await dev.disconnect()
+            return cli_ping.STOPPED
+        async with stack:
+            return await cli_ping.run(stack, args, stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -440,6 +410,23 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def _check_run_device(args: argparse.Namespace) -> None:
+    """`tcpip run` opens the TAP in the program's first event loop, too late for a one-line error: check
+    beforehand, without side effects, that the namespace can be entered and the TAP created."""
+    from tcpip.netns import enter  # noqa: PLC0415
+
+    with enter(args.netns) if args.netns else contextlib.nullcontext():  # NetnsError: absent, EPERM
+        try:
+            socket.if_nametoindex(args.tap)
+            return  # it exists: attaching may need no capability (a TAP owned by us)
+        except OSError:
+            pass
+    with open("/proc/self/status") as f:
+        caps = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+    if not caps >> _CAP_NET_ADMIN & 1:
+        raise UsageError(with_cap_hint(f"cannot create TAP {args.tap!r}: Operation not permitted"))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """`tcpip run` (tcpip.run): synchronous, since the program makes its own loops. Logging is left for
     the program to configure (only tcpip's logger gets --log-level)."""
@@ -448,9 +435,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("tcpip").setLevel(args.log_level.upper())
     try:
         _check_tun()
+        _check_run_device(args)
         return run_program(args, _all_gateways(args))
-    except (UsageError, ValueError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, OSError) as e:
+        print(error_line("run", describe(e)), file=sys.stderr)
         return 2
 
 
@@ -468,7 +456,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_command(argv)
     if args.command == "run":
         return cmd_run(args)
     try:  # what Linux refuses, refused before anything is opened (status 2, one line)
@@ -484,7 +472,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(cmd(args))
     except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(error_line(args.command, str(e)), file=sys.stderr)
+        return 2
+    except (OSError, TcpipError) as e:  # the environment refused (file, namespace, device): one line
+        print(error_line(args.command, describe(e)), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

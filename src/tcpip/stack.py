@@ -25,14 +25,14 @@ from tcpip.core.stats import as_dict
 from tcpip.core.tcp.config import TcpConfig
 from tcpip.core.tcp.state import ConnInfo
 from tcpip.core.udp import Binding, UdpLayer
-from tcpip.errors import DeviceClosedError, DhcpTimeoutError, NoAddressError, NoRouteError, TcpipError
+from tcpip.errors import DhcpTimeoutError, NoAddressError, TcpipError
 from tcpip.ethif import Ethif
 from tcpip.hostconfig import check_gateways, host_interface
 from tcpip.ipv4 import Ipv4
 from tcpip.linkstate import StackLink
 from tcpip.netif.clock import Clock, LoopClock
 from tcpip.netif.device import NetworkDevice
-from tcpip.ping import PingResult, PingResults, icmp_error_text
+from tcpip.ping import Pinger, PingResult, PingResults, broadcast_refused, check_options, echo_data, is_broadcast
 from tcpip.wire.mac import MacAddress
 
 log = logging.getLogger("tcpip")
@@ -50,12 +50,11 @@ class Stack:
         self.rng = rng
         self.udp = UdpLayer(self.core, rng)
         self.tcp = TcpDriver(self.core, self.runner, rng, tcp)
-        self._pings: dict[tuple[int, int], tuple[asyncio.Future[PingResult], float]] = {}
         self._ping_ident = rng.getrandbits(16)
         # Round-trip times need better than uvloop's millisecond loop clock; virtual clocks stay virtual.
         clock = self.runner.clock
-        self._rtt_clock = time.perf_counter if isinstance(clock, LoopClock) else clock.now
-        self.core.set_echo_handler(self._echo_reply)
+        self._pinger = Pinger(self.core, self.runner.kick,
+                              time.perf_counter if isinstance(clock, LoopClock) else clock.now)
         self._endpoints = UdpEndpoints(self.udp, self.runner)
         self._services: list[Binding] = []
         self._transports: weakref.WeakSet[UdpTransport] = weakref.WeakSet()  # closed on disconnect
@@ -191,69 +190,33 @@ class Stack:
     # -- ICMP echo -----------------------------------------------------------------------------
     async def ping(self, dst: IPv4Address | str, count: int = 1, size: int = 56,
                    timeout: float = 1.0, interval: float = 0.0, *, ident: int | None = None,
-                   seq: int = 0) -> PingResults:
+                   seq: int = 0, ttl: int | None = None, tos: int = 0, dont_frag: bool = False,
+                   pattern: bytes | None = None, allow_broadcast: bool = False) -> PingResults:
         """Send `count` echo requests of `size` data bytes, one after the other: each waits for its reply
         (at most `timeout` seconds), and consecutive requests start at least `interval` seconds apart
         (ping(8) uses 1 s). Returns each round-trip time in seconds, None for a lost probe (a list), with
-        each probe's PingResult (rtt, ttl, or the error: ARP failure, no route, an ICMP error answering
-        it) in `.probes`. The echo identifier is fresh per call unless given; sequence numbers count up
-        from `seq`."""
+        each probe's PingResult (rtt, ttl, replier, or the error: ARP failure, no route, an ICMP error
+        answering it) in `.probes`. The echo identifier is fresh per call unless given; sequence numbers
+        count up from `seq`. As ping(8)'s -t, -Q, -M do and -p: `ttl`, `tos` (the whole TOS byte),
+        `dont_frag` (DF set; too big for the path MTU is a "local error" result) and `pattern` (data
+        filled with it). A broadcast `dst` raises PermissionError unless `allow_broadcast` (ping -b)."""
+        check_options(size, ttl, tos, pattern)
         d = await self._address_of(dst)
+        if not allow_broadcast and is_broadcast(self.core, d):
+            raise broadcast_refused()
         if ident is None:
             self._ping_ident = ident = (self._ping_ident + 1) & 0xFFFF
         results: list[PingResult] = []
         loop = asyncio.get_running_loop()
         for i in range(count):
             start = loop.time()
-            results.append(await self._probe(d, ident, (seq + i) & 0xFFFF, size, timeout))
+            s = (seq + i) & 0xFFFF
+            results.append(await self._pinger.probe(d, ident, s, echo_data(size, s, pattern), timeout,
+                                                    ttl=ttl, tos=tos, dont_frag=dont_frag))
             rest = interval - (loop.time() - start)
             if rest > 0 and i + 1 < count:
                 await asyncio.sleep(rest)
         return PingResults(results)
-
-    async def _probe(self, dst: int, ident: int, seq: int, size: int, timeout: float) -> PingResult:
-        fut: asyncio.Future[PingResult] = asyncio.get_running_loop().create_future()
-        sent = self._rtt_clock()
-        key = (ident, seq)
-        self._pings[key] = (fut, sent)
-        data = bytes((seq + i) & 0xFF for i in range(size))
-        core = self.core
-        core.error_handlers[1] = self._echo_error  # ICMP errors quoting our echo requests
-
-        def arp_failed(_ip: int) -> None:
-            if not fut.done():
-                fut.set_result(PingResult(seq, error="Destination Host Unreachable",
-                                          error_from=str(self.address)))
-        try:
-            try:
-                core.send(dst, 1, (core.icmp.echo_request(ident, seq, data), data), sent, on_fail=arp_failed)
-            finally:
-                self.runner.kick()
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            return PingResult(seq)
-        except NoRouteError:
-            return PingResult(seq, error="Network is unreachable", error_from=str(self.address))
-        except DeviceClosedError as e:
-            return PingResult(seq, error=str(e))
-        finally:
-            self._pings.pop(key, None)
-
-    def _echo_reply(self, src: int, ident: int, seq: int, data: memoryview, now: float) -> None:
-        e = self._pings.get((ident, seq))
-        if e is not None and not e[0].done():
-            e[0].set_result(PingResult(seq, self._rtt_clock() - e[1], self.core.icmp.reply_ttl))
-
-    def _echo_error(self, t: int, code: int, rest: int, quote: memoryview, now: float) -> None:
-        hl = (quote[0] & 15) << 2
-        if quote[hl] != 8:
-            return
-        e = self._pings.get((int.from_bytes(quote[hl + 4:hl + 6], "big"),
-                             int.from_bytes(quote[hl + 6:hl + 8], "big")))
-        if e is not None and not e[0].done():
-            seq = int.from_bytes(quote[hl + 6:hl + 8], "big")
-            e[0].set_result(PingResult(seq, error=icmp_error_text(t, code),
-                                       error_from=str(IPv4Address(self.core.icmp.error_src))))
 
     # -- UDP -----------------------------------------------------------------------------------
     async def create_datagram_endpoint(self, protocol_factory: Callable[[], Any],
@@ -335,9 +298,7 @@ class Stack:
         if self.dhcp is not None:
             self.dhcp.stop()
         self.resolver.close()
-        for fut, _ in self._pings.values():
-            if not fut.done():  # the pinger gets None for this probe, not a CancelledError
-                fut.set_exception(DeviceClosedError("stack disconnected"))
+        self._pinger.close()
         for t in list(self._transports):
             t.close()
         self.tcp.close()

@@ -139,5 +139,5 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         p = subprocess.run([sys.executable, "-m", "tcpip", "run", "--tap", "tapx", "--ipv4", "198.18.0.2/24",
                             *program], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
         assert p.returncode == 2, p.stderr
-        assert p.stderr.startswith("tcpip: error: "), p.stderr
+        assert p.stderr.startswith("tcpip run: error: "), p.stderr
         assert p.stderr.count("\n") == 1, p.stderr

@@ -40,6 +40,7 @@ from tcpip.core.reassembly import Reassembler
 from tcpip.core.routing import Routing
 from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
 from tcpip.errors import MessageTooLongError
+from tcpip.wire import checksum as ck
 from tcpip.wire.mac import MacAddress
 
 Buffer = bytes | bytearray | memoryview
@@ -49,6 +50,7 @@ TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 _FAST = struct.Struct("!6sB5xHBBHHHBBHII")  # Ethernet dst, src's first byte, type, the 20-byte IPv4 header
 _from = int.from_bytes
+_U16 = struct.Struct("!H")
 
 
 class Host:
@@ -335,10 +337,10 @@ class Host:
     # -- output --------------------------------------------------------------------------------
     def send(self, dst: int, proto: int, parts: Sequence[Buffer], now: float, *,
              ttl: int | None = None, dont_frag: bool = False,
-             on_fail: Callable[[int], None] | None = None, src: int | None = None) -> int:
+             on_fail: Callable[[int], None] | None = None, src: int | None = None, tos: int = 0) -> int:
         """Build the IPv4 header for `parts` and send (SENT), or queue behind ARP (PENDING). `src`: the
         source address when not ours (DHCP: 0.0.0.0 before a lease, RFC 1122 3.2.1.3, or the address
-        being released).
+        being released). `tos`: the TOS/DSCP+ECN byte (ping -Q).
 
         Raises NoRouteError, WouldFragmentError (DF and too big), MessageTooLongError (> 65535)."""
         size = 0
@@ -350,7 +352,7 @@ class Host:
             raise MessageTooLongError(f"IPv4 datagram of {total} bytes exceeds 65535")
         hdr = bytearray(20)
         path = self.routing.path(dst, now)
-        if path is not None and total <= self.config.mtu and total >= 46 and not self.routing.pmtu:
+        if path is not None and total <= self.config.mtu and total >= 46 and not self.routing.pmtu and not tos:
             # Common case: one frame to a resolved neighbour.
             header_into(hdr, 0, path.src if src is None else src, dst, proto, total, self.idents.next(dst),
                         0x4000 if dont_frag else 0, self.config.ttl if ttl is None else ttl)
@@ -362,6 +364,10 @@ class Host:
         a = (self.routing.source(dst) if self.routing.extra else self.addr) if src is None else src
         header_into(hdr, 0, a, dst, proto, total, self.idents.next(dst), 0x4000 if dont_frag else 0,
                     self.config.ttl if ttl is None else ttl)
+        if tos:  # rare (ping -Q): header_into's field-sum checksum assumes TOS 0
+            hdr[1] = tos
+            hdr[10] = hdr[11] = 0
+            _U16.pack_into(hdr, 10, ck.checksum(hdr))
         return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
 
     def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
