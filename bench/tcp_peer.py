@@ -6,7 +6,7 @@ to receive, `write(64 KiB)` + `drain()` to send. Run inside a namespace:
 
   python bench/tcp_peer.py server HOST PORT                  asyncio server on kernel sockets
   python bench/tcp_peer.py client HOST PORT get|put N        asyncio client on kernel sockets (veth row)
-  python bench/tcp_peer.py tcpip HOST PORT get|put N --tap tap0 --ipv4 198.18.0.2/24 [--offload]
+  python bench/tcp_peer.py tcpip HOST PORT get|put N --tap tap0 --ipv4 198.18.0.2/24 [--offload] [--gateway GW]
                                                              the client on tcpip over the TAP
 
 Protocol: `get N\\n` (the server sends N bytes of `PATTERN`, then FIN) or `put N\\n` + N bytes + FIN (the
@@ -156,7 +156,7 @@ async def tcpip_client(a: argparse.Namespace) -> dict[str, Any]:
     if mode != a.offload:
         dev.close()
         return {"unavailable": f"TapDevice opened with offload={mode}, asked {a.offload}"}
-    stack = await Stack.connect(dev, ipv4=a.ipv4)
+    stack = await Stack.connect(dev, ipv4=a.ipv4, gateways=[a.gateway] if a.gateway else [])
     try:
         res = await _timed(lambda: stack.open_connection(a.host, a.port, limit=READ), a.cmd, a.n)
         st = stack.stats()
@@ -188,6 +188,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--tap", default="tap0")
     ap.add_argument("--ipv4", default="198.18.0.2/24")
     ap.add_argument("--mac", default="02:00:00:00:00:02")
+    ap.add_argument("--gateway", default=None, help="tcpip: a router for off-link peers (the loss runs)")
     ap.add_argument("--offload", action="store_true")
     a = ap.parse_args(argv)
     if a.mode == "server":
