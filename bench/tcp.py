@@ -35,7 +35,7 @@ Log = Callable[[str], None]
 HERE = Path(__file__).resolve().parent
 PEER = str(HERE / "tcp_peer.py")
 FLOOR = str(HERE / "tcp_floor.py")
-SRC = str(HERE.parent / "src")
+SRC = os.environ.get("TCPBENCH_SRC") or str(HERE.parent / "src")  # the tcpip the subjects import
 PORT = 5001
 KERNEL_IP = e2e.TAP_KERNEL.split("/", maxsplit=1)[0]
 VETH_SERVER_IP = e2e.VETH_SERVER.split("/", maxsplit=1)[0]
@@ -46,6 +46,23 @@ LOSS = (0, 1, 5)
 LOSS_BYTES = 10_000_000
 RTO_COUNTERS = ("TCPSlowStartRetrans",)  # tcpip's rto_retrans: resent after a retransmission timeout
 FAST_COUNTERS = ("TCPFastRetrans", "rack_retrans", "tlp_retrans", "rescue_retrans")
+
+
+def sha256_ms_per_mb(mb: int = 64) -> float:
+    """CPU the subjects spend hashing the data they check (part of every row's CPU figure), median of 3."""
+    import hashlib
+    import time
+
+    from bench.tcp_peer import READ, chunk
+
+    xs = []
+    for _ in range(3):
+        h = hashlib.sha256()
+        t = time.process_time()
+        for i in range(mb * 1_000_000 // READ):
+            h.update(chunk(i * READ, READ))
+        xs.append((time.process_time() - t) * 1000 / (mb * 1_000_000 // READ * READ / 1e6))
+    return round(statistics.median(xs), 3)
 
 
 def pytcp_unavailable() -> str:
@@ -268,7 +285,8 @@ def run(quick: bool, log: Log, *, docs: bool | None = None) -> dict[str, Any]:
     cleanup_stale()
     n = 20_000_000 if quick else 100_000_000
     reps = 1 if quick else 3
-    res: dict[str, Any] = {"bytes": n, "repeats": reps, "pytcp": pytcp_unavailable()}
+    res: dict[str, Any] = {"bytes": n, "repeats": reps, "pytcp": pytcp_unavailable(),
+                           "sha256_ms_per_mb": sha256_ms_per_mb()}
     res["rows"] = e2e._run_loop(None, lambda: bulk(ROWS, n, reps, log))
     log(f"    pytcp          unavailable: {res['pytcp']}")
     res["loss"] = e2e._run_loop(None, lambda: loss(LOSS_BYTES, 1 if quick else 3, log))
