@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -166,7 +167,7 @@ def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r]
     out: dict[str, Any] = {
         "runs": [{k: round(r[k], 3) if isinstance(r.get(k), float) else r.get(k)
-                  for k in ("mbit_s", "seconds", "cpu_s", "ok", "error") if k in r} for r in runs],
+                  for k in ("mbit_s", "seconds", "cpu_s", "cpu_ru_s", "ok", "error") if k in r} for r in runs],
         "verified": bool(good) and all(r.get("ok") for r in good) and len(good) == len(runs)}
     if good:
         out["mbit_s"] = round(statistics.median(r["mbit_s"] for r in good), 1)
@@ -238,7 +239,7 @@ async def loss(n: int, reps: int, log: Log, row: str = "tcpip-plain") -> dict[st
     if shutil.which("nft") is None:
         return {"skipped": "nft is not installed (nftables)"}
     site = Site(row, "routed")
-    out: dict[str, Any] = {"row": row, "bytes": n, "runs": {}}
+    out: dict[str, Any] = {"row": row, "bytes": n, "repeats": reps, "runs": {}}
     try:
         await site.open()
         for pct in LOSS:
@@ -286,7 +287,9 @@ def run(quick: bool, log: Log, *, docs: bool | None = None) -> dict[str, Any]:
     n = 20_000_000 if quick else 100_000_000
     reps = 1 if quick else 3
     res: dict[str, Any] = {"bytes": n, "repeats": reps, "pytcp": pytcp_unavailable(),
-                           "sha256_ms_per_mb": sha256_ms_per_mb()}
+                           "sha256_ms_per_mb": sha256_ms_per_mb(),
+                           "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                           "cpus": os.cpu_count()}
     res["rows"] = e2e._run_loop(None, lambda: bulk(ROWS, n, reps, log))
     log(f"    pytcp          unavailable: {res['pytcp']}")
     res["loss"] = e2e._run_loop(None, lambda: loss(LOSS_BYTES, 1 if quick else 3, log))

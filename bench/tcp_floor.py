@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import select
 import struct
 import sys
@@ -77,19 +78,17 @@ class Floor:
     """One client connection, driven by `run()` until done; counters in `self.stats`."""
 
     def __init__(self, fd: int, offload: bool, mac: bytes, ip: int, peer_ip: int, port: int,
-                 out: bytes, n_in: int, rng: random.Random) -> None:
+                 out: bytes, n: int, rng: random.Random) -> None:
         self.fd, self.offload, self.vh = fd, offload, 10 if offload else 0
         self.mac, self.ip, self.peer_ip, self.port = mac, ip, peer_ip, port
         self.peer_mac = b""
         self.lport = rng.randrange(32768, 61000)
         self.iss, self.irs = rng.getrandbits(32), 0
         self.prefix = out  # the request line; a put's data follows it from the pattern
-        self.n_out = len(out) + (n_in if out.startswith(b"put") else 0)
         self.is_get = out.startswith(b"get")
-        self.n_in = n_in if self.is_get else -1  # bytes expected (get), else the reply is read to FIN
+        self.n_out = len(out) + (0 if self.is_get else n)
         self.snd_una = self.snd_nxt = 0  # stream offsets (sequence numbers minus iss + 1)
-        self.peer_win = 0
-        self.peer_ws = 0
+        self.peer_win = self.peer_ws = 0
         self.mss = 1460
         self.rcv = 0  # bytes received in order (offset of rcv_nxt)
         self.established = self.fin_rcvd = self.fin_sent = False
@@ -98,9 +97,10 @@ class Floor:
         self.deadline = 0.0
         self.hash = hashlib.sha256()
         self.reply = bytearray()
-        self.stats = {"rx_frames": 0, "tx_frames": 0, "rx_super": 0, "tx_super": 0, "acks": 0,
-                      "dup_acks": 0, "go_back": 0, "rx_csum_bad": 0, "rx_csum_skipped": 0}
-        tmpl = bytearray(54)
+        self.stats = dict.fromkeys(("rx_frames", "tx_frames", "rx_super", "tx_super", "acks", "dup_acks",
+                                    "go_back", "rx_csum_bad", "rx_csum_skipped"), 0)
+        tmpl = bytearray(54)  # Ethernet (MACs set by set_peer_mac) + IPv4 + TCP
+        tmpl[12:14] = b"\x08\x00"
         tmpl[14:34] = struct.pack("!BBHHHBBHII", 0x45, 0, 0, 0, 0x4000, 64, 6, 0, ip, peer_ip)
         tmpl[34:38] = struct.pack("!HH", self.lport, port)
         self.tmpl = tmpl
@@ -117,16 +117,14 @@ class Floor:
         except BlockingIOError:
             pass  # a full queue is a lost frame: go-back-N repairs it
 
-    def _eth(self) -> bytearray:
-        h = bytearray(self.tmpl)
-        h[0:12] = self.peer_mac + self.mac
-        h[12:14] = b"\x08\x00"
-        return h
+    def set_peer_mac(self, mac: bytes) -> None:
+        self.peer_mac = mac
+        self.tmpl[0:12] = mac + self.mac
 
     def segment(self, seq: int, flags: int, payload: memoryview | bytes = b"", opts: bytes = b"") -> None:
         n = len(payload)
         tl = 20 + len(opts) + n
-        h = self._eth()
+        h = bytearray(self.tmpl)
         if opts:
             h += opts
         self.ident = ident = (self.ident + 1) & 0xFFFF
@@ -191,7 +189,7 @@ class Floor:
             body = b"\x00\x01\x08\x00\x06\x04\x00\x02" + self.mac + self.ip.to_bytes(4, "big") + mac + f[o + 28:o + 32]
             self._write([b"\0" * 10] * (self.vh > 0) + [mac + self.mac + b"\x08\x06" + body])
         elif op == 2 and _from(f[o + 28:o + 32], "big") == self.peer_ip:
-            self.peer_mac = bytes(f[o + 22:o + 28])
+            self.set_peer_mac(bytes(f[o + 22:o + 28]))
 
     def input(self, f: bytes, now: float) -> None:
         o = self.vh
@@ -269,14 +267,11 @@ class Floor:
 
     def _options(self, opts: memoryview) -> None:
         i = 0
-        while i < len(opts):
-            kind = opts[i]
-            if kind == 0:
-                break
-            if kind == 1:
+        while i < len(opts) and opts[i]:  # EOL ends the list
+            if opts[i] == 1:  # NOP
                 i += 1
                 continue
-            ln = opts[i + 1] if i + 1 < len(opts) else 0
+            kind, ln = opts[i], opts[i + 1] if i + 1 < len(opts) else 0
             if ln < 2:
                 break
             if kind == 2 and ln == 4:
@@ -337,25 +332,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("cmd", choices=("get", "put"))
     ap.add_argument("n", type=int)
     ap.add_argument("--offload", action="store_true")
-    ap.add_argument("--tap", default="tap0")
-    ap.add_argument("--ip", default="198.18.0.2")
-    ap.add_argument("--peer", default="198.18.0.1")
+    for opt, default in (("--tap", "tap0"), ("--ip", "198.18.0.2"), ("--peer", "198.18.0.1"),
+                         ("--mac", "02:00:00:00:00:02")):
+        ap.add_argument(opt, default=default)
     ap.add_argument("--port", type=int, default=5001)
-    ap.add_argument("--mac", default="02:00:00:00:00:02")
-    ap.add_argument("--cap", type=float, default=120.0)
+    ap.add_argument("--cap", type=float, default=120.0, help="give up after this many seconds")
     a = ap.parse_args(argv)
     fd = open_tap(a.tap, a.offload)
     try:
         fl = Floor(fd, a.offload, bytes.fromhex(a.mac.replace(":", "")), _ip(a.ip), _ip(a.peer), a.port,
                    f"{a.cmd} {a.n}\n".encode(), a.n, random.Random())
         expected = expected_sha256(a.n)  # before the clock starts
-        t0, c0 = time.perf_counter(), os.times()
+        t0, c0, r0 = time.perf_counter(), os.times(), resource.getrusage(resource.RUSAGE_SELF)
+        err = None
         try:
             fl.run(a.cap)
-            err = None
         except (TimeoutError, ConnectionError) as e:
             err = str(e)
-        dt, c1 = time.perf_counter() - t0, os.times()
+        dt, c1, r1 = time.perf_counter() - t0, os.times(), resource.getrusage(resource.RUSAGE_SELF)
     finally:
         os.close(fd)
     if fl.is_get:
@@ -366,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"bytes": got, "sha256_ok": digest == expected, "ok": got == a.n and digest == expected,
                            "seconds": dt, "mbit_s": a.n * 8 / dt / 1e6,
                            "cpu_s": (c1.user - c0.user) + (c1.system - c0.system), "offload": a.offload,
+                           "cpu_ru_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
                            "counters": {k: v for k, v in fl.stats.items() if v}}
     if err:
         res["error"] = err

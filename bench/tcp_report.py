@@ -38,11 +38,14 @@ def ratios(tcp: dict[str, Any]) -> list[Row]:
             ratio(f"TCP {d} Mbit/s: {t} / {f}", _get(tcp, t, cmd, "mbit_s"), _get(tcp, f, cmd, "mbit_s"), ">= 0.5",
                   _why(tcp, t, f) or f"{_get(tcp, t, cmd, 'mbit_s')} / {_get(tcp, f, cmd, 'mbit_s')}")
             tc, fc = _get(tcp, t, cmd, "cpu_ms_per_mb"), _get(tcp, f, cmd, "cpu_ms_per_mb")
-            ratio(f"TCP {d} CPU per MB: {t} / {f}", tc, fc, "", _why(tcp, t, f) or
-                  f"{tc} / {fc} ms/MB (user+sys), sha256 of the data included")
-            h = float(tcp.get("sha256_ms_per_mb") or 0.0)
-            ratio(f"TCP {d} CPU per MB without the sha256: {t} / {f}", None if tc is None else tc - h,
-                  None if fc is None else fc - h, "<= 2", _why(tcp, t, f) or f"both less {h} ms/MB of hashing")
+            note = _why(tcp, t, f) or f"{tc} / {fc} ms/MB (user+sys, os.times)"
+            if cmd == "get":  # the receiver hashes what it gets; senders send a known stream
+                h = float(tcp.get("sha256_ms_per_mb") or 0.0)
+                ratio(f"TCP {d} CPU per MB: {t} / {f} (as measured)", tc, fc, "", note + ", sha256 check included")
+                ratio(f"TCP {d} CPU per MB: {t} / {f} (less the sha256 check)", None if tc is None else tc - h,
+                      None if fc is None else fc - h, "<= 2", _why(tcp, t, f) or f"both less {h} ms/MB")
+            else:
+                ratio(f"TCP {d} CPU per MB: {t} / {f}", tc, fc, "<= 2", note)
         for t in ("tcpip-plain", "tcpip-offload"):
             ratio(f"TCP {d} Mbit/s: {t} / kernel-veth", _get(tcp, t, cmd, "mbit_s"),
                   _get(tcp, "kernel-veth", cmd, "mbit_s"), "", _why(tcp, t) or "information")
@@ -60,15 +63,18 @@ def ratios(tcp: dict[str, Any]) -> list[Row]:
             out.append((f"TCP {d} 5 % loss: slowest transfer (s)", None if secs is None else round(secs, 2), "<= 30",
                         "every byte, sha256 checked" if r5.get("verified") else "NOT verified"))
             rt = r5.get("tcpip_retrans", {})
-            if rt.get("rto_share") is not None or cmd == "put":
-                out.append((f"TCP {d} 5 % loss: tcpip RTO-driven / all retransmissions", rt.get("rto_share"),
-                            "<= 0.1" if cmd == "put" else "",
-                            f"rto {rt.get('rto')}, fast/RACK/TLP {rt.get('fast_rack_tlp')}"))
+            if cmd == "put":  # receiving, tcpip resends only its request line or FIN: the kernel recovers
+                share = rt.get("rto_share")
+                out.append((f"TCP {d} 5 % loss: tcpip RTO-driven / all retransmissions", share, "<= 0.1",
+                            f"{'n/a' if share is None else f'{share:.2%}'}: rto {rt.get('rto')}, fast/RACK/TLP/"
+                            f"rescue {rt.get('fast_rack_tlp')}, all runs"))
     return out
 
 
 def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}" if v < 100 else f"{v:.0f}"
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" if v < 0.1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
 
 
 def _met(v: float | None, target: str) -> str:
@@ -97,11 +103,13 @@ def markdown(tcp: dict[str, Any]) -> list[str]:
         out.append(f"| {row} | {g.get('mbit_s', g.get('error'))} | {p.get('mbit_s', p.get('error'))} | "
                    f"{g.get('cpu_ms_per_mb', '')} | {p.get('cpu_ms_per_mb', '')} | {ver} | {runs} |")
     out.append(f"| pytcp | unavailable: {tcp.get('pytcp')} | | | | | |")
-    out += ["", f"CPU figures include the subject's sha256 of the data: {tcp.get('sha256_ms_per_mb')} ms/MB "
-            "measured in the same run."]
+    out += ["", f"Receive CPU figures include the subject's sha256 of the data: {tcp.get('sha256_ms_per_mb')} "
+            "ms/MB, measured in the same run. os.times() counts in 10 ms ticks: small CPU figures (offload rows) "
+            "are coarse; `cpu_ru_s` in results.json has getrusage's finer figure of the same user+sys."]
     lo = tcp.get("loss", {})
     if "runs" in lo:
-        out += ["", f"Loss ({lo['row']}, {lo['bytes'] // 1_000_000} MB, nftables drops on tap0 both ways):", "",
+        out += ["", f"Loss ({lo['row']}, {lo['bytes'] // 1_000_000} MB, median of {lo.get('repeats')}; nftables "
+                "drops on a router's forward hook, both ways):", "",
                 "| loss | direction | Mbit/s | slowest s | sha256 | tcpip retrans rto / fast+RACK+TLP | kernel "
                 "RetransSegs / Timeouts / FastRetrans / LossProbes | all runs |", "|---|---|---:|---:|---|---|---|---|"]
         for pct, byd in lo["runs"].items():
@@ -133,12 +141,14 @@ def chart(tcp: dict[str, Any], path: Path) -> Path | None:
         rates = [_get(tcp, r, cmd, "mbit_s") or 0.0 for r in labels]
         cpu = [_get(tcp, r, cmd, "cpu_ms_per_mb") or 0.0 for r in labels]
         xs = [x + (i - 0.5) * w for x in range(len(labels))]
-        ax.bar_label(ax.bar(xs, rates, w, label=d), fmt="%.0f", fontsize=7)
-        ax2.bar_label(ax2.bar(xs, cpu, w, label=d), fmt="%.1f", fontsize=7)
+        b1, b2 = ax.bar(xs, rates, w, label=d), ax2.bar(xs, cpu, w, label=d)
+        ax.bar_label(b1, [f"{v:.0f}" if v else "" for v in rates], fontsize=7)
+        ax2.bar_label(b2, [f"{v:.1f}" if v else "" for v in cpu], fontsize=7)
     for r_i, r in enumerate(labels):
         if r == "pytcp" or "unavailable" in tcp.get("rows", {}).get(r, {}):
             for a in (ax, ax2):
-                a.text(r_i, 0, "unavailable", rotation=90, ha="center", va="bottom", fontsize=7)
+                a.text(r_i, 0.02, "unavailable", rotation=90, ha="center", va="bottom", fontsize=8,
+                       transform=a.get_xaxis_transform())
     ax.set_yscale("symlog", linthresh=10)
     ax.set_ylabel("Mbit/s (higher is better)")
     ax.set_title(f"TCP bulk, {tcp['bytes'] // 1_000_000} MB, median of {tcp['repeats']}")
@@ -158,10 +168,11 @@ def write_docs(res: dict[str, Any], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     png = chart(res, out_dir / "tcp.png")
-    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    when = res.get("date") or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     lines = ["# TCP bulk transfer: floor, tcpip, kernel", "",
-             f"`python -m bench --tcp` on Python {platform.python_version()}, {when}. Ratios from one run, "
-             "side by side; absolute rates depend on the machine (see bench/README.md, TCP section).", ""]
+             f"`python -m bench --tcp` on Python {platform.python_version()}, {res.get('cpus')} CPUs, {when}. "
+             "Ratios from one run, side by side; absolute rates depend on the machine and its load (see "
+             "bench/README.md, TCP section, for what each row and figure means).", ""]
     if png is not None:
         lines += ["![TCP bulk](tcp.png)", ""]
         files.append(png)

@@ -47,7 +47,7 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 def _floor(fd: int, offload: bool, cmd: bytes = b"get 3000\n") -> Floor:
     f = Floor(fd, offload, OUR_MAC, tcp_floor._ip(OUR), tcp_floor._ip(PEER), 5001, cmd, 3000, Rng())  # type: ignore[arg-type]
-    f.peer_mac = PEER_MAC
+    f.set_peer_mac(PEER_MAC)
     return f
 
 
