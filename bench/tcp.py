@@ -290,9 +290,17 @@ def run(quick: bool, log: Log, *, docs: bool | None = None) -> dict[str, Any]:
                            "sha256_ms_per_mb": sha256_ms_per_mb(),
                            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                            "cpus": os.cpu_count()}
-    res["rows"] = e2e._run_loop(None, lambda: bulk(ROWS, n, reps, log))
+    try:
+        res["rows"] = e2e._run_loop(None, lambda: bulk(ROWS, n, reps, log))
+    except Exception as e:  # a broken set-up must not hide the other parts' results
+        res["rows"] = {"error": f"{type(e).__name__}: {e}"}
+        log(f"  bulk runs failed: {res['rows']['error']}")
     log(f"    pytcp          unavailable: {res['pytcp']}")
-    res["loss"] = e2e._run_loop(None, lambda: loss(LOSS_BYTES, 1 if quick else 3, log))
+    try:
+        res["loss"] = e2e._run_loop(None, lambda: loss(LOSS_BYTES, 1 if quick else 3, log))
+    except Exception as e:
+        res["loss"] = {"skipped": f"failed: {type(e).__name__}: {e}"}
+        log(f"  loss runs failed: {res['loss']['skipped']}")
     from bench import tcp_report
 
     if docs if docs is not None else not quick:

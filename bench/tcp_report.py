@@ -91,6 +91,8 @@ def markdown(tcp: dict[str, Any]) -> list[str]:
            "subject receives, send = the subject sends)", "",
            "| row | receive Mbit/s | send Mbit/s | receive CPU ms/MB | send CPU ms/MB | sha256 | all runs (Mbit/s) |",
            "|---|---:|---:|---:|---:|---|---|"]
+    if "error" in tcp.get("rows", {}):
+        out.append(f"| all rows | error: {tcp['rows']['error']} | | | | | |")
     for row in ROWS:
         r = tcp.get("rows", {}).get(row, {})
         if "unavailable" in r:
