@@ -160,7 +160,8 @@ class Site:
                     await self.proc.wait()
         finally:
             for ns in self.nss:
-                ns.remove()
+                with contextlib.suppress(OSError):
+                    ns.remove()
 
 
 def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
@@ -201,8 +202,11 @@ async def bulk(rows: tuple[str, ...], n: int, reps: int, log: Log) -> dict[str, 
                     what = r.get("error") or f"{r['mbit_s']:8.1f} Mbit/s  cpu {r['cpu_s']:.2f} s"
                     log(f"    {site.row:14} #{rep + 1} {d:7} {what}")
     finally:
-        for site in sites:
-            await site.close()
+        for site in sites:  # every site, even when one close fails
+            try:
+                await site.close()
+            except Exception as e:
+                log(f"    {site.row}: clean-up failed: {type(e).__name__}: {e}")
     for row in rows:
         if row not in out:
             out[row] = {cmd: summarize(samples[row][cmd], n) for cmd in DIRS}
