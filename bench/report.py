@@ -86,12 +86,11 @@ def ratios(res: dict[str, Any]) -> list[Ratio]:
                 lost += int(r.get(kind, {}).get("lost_total", 0) or 0)
         rows.append(Ratio("e2e", "datagrams/echoes lost, all runs", float(lost), "<= 0", lost == 0))
     tcp = res.get("tcp")
-    if tcp and "tap" in tcp:
-        for cmd, what in (("get", "tcpip sends"), ("put", "tcpip receives")):
-            _ratio(rows, "tcp", f"TCP bulk Mbit/s, {what}: tcpip (TAP) / kernel (veth)",
-                   tcp["tap"].get(cmd, {}).get("mbit_s"), tcp["veth"].get(cmd, {}).get("mbit_s"), "",
-                   f"tcpip {tcp['tap'].get(cmd, {}).get('mbit_s')}, kernel {tcp['veth'].get(cmd, {}).get('mbit_s')} "
-                   f"Mbit/s, {tcp['bytes'] // 1_000_000} MB")
+    if tcp and "rows" in tcp:
+        from bench import tcp_report
+
+        for what, v, target, note in tcp_report.ratios(tcp):
+            rows.append(Ratio("tcp", what, v, target, _check(v, target), note))
     scale = res.get("scale")
     if scale:
         mem = scale.get("memory", [])
@@ -167,14 +166,10 @@ def markdown(res: dict[str, Any], rows: list[Ratio]) -> str:
     elif e2e:
         out += ["", f"End to end skipped: {e2e.get('skipped')}"]
     tcp = res.get("tcp")
-    if tcp and "tap" in tcp:
-        out += ["", f"## TCP bulk ({tcp['bytes']} bytes, median of {tcp['repeats']}; tcpip on "
-                f"{tcp['tap'].get('loop')})", "", "| path | tcpip sends (get) Mbit/s | tcpip receives (put) Mbit/s |",
-                "|---|---:|---:|"]
-        for label, key in (("tcpip over TAP <-> kernel", "tap"), ("kernel <-> kernel over veth", "veth")):
-            r = tcp[key]
-            out.append(f"| {label} | {r.get('get', {}).get('mbit_s', r.get('get', {}).get('error'))} | "
-                       f"{r.get('put', {}).get('mbit_s', r.get('put', {}).get('error'))} |")
+    if tcp and "rows" in tcp:
+        from bench import tcp_report
+
+        out += tcp_report.markdown(tcp)
     elif tcp:
         out += ["", f"TCP bulk skipped: {tcp.get('skipped')}"]
     scale = res.get("scale")
@@ -251,6 +246,13 @@ def charts(res: dict[str, Any], out_dir: Path) -> list[str]:
         fig.savefig(p, dpi=110)
         plt.close(fig)
         files.append(str(p))
+    tcp = res.get("tcp")
+    if tcp and "rows" in tcp:
+        from bench import tcp_report
+
+        png = tcp_report.chart(tcp, out_dir / "tcp.png")
+        if png is not None:
+            files.append(str(png))
     return files
 
 

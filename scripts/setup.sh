@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything tcpip's demo and tests need on a fresh Debian machine (run as root for apt).
-# dnsmasq-base is the DHCP/DNS server of the DHCP tests: the package without a system service.
+# dnsmasq-base is the DHCP/DNS server of the DHCP tests: the package without a system service. nftables
+# (nft: the TCP loss test and bench) ships a unit it never enables or starts itself; policy-rc.d guards anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=""
   for c in ip:iproute2 ping:iputils-ping arping:iputils-arping tcpdump:tcpdump tshark:tshark curl:curl \
-           ssh:openssh-client redis-server:redis-server dnsmasq:dnsmasq-base; do
+           ssh:openssh-client redis-server:redis-server dnsmasq:dnsmasq-base nft:nftables; do
     command -v "${c%%:*}" >/dev/null 2>&1 || need="$need ${c#*:}"
   done
   if [ -n "$need" ]; then
