@@ -178,7 +178,13 @@ class Connection:
             # a read that cannot move the edge must not cost an ACK.
             wnd = min(rb.window(), 0xFFFF << self.rcv_wscale)
             grow = seq_sub(seq_add(rb.rcv_nxt, wnd), self.rcv_adv)
-            if grow >= min(self.config.rcvbuf >> 1, self.adv_mss):
+            # Linux's tcp_cleanup_rbuf: a read costs an ACK only when it at least doubles what the
+            # peer may still send (or reopens a window below one MSS); otherwise the next data ACK
+            # carries the new edge, and a bulk receiver ACKs every second segment, not every read.
+            cur = seq_sub(self.rcv_adv, rb.rcv_nxt)
+            if grow >= min(self.config.rcvbuf >> 1, self.adv_mss) and (
+                cur < self.adv_mss or wnd >= 2 * cur
+            ):
                 out.send_ack(self, now)
                 self.arm()
         return data
