@@ -30,7 +30,7 @@ def script(monkeypatch: pytest.MonkeyPatch, fast: bool) -> tuple[list[Any], int]
 
     monkeypatch.setattr(tcp_input, "_bulk_data", counted)
     h = Harness(mss=MSS, timestamps=True, sack=True, window_scaling=True, rcvbuf=20000)
-    conn = h.passive(timestamp=(100, 0), sack_permitted=True, wscale=2)
+    conn = h.passive(window=1000, timestamp=(100, 0), sack_permitted=True, wscale=2)
     us = conn.snd_nxt
     log: list[Any] = []
     seq, ts, ackno = NXT, 101, us
@@ -46,7 +46,7 @@ def script(monkeypatch: pytest.MonkeyPatch, fast: bool) -> tuple[list[Any], int]
                     {f: getattr(conn, f) for f in FIELDS}, [e[0] for e in h.events()]))
 
     t = 1.0
-    for i in range(7):  # in order: an ACK every second segment, a delayed ACK armed after the odd ones
+    for _ in range(7):  # in order: an ACK every second segment, a delayed ACK armed after the odd ones
         data(MSS, at=t)
         seq += MSS
         t += 0.001
