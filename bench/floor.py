@@ -148,3 +148,77 @@ IDIOMS: dict[str, Callable[[bytes | bytearray | memoryview], int]] = {
     "from_bytes fold-halves": checksum_fold,
     "memoryview.cast('H') sum": checksum_cast,
 }
+
+
+_TCP_IN = struct.Struct("!HHIIB")  # ports, seq, ack, data offset
+_TCP_TS_IN = struct.Struct("!I")  # TSval, when the option block starts NOP NOP TS
+_ACK_OUT = struct.Struct("!HHHBBH")  # IPv4: total length, ident, DF, ttl, proto, checksum
+_ACK_TCP = struct.Struct("!IIBBHHHBBBBII")  # seq, ack, offset, flags, window, checksum, urg, NOP NOP TS
+
+
+class FloorTcpReceiver:
+    """The least an in-order TCP receiver does per segment of one established connection: Ethernet + IPv4
+    checks and header checksum, the TCP checksum over the pseudo-header, the 4-tuple and sequence check,
+    the payload appended to the application's buffer, and every second segment an ACK (with the timestamp
+    echo the connection negotiated) built with both checksums. No reassembly, no window management."""
+
+    def __init__(self, mac: bytes, addr: int, peer_mac: bytes, peer: int, lport: int, rport: int,
+                 rcv_nxt: int, snd_nxt: int) -> None:
+        self.mac, self.addr, self.peer, self.lport, self.rport = mac, addr, peer, lport, rport
+        self.rcv_nxt = rcv_nxt
+        self.snd_nxt = snd_nxt
+        self.buf = bytearray()
+        self.unacked = 0
+        self.acks = 0
+        self.ident = 0
+        self.tx: list[tuple[bytearray]] = []
+        self.pseudo = (peer >> 16) + (peer & 0xFFFF) + (addr >> 16) + (addr & 0xFFFF) + 6
+        t = bytearray(66)
+        t[0:14] = peer_mac + mac + b"\x08\x00"
+        _IP_HDR.pack_into(t, 14, 0x45, 0, 52, 0, 0x4000, 64, 6, 0, addr, peer)
+        struct.pack_into("!HH", t, 34, lport, rport)
+        self.template = bytes(t)
+        self.ip_sum = _from(t[14:34], "big") % 0xFFFF  # without ident and checksum
+        self.ack_pseudo = self.pseudo + 32  # addresses + protocol + TCP length (32: header with TS)
+
+    def receive(self, mv: memoryview) -> None:
+        dmac, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _RX.unpack_from(mv, 0)
+        if et != 0x0800 or vihl != 0x45 or dst != self.addr or dmac != self.mac or ff & 0x3FFF \
+                or proto != 6 or total < 40 or total + 14 > len(mv):
+            return
+        x = _from(mv[14:34], "big")
+        if x % 0xFFFF or not x:
+            return
+        n = total - 20
+        seg = mv[34:14 + total]
+        x = _from(seg, "big") << 8 if n & 1 else _from(seg, "big")
+        if (self.pseudo + n + x) % 0xFFFF:
+            return
+        sport, dport, seq, _ack, off = _TCP_IN.unpack_from(mv, 34)
+        if src != self.peer or sport != self.rport or dport != self.lport or seq != self.rcv_nxt:
+            return
+        hl = (off >> 4) << 2
+        data = seg[hl:]
+        self.buf += data
+        self.rcv_nxt = (seq + len(data)) & 0xFFFFFFFF
+        self.unacked += 1
+        if self.unacked == 2:
+            self.unacked = 0
+            self._ack(_TCP_TS_IN.unpack_from(mv, 58)[0] if hl == 32 and mv[54] == 1 else 0)
+
+    def read(self) -> bytes:
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
+
+    def _ack(self, tsecr: int) -> None:
+        out = bytearray(self.template)
+        self.ident = ident = (self.ident + 1) & 0xFFFF
+        s = (self.ip_sum + ident) % 0xFFFF
+        _ACK_OUT.pack_into(out, 16, 52, ident, 0x4000, 64, 6, 0xFFFF - s if s else 0)
+        _ACK_TCP.pack_into(out, 38, self.snd_nxt, self.rcv_nxt, 0x80, 0x10, 0xFFFF, 0, 0, 1, 1, 8, 10,
+                           self.acks, tsecr)
+        u = (self.ack_pseudo + _from(out[34:66], "big")) % 0xFFFF
+        _U16.pack_into(out, 50, 0xFFFF - u if u else 0xFFFF)
+        self.acks += 1
+        self.tx.append((out,))

@@ -109,6 +109,22 @@ def ratios(res: dict[str, Any]) -> list[Ratio]:
             xs = [r["ns_per_datagram"] for r in rs]
             _ratio(rows, "scale", f"reassembly cost: max / min over fills {rs[0]['fill']}..{rs[-1]['fill']}",
                    max(xs), min(xs), "<= 1.5", "flat: no O(table) work")
+    ts = res.get("tcp_scale")
+    if ts and "bulk_ratio" in ts:
+        n, idle = ts["connections"], ts["idle"]
+        rows.append(Ratio("tcp-scale", f"bulk MB per CPU s: {n} idle connections open / none", ts["bulk_ratio"],
+                          ">= 0.8", ts["bulk_ratio"] >= 0.8, f"{ts['bulk_mb_per_cpu_s']}, {ts['bulk_mb']} MB"))
+        rows.append(Ratio("tcp-scale", f"connections whose timer ran in {ts['idle_seconds']} idle s (of {n})",
+                          float(idle["connections_touched"]), "<= 0", idle["connections_touched"] == 0,
+                          f"timer calls: none open {idle['none']}, {n} open {idle['full']}"))
+        rows.append(Ratio("tcp-scale", "bytes per idle connection (both ends, tracemalloc)",
+                          float(ts["tracemalloc_bytes_per_connection"]), "", None,
+                          f"RSS growth {ts['rss_bytes_per_connection']} B per connection"))
+    ct = res.get("callgrind_tcp")
+    if ct and "ratio" in ct:
+        t, f = ct["tcpip"]["instructions_per_segment"], ct["floor"]["instructions_per_segment"]
+        rows.append(Ratio("callgrind", "instructions per received 1448-byte segment: tcpip / floor", ct["ratio"],
+                          "", None, f"tcpip {t}, floor {f}"))
     cg = res.get("callgrind")
     if cg and "ratio" in cg:
         t, f = cg["tcpip"]["instructions_per_echo"], cg["floor"]["instructions_per_echo"]

@@ -1,4 +1,4 @@
-"""The benchmark suite's command: `python -m bench [--quick] [--parts micro,e2e,tcp,scale,callgrind]`.
+"""The benchmark suite's command: `python -m bench [--quick] [--parts micro,e2e,tcp,scale,tcp-scale,callgrind]`.
 
 Also runnable as `python bench/run.py`. Results go to bench/results/ (results.json, results.md, *.png).
 """
@@ -16,7 +16,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PARTS = ("micro", "e2e", "tcp", "scale", "callgrind")
+PARTS = ("micro", "e2e", "tcp", "scale", "tcp-scale", "callgrind")
 
 
 def log(msg: str) -> None:
@@ -78,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
 
         log("TCP bulk throughput (tcpip on TAP / kernel on veth)")
         res["tcp"] = tcp.run(a.quick, log)
+    if "tcp-scale" in parts:
+        from bench import tcp_scale
+
+        log("TCP scale (idle connections on a Hub: memory, idle timers, bulk beside them)")
+        res["tcp_scale"] = tcp_scale.run(a.quick, log)
     if "callgrind" in parts:
-        from bench import callgrind
+        from bench import callgrind, callgrind_tcp
 
         log("callgrind (instructions per received echo)")
         try:
@@ -87,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, OSError) as e:
             log(f"  callgrind failed: {e}")
             res["callgrind"] = {"error": str(e)}
+        log("callgrind (instructions per received 1448-byte TCP segment)")
+        try:
+            res["callgrind_tcp"] = callgrind_tcp.run(log)
+        except (RuntimeError, OSError) as e:
+            log(f"  callgrind TCP failed: {e}")
+            res["callgrind_tcp"] = {"error": str(e)}
     res["meta"]["seconds"] = round(time.monotonic() - t0, 1)
     from bench import report
 

@@ -70,10 +70,42 @@ def test_send_buffer_follows_cwnd() -> None:
             acked = (s.seq + len(p) - us) & 0xFFFFFFFF
             h.feed(NXT, us + acked, ACK, at=t)
             t += 0.0001
-            assert conn.sndbuf.capacity == min(max(16000, 2 * conn.cwnd), 50000)
+            # room for two windows, reached by doubling: 16000 -> 32000 -> 50000 (the cap)
+            assert conn.sndbuf.capacity >= min(2 * conn.cwnd, 50000)
+            assert conn.sndbuf.capacity in (16000, 32000, 50000)
         conn.send(b"s" * conn.send_free, t)
     assert conn.sndbuf.capacity == 50000
-    assert h.layer.stats.sndbuf_grown >= 2
+    assert h.layer.stats.sndbuf_grown == 2
+
+
+def test_send_buffer_grows_in_few_large_steps_in_congestion_avoidance() -> None:
+    """cwnd creeps up by mss*mss/cwnd per ACK in congestion avoidance: the buffer must not follow each
+    creep (it did: one growth per ACK), only double when two windows no longer fit."""
+    h = Harness(mss=MSS, sndbuf=16000, sndbuf_max=4 << 20, congestion="newreno")
+    conn = h.passive()
+    conn.cc.ssthresh = 1  # congestion avoidance from the first ACK
+    us = conn.snd_nxt
+    conn.send(b"s" * conn.send_free, 1.0)
+    t = 1.01
+    sizes = [conn.sndbuf.capacity]
+    acks = raises = 0
+    while acks < 6000:
+        segs = h.take()
+        assert segs
+        for s, p in segs:
+            before = conn.cwnd
+            h.feed(NXT, us + ((s.seq + len(p) - us) & 0xFFFFFFFF), ACK, at=t)
+            acks += 1
+            raises += conn.cwnd > before
+            t += 0.0001
+            if conn.sndbuf.capacity != sizes[-1]:
+                sizes.append(conn.sndbuf.capacity)
+            assert conn.sndbuf.capacity >= min(2 * conn.cwnd, 4 << 20)
+        conn.send(b"s" * conn.send_free, t)
+    assert raises >= 80  # cwnd grew one segment at a time, 80+ times ...
+    assert sizes == [16000, 32000, 64000, 128000, 256000]  # ... the buffer in doublings
+    assert conn.sndbuf.capacity < 2 * 2 * conn.cwnd  # never more than twice what was wanted
+    assert h.layer.stats.sndbuf_grown == 4
 
 
 def test_syn_window_scale_leaves_room_for_the_autotuned_buffer() -> None:

@@ -68,11 +68,17 @@ def on_read(conn: Connection, now: float) -> None:
 
 
 def expand_sndbuf(conn: Connection) -> None:
-    """After cwnd grew: keep room for two windows of data queued (cheap test first: per-ACK path)."""
+    """After cwnd grew: keep room for two windows of data queued (cheap test first: per-ACK path).
+
+    Growth goes in large steps, to at least double the current size: cwnd creeps up by a fraction of a
+    segment per ACK in congestion avoidance, and following it exactly cost one growth per ACK (tens of
+    thousands per transfer). Capacity is only a limit: memory follows the bytes queued."""
     sb = conn.sndbuf
     want = 2 * conn.cc.cwnd
-    if want > sb.capacity:
+    cur = sb.capacity
+    if want > cur:
         cap = conn.config.sndbuf_max
-        if sb.capacity < cap:
+        if cur < cap:
+            want = max(want, 2 * cur)
             sb.capacity = want if want < cap else cap
             conn.layer.stats.sndbuf_grown += 1

@@ -47,6 +47,8 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                     return False
             elif seq_le(seq, conn.last_ack_sent):
                 conn.ts_recent = ts[0]
+        if dlen and _bulk_data(conn, seg, data, dlen, seq, now):
+            return False
         if _process_ack(conn, seg, dlen, now):
             _text(conn, seg, data, dlen, seq, flags, rcv_nxt, False, now)
         return False
@@ -142,6 +144,51 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     if _process_ack(conn, seg, dlen, now):
         _text(conn, seg, data, dlen, seq, flags, rcv_nxt, zero_window, now)
     return False
+
+
+def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int, now: float) -> bool:
+    """Header prediction's receiver half (Van Jacobson; Linux tcp_rcv_established): in-order data that
+    acknowledges nothing new while nothing of ours is in flight, no SACK blocks, nothing held out of order.
+    Does exactly what _process_ack + _text would, without their general checks. False: not that case."""
+    ack = seg.ack
+    rb = conn.rcvbuf
+    if ack != conn.snd_una or ack != conn.snd_max or seg.sack or conn.app_closed \
+            or not (conn.sack_ok or conn.rec is None):
+        return False
+    wl1 = conn.snd_wl1
+    if not (seq_lt(wl1, seq) or (wl1 == seq and seq_le(conn.snd_wl2, ack))) or not rb.append_next(seq, data):
+        return False  # (append_next changes nothing when it cannot take the whole segment)
+    n = dlen
+    # _process_ack: a window update at most (acked == 0, nothing outstanding: no RTT, cwnd or dupack work)
+    conn.rcv_tstamp = now
+    conn.probes = 0
+    wnd = seg.window << conn.snd_wscale
+    if wnd != conn.snd_wnd:
+        conn.snd_wnd = wnd
+        conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)
+    conn.snd_wl1 = seq
+    conn.snd_wl2 = ack
+    # _text for in-order data in ESTABLISHED
+    if conn.config.autotune:
+        autotune.on_data(conn, now)
+    if dlen > conn.rcv_mss:
+        conn.rcv_mss = dlen if dlen < conn.adv_mss else conn.adv_mss
+    if not conn.data_ev:
+        conn.data_ev = True
+        conn.layer.events.append((EV_DATA, conn, None))
+    conn.ack_pending += n
+    ack_now = conn.ack_pending >= 2 * conn.rcv_mss
+    if not ack_now and conn.delack_at is None:
+        conn.delack_at = now + conn.config.delack
+    rec = conn.rec
+    # output() sends nothing without queued data, a FIN or SACK recovery work: skip the call
+    if (conn.sndbuf.queued or conn.fin_queued or (rec is not None and (rec.sb.lostq or conn.in_recovery))) \
+            and out.output(conn, now):
+        ack_now = False  # the data segment carried the ACK
+    if ack_now:
+        out.send_ack(conn, now)
+    conn.arm()
+    return True
 
 
 def _dsack(conn: Connection, seq: int, dlen: int, rcv_nxt: int) -> None:

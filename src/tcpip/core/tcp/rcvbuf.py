@@ -73,6 +73,16 @@ class RecvBuffer:
             return n, False
         return self._add_slow(seq, data, n, fin)
 
+    def append_next(self, seq: int, data: Buffer) -> bool:
+        """add()'s common case alone: data (not empty) is next in order, nothing is held, it fits; else
+        nothing changes and False."""
+        n = len(data)
+        if seq == self.rcv_nxt and not self._ooo and self._fin_seq is None and 0 < n <= self.capacity - len(self._buf):
+            self._buf += data
+            self.rcv_nxt = (seq + n) & MASK
+            return True
+        return False
+
     def _add_slow(self, seq: int, data: Buffer, n: int, fin: bool) -> tuple[int, bool]:
         rel = seq_sub(seq, self.rcv_nxt)
         limit = self.capacity - len(self._buf)  # right edge, relative to rcv_nxt

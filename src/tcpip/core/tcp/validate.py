@@ -7,6 +7,7 @@ or annotates and normalises it (the segment goes on, like Linux): see OUTCOMES a
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp.seq import seq_add, seq_le, seq_lt
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 MAX_WSCALE = 14  # RFC 7323 2.3
 PAWS_24DAYS = 24 * 86400.0  # RFC 7323 5.5: TS.Recent is invalid after 24 idle days (Linux TCP_PAWS_24DAYS)
+_U32 = struct.Struct("!I")
+_NOP_NOP_TS = 0x0101080A  # the option block of nearly every segment between Linux-like peers (RFC 7323 appendix A)
 
 # Counters that end a segment's processing: each received segment increments at most one of them, and
 # a segment that increments none was taken by a connection or listener (TcpStats.accepted()).
@@ -74,7 +77,9 @@ def check(stats: TcpStats, seg: TcpRepr, dlen: int, segment: memoryview) -> bool
         stats.rx_no_flags += 1
         return False
     hl = (segment[12] >> 4) << 2
-    if hl > 20 and options_malformed(segment, hl):
+    # (NOP NOP TS filling a 32-byte header is well formed: the per-segment common case skips the walk)
+    if hl > 20 and not (hl == 32 and _U32.unpack_from(segment, 20)[0] == _NOP_NOP_TS) and \
+            options_malformed(segment, hl):
         stats.rx_bad_options += 1
     if flags & URG and seg.urgent > dlen:
         stats.rx_urg_beyond_data += 1  # urgent data is in-band: the pointer changes nothing
