@@ -346,16 +346,17 @@ class Namespace:
 
     # -- TAP on our side ------------------------------------------------------------------------
     async def open_tap(
-        self, ifname: str = "tap0", *, mac: MacAddress | str | None = None, mtu: int = 1500
+        self, ifname: str = "tap0", *, mac: MacAddress | str | None = None, mtu: int = 1500,
+        offload: bool | None = None,
     ) -> TapDevice:
         """Open TAP `ifname` inside this namespace (created if absent) for a stack running in this
         process: the thread enters the namespace only for the open and returns at once; the fd stays
-        bound to the namespace's interface."""
+        bound to the namespace's interface. `offload` as `TapDevice.open`."""
         from tcpip.netif.tap import TapDevice  # noqa: PLC0415 - keep this module light
 
         with enter(self.name):
-            fd, real, ctl = TapDevice.open_fd(ifname, mtu=mtu)
-        return await TapDevice.adopt(fd, real, ctl, mac=mac, mtu=mtu)
+            fd, real, ctl = TapDevice.open_fd(ifname, mtu=mtu, offload=offload)
+        return await TapDevice.adopt(fd, real, ctl, mac=mac, mtu=mtu, offload=offload)
 
     # -- commands ---------------------------------------------------------------------------------
     def argv(self, cmd: Sequence[str]) -> list[str]:

@@ -12,6 +12,13 @@ Transmit: `os.writev` of the frame's parts (scatter-gather); a full or unavailab
 
 The device is created in the network namespace of the calling thread when it does not exist; see
 `tcpip.netns.open_tap` for opening it inside another namespace.
+
+Offload mode (`offload=None`: where the kernel supports it; True: required; False: plain): IFF_VNET_HDR,
+a 10-byte virtio_net_hdr before every frame both ways (TUNSETVNETHDRSZ 10) and TUNSETOFFLOAD
+TUN_F_CSUM | TUN_F_TSO4, so the kernel hands us TCP super-frames of up to 64 KiB with checksums it
+vouches for, and segments the super-frames we write. Plain mode sets TUNSETOFFLOAD 0 every time: the
+flags live on the (persistent) device, and a reader without the header must not inherit them. Offload
+mode reads with `_drain_vnet` and writes with `_transmit_vnet`; `dev.offload` says which mode is on.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from collections.abc import Sequence
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.netif.device import BaseDevice, Buffer
+from tcpip.wire import virtio
 from tcpip.wire.mac import MacAddress
 
 __all__ = ["TUN_PATH", "TapDevice", "TapError"]
@@ -37,8 +45,16 @@ TUN_PATH = "/dev/net/tun"
 
 # <linux/if_tun.h>, <linux/sockios.h>, <net/if.h>
 _TUNSETIFF = 0x400454CA
+_TUNGETIFF = 0x800454D2
+_TUNGETFEATURES = 0x800454CF
+_TUNSETOFFLOAD = 0x400454D0
+_TUNSETVNETHDRSZ = 0x400454D8
 _IFF_TAP = 0x0002
 _IFF_NO_PI = 0x1000
+_IFF_VNET_HDR = 0x4000
+_TUN_F_CSUM = 0x01
+_TUN_F_TSO4 = 0x02
+OFFLOAD_FLAGS = _TUN_F_CSUM | _TUN_F_TSO4
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _SIOCGIFMTU = 0x8921
@@ -62,9 +78,9 @@ def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
     return req.ljust(40, b"\0")  # sizeof(struct ifreq)
 
 
-def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str, socket.socket]:
+def _open_tap_fd(name: str, mtu: int | None, offload: bool | None = False) -> tuple[int, str, socket.socket, bool]:
     """Open (creating if absent) TAP `name` in the calling thread's namespace and set it up: returns
-    the fd, the interface name and a control socket bound to that namespace."""
+    the fd, the interface name, a control socket bound to that namespace and whether offload is on."""
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -72,11 +88,15 @@ def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str, socket.socket]:
     except PermissionError:
         raise TapError(errno.EACCES, f"no permission to open {TUN_PATH} (run as root or with CAP_NET_ADMIN)") from None
     try:
+        vnet = offload is not False and _vnet_supported(fd, offload)
         try:
-            res = fcntl.ioctl(fd, _TUNSETIFF, _ifreq(name, "H", _IFF_TAP | _IFF_NO_PI))
+            res = fcntl.ioctl(fd, _TUNSETIFF, _ifreq(name, "H", _IFF_TAP | _IFF_NO_PI | (_IFF_VNET_HDR if vnet else 0)))
         except OSError as e:
             raise TapError(e.errno, f"cannot attach TAP {name!r}: {os.strerror(e.errno or 0)}") from None
         ifname = res[:_IFNAMSIZ].rstrip(b"\0").decode()
+        if not _set_offloads(fd, ifname, vnet, offload):
+            os.close(fd)
+            return _open_tap_fd(name, mtu, False)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             try:
@@ -95,7 +115,51 @@ def _open_tap_fd(name: str, mtu: int | None) -> tuple[int, str, socket.socket]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, ifname, s
+    return fd, ifname, s, vnet
+
+
+def _set_offloads(fd: int, ifname: str, vnet: bool, offload: bool | None) -> bool:
+    """Offload mode: header size 10 and TUN_F_CSUM | TUN_F_TSO4; plain: offloads 0, every time (the flags
+    outlive us on a persistent device, and a plain reader must not inherit them). False: the kernel
+    refused offload mode and `offload` is None (retry plain)."""
+    if vnet:
+        try:
+            fcntl.ioctl(fd, _TUNSETVNETHDRSZ, struct.pack("i", virtio.VNET_HDR_LEN))
+            fcntl.ioctl(fd, _TUNSETOFFLOAD, OFFLOAD_FLAGS)
+        except OSError as e:
+            if offload:
+                raise TapError(e.errno, f"TAP {ifname!r}: offloads refused: {os.strerror(e.errno or 0)}") from None
+            log.info("TAP %s: offloads refused (%s); plain mode", ifname, e)
+            return False
+        return True
+    try:
+        fcntl.ioctl(fd, _TUNSETOFFLOAD, 0)
+    except OSError as e:
+        raise TapError(e.errno, f"cannot clear offloads on {ifname!r}: {os.strerror(e.errno or 0)}") from None
+    return True
+
+
+def _vnet_supported(fd: int, required: bool | None) -> bool:
+    """The tun driver offers IFF_VNET_HDR (TUNGETFEATURES); `required` turns a no into TapError."""
+    try:
+        feats: int = struct.unpack("I", fcntl.ioctl(fd, _TUNGETFEATURES, b"\0" * 4))[0]
+    except OSError:
+        feats = 0
+    if feats & _IFF_VNET_HDR:
+        return True
+    if required:
+        raise TapError(errno.EOPNOTSUPP, "this kernel's TAP has no IFF_VNET_HDR: offload mode unavailable")
+    return False
+
+
+def _fd_has_vnet(fd: int) -> bool:
+    """The fd was attached with IFF_VNET_HDR (TUNGETIFF; False for a non-TUN fd, e.g. in tests)."""
+    try:
+        res = fcntl.ioctl(fd, _TUNGETIFF, bytes(40))
+    except OSError:
+        return False
+    flags: int = struct.unpack_from("H", res, _IFNAMSIZ)[0]
+    return bool(flags & _IFF_VNET_HDR)
 
 
 def _if_flags(ctl: socket.socket, ifname: str) -> int:
@@ -118,9 +182,11 @@ class TapDevice(BaseDevice):
         loop: asyncio.AbstractEventLoop | None = None,
         max_burst: int = MAX_BURST,
         ctl: socket.socket | None = None,
+        offload: bool = False,
     ) -> None:
         """Wrap an already opened, non-blocking TAP file descriptor (normally use `open`). `ctl` is a
-        socket in the interface's namespace for flag queries; the device closes it."""
+        socket in the interface's namespace for flag queries; the device closes it. `offload`: the fd
+        was attached with IFF_VNET_HDR and offloads (every frame carries a virtio_net_hdr)."""
         super().__init__(mac if mac is not None else MacAddress.random_local(), mtu)
         self.name = name
         self.fd = fd
@@ -130,34 +196,48 @@ class TapDevice(BaseDevice):
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
-        self._loop.add_reader(fd, self._drain)
+        self.offload = offload
+        if offload:
+            self._readsize = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME
+            self.transmit = self._transmit_vnet  # type: ignore[method-assign]
+            self._loop.add_reader(fd, self._drain_vnet)
+        else:
+            self._loop.add_reader(fd, self._drain)
 
     @classmethod
-    def open_fd(cls, name: str, *, mtu: int = 1500) -> tuple[int, str, socket.socket]:
+    def open_fd(cls, name: str, *, mtu: int = 1500, offload: bool | None = None) -> tuple[int, str, socket.socket]:
         """Synchronous part of `open`: the non-blocking fd, the kernel's interface name and a control
-        socket in the interface's namespace (pass it to the constructor as `ctl`).
+        socket in the interface's namespace (pass it to the constructor as `ctl`). `offload` as `open`;
+        `adopt` reads the mode back from the fd.
 
         Everything namespace-dependent happens here, without yielding to the event loop, so a caller
         that has switched its thread into another namespace can switch back right after."""
-        return _open_tap_fd(name, mtu)
+        return _open_tap_fd(name, mtu, offload)[:3]
 
     @classmethod
     async def open(
-        cls, name: str, *, mac: MacAddress | str | None = None, mtu: int = 1500
+        cls, name: str, *, mac: MacAddress | str | None = None, mtu: int = 1500, offload: bool | None = None
     ) -> TapDevice:
         """Open TAP `name` (created if absent, in the current namespace), bring it up, start reading.
 
         `mac` is the stack's address (a random locally administered one by default); the kernel
-        interface keeps its own. The kernel interface's MTU is set to `mtu`. Raises `TapError`."""
-        fd, ifname, ctl = _open_tap_fd(name, mtu)
-        return await cls.adopt(fd, ifname, ctl, mac=mac, mtu=mtu)
+        interface keeps its own. The kernel interface's MTU is set to `mtu`. `offload`: None = on where
+        the kernel supports it, True = required (TapError if not), False = plain; `dev.offload` says
+        which. Raises `TapError`."""
+        fd, ifname, ctl, _vnet = _open_tap_fd(name, mtu, offload)
+        return await cls.adopt(fd, ifname, ctl, mac=mac, mtu=mtu, offload=offload)
 
     @classmethod
     async def adopt(cls, fd: int, ifname: str, ctl: socket.socket, *, mac: MacAddress | str | None = None,
-                    mtu: int = 1500) -> TapDevice:
-        """A device on an fd from `open_fd` (closed on failure), once the kernel side is running."""
+                    mtu: int = 1500, offload: bool | None = None) -> TapDevice:
+        """A device on an fd from `open_fd` (closed on failure), once the kernel side is running. The mode
+        is the fd's (TUNGETIFF); `offload=True`/`False` insists on one (TapError otherwise)."""
         try:
-            dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=mtu, ctl=ctl)
+            vnet = _fd_has_vnet(fd)
+            if offload is not None and vnet != offload:
+                raise TapError(errno.EINVAL, f"TAP {ifname!r} was opened {'with' if vnet else 'without'} "
+                                             f"offloads, asked offload={offload}")
+            dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=mtu, ctl=ctl, offload=vnet)
         except BaseException:
             os.close(fd)
             ctl.close()
@@ -218,6 +298,85 @@ class TapDevice(BaseDevice):
                 st.rx_frames += got
                 st.rx_bytes += nbytes
 
+    def _drain_vnet(self) -> None:
+        """`_drain` for offload mode: each read starts with a virtio_net_hdr. Frames with an all-zero
+        header take the plain path; the others go through `_received_offloaded` (super-frames, trusted
+        checksums)."""
+        self.rx_wakeups += 1
+        fd = self.fd
+        size = self._readsize
+        read = os.read
+        zero = virtio.ZERO
+        unpack = virtio.parse
+        offloaded = self._received_offloaded
+        got = nbytes = 0
+        try:
+            for _ in range(self.max_burst):
+                if self._closed:
+                    return
+                try:
+                    f = read(fd, size)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    log.warning("TAP %s: read failed (%s); closing the device", self.name, e)
+                    self.close()
+                    return
+                if len(f) <= virtio.VNET_HDR_LEN:
+                    return
+                mv = memoryview(f)
+                frame = mv[virtio.VNET_HDR_LEN:]
+                if f.startswith(zero):
+                    deliver = self._deliver
+                    if deliver is None:
+                        self._received(frame)
+                        continue
+                    got += 1
+                    nbytes += len(frame)
+                    deliver(frame)
+                    continue
+                flags, gso_type, _hl, gso_size, start, off = unpack(mv)
+                offloaded(frame, flags, gso_type, gso_size, start, off)
+        finally:
+            if got:
+                st = self.stats
+                st.rx_frames += got
+                st.rx_bytes += nbytes
+
+    def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
+        """`transmit` for offload mode: a super-frame brings its own header (first part), any other
+        frame gets the all-zero one."""
+        if self._closed:
+            raise DeviceClosedError(f"TAP {self.name} is closed")
+        st = self.stats
+        p0 = parts[0]
+        if type(p0) is virtio.VnetHeader:
+            gso = True
+            if sum(map(len, parts)) > virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME:
+                st.tx_oversize += 1
+                raise MessageTooLongError("super-frame exceeds 64 KiB")
+        else:
+            gso = False
+            if sum(map(len, parts)) > self._maxframe:
+                st.tx_oversize += 1
+                raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
+            parts = (virtio.ZERO, *parts)
+        try:
+            n = os.writev(self.fd, parts)
+        except OSError as e:
+            if e.errno in _TX_DROP_ERRNOS:
+                st.tx_dropped += 1
+                return
+            if e.errno == errno.EBADF:
+                raise DeviceClosedError(f"TAP {self.name} is closed") from None
+            raise
+        st.tx_frames += 1
+        st.tx_bytes += n - virtio.VNET_HDR_LEN
+        if gso:
+            st.tx_gso_frames += 1
+            _f, _t, hl, mss, _s, _o = virtio.parse(p0)
+            st.tx_gso_segments += -(-(n - virtio.VNET_HDR_LEN - hl) // mss) if mss else 1
+
     def transmit(self, parts: Sequence[Buffer]) -> None:
         """One frame out with os.writev; a full kernel queue is counted, never raised."""
         if self._closed:
@@ -250,4 +409,5 @@ class TapDevice(BaseDevice):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"fd={self.fd}"
-        return f"<TapDevice {self.name} mac={self.mac} mtu={self.mtu} {state}>"
+        mode = " offload" if self.offload else ""
+        return f"<TapDevice {self.name} mac={self.mac} mtu={self.mtu}{mode} {state}>"
