@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -67,14 +69,14 @@ def pattern_sha(n: int) -> str:
 
 
 @pytest.fixture
-def ns() -> AsyncIterator[Namespace]:
+def ns() -> Iterator[Namespace]:
     """A namespace `tcpip-o<pid>-<n>` with persistent TAP `tap0` (198.18.0.1/24), removed afterwards."""
     require_tap("ip")
     n = Namespace.create("o")
     try:
         n.add_tap(TAP)
         n.add_address(TAP, f"{KERNEL_IP}/{PREFIX}")
-        yield n  # type: ignore[misc]
+        yield n
     finally:
         n.remove()
     assert not n.exists
@@ -143,15 +145,21 @@ async def test_offload_100mb_each_way_with_super_frames(ns: Namespace) -> None:
         st = dev.stats
         tcp = stack.tcp.layer.stats
         # The kernel handed us super-frames (GSO) and took ours (TSO), and the counters say so.
-        assert st.rx_gso_frames > 100 and st.rx_gso_segments > 10 * st.rx_gso_frames // 2, st
-        assert st.tx_gso_frames > 100 and st.tx_gso_segments > 10 * st.tx_gso_frames // 2, st
-        assert tcp.rx_gso_frames == st.rx_gso_frames and tcp.tx_tso_frames >= st.tx_gso_frames, tcp
-        assert st.rx_gso_split == 0 and st.rx_gso_dropped == 0
-        assert tcp.in_csum_errors == 0 and tcp.in_errs == 0
+        assert st.rx_gso_frames > 100, st
+        assert st.rx_gso_segments > 5 * st.rx_gso_frames, st  # several segments per super-frame
+        assert st.tx_gso_frames > 100, st
+        assert st.tx_gso_segments > 5 * st.tx_gso_frames, st
+        assert tcp.rx_gso_frames == st.rx_gso_frames, tcp
+        assert tcp.tx_tso_frames >= st.tx_gso_frames, tcp
+        assert st.rx_gso_split == 0
+        assert st.rx_gso_dropped == 0
+        assert tcp.in_csum_errors == 0
+        assert tcp.in_errs == 0
         # Every segment counted: at least one per MSS of data each way.
-        assert tcp.in_segs >= SIZE // 1460 and tcp.out_segs >= SIZE // 1460, (tcp.in_segs, tcp.out_segs)
-    r = await ns.run_async(["nstat", "-asz", "TcpInCsumErrors", "TcpInErrs"])
-    assert "TcpInCsumErrors                 0" in r.stdout.replace("\t", " ") or "TcpInCsumErrors" not in r.stdout
+        assert tcp.in_segs >= SIZE // 1460, tcp.in_segs
+        assert tcp.out_segs >= SIZE // 1460, tcp.out_segs
+    r = await ns.run_async(["nstat", "-asz", "TcpInCsumErrors", "TcpInErrs"])  # the kernel's view
+    assert dict(re.findall(r"^(Tcp\w+)\s+(\d+)", r.stdout, re.M)) == {"TcpInCsumErrors": "0", "TcpInErrs": "0"}
     print(f"\noffload: get {SIZE * 8 / t_get / 1e6:.0f} Mbit/s, put {SIZE * 8 / t_put / 1e6:.0f} Mbit/s")
 
 
@@ -171,7 +179,9 @@ async def test_plain_reader_after_offload_run(ns: Namespace) -> None:
         st = plain.stats
         assert st.rx_gso_frames == st.tx_gso_frames == 0
         tcp = stack.tcp.layer.stats
-        assert tcp.in_csum_errors == 0 and tcp.rx_csum_trusted == 0 and tcp.tx_tso_frames == 0
+        assert tcp.in_csum_errors == 0
+        assert tcp.rx_csum_trusted == 0
+        assert tcp.tx_tso_frames == 0
         assert stack.core.ip_stats.rx_offload_dropped == 0
         assert stack.core.eth_stats.rx_oversize == 0  # no super-frame reached the plain reader
     print(f"\nplain: get {20 * MB * 8 / t_get / 1e6:.0f} Mbit/s, put {20 * MB * 8 / t_put / 1e6:.0f} Mbit/s")
@@ -198,7 +208,8 @@ async def test_offload_device_with_a_plain_consumer_cuts_super_frames(ns: Namesp
     async with await Stack.connect(Plain(dev), ipv4=f"{STACK_IP}/{PREFIX}") as stack:  # type: ignore[arg-type]
         await download(stack, ns, 5 * MB)
         await upload(stack, ns, 1 * MB)
-        assert dev.stats.rx_gso_split > 0 and dev.stats.tx_gso_frames == 0
+        assert dev.stats.rx_gso_split > 0
+        assert dev.stats.tx_gso_frames == 0
         assert stack.tcp.layer.stats.in_csum_errors == 0
 
 
@@ -212,13 +223,13 @@ def test_cli_up_no_offload(ns: Namespace, tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("tcpip up:"), line + (proc.stderr.read() if proc.poll() is not None else "")
+        assert line.startswith("tcpip up:"), line + (proc.stderr.read() if proc.stderr and proc.poll() else "")
         r = ns.run([sys.executable, "-c",
                     "import socket,sys; s=socket.create_connection((sys.argv[1], 7), 5); d=bytes(range(256))*4000;"
                     "s.sendall(d); s.shutdown(1); b=b''\nwhile (x:=s.recv(65536)): b+=x\nprint(b==d, len(b))",
                     STACK_IP], timeout=20)
         assert r.stdout.split() == ["True", "1024000"], r.stdout + r.stderr
-        feats = ns.run(["ethtool", "-k", TAP], timeout=10) if _has("ethtool") else None
+        feats = ns.run(["ethtool", "-k", TAP], timeout=10) if shutil.which("ethtool") else None
         if feats is not None and feats.returncode == 0:
             assert "tcp-segmentation-offload: off" in feats.stdout, feats.stdout
     finally:
@@ -228,9 +239,3 @@ def test_cli_up_no_offload(ns: Namespace, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _has(tool: str) -> bool:
-    import shutil  # noqa: PLC0415
-
-    return shutil.which(tool) is not None
