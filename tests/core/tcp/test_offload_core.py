@@ -53,7 +53,7 @@ def test_initial_window_goes_out_as_one_super_segment() -> None:
     assert st.tx_tso_frames == 1
     assert st.out_segs >= 10
     # Cut like the device would: 10 frames, every checksum right.
-    cut = virtio.segment(bytearray(frame[:14]) + _ip(len(seg)) + seg, gso)
+    cut = virtio.segment(bytes(14) + _ip(len(seg)) + seg, gso)
     assert len(cut) == 10
     assert all(verify(c[34:], LOCAL, REMOTE) for c in cut)
 
