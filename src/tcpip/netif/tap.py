@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.netif.device import BaseDevice, Buffer
+from tcpip.netif.tap_vnet import IFF_VNET_HDR, TapError, VnetIO, fd_has_vnet, set_offloads, vnet_supported
 from tcpip.wire import virtio
 from tcpip.wire.mac import MacAddress
 
@@ -45,16 +46,8 @@ TUN_PATH = "/dev/net/tun"
 
 # <linux/if_tun.h>, <linux/sockios.h>, <net/if.h>
 _TUNSETIFF = 0x400454CA
-_TUNGETIFF = 0x800454D2
-_TUNGETFEATURES = 0x800454CF
-_TUNSETOFFLOAD = 0x400454D0
-_TUNSETVNETHDRSZ = 0x400454D8
 _IFF_TAP = 0x0002
 _IFF_NO_PI = 0x1000
-_IFF_VNET_HDR = 0x4000
-_TUN_F_CSUM = 0x01
-_TUN_F_TSO4 = 0x02
-OFFLOAD_FLAGS = _TUN_F_CSUM | _TUN_F_TSO4
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _SIOCGIFMTU = 0x8921
@@ -64,10 +57,6 @@ _IFF_RUNNING = 0x40
 _IFNAMSIZ = 16
 
 _TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
-
-
-class TapError(OSError):
-    """The TAP device could not be opened or configured (missing /dev/net/tun, no permission...)."""
 
 
 def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
@@ -88,13 +77,13 @@ def _open_tap_fd(name: str, mtu: int | None, offload: bool | None = False) -> tu
     except PermissionError:
         raise TapError(errno.EACCES, f"no permission to open {TUN_PATH} (run as root or with CAP_NET_ADMIN)") from None
     try:
-        vnet = offload is not False and _vnet_supported(fd, offload)
+        vnet = offload is not False and vnet_supported(fd, offload)
         try:
-            res = fcntl.ioctl(fd, _TUNSETIFF, _ifreq(name, "H", _IFF_TAP | _IFF_NO_PI | (_IFF_VNET_HDR if vnet else 0)))
+            res = fcntl.ioctl(fd, _TUNSETIFF, _ifreq(name, "H", _IFF_TAP | _IFF_NO_PI | (IFF_VNET_HDR if vnet else 0)))
         except OSError as e:
             raise TapError(e.errno, f"cannot attach TAP {name!r}: {os.strerror(e.errno or 0)}") from None
         ifname = res[:_IFNAMSIZ].rstrip(b"\0").decode()
-        if not _set_offloads(fd, ifname, vnet, offload):
+        if not set_offloads(fd, ifname, vnet, offload):
             os.close(fd)
             return _open_tap_fd(name, mtu, False)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -118,56 +107,12 @@ def _open_tap_fd(name: str, mtu: int | None, offload: bool | None = False) -> tu
     return fd, ifname, s, vnet
 
 
-def _set_offloads(fd: int, ifname: str, vnet: bool, offload: bool | None) -> bool:
-    """Offload mode: header size 10 and TUN_F_CSUM | TUN_F_TSO4; plain: offloads 0, every time (the flags
-    outlive us on a persistent device, and a plain reader must not inherit them). False: the kernel
-    refused offload mode and `offload` is None (retry plain)."""
-    if vnet:
-        try:
-            fcntl.ioctl(fd, _TUNSETVNETHDRSZ, struct.pack("i", virtio.VNET_HDR_LEN))
-            fcntl.ioctl(fd, _TUNSETOFFLOAD, OFFLOAD_FLAGS)
-        except OSError as e:
-            if offload:
-                raise TapError(e.errno, f"TAP {ifname!r}: offloads refused: {os.strerror(e.errno or 0)}") from None
-            log.info("TAP %s: offloads refused (%s); plain mode", ifname, e)
-            return False
-        return True
-    try:
-        fcntl.ioctl(fd, _TUNSETOFFLOAD, 0)
-    except OSError as e:
-        raise TapError(e.errno, f"cannot clear offloads on {ifname!r}: {os.strerror(e.errno or 0)}") from None
-    return True
-
-
-def _vnet_supported(fd: int, required: bool | None) -> bool:
-    """The tun driver offers IFF_VNET_HDR (TUNGETFEATURES); `required` turns a no into TapError."""
-    try:
-        feats: int = struct.unpack("I", fcntl.ioctl(fd, _TUNGETFEATURES, b"\0" * 4))[0]
-    except OSError:
-        feats = 0
-    if feats & _IFF_VNET_HDR:
-        return True
-    if required:
-        raise TapError(errno.EOPNOTSUPP, "this kernel's TAP has no IFF_VNET_HDR: offload mode unavailable")
-    return False
-
-
-def _fd_has_vnet(fd: int) -> bool:
-    """The fd was attached with IFF_VNET_HDR (TUNGETIFF; False for a non-TUN fd, e.g. in tests)."""
-    try:
-        res = fcntl.ioctl(fd, _TUNGETIFF, bytes(40))
-    except OSError:
-        return False
-    flags: int = struct.unpack_from("H", res, _IFNAMSIZ)[0]
-    return bool(flags & _IFF_VNET_HDR)
-
-
 def _if_flags(ctl: socket.socket, ifname: str) -> int:
     flags: int = struct.unpack_from("H", fcntl.ioctl(ctl, _SIOCGIFFLAGS, _ifreq(ifname)), _IFNAMSIZ)[0]
     return flags
 
 
-class TapDevice(BaseDevice):
+class TapDevice(BaseDevice, VnetIO):
     """A TAP interface as a tcpip device. Open with `await TapDevice.open("tap0")`."""
 
     MAX_BURST = 256  # frames per wake-up: under a flood, timers and the application still get loop turns
@@ -233,7 +178,7 @@ class TapDevice(BaseDevice):
         """A device on an fd from `open_fd` (closed on failure), once the kernel side is running. The mode
         is the fd's (TUNGETIFF); `offload=True`/`False` insists on one (TapError otherwise)."""
         try:
-            vnet = _fd_has_vnet(fd)
+            vnet = fd_has_vnet(fd)
             if offload is not None and vnet != offload:
                 raise TapError(errno.EINVAL, f"TAP {ifname!r} was opened {'with' if vnet else 'without'} "
                                              f"offloads, asked offload={offload}")
@@ -297,85 +242,6 @@ class TapDevice(BaseDevice):
                 st = self.stats
                 st.rx_frames += got
                 st.rx_bytes += nbytes
-
-    def _drain_vnet(self) -> None:
-        """`_drain` for offload mode: each read starts with a virtio_net_hdr. Frames with an all-zero
-        header take the plain path; the others go through `_received_offloaded` (super-frames, trusted
-        checksums)."""
-        self.rx_wakeups += 1
-        fd = self.fd
-        size = self._readsize
-        read = os.read
-        zero = virtio.ZERO
-        unpack = virtio.parse
-        offloaded = self._received_offloaded
-        got = nbytes = 0
-        try:
-            for _ in range(self.max_burst):
-                if self._closed:
-                    return
-                try:
-                    f = read(fd, size)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as e:
-                    log.warning("TAP %s: read failed (%s); closing the device", self.name, e)
-                    self.close()
-                    return
-                if len(f) <= virtio.VNET_HDR_LEN:
-                    return
-                mv = memoryview(f)
-                frame = mv[virtio.VNET_HDR_LEN:]
-                if f.startswith(zero):
-                    deliver = self._deliver
-                    if deliver is None:
-                        self._received(frame)
-                        continue
-                    got += 1
-                    nbytes += len(frame)
-                    deliver(frame)
-                    continue
-                flags, gso_type, _hl, gso_size, start, off = unpack(mv)
-                offloaded(frame, flags, gso_type, gso_size, start, off)
-        finally:
-            if got:
-                st = self.stats
-                st.rx_frames += got
-                st.rx_bytes += nbytes
-
-    def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
-        """`transmit` for offload mode: a super-frame brings its own header (first part), any other
-        frame gets the all-zero one."""
-        if self._closed:
-            raise DeviceClosedError(f"TAP {self.name} is closed")
-        st = self.stats
-        p0 = parts[0]
-        if type(p0) is virtio.VnetHeader:
-            gso = True
-            if sum(map(len, parts)) > virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME:
-                st.tx_oversize += 1
-                raise MessageTooLongError("super-frame exceeds 64 KiB")
-        else:
-            gso = False
-            if sum(map(len, parts)) > self._maxframe:
-                st.tx_oversize += 1
-                raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
-            parts = (virtio.ZERO, *parts)
-        try:
-            n = os.writev(self.fd, parts)
-        except OSError as e:
-            if e.errno in _TX_DROP_ERRNOS:
-                st.tx_dropped += 1
-                return
-            if e.errno == errno.EBADF:
-                raise DeviceClosedError(f"TAP {self.name} is closed") from None
-            raise
-        st.tx_frames += 1
-        st.tx_bytes += n - virtio.VNET_HDR_LEN
-        if gso:
-            st.tx_gso_frames += 1
-            _f, _t, hl, mss, _s, _o = virtio.parse(p0)
-            st.tx_gso_segments += -(-(n - virtio.VNET_HDR_LEN - hl) // mss) if mss else 1
 
     def transmit(self, parts: Sequence[Buffer]) -> None:
         """One frame out with os.writev; a full kernel queue is counted, never raised."""
