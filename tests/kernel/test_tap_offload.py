@@ -7,11 +7,15 @@ Rough throughput (plain vs offload) is printed with `-s`; never asserted (the ma
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import hashlib
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -24,7 +28,7 @@ from kernel_support import KERNEL_IP, PREFIX, STACK_IP, TAP, require_tap
 
 from tcpip import Stack
 from tcpip.netif.tap import TapDevice
-from tcpip.netns import Namespace
+from tcpip.netns import Namespace, enter
 
 pytestmark = pytest.mark.tap
 
@@ -239,3 +243,61 @@ def test_cli_up_no_offload(ns: Namespace, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# -- the partial checksum, checked by the kernel ------------------------------------------------------
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_SRXCSUM, _ETHTOOL_STXCSUM, _ETHTOOL_STSO, _ETHTOOL_SGSO = 0x15, 0x17, 0x1F, 0x24
+
+
+def _ethtool_off(ns: Namespace, ifname: str, *cmds: int) -> None:
+    """Legacy SIOCETHTOOL set-one-feature calls (ethtool -K IF ... off) inside `ns`."""
+    for cmd in cmds:
+        val = array.array("I", [cmd, 0])
+        req = struct.pack("16sP", ifname.encode(), val.buffer_info()[0]).ljust(40, b"\0")
+        with enter(ns.name), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s, _SIOCETHTOOL, req)
+
+
+async def test_kernel_segments_our_super_frames_with_correct_checksums(ns: Namespace) -> None:
+    """Locally delivered, the kernel trusts a partial checksum without looking at it, so the sha256 of an
+    upload proves nothing about our partial sums. Routed on to a veth without TSO or checksum offload, the
+    kernel must cut our super-frames itself (tcp_gso_segment) and finish every segment's checksum from
+    the partial sum we wrote; the far namespace, with receive checksum offload off, verifies each one."""
+    far = Namespace.create("of")
+    try:
+        def plumb() -> None:
+            ns.add_veth("va", far, "vb")
+            ns.add_address("va", "198.18.1.1/24")
+            far.add_address("vb", "198.18.1.2/24")
+            far.add_route(f"198.18.0.0/{PREFIX}", "198.18.1.1")
+            ns.set_forwarding(True)
+            _ethtool_off(ns, "va", _ETHTOOL_STSO, _ETHTOOL_SGSO, _ETHTOOL_STXCSUM)
+            _ethtool_off(far, "vb", _ETHTOOL_SRXCSUM)
+
+        await asyncio.to_thread(plumb)
+        dev = await ns.open_tap(TAP, offload=True)
+        async with await Stack.connect(dev, ipv4=f"{STACK_IP}/{PREFIX}", gateways=[KERNEL_IP]) as stack:
+            size = 320 * 65536  # 21 MB in whole 64 KiB writes
+            block = (bytes(range(251)) * 1045)[:262144]
+            proc = await far.start([sys.executable, "-c", KERNEL_PEER, "put", str(PORT)])
+            try:
+                assert proc.stdout is not None
+                assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"ready\n"
+                _r, w = await stack.open_connection("198.18.1.2", PORT)
+                for off in range(0, size, 65536):
+                    w.write(block[off % len(block):off % len(block) + 65536])
+                    await w.drain()
+                w.write_eof()
+                line = await asyncio.wait_for(proc.stdout.readline(), 60)
+                w.close()
+            finally:
+                await Namespace.stop(proc)
+            assert line.split() == [b"got", str(size).encode(), pattern_sha(size).encode()], line
+            assert dev.stats.tx_gso_frames > 50  # the data went out as super-frames
+        r2 = await far.run_async(["nstat", "-asz", "TcpInCsumErrors", "TcpInSegs"])
+        got = dict(re.findall(r"^(Tcp\w+)\s+(\d+)", r2.stdout, re.M))
+        assert got["TcpInCsumErrors"] == "0", r2.stdout
+        assert int(got["TcpInSegs"]) > size // 1460  # the far end saw MSS-sized segments, each verified
+    finally:
+        await asyncio.to_thread(far.remove)
