@@ -161,6 +161,8 @@ def build_parser() -> _Parser:
                              "ping and run set 1500)")
         sp.add_argument("--pcap", metavar="FILE", help="record every frame to FILE (pcap)")
         sp.add_argument("--netns", metavar="NAME", help="open the TAP inside network namespace NAME")
+        sp.add_argument("--no-offload", action="store_true",
+                        help="plain TAP: no virtio header, TSO or checksum offload (default: on where supported)")
         sp.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
 
     u = sub.add_parser("up", help="run the stack on a TAP device until SIGINT/SIGTERM")
@@ -212,18 +214,20 @@ async def _open_device(args: argparse.Namespace) -> NetworkDevice:
     from tcpip.netif.tap import TXQUEUELEN, TapDevice, TapError  # noqa: PLC0415
 
     _check_tun()
+    offload = False if getattr(args, "no_offload", False) else None
     try:
         if args.netns:
             from tcpip.netns import Namespace, NetnsError  # noqa: PLC0415
 
             try:
                 dev: NetworkDevice = await Namespace(args.netns).open_tap(
-                    args.tap, mac=args.mac, mtu=args.mtu, txqueuelen=getattr(args, "txqueuelen", None))
+                    args.tap, mac=args.mac, mtu=args.mtu, txqueuelen=getattr(args, "txqueuelen", None),
+                    offload=offload)
             except NetnsError as e:
                 raise UsageError(describe(e)) from None
         else:
             txq = getattr(args, "txqueuelen", None)
-            dev = await TapDevice.open(args.tap, mac=args.mac, mtu=args.mtu,
+            dev = await TapDevice.open(args.tap, mac=args.mac, mtu=args.mtu, offload=offload,
                                        txqueuelen=TXQUEUELEN if txq is None else txq)
     except TapError as e:
         raise UsageError(describe(e)) from None

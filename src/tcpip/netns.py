@@ -347,17 +347,17 @@ class Namespace:
     # -- TAP on our side ------------------------------------------------------------------------
     async def open_tap(
         self, ifname: str = "tap0", *, mac: MacAddress | str | None = None, mtu: int | None = 1500,
-        txqueuelen: int | None = None,
+        txqueuelen: int | None = None, offload: bool | None = None,
     ) -> TapDevice:
         """Open TAP `ifname` inside this namespace (created if absent) for a stack running in this
         process: the thread enters the namespace only for the open and returns at once; the fd stays
         bound to the namespace's interface. `mtu` None adopts the interface's; `txqueuelen` None: the
-        TapDevice default (see `TapDevice.open`)."""
+        TapDevice default (see `TapDevice.open`); `offload` as `TapDevice.open`."""
         from tcpip.netif.tap import TXQUEUELEN, TapDevice  # noqa: PLC0415 - keep this module light
 
         with enter(self.name):
-            fd, real, ctl = TapDevice.open_fd(ifname)
-        return await TapDevice.adopt(fd, real, ctl, mac=mac, mtu=mtu,
+            fd, real, ctl = TapDevice.open_fd(ifname, offload=offload)
+        return await TapDevice.adopt(fd, real, ctl, mac=mac, mtu=mtu, offload=offload,
                                      txqueuelen=TXQUEUELEN if txqueuelen is None else txqueuelen)
 
     # -- commands ---------------------------------------------------------------------------------

@@ -72,6 +72,15 @@ class Runner:
             log.exception("unexpected error on input")
         self.flush()
 
+    def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
+        """Push-model receive of an offloading device's TCP frame (trusted checksum / super-frame)."""
+        try:
+            self.core.receive_offloaded(frame, self._time(), csum_ok, gso_size)
+        except Exception:
+            self.rx_errors += 1
+            log.exception("unexpected error on input")
+        self.flush()
+
     def add_after_batch(self, cb: Callable[[], None]) -> None:
         """Run `cb()` at the start of every drain, before transmission (application callbacks go here)."""
         self._after.append(cb)

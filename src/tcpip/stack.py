@@ -63,6 +63,10 @@ class Stack:
         self.dhcp: DhcpAgent | None = None  # set by connect(..., dhcp=True)
         self.link = StackLink(self.device, self.core, self.runner)  # link lost/back, MTU (tcpip.linkstate)
         self.device.attach(self.runner.on_frame)
+        if getattr(self.device, "offload", False):  # TAP/Hub offload mode: super-frames both ways
+            self.device.attach_offload(self.runner.on_frame_offloaded)  # type: ignore[attr-defined]
+            self.core.set_offload(0xFFFF)
+            self.tcp.enable_offload(self.core.tso_max)
 
     @classmethod
     async def connect(cls, device: NetworkDevice, *, ipv4: str | IPv4Interface | None = None,
@@ -304,6 +308,8 @@ class Stack:
         self.tcp.close()
         self.link.close()
         self.device.attach(None)
+        if getattr(self.device, "offload", False):
+            self.device.attach_offload(None)  # type: ignore[attr-defined]
         await self.ethif.disconnect()
 
     async def __aenter__(self) -> Stack:

@@ -62,10 +62,11 @@ def python_exe() -> str:
 @asynccontextmanager
 async def running_stack(
     ns: Namespace, pcap_path: Path, *, ipv4: str = f"{STACK_IP}/{PREFIX}",
-    gateways: Sequence[str] = (), udp_echo: int | None = 7,
+    gateways: Sequence[str] = (), udp_echo: int | None = 7, offload: bool | None = None,
 ) -> AsyncIterator[tuple[Stack, PcapWriter]]:
-    """Our stack on `tap0` of `ns`, recording to `pcap_path`; disconnected (fd closed) afterwards."""
-    dev = await ns.open_tap(TAP)
+    """Our stack on `tap0` of `ns`, recording to `pcap_path`; disconnected (fd closed) afterwards.
+    `offload` as `TapDevice.open` (the PcapWriter takes frames the plain way either way)."""
+    dev = await ns.open_tap(TAP, offload=offload)
     pcap = PcapWriter(dev, pcap_path)
     try:
         stack = await Stack.connect(pcap, ipv4=ipv4, gateways=gateways)

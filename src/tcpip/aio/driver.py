@@ -87,6 +87,16 @@ class TcpDriver:
     def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
         self.iface.send(dst, 6, parts, now, on_fail=self._on_arp_fail, src=src)
 
+    def enable_offload(self, tso_max: int) -> None:
+        """The device offloads: trusted/super-frame input, and TCP super-segments up to `tso_max`."""
+        self.iface.offload_input = self._input_offloaded
+        self.layer.enable_tso(tso_max, self.iface.send_gso)
+
+    def _input_offloaded(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+                         csum_ok: bool, gso_size: int) -> None:
+        self.layer.input_offloaded(src, dst, payload, packet, now, csum_ok, gso_size)
+        self.iface.timers_changed()
+
     def tcp_mss(self, dst: int, now: float) -> int:
         return self.iface.path_mtu(dst, now) - 40
 

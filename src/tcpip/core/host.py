@@ -30,6 +30,7 @@ import random
 import struct
 from collections.abc import Callable, Sequence
 
+from tcpip.core import offload
 from tcpip.core.arp import ArpCache
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import ETHERTYPE_IPV4, Ethernet, Frame
@@ -78,6 +79,8 @@ class Host:
         self.ipv6_handler: Callable[[memoryview], None] | None = None
         self.groups: set[int] = {0xE0000001}  # joined multicast groups; 224.0.0.1 always
         self.max_frame = 14 + config.mtu
+        self.tso_max = 0  # set_offload(): the device takes TCP super-frames up to this IPv4 length
+        self.offload_input: offload.OffloadInput | None = None  # TCP input for receive_offloaded
         self._verify = config.verify_checksums
         self.eth = Ethernet(config.mac.packed, self.max_frame, self.eth_stats, self.tx, self._arp_input)
         self.arp = ArpCache(ArpStats(), self.eth.emit, size=config.arp_cache_size,
@@ -127,6 +130,20 @@ class Host:
     def set_echo_handler(self, handler: EchoHandler | None) -> None:
         """`handler(src, ident, seq, data, now)` for each echo reply received."""
         self.icmp.echo_handler = handler
+
+    # -- offloads (core/offload.py) -------------------------------------------------------------
+    def set_offload(self, tso_max: int = 65535) -> None:
+        """The device segments TCP super-frames (up to `tso_max` bytes of IPv4 datagram; 0: no TSO)."""
+        self.tso_max = min(tso_max, 0xFFFF)
+
+    def receive_offloaded(self, frame: memoryview, now: float, csum_ok: bool, gso_size: int) -> None:
+        """`receive` for a TCP frame whose device vouches for its checksum (`csum_ok`) and/or that is a
+        super-frame standing for segments of `gso_size` bytes (0: one segment)."""
+        offload.receive_offloaded(self, frame, now, csum_ok, gso_size)
+
+    def send_gso(self, src: int, dst: int, parts: Sequence[Buffer], thl: int, mss: int, now: float) -> None:
+        """A TCP super-segment (partial checksum) as one frame for the device to cut (see set_offload)."""
+        offload.send_gso(self, src, dst, parts, thl, mss, now)
 
     def poll_transmit(self) -> list[Frame]:
         """The frames queued since the last call, oldest first (each a sequence of buffers)."""

@@ -71,7 +71,10 @@ class Ipv4Stats:
     rx_delivered: int = 0
     rx_loopback: int = 0
     rx_callback_errors: int = 0  # an Ipv4.input tcp/udp/default callback raised: contained
+    rx_offload_dropped: int = 0  # an offloaded (trusted/super) frame off the fast path (core/offload.py)
     tx_packets: int = 0
+    tx_gso_packets: int = 0  # TCP super-frames sent (in tx_packets too)
+    tx_gso_split: int = 0  # super-segments cut in software (next hop unresolved, smaller path MTU)
     tx_fragments: int = 0
     tx_no_route: int = 0
     tx_would_fragment: int = 0

@@ -11,11 +11,14 @@ from typing import Protocol, runtime_checkable
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.guard import CallbackGuard
+from tcpip.wire import virtio
 from tcpip.wire.mac import MacAddress
 
 Buffer = bytes | bytearray | memoryview
 FrameCallback = Callable[[memoryview], Awaitable[None] | None]
 Deliver = Callable[[memoryview], None]
+# Offload receive (a device with `offload`): (frame, l4 checksum already trusted, gso_size: 0 = one segment)
+OffloadDeliver = Callable[[memoryview, bool, int], None]
 
 
 @runtime_checkable
@@ -46,6 +49,12 @@ class DeviceStats:
     rx_dropped: int = 0  # nobody listening, or the listen queue was full
     tx_oversize: int = 0
     rx_callback_errors: int = 0  # the `listen` callback raised: contained, listening goes on
+    rx_gso_frames: int = 0  # offload mode: TCP super-frames received (counted in rx_frames too)
+    tx_gso_frames: int = 0  # offload mode: TCP super-frames sent (counted in tx_frames too)
+    rx_gso_segments: int = 0  # the segments those received super-frames stand for
+    tx_gso_segments: int = 0
+    rx_gso_dropped: int = 0  # offload headers we cannot handle (a GSO type other than TCPv4)
+    rx_gso_split: int = 0  # super-frames cut in software for a receiver without offload
 
 
 class BaseDevice:
@@ -60,6 +69,8 @@ class BaseDevice:
         self.mtu = mtu
         self.stats = DeviceStats()
         self._deliver: Deliver | None = None
+        self._deliver_offload: OffloadDeliver | None = None
+        self.offload = False  # TCP super-frames and trusted checksums (see attach_offload)
         self._closed = False
         self._queue: deque[memoryview] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -79,7 +90,8 @@ class BaseDevice:
         size = 0
         for p in parts:
             size += len(p)
-        if size > self.mtu + 14:
+        if size > self.mtu + 14 and not (self.offload and type(parts[0]) is virtio.VnetHeader
+                                         and size <= virtio.MAX_GSO_FRAME):
             self.stats.tx_oversize += 1
             raise MessageTooLongError(f"frame of {size} bytes exceeds MTU {self.mtu} + 14")
         self._send(parts, size)
@@ -94,6 +106,43 @@ class BaseDevice:
     def attach(self, deliver: Deliver | None) -> None:
         """Push model: `deliver(frame)` is called synchronously for each received frame."""
         self._deliver = deliver
+
+    def attach_offload(self, deliver: OffloadDeliver | None) -> None:
+        """Offload mode (only when `offload` is True): frames whose TCP checksum is already trusted, and
+        TCP super-frames, go to `deliver(frame, csum_ok, gso_size)`; every other frame to `attach`'s
+        callback. The consumer may then transmit super-frames (first part a `wire.virtio.VnetHeader`).
+        Without it, an offload device cuts super-frames and finishes checksums in software."""
+        if deliver is not None and not self.offload:
+            raise ValueError("device is not in offload mode")
+        self._deliver_offload = deliver
+
+    def _received_offloaded(self, frame: memoryview, flags: int, gso_type: int, gso_size: int,
+                            csum_start: int, csum_offset: int) -> None:
+        """A frame that came with a virtio_net_hdr saying more than "nothing": to the offload consumer
+        when TCP, else finished in software (checksum completed, super-frame cut) for a plain one."""
+        st = self.stats
+        gso = gso_type & ~virtio.GSO_ECN
+        if gso:
+            if gso != virtio.GSO_TCPV4 or gso_size <= 0:
+                st.rx_gso_dropped += 1
+                return
+            st.rx_gso_frames += 1
+            pay = len(frame) - 34 - ((frame[46] >> 4) << 2) if len(frame) > 46 else 0
+            st.rx_gso_segments += -(-pay // gso_size) if pay > 0 else 1
+        d = self._deliver_offload
+        if d is not None and len(frame) > 46 and frame[23] == 6 and frame[12] == 8 and frame[13] == 0:
+            st.rx_frames += 1
+            st.rx_bytes += len(frame)
+            d(frame, bool(flags & (virtio.NEEDS_CSUM | virtio.DATA_VALID)), gso_size if gso else 0)
+            return
+        if gso:
+            st.rx_gso_split += 1
+            for f in virtio.segment(frame, gso_size):
+                self._received(memoryview(f))
+            return
+        if flags & virtio.NEEDS_CSUM:
+            frame = memoryview(virtio.complete_checksum(frame, csum_start, csum_offset))
+        self._received(frame)
 
     def _received(self, frame: memoryview) -> None:
         self.stats.rx_frames += 1
@@ -141,6 +190,7 @@ class BaseDevice:
             return
         self._closed = True
         self._deliver = None
+        self._deliver_offload = None
         self._queue.clear()
         if self._wakeup is not None:
             self._wakeup.set()

@@ -13,6 +13,13 @@ Transmit: `os.writev` of the frame's parts (scatter-gather); a full or unavailab
 The device is created in the network namespace of the calling thread when it does not exist; see
 `tcpip.netns.open_tap` for opening it inside another namespace. Its life on the link (the interface
 deleted and re-created, the MTU the link owns, the kernel's drops toward us) is `tcpip.netif.taplink`.
+
+Offload mode (`offload=None`: where the kernel supports it; True: required; False: plain): IFF_VNET_HDR,
+a 10-byte virtio_net_hdr before every frame both ways (TUNSETVNETHDRSZ 10) and TUNSETOFFLOAD
+TUN_F_CSUM | TUN_F_TSO4, so the kernel hands us TCP super-frames of up to 64 KiB with checksums it
+vouches for, and segments the super-frames we write. Plain mode sets TUNSETOFFLOAD 0 every time: the
+flags live on the (persistent) device, and a reader without the header must not inherit them. Offload
+mode reads with `_drain_vnet` and writes with `_transmit_vnet`; `dev.offload` says which mode is on.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from collections.abc import Sequence
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.netif.device import BaseDevice, Buffer
 from tcpip.netif.link import SIOCGIFINDEX, get_ifint, in_netns, netns_of
+from tcpip.netif.tap_vnet import IFF_VNET_HDR, TapError, VnetIO, fd_has_vnet, set_offloads, vnet_supported
 from tcpip.netif.taplink import LOST_ERRNOS, TXQUEUELEN, TapLink, prepare_link
+from tcpip.wire import virtio
 from tcpip.wire.mac import MacAddress
 
 __all__ = ["TUN_PATH", "TXQUEUELEN", "TapDevice", "TapError"]
@@ -51,10 +60,6 @@ _IFNAMSIZ = 16
 _TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
 
 
-class TapError(OSError):
-    """The TAP device could not be opened or configured (missing /dev/net/tun, no permission...)."""
-
-
 def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
     raw = name.encode()
     if not raw or len(raw) >= _IFNAMSIZ or b"/" in raw or b"\0" in raw or name != name.strip():
@@ -63,10 +68,10 @@ def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
     return req.ljust(40, b"\0")  # sizeof(struct ifreq)
 
 
-def _open_tap_fd(name: str) -> tuple[int, str, socket.socket]:
+def _open_tap_fd(name: str, offload: bool | None = False) -> tuple[int, str, socket.socket, bool]:
     """Open (creating if absent) TAP `name` in the calling thread's namespace and set it up: returns
-    the fd, the interface name and a control socket bound to that namespace. (The MTU is set by
-    `TapDevice.adopt`, which remembers the old one.)"""
+    the fd, the interface name, a control socket bound to that namespace and whether offload is on.
+    (The MTU is set by `TapDevice.adopt`, which remembers the old one.)"""
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -74,11 +79,15 @@ def _open_tap_fd(name: str) -> tuple[int, str, socket.socket]:
     except PermissionError:
         raise TapError(errno.EACCES, f"no permission to open {TUN_PATH} (run as root or with CAP_NET_ADMIN)") from None
     try:
+        vnet = offload is not False and vnet_supported(fd, offload)
         try:
-            res = fcntl.ioctl(fd, _TUNSETIFF, _ifreq(name, "H", _IFF_TAP | _IFF_NO_PI))
+            res = fcntl.ioctl(fd, _TUNSETIFF, _ifreq(name, "H", _IFF_TAP | _IFF_NO_PI | (IFF_VNET_HDR if vnet else 0)))
         except OSError as e:
             raise TapError(e.errno, f"cannot attach TAP {name!r}: {os.strerror(e.errno or 0)}") from None
         ifname = res[:_IFNAMSIZ].rstrip(b"\0").decode()
+        if not set_offloads(fd, ifname, vnet, offload):
+            os.close(fd)
+            return _open_tap_fd(name, False)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             try:
@@ -93,7 +102,7 @@ def _open_tap_fd(name: str) -> tuple[int, str, socket.socket]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, ifname, s
+    return fd, ifname, s, vnet
 
 
 def _if_flags(ctl: socket.socket, ifname: str) -> int:
@@ -101,7 +110,7 @@ def _if_flags(ctl: socket.socket, ifname: str) -> int:
     return flags
 
 
-class TapDevice(BaseDevice, TapLink):
+class TapDevice(BaseDevice, TapLink, VnetIO):
     """A TAP interface as a tcpip device. Open with `await TapDevice.open("tap0")`."""
 
     MAX_BURST = 256  # frames per wake-up: under a flood, timers and the application still get loop turns
@@ -116,9 +125,11 @@ class TapDevice(BaseDevice, TapLink):
         loop: asyncio.AbstractEventLoop | None = None,
         max_burst: int = MAX_BURST,
         ctl: socket.socket | None = None,
+        offload: bool = False,
     ) -> None:
         """Wrap an already opened, non-blocking TAP file descriptor (normally use `open`). `ctl` is a
-        socket in the interface's namespace for flag queries; the device closes it."""
+        socket in the interface's namespace for flag queries; the device closes it. `offload`: the fd
+        was attached with IFF_VNET_HDR and offloads (every frame carries a virtio_net_hdr)."""
         super().__init__(mac if mac is not None else MacAddress.random_local(), mtu)
         self.name = name
         self.fd = fd
@@ -128,45 +139,61 @@ class TapDevice(BaseDevice, TapLink):
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
-        self._loop.add_reader(fd, self._drain)
+        self.offload = offload
+        if offload:
+            self._readsize = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME
+            self.transmit = self._transmit_vnet  # type: ignore[method-assign]
+            self._on_readable = self._drain_vnet
+        else:
+            self._on_readable = self._drain
+        self._loop.add_reader(fd, self._on_readable)
         self._link_init()
 
     @classmethod
-    def open_fd(cls, name: str, *, mtu: int | None = None) -> tuple[int, str, socket.socket]:
+    def open_fd(cls, name: str, *, mtu: int | None = None,
+                offload: bool | None = None) -> tuple[int, str, socket.socket]:
         """Synchronous part of `open`: the non-blocking fd, the kernel's interface name and a control
         socket in the interface's namespace (pass it to the constructor as `ctl`). `mtu` is applied by
-        `adopt` (it is accepted here for callers that pass it to both).
+        `adopt` (it is accepted here for callers that pass it to both). `offload` as `open`; `adopt`
+        reads the mode back from the fd.
 
         Everything namespace-dependent happens here, without yielding to the event loop, so a caller
         that has switched its thread into another namespace can switch back right after."""
         del mtu
-        return _open_tap_fd(name)
+        return _open_tap_fd(name, offload)[:3]
 
     @classmethod
     async def open(
         cls, name: str, *, mac: MacAddress | str | None = None, mtu: int | None = None,
-        txqueuelen: int | None = TXQUEUELEN,
+        txqueuelen: int | None = TXQUEUELEN, offload: bool | None = None,
     ) -> TapDevice:
         """Open TAP `name` (created if absent, in the current namespace), bring it up, start reading.
 
         `mac` is the stack's address (a random locally administered one by default); the kernel
         interface keeps its own. `mtu` None adopts the interface's MTU; a value is set on the interface
         and the old one restored on close. The kernel's queue toward us is lengthened to `txqueuelen`
-        frames if shorter (None: left alone). Raises `TapError`."""
-        fd, ifname, ctl = _open_tap_fd(name)
-        return await cls.adopt(fd, ifname, ctl, mac=mac, mtu=mtu, txqueuelen=txqueuelen)
+        frames if shorter (None: left alone). `offload`: None = on where the kernel supports it, True =
+        required (TapError if not), False = plain; `dev.offload` says which. Raises `TapError`."""
+        fd, ifname, ctl, _vnet = _open_tap_fd(name, offload)
+        return await cls.adopt(fd, ifname, ctl, mac=mac, mtu=mtu, txqueuelen=txqueuelen, offload=offload)
 
     @classmethod
     async def adopt(cls, fd: int, ifname: str, ctl: socket.socket, *, mac: MacAddress | str | None = None,
-                    mtu: int | None = None, txqueuelen: int | None = TXQUEUELEN) -> TapDevice:
+                    mtu: int | None = None, txqueuelen: int | None = TXQUEUELEN,
+                    offload: bool | None = None) -> TapDevice:
         """A device on an fd from `open_fd` (closed on failure), once the kernel side is running. `mtu`
-        and `txqueuelen` as in `open`."""
+        and `txqueuelen` as in `open`. The mode is the fd's (TUNGETIFF); `offload=True`/`False` insists
+        on one (TapError otherwise)."""
         try:
+            vnet = fd_has_vnet(fd)
+            if offload is not None and vnet != offload:
+                raise TapError(errno.EINVAL, f"TAP {ifname!r} was opened {'with' if vnet else 'without'} "
+                                             f"offloads, asked offload={offload}")
             try:
                 cur, restore = prepare_link(ctl, ifname, mtu, txqueuelen)
             except OSError as e:
                 raise TapError(e.errno, f"cannot configure {ifname!r}: {os.strerror(e.errno or 0)}") from None
-            dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=cur, ctl=ctl)
+            dev = cls(fd, ifname, mac=None if mac is None else MacAddress(mac), mtu=cur, ctl=ctl, offload=vnet)
         except BaseException:
             os.close(fd)
             ctl.close()
@@ -189,7 +216,11 @@ class TapDevice(BaseDevice, TapLink):
         try:
             get_ifint(self._ctl, SIOCGIFINDEX, self.name)  # never create it: wait until it is back
             with in_netns(self._nsfd):
-                fd, _, ctl = _open_tap_fd(self.name)
+                fd, _, ctl, vnet = _open_tap_fd(self.name, self.offload)
+            if vnet != self.offload:  # cannot happen with a strict True/False; keep the fd's framing honest
+                os.close(fd)
+                ctl.close()
+                return False
         except OSError as e:
             log.debug("TAP %s: not back yet (%s)", self.name, e)
             return False
@@ -271,14 +302,18 @@ class TapDevice(BaseDevice, TapLink):
             if e.errno in _TX_DROP_ERRNOS:
                 self.stats.tx_dropped += 1
                 return
-            if e.errno in LOST_ERRNOS:
-                self._link_lost(f"interface deleted (write failed: {errno.errorcode.get(e.errno or 0, e.errno)})")
-            if e.errno == errno.EBADF or e.errno in LOST_ERRNOS:
-                raise self._closed_error() from None
+            self._write_failed(e)
             raise
         st = self.stats
         st.tx_frames += 1
         st.tx_bytes += n
+
+    def _write_failed(self, e: OSError) -> None:
+        """A write error other than a full queue: a lost link or a closed fd raise DeviceClosedError."""
+        if e.errno in LOST_ERRNOS:
+            self._link_lost(f"interface deleted (write failed: {errno.errorcode.get(e.errno or 0, e.errno)})")
+        if e.errno == errno.EBADF or e.errno in LOST_ERRNOS:
+            raise self._closed_error() from None
 
     def _read_failed(self, e: OSError) -> None:
         if e.errno in LOST_ERRNOS:  # `ip link del`: EPOLLERR, then EBADFD on every read and write
@@ -301,4 +336,5 @@ class TapDevice(BaseDevice, TapLink):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "lost" if self.lost.is_set() else f"fd={self.fd}"
-        return f"<TapDevice {self.name} mac={self.mac} mtu={self.mtu} {state}>"
+        mode = " offload" if self.offload else ""
+        return f"<TapDevice {self.name} mac={self.mac} mtu={self.mtu}{mode} {state}>"

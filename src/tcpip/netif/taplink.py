@@ -89,6 +89,8 @@ class TapLink:
     _loop: asyncio.AbstractEventLoop
     _readsize: int
     _maxframe: int
+    offload: bool
+    _on_readable: Callable[[], None]  # _drain or, in offload mode, _drain_vnet
 
     def reopen(self) -> bool:  # one attempt; TapDevice implements it (it knows how to open)
         raise NotImplementedError
@@ -148,7 +150,8 @@ class TapLink:
 
     def _mtu_changed(self, mtu: int) -> None:
         old, self.mtu = self.mtu, mtu
-        self._readsize = mtu + 18
+        if not self.offload:  # offload mode always reads room for a 64 KiB super-frame
+            self._readsize = mtu + 18
         self._maxframe = mtu + 14
         log.info("TAP %s: MTU changed %d -> %d on the kernel side", self.name, old, mtu)
         self._emit("mtu", f"MTU {old} -> {mtu}")
@@ -183,7 +186,7 @@ class TapLink:
         """The fd of the re-created interface is attached: resume reading, following its MTU."""
         self.fd = fd
         self._restore = restore
-        self._loop.add_reader(fd, self._drain)
+        self._loop.add_reader(fd, self._on_readable)
         self.lost.clear()
         self.lost_reason = None
         if mtu != self.mtu:

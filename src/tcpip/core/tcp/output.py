@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from tcpip.core.tcp.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
+from tcpip.wire.checksum import pseudo_header_sum
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
 
 if TYPE_CHECKING:
@@ -44,8 +45,10 @@ def window_field(conn: Connection) -> int:
 
 
 def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, now: float,
-          syn: bool = False) -> None:
-    """Build, checksum and hand one segment to the Output. A failed send counts as a lost segment."""
+          syn: bool = False, gso: int = 0) -> None:
+    """Build, checksum and hand one segment to the Output. A failed send counts as a lost segment.
+    `gso`: a super-segment (TSO) the device cuts into segments of `gso` payload bytes; its checksum
+    field holds the pseudo-header partial sum and the counters count the segments it stands for."""
     layer = conn.layer
     rb = conn.rcvbuf
     if flags & ACK:
@@ -84,6 +87,9 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
             r.sack = _sack_blocks(conn)
     hdr = bytearray(r.header_len())
     r.emit(hdr)
+    if gso:
+        _emit_gso(conn, seq, flags, hdr, payload, gso, now)
+        return
     fill_checksum(hdr, conn.local_addr, conn.remote_addr, payload)
     stats = layer.stats
     if (payload or flags & (SYN | FIN)) and seq_lt(seq, conn.snd_max):
@@ -98,6 +104,32 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         stats.send_errors += 1
         conn.send_error = e
     except TcpipError:  # any other refusal below us (too long, device closed): a lost segment
+        stats.send_errors += 1
+
+
+def _emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: memoryview | bytes, gso: int,
+              now: float) -> None:
+    """The rest of `_emit` for a super-segment: partial checksum (the kernel finishes each segment's),
+    counters in segments, `Output.tcp_send_gso`."""
+    layer = conn.layer
+    c = pseudo_header_sum(conn.local_addr, conn.remote_addr, 6, len(hdr) + len(payload))
+    hdr[16] = c >> 8
+    hdr[17] = c & 0xFF
+    stats = layer.stats
+    segs = -(-len(payload) // gso)
+    if seq_lt(seq, conn.snd_max):
+        stats.retrans_segs += segs
+    else:
+        stats.out_segs += segs
+    stats.tx_tso_frames += 1
+    send = layer.send_gso
+    assert send is not None  # gso > 0 only when tso_max is, and enable_tso sets both
+    try:
+        send(conn.local_addr, conn.remote_addr, (hdr, payload), len(hdr), gso, now)
+    except NoRouteError as e:
+        stats.send_errors += 1
+        conn.send_error = e
+    except TcpipError:
         stats.send_errors += 1
 
 
@@ -159,8 +191,9 @@ def send_probe(conn: Connection, now: float) -> None:
     _emit(conn, seq_add(conn.snd_una, -1), ACK, _EMPTY, now)
 
 
-def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float) -> None:
-    """One data (and/or FIN) segment at seq; the recovery scoreboard records it."""
+def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float, gso: int = 0) -> None:
+    """One data (and/or FIN) segment at seq; the recovery scoreboard records it. `gso`: the segment size
+    when n is larger (a TSO super-segment)."""
     off = seq_sub(seq, conn.buf_seq)
     payload = conn.sndbuf.view(off, n) if n else _EMPTY
     flags = ACK
@@ -174,7 +207,7 @@ def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float) -> None
     rec = conn.rec
     if rec is not None:
         rec.on_send(conn, seq, end, now)
-    _emit(conn, seq, flags, payload, now)
+    _emit(conn, seq, flags, payload, now, False, gso)
     if seq_gt(end, conn.snd_max):
         conn.snd_max = end
 
@@ -191,6 +224,10 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
         rec.retransmit_lost(conn, now)
     sent = False
     eff = conn.mss - options_len(conn)
+    big = eff
+    tso = conn.layer.tso_max
+    if tso and max_segs > 1:  # TSO: up to tso_max bytes of datagram, whole segments (the device cuts them)
+        big = max(eff, (tso - 40 - (conn.mss - eff)) // eff * eff)
     end = seq_add(conn.buf_seq, conn.sndbuf.queued)
     while True:
         nxt = conn.snd_nxt
@@ -214,11 +251,13 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
                 room = conn.cc.cwnd - flight + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
             else:
                 room = conn.cc.cwnd - flight
-            n = min(unsent, eff, wnd if wnd < room else room)
+            n = min(unsent, big, wnd if wnd < room else room)
             if 0 <= limit < n:
                 n = limit
             if n <= 0:
                 break
+            if n > eff and n < unsent:
+                n -= n % eff  # a super-segment of whole segments: no runt in its middle
             if n < eff and not force:
                 if n < unsent:
                     if n < conn.max_snd_wnd >> 1:  # a runt the window forces: wait (sender SWS)
@@ -228,7 +267,7 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
             fin = conn.fin_queued and n == unsent
             if nxt != conn.snd_max:
                 conn.layer.stats.rto_retrans += 1  # going back after a timeout
-            send_data(conn, nxt, n, fin, now)
+            send_data(conn, nxt, n, fin, now, eff if n > eff else 0)
             conn.snd_nxt = seq_add(nxt, n + fin)
             sent = True
             force = False

@@ -145,6 +145,10 @@ class TcpStats:
     prune_called: int = 0  # receive-memory pressure: out-of-order queues pruned
     ofo_pruned: int = 0  # out-of-order bytes dropped under memory pressure
     mem_drops: int = 0  # in-order data dropped: total buffer memory at its bound even after pruning
+    # offloads (in_segs / out_segs / retrans_segs count the segments a super-segment stands for)
+    rx_gso_frames: int = 0  # super-segments received (a device's GRO/GSO)
+    rx_csum_trusted: int = 0  # segments whose checksum the device vouched for (not verified here)
+    tx_tso_frames: int = 0  # super-segments handed to the device to cut (TSO)
 
     def accepted(self) -> int:
         """Segments taken by a connection or listener: InSegs minus every outcome (drop) counter."""

@@ -1,0 +1,95 @@
+"""Offload paths of a Host: trusted-checksum / super-frame TCP input and TCP super-frame output (TSO).
+
+A driver whose device offloads (a TAP with IFF_VNET_HDR, a Hub port with `offload`) calls
+`Host.receive_offloaded(frame, now, csum_ok, gso_size)` for TCP frames the device vouches for, and
+`Host.set_offload(tso_max)` once, after which TCP may hand `Host.send_gso` segments of up to `tso_max`
+bytes of IPv4 datagram. The plain `receive`/`send` paths are untouched: nothing here costs a plain frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from tcpip.core.ipv4 import header_into
+from tcpip.wire import virtio
+
+if TYPE_CHECKING:
+    from tcpip.core.host import Host
+
+Buffer = bytes | bytearray | memoryview
+# (src, dst, payload, packet, now, csum_ok, gso_size): TCP input that may skip its checksum check
+OffloadInput = Callable[[int, int, memoryview, memoryview, float, bool, int], None]
+
+_FAST = struct.Struct("!6sB5xHBBHHHBBHII")
+_from = int.from_bytes
+_MAX_FRAME = virtio.MAX_GSO_FRAME
+
+
+def receive_offloaded(host: Host, frame: memoryview, now: float, csum_ok: bool, gso_size: int) -> None:
+    """One TCP frame from an offloading device: the plain fast path's Ethernet/IPv4 checks (the IPv4
+    header checksum included: the device vouches for the TCP checksum only), no MTU bound for a
+    super-frame, then the TCP handler with `csum_ok` and `gso_size`. A frame outside that fast path
+    (IP options, not to our unicast address...) is dropped and counted: kernels do not send those
+    with offload metadata."""
+    n = len(frame)
+    try:
+        dmac, smac0, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
+    except struct.error:
+        host.ip_stats.rx_offload_dropped += 1
+        return
+    if (dst != host._fast_dst or dmac != host.mac or et != 0x0800 or vihl != 0x45 or ff & 0x3FFF or proto != 6
+            or total + 14 > n or total < 40 or n > _MAX_FRAME
+            or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
+            or src == dst or src == host.bcast or smac0 & 1):
+        if n <= host.max_frame and not csum_ok and not gso_size:
+            host.receive(frame, now)  # nothing offloaded about it after all
+            return
+        host.ip_stats.rx_offload_dropped += 1
+        return
+    x = _from(frame[14:34], "big")
+    if x % 0xFFFF or not x:
+        host.ip_stats.rx_offload_dropped += 1  # a bad IPv4 header checksum: the device vouches for L4 only
+        return
+    host.eth_stats.rx_frames += 1
+    ist = host.ip_stats
+    ist.rx_packets += 1
+    ist.rx_delivered += 1
+    h = host.offload_input
+    if h is not None:
+        h(src, dst, frame[34:14 + total], frame[14:14 + total], now, csum_ok, gso_size)
+        return
+    ph = host.protocols.get(6)
+    if ph is not None and not gso_size and not csum_ok:
+        ph(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
+        return
+    ist.rx_offload_dropped += 1
+
+
+def send_gso(host: Host, src: int, dst: int, parts: Sequence[Buffer], thl: int, mss: int, now: float) -> None:
+    """A TCP super-segment (`parts`: the TCP header, its checksum field holding the pseudo-header partial
+    sum, then the payload) to `dst` as one frame behind a virtio header: gso_type TCPv4, gso_size `mss`,
+    DF set (idents then do not matter, RFC 6864). When the next hop is not resolved or a smaller path MTU
+    is known, it is cut here into ordinary segments with full checksums and sent the plain way."""
+    size = 0
+    for p in parts:
+        size += len(p)
+    total = 20 + size
+    r = host.routing
+    path = r.path(dst, now)
+    if path is not None and total <= host.tso_max and not r.pmtu:
+        hdr = bytearray(20)
+        header_into(hdr, 0, src, dst, 6, total, host.idents.next(dst), 0x4000, host.config.ttl)
+        host.ip_stats.tx_packets += 1
+        host.eth_stats.tx_frames += 1
+        host.ip_stats.tx_gso_packets += 1
+        host.tx.append((virtio.tcp_gso_header(14, 20, thl, mss), path.eth, hdr, *parts))
+        return
+    # Software segmentation: a dummy Ethernet + IPv4 header around the segment, cut like the kernel would.
+    host.ip_stats.tx_gso_split += 1
+    ip = bytearray(20)
+    header_into(ip, 0, src, dst, 6, total, 0, 0x4000, host.config.ttl)
+    whole = b"".join((bytes(14), ip, *parts))
+    for f in virtio.segment(whole, mss):
+        host.send(dst, 6, (memoryview(f)[34:],), now, src=src)

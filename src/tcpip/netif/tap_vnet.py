@@ -1,0 +1,180 @@
+"""TAP offload mode's kernel side and I/O: IFF_VNET_HDR / TUNSETVNETHDRSZ / TUNSETOFFLOAD, and the read and
+write loops of a TapDevice whose frames carry a virtio_net_hdr (mixed into `tcpip.netif.tap.TapDevice`)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from tcpip.errors import DeviceClosedError, MessageTooLongError
+from tcpip.wire import virtio
+
+if TYPE_CHECKING:
+    from tcpip.netif.device import Buffer, Deliver, DeviceStats
+
+log = logging.getLogger("tcpip.netif.tap")
+
+# <linux/if_tun.h>
+TUNGETIFF = 0x800454D2
+TUNGETFEATURES = 0x800454CF
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+IFF_VNET_HDR = 0x4000
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+OFFLOAD_FLAGS = TUN_F_CSUM | TUN_F_TSO4
+IFNAMSIZ = 16
+TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
+
+
+class TapError(OSError):
+    """The TAP device could not be opened or configured (missing /dev/net/tun, no permission...)."""
+
+
+def set_offloads(fd: int, ifname: str, vnet: bool, offload: bool | None) -> bool:
+    """Offload mode: header size 10 and TUN_F_CSUM | TUN_F_TSO4; plain: offloads 0, every time (the flags
+    outlive us on a persistent device, and a plain reader must not inherit them). False: the kernel
+    refused offload mode and `offload` is None (retry plain)."""
+    if vnet:
+        try:
+            fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", virtio.VNET_HDR_LEN))
+            fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOAD_FLAGS)
+        except OSError as e:
+            if offload:
+                raise TapError(e.errno, f"TAP {ifname!r}: offloads refused: {os.strerror(e.errno or 0)}") from None
+            log.info("TAP %s: offloads refused (%s); plain mode", ifname, e)
+            return False
+        return True
+    try:
+        fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
+    except OSError as e:
+        raise TapError(e.errno, f"cannot clear offloads on {ifname!r}: {os.strerror(e.errno or 0)}") from None
+    return True
+
+
+def vnet_supported(fd: int, required: bool | None) -> bool:
+    """The tun driver offers IFF_VNET_HDR (TUNGETFEATURES); `required` turns a no into TapError."""
+    try:
+        feats: int = struct.unpack("I", fcntl.ioctl(fd, TUNGETFEATURES, b"\0" * 4))[0]
+    except OSError:
+        feats = 0
+    if feats & IFF_VNET_HDR:
+        return True
+    if required:
+        raise TapError(errno.EOPNOTSUPP, "this kernel's TAP has no IFF_VNET_HDR: offload mode unavailable")
+    return False
+
+
+def fd_has_vnet(fd: int) -> bool:
+    """The fd was attached with IFF_VNET_HDR (TUNGETIFF; False for a non-TUN fd, e.g. in tests)."""
+    try:
+        res = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+    except OSError:
+        return False
+    flags: int = struct.unpack_from("H", res, IFNAMSIZ)[0]
+    return bool(flags & IFF_VNET_HDR)
+
+
+class VnetIO:
+    """`_drain_vnet` / `_transmit_vnet`: a TapDevice's receive and transmit in offload mode."""
+
+    if TYPE_CHECKING:
+        fd: int
+        name: str
+        mtu: int
+        max_burst: int
+        rx_wakeups: int
+        stats: DeviceStats
+        _readsize: int
+        _maxframe: int
+        _closed: bool
+        _deliver: Deliver | None
+
+        def _received(self, frame: memoryview) -> None: ...
+        def _received_offloaded(self, frame: memoryview, flags: int, gso_type: int, gso_size: int,
+                                csum_start: int, csum_offset: int) -> None: ...
+        def close(self) -> None: ...
+        def _read_failed(self, e: OSError) -> None: ...
+        def _write_failed(self, e: OSError) -> None: ...
+
+    def _drain_vnet(self) -> None:
+        """`_drain` for offload mode: each read starts with a virtio_net_hdr. Frames with an all-zero
+        header take the plain path; the others go through `_received_offloaded` (super-frames, trusted
+        checksums)."""
+        self.rx_wakeups += 1
+        fd = self.fd
+        size = self._readsize
+        read = os.read
+        zero = virtio.ZERO
+        unpack = virtio.parse
+        offloaded = self._received_offloaded
+        got = nbytes = 0
+        try:
+            for _ in range(self.max_burst):
+                if self._closed:
+                    return
+                try:
+                    f = read(fd, size)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    self._read_failed(e)  # the interface went away: stop reading, don't spin
+                    return
+                if len(f) <= virtio.VNET_HDR_LEN:
+                    return
+                mv = memoryview(f)
+                frame = mv[virtio.VNET_HDR_LEN:]
+                if f.startswith(zero):
+                    deliver = self._deliver
+                    if deliver is None:
+                        self._received(frame)
+                        continue
+                    got += 1
+                    nbytes += len(frame)
+                    deliver(frame)
+                    continue
+                flags, gso_type, _hl, gso_size, start, off = unpack(mv)
+                offloaded(frame, flags, gso_type, gso_size, start, off)
+        finally:
+            if got:
+                st = self.stats
+                st.rx_frames += got
+                st.rx_bytes += nbytes
+
+    def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
+        """`transmit` for offload mode: a super-frame brings its own header (first part), any other
+        frame gets the all-zero one."""
+        if self._closed:
+            raise DeviceClosedError(f"TAP {self.name} is closed")
+        st = self.stats
+        p0 = parts[0]
+        if type(p0) is virtio.VnetHeader:
+            gso = True
+            if sum(map(len, parts)) > virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME:
+                st.tx_oversize += 1
+                raise MessageTooLongError("super-frame exceeds 64 KiB")
+        else:
+            gso = False
+            if sum(map(len, parts)) > self._maxframe:
+                st.tx_oversize += 1
+                raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
+            parts = (virtio.ZERO, *parts)
+        try:
+            n = os.writev(self.fd, parts)
+        except OSError as e:
+            if e.errno in TX_DROP_ERRNOS:
+                st.tx_dropped += 1
+                return
+            self._write_failed(e)
+            raise
+        st.tx_frames += 1
+        st.tx_bytes += n - virtio.VNET_HDR_LEN
+        if gso:
+            st.tx_gso_frames += 1
+            _f, _t, hl, mss, _s, _o = virtio.parse(p0)
+            st.tx_gso_segments += -(-(n - virtio.VNET_HDR_LEN - hl) // mss) if mss else 1
