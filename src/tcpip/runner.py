@@ -3,7 +3,9 @@
 Every path that may have queued frames ends in one *drain* (`flush()`): the after-batch callbacks run
 (upper layers deliver application callbacks there, never inside `receive()`), then `poll_transmit()` goes to
 the device, then the timer is re-armed if `poll_at()` may have moved. A drain happens
-- after each received frame (`on_frame`, the device's push callback: one frame is one input batch);
+- after each received frame (`on_frame`, the device's push callback: one frame is one input batch); a
+  `kick()` from inside that frame's `receive()` (e.g. a datagram queued for an endpoint) is served by this
+  drain, without a `call_soon`;
 - after each timer (`handle_timeout`);
 - once per loop turn after `kick()`: code that queues output or deliveries outside those two (ping, a new
   address, the seed API's input, queued protocol callbacks; TCP's transport next) calls `kick()`; all kicks
@@ -54,6 +56,7 @@ class Runner:
         self._kicked = False  # a drain is scheduled with call_soon
         self._draining = False  # the after-batch callbacks are running
         self._rekick = False  # kick() during them: one more round on the next turn
+        self._in_input = False  # inside on_frame's receive: a drain follows at once
         self._closed = False
         # The per-frame clock read: the loop's own time() when the clock is the loop's; asyncio's is a Python
         # method returning time.monotonic(), so call that directly (same clock, one frame less per frame).
@@ -68,11 +71,14 @@ class Runner:
     # -- the per-frame path --------------------------------------------------------------------
     def on_frame(self, frame: memoryview) -> None:
         """Push-model receive: one frame through the core, then one drain."""
+        self._in_input = True  # kick() from inside receive: the flush below serves it, no call_soon
         try:
             self._receive(frame, self._time())
         except Exception:
             self.rx_errors += 1  # a bug by definition (bad input is a counted drop): never kill the loop
             log.exception("unexpected error on input")
+        finally:
+            self._in_input = False
         self.flush()
 
     def add_after_batch(self, cb: Callable[[], None]) -> None:
@@ -88,7 +94,7 @@ class Runner:
         if self._draining:
             self._rekick = True
             return
-        if self._kicked:
+        if self._kicked or self._in_input:
             return
         try:
             loop = asyncio.get_running_loop()
