@@ -1,13 +1,15 @@
 """End to end on a TAP device in a private namespace, with the kernel on the other side.
 
-Implementations answering at 198.18.0.2 behind `tap0` (the kernel's side is 198.18.0.1/24):
-  tcpip      - `Stack` on a `TapDevice`, `stack.udp_echo(7)`, in this process's asyncio loop;
+Implementations answering at 198.18.0.2 behind `tap0` (the kernel's side is 198.18.0.1/24), each in its own
+process (`bench/e2e_server.py`) and namespace, so that its CPU time (user+sys) per echo answered is measured
+beside its rate in the same run:
+  tcpip      - `Stack` on a `TapDevice`, `stack.udp_echo(7)`, asyncio's default loop;
   responder  - the floor for Python on TAP: a reader callback on the TAP fd answering ARP, ICMP echo and
                UDP port 7 by swapping fields in place, no validation;
+  +uvloop    - both again on uvloop's loop (when installed);
 and, for comparison, the kernel itself over a veth pair between two namespaces (198.18.1.1 <-> .2):
   kernel+asyncio - a Python asyncio UDP echo server (`bench/echo_server.py`) on the kernel's stack; for
                ping the kernel answers itself.
-Under uvloop (when installed), tcpip and the responder run again with uvloop's loop.
 
 Load (bounded in count AND time): `ping -f -c N -w 30` and `bench/udp_client.py` (one datagram in flight,
 N datagrams, 1 s per-datagram timeout, 30 s cap), both run inside the namespace with `ip netns exec`.
@@ -23,6 +25,7 @@ import fcntl
 import json
 import os
 import re
+import statistics
 import struct
 import sys
 import time
@@ -162,8 +165,10 @@ class Responder:
         self.ip = ip
         self.answered = 0
         self.tx_dropped = 0
+        self.wakeups = 0
 
     def drain(self) -> None:
+        self.wakeups += 1
         fd = self.fd
         read, write = os.read, os.write
         mac, ip = self.mac, self.ip
@@ -216,30 +221,9 @@ def open_tap_fd(name: str) -> int:
     return fd
 
 
-@contextlib.asynccontextmanager
-async def responder_server(ns: Any) -> AsyncIterator[dict[str, Any]]:
-    from tcpip.netns import enter
-
-    with enter(ns.name):  # only for the open: the fd stays bound to the namespace's tap0
-        fd = open_tap_fd("tap0")
-    loop = asyncio.get_running_loop()
-    r = Responder(fd, bytes.fromhex(MAC.replace(":", "")), bytes(map(int, OUR_IP_S.split("."))))
-    loop.add_reader(fd, r.drain)
-    info: dict[str, Any] = {}
-    try:
-        yield info
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-        info["counters"] = {"answered": r.answered, "tx_dropped": r.tx_dropped}
-
-
-SERVERS: dict[str, Callable[[Any], contextlib.AbstractAsyncContextManager[dict[str, Any]]]] = {
-    "tcpip": tcpip_server, "responder": responder_server}
-
-
 def _median_run(xs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The repeat with the median rate, with loss summed over all repeats and every rate listed."""
+    """The repeat with the median rate, with loss summed over all repeats and every rate listed; CPU per
+    echo is the median over the repeats (every value listed)."""
     good = [x for x in xs if "error" not in x]
     if not good:
         return xs[-1] if xs else {"error": "no run"}
@@ -248,29 +232,109 @@ def _median_run(xs: list[dict[str, Any]]) -> dict[str, Any]:
     med["rates"] = [round(x.get("per_s", 0.0)) for x in xs if "error" not in x]
     med["lost_total"] = sum(x.get("lost", 0) for x in good)
     med["sent_total"] = sum(x.get("sent", 0) for x in good)
+    cpus = [x["cpu_us_per_echo"] for x in xs if x.get("cpu_us_per_echo") is not None]
+    if cpus:
+        med["cpu_us_all"] = [round(c, 1) for c in cpus]
+        med["cpu_us_per_echo"] = round(statistics.median(cpus), 2)
     errs = [x["error"] for x in xs if "error" in x]
     if errs:
         med["errors"] = errs
     return med
 
 
-async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log: Log,
-                       suffix: str) -> dict[str, dict[str, Any]]:
-    """All implementations up at once (one namespace each), measured round robin, `reps` times."""
-    results: dict[str, dict[str, Any]] = {}
-    samples: dict[str, dict[str, list[dict[str, Any]]]] = {impl: {"ping": [], "udp": []} for impl in nss}
-    async with contextlib.AsyncExitStack() as stack:
-        infos = {impl: await stack.enter_async_context(SERVERS[impl](ns)) for impl, ns in nss.items()}
+# -- CPU time of a responder process ---------------------------------------------------------------
+def cpu_ns(pid: int) -> int:
+    """On-CPU time (user+sys) of every thread of `pid` in ns: the scheduler's sum_exec_runtime from
+    /proc/<pid>/task/*/schedstat (ns resolution; /proc/<pid>/stat counts 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def cpu_ticks_s(pid: int) -> float:
+    """utime + stime of `pid` from /proc/<pid>/stat, in seconds (tick resolution: a cross-check)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(pid: int, load: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Run one load and add the responder's CPU time per echo answered (the load's own warm-up included
+    in both the time and the count: `warmup_ok` of the UDP client)."""
+    c0, t0 = cpu_ns(pid), cpu_ticks_s(pid)
+    r = await load
+    c1, t1 = cpu_ns(pid), cpu_ticks_s(pid)
+    answered = int(r.get("received", 0)) + int(r.get("warmup_ok", 0))
+    r["cpu_s"] = round((c1 - c0) / 1e9, 4)
+    r["cpu_ticks_s"] = round(t1 - t0, 3)
+    r["cpu_us_per_echo"] = round((c1 - c0) / 1e3 / answered, 2) if answered else None
+    return r
+
+
+async def start_server(ns: Any, impl: str, loop_name: str, cap: float) -> asyncio.subprocess.Process:
+    """`bench/e2e_server.py` in namespace `ns` (pinned like the load), running the same tcpip source as
+    this process; returns once it prints "ready"."""
+    import tcpip
+
+    src = str(Path(tcpip.__file__).resolve().parent.parent)
+    proc = await ns.start(pinned([sys.executable, str(HERE / "e2e_server.py"), "--impl", impl, "--loop", loop_name,
+                                  "--src", src, "--cap", str(cap)]))
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+    except TimeoutError:
+        line = b""
+    if line.strip() != b"ready":
+        from tcpip.netns import Namespace
+
+        _, err = await Namespace.stop(proc)
+        raise RuntimeError(f"{impl}/{loop_name} server did not start: {line!r} {err.strip()[-300:]!r}")
+    started: asyncio.subprocess.Process = proc
+    return started
+
+
+def _counters(out: str) -> dict[str, Any]:
+    for line in reversed(out.strip().splitlines()):
+        with contextlib.suppress(json.JSONDecodeError):
+            c = json.loads(line)
+            if isinstance(c, dict):
+                return c
+    return {"error": f"no counters: {out.strip()[-200:]!r}"}
+
+
+# Each label: (implementation, loop). All are up at once, each in its own process and namespace.
+SPECS: dict[str, tuple[str, str]] = {"tcpip": ("tcpip", "asyncio"), "responder": ("responder", "asyncio"),
+                                     "tcpip+uvloop": ("tcpip", "uvloop"), "responder+uvloop": ("responder", "uvloop")}
+
+
+async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log: Log) -> dict[str, dict[str, Any]]:
+    """Every responder process up at once (one namespace each), measured round robin, `reps` times."""
+    from tcpip.netns import Namespace
+
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {label: {"ping": [], "udp": []} for label in nss}
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    counters: dict[str, dict[str, Any]] = {}
+    try:
+        for label, ns in nss.items():
+            procs[label] = await start_server(ns, *SPECS[label], reps * (2 * cap + 60) + 120)
         for rep in range(reps):
-            for impl, ns in nss.items():
-                samples[impl]["ping"].append(await ping_flood(ns, OUR_IP_S, count, cap, warm=rep == 0))
-                samples[impl]["udp"].append(await udp_rtt(ns, OUR_IP_S, count, cap))
-                log(f"    {impl + suffix:16} #{rep + 1} ping {samples[impl]['ping'][-1].get('per_s', 0):8.0f}/s"
-                    f"  udp {samples[impl]['udp'][-1].get('per_s', 0):8.0f}/s")
-    for impl in nss:
-        results[impl] = {"ping": _median_run(samples[impl]["ping"]), "udp": _median_run(samples[impl]["udp"]),
-                         **infos[impl]}
-    return results
+            for label, ns in nss.items():
+                pid = procs[label].pid
+                if rep == 0:  # ARP resolution and a warm path, not counted
+                    await ns.run_async(pinned(["ping", "-c", "3", "-i", "0.2", "-W", "1", OUR_IP_S]), timeout=10)
+                samples[label]["ping"].append(await measured(pid, ping_flood(ns, OUR_IP_S, count, cap, warm=False)))
+                samples[label]["udp"].append(await measured(pid, udp_rtt(ns, OUR_IP_S, count, cap)))
+                p, u = samples[label]["ping"][-1], samples[label]["udp"][-1]
+                log(f"    {label:16} #{rep + 1} ping {p.get('per_s', 0):8.0f}/s {p.get('cpu_us_per_echo') or 0:6.1f} us"
+                    f"  udp {u.get('per_s', 0):8.0f}/s {u.get('cpu_us_per_echo') or 0:6.1f} us CPU/echo")
+    finally:
+        for label, proc in procs.items():
+            out, _err = await Namespace.stop(proc)
+            counters[label] = _counters(out)
+    return {label: {"ping": _median_run(samples[label]["ping"]), "udp": _median_run(samples[label]["udp"]),
+                    "counters": counters.get(label, {})} for label in nss}
 
 
 def _run_loop(factory: Callable[[], asyncio.AbstractEventLoop] | None,
@@ -295,18 +359,16 @@ def tap_namespace() -> Any:
     return ns
 
 
-def run_tap(impls: list[str], loop_name: str, count: int, cap: int, reps: int, log: Log) -> dict[str, Any]:
-    factory = uvloop_factory() if loop_name == "uvloop" else None
-    suffix = "" if loop_name == "asyncio" else f"+{loop_name}"
+def run_tap(labels: list[str], count: int, cap: int, reps: int, log: Log) -> dict[str, Any]:
     nss: dict[str, Any] = {}
     try:
-        for impl in impls:
-            nss[impl] = tap_namespace()
-        res = _run_loop(factory, lambda: _tap_session(nss, count, cap, reps, log, suffix))
+        for label in labels:
+            nss[label] = tap_namespace()
+        res: dict[str, Any] = _run_loop(None, lambda: _tap_session(nss, count, cap, reps, log))
     finally:
         for ns in nss.values():
             ns.remove()
-    return {impl + suffix: r for impl, r in res.items()}
+    return res
 
 
 async def _kernel_run(client: Any, server: Any, count: int, cap: int, reps: int) -> dict[str, Any]:
@@ -347,14 +409,55 @@ def run_kernel(count: int, cap: int, reps: int) -> dict[str, Any]:
         client.remove()
 
 
-async def _profile_session(ns: Any, count: int, cap: int, out_dir: Path) -> dict[str, str]:
-    from pyinstrument import Profiler
+class _CProfiler:
+    """cProfile behind pyinstrument's start/stop/output_text: call counts per function are exact, so the
+    calls per echo (clock reads, reads, flushes, loop iterations) can be read off the text."""
 
+    def __init__(self) -> None:
+        import cProfile
+
+        self._p = cProfile.Profile()
+
+    def start(self) -> None:
+        self._p.enable()
+
+    def stop(self) -> None:
+        self._p.disable()
+
+    def output_text(self) -> str:
+        import io
+        import pstats
+
+        buf = io.StringIO()
+        pstats.Stats(self._p, stream=buf).sort_stats("tottime").print_stats(45)
+        return buf.getvalue()
+
+
+def _profiler() -> Any:
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return _CProfiler()
+    return _PyInstrument(Profiler(interval=0.0002, async_mode="disabled"))
+
+
+class _PyInstrument:
+    def __init__(self, prof: Any) -> None:
+        self._p = prof
+        self.start = prof.start
+        self.stop = prof.stop
+
+    def output_text(self) -> str:
+        text: str = self._p.output_text(unicode=False, color=False, show_all=False)
+        return text
+
+
+async def _profile_session(ns: Any, count: int, cap: int, out_dir: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     async with tcpip_server(ns):
         await ping_flood(ns, OUR_IP_S, 200, cap)
         for what in ("ping", "udp"):
-            prof = Profiler(interval=0.0002, async_mode="disabled")
+            prof = _profiler()
             prof.start()
             if what == "ping":
                 await ping_flood(ns, OUR_IP_S, count, cap, warm=False)
@@ -362,17 +465,14 @@ async def _profile_session(ns: Any, count: int, cap: int, out_dir: Path) -> dict
                 await udp_rtt(ns, OUR_IP_S, count, cap)
             prof.stop()
             path = out_dir / f"profile_tcpip_{what}.txt"
-            path.write_text(prof.output_text(unicode=False, color=False, show_all=False))
+            path.write_text(prof.output_text())
             files[what] = str(path)
     return files
 
 
 def profile(count: int, cap: int, out_dir: Path, log: Log) -> dict[str, Any]:
-    """pyinstrument over the tcpip process while the kernel floods it (ping, then UDP round trips)."""
-    try:
-        import pyinstrument  # noqa: F401
-    except ImportError:
-        return {"skipped": "pyinstrument is not installed"}
+    """pyinstrument (cProfile when it is not installed) over tcpip, in this process, while the kernel floods
+    it (ping, then UDP round trips)."""
     why = unavailable()
     if why:
         return {"skipped": why}
@@ -401,23 +501,27 @@ def run(quick: bool, log: Log, pin: bool = True) -> dict[str, Any]:
     from tcpip.netns import cleanup_stale
 
     cleanup_stale()
-    loops = ["asyncio"]
-    if uvloop_factory() is not None:
-        loops.append("uvloop")
-    else:
+    labels = list(SPECS)
+    if uvloop_factory() is None:
+        labels = [x for x in labels if SPECS[x][1] != "uvloop"]
         out["uvloop"] = "not installed"
-    for loop_name in loops:
-        try:
-            out["runs"].update(run_tap(["tcpip", "responder"], loop_name, count, cap, reps, log))
-        except Exception as e:  # one broken run must not hide the others
-            out["runs"][f"tap/{loop_name}"] = {"error": f"{type(e).__name__}: {e}"}
+    try:
+        out["runs"].update(run_tap(labels, count, cap, reps, log))
+    except Exception as e:  # one broken run must not hide the others
+        out["runs"]["tap"] = {"error": f"{type(e).__name__}: {e}"}
     try:
         out["runs"]["kernel+asyncio"] = run_kernel(count, cap, reps)
     except Exception as e:
         out["runs"]["kernel+asyncio"] = {"error": f"{type(e).__name__}: {e}"}
+    out["quoted"] = QUOTED
     for label, r in out["runs"].items():
         log("  " + _summary(label, r))
     return out
+
+
+# Not measurable here (PyTCP 3.0.9 needs Python 3.14): the figures of issue 10, shown as a reference row.
+QUOTED: dict[str, dict[str, Any]] = {
+    "PyTCP 3.0.9 (python -O)": {"cpu_us_per_echo": [602, 747], "source": "issue 10, quoted, not measured"}}
 
 
 def _summary(label: str, r: dict[str, Any]) -> str:
@@ -429,5 +533,7 @@ def _summary(label: str, r: dict[str, Any]) -> str:
         if "error" in x:
             parts.append(f"{k}: error {x['error']}")
         else:
-            parts.append(f"{k} {x.get('per_s', 0):8.0f}/s lost {x.get('lost_total')}/{x.get('sent_total')}")
+            cpu = x.get("cpu_us_per_echo")
+            parts.append(f"{k} {x.get('per_s', 0):8.0f}/s lost {x.get('lost_total')}/{x.get('sent_total')}"
+                         + (f" cpu {cpu:6.1f} us/echo" if cpu is not None else ""))
     return f"{label:16} " + "   ".join(parts)

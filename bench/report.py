@@ -69,6 +69,11 @@ def ratios(res: dict[str, Any]) -> list[Ratio]:
             x = runs.get(label, {}).get(kind, {})
             return float(x["per_s"]) if "per_s" in x and "error" not in x else None
 
+        def cpu(label: str, kind: str) -> float | None:
+            x = runs.get(label, {}).get(kind, {})
+            c = x.get("cpu_us_per_echo")
+            return float(c) if c is not None and "error" not in x else None
+
         for sfx in ("", "+uvloop"):
             if f"tcpip{sfx}" not in runs:
                 continue
@@ -76,6 +81,15 @@ def ratios(res: dict[str, Any]) -> list[Ratio]:
                 _ratio(rows, "e2e", f"TAP {kind} {'flood replies' if kind == 'ping' else 'round trips'}/s: "
                        f"tcpip{sfx} / responder{sfx}", rate(f"tcpip{sfx}", kind), rate(f"responder{sfx}", kind),
                        ">= 0.9")
+            for kind in ("ping", "udp"):
+                _ratio(rows, "e2e", f"TAP {kind} CPU per echo: tcpip{sfx} / responder{sfx} (time)",
+                       cpu(f"tcpip{sfx}", kind), cpu(f"responder{sfx}", kind), "<= 1.3",
+                       "user+sys of each responder's own process, same run")
+        for name, q in (e2e.get("quoted") or {}).items():
+            lo = min(q["cpu_us_per_echo"])
+            for kind in ("ping", "udp"):
+                _ratio(rows, "e2e", f"CPU per echo: {name} / tcpip, {kind}", float(lo), cpu("tcpip", kind), ">= 10",
+                       f"{name}: {q['source']} ({lo} us, its lowest figure)")
         _ratio(rows, "e2e", "UDP round trips/s: tcpip (TAP) / kernel+asyncio server (veth)", rate("tcpip", "udp"),
                rate("kernel+asyncio", "udp"), ">= 1.2")
         _ratio(rows, "e2e", "ping replies/s: tcpip (TAP) / kernel answering itself (veth)", rate("tcpip", "ping"),
@@ -169,16 +183,24 @@ def markdown(res: dict[str, Any], rows: list[Ratio]) -> str:
     if e2e and "runs" in e2e:
         out += ["", f"## End to end (count {e2e['count']}, cap {e2e['cap_s']} s, median of {e2e['repeats']}, "
                 f"pinned CPU {e2e.get('pinned_cpu')})", "",
-                "| implementation | ping replies/s | ping lost | UDP round trips/s | UDP lost | all rates |",
-                "|---|---:|---:|---:|---:|---|"]
+                "CPU: user+sys of the answering process per echo answered (us, median of the repeats; the kernel "
+                "rows are not measured).", "",
+                "| implementation | ping replies/s | ping CPU us/echo | ping lost | UDP round trips/s "
+                "| UDP CPU us/echo | UDP lost | all rates | all CPU us/echo |",
+                "|---|---:|---:|---:|---:|---:|---:|---|---|"]
         for label, r in e2e["runs"].items():
             if "error" in r:
-                out.append(f"| {label} | error: {r['error']} | | | | |")
+                out.append(f"| {label} | error: {r['error']} | | | | | | | |")
                 continue
             p, u = r.get("ping", {}), r.get("udp", {})
-            out.append(f"| {label} | {_fmt(p.get('per_s'))} | {p.get('lost_total', p.get('error', ''))} | "
-                       f"{_fmt(u.get('per_s'))} | {u.get('lost_total', u.get('error', ''))} | "
-                       f"ping {p.get('rates')}, udp {u.get('rates')} |")
+            out.append(f"| {label} | {_fmt(p.get('per_s'))} | {_fmt(p.get('cpu_us_per_echo'))} | "
+                       f"{p.get('lost_total', p.get('error', ''))} | {_fmt(u.get('per_s'))} | "
+                       f"{_fmt(u.get('cpu_us_per_echo'))} | {u.get('lost_total', u.get('error', ''))} | "
+                       f"ping {p.get('rates')}, udp {u.get('rates')} | "
+                       f"ping {p.get('cpu_us_all', '')}, udp {u.get('cpu_us_all', '')} |")
+        for name, q in (e2e.get("quoted") or {}).items():
+            lo, hi = min(q["cpu_us_per_echo"]), max(q["cpu_us_per_echo"])
+            out.append(f"| {name} ({q['source']}) | | {lo}-{hi} | | | {lo}-{hi} | | | |")
     elif e2e:
         out += ["", f"End to end skipped: {e2e.get('skipped')}"]
     tcp = res.get("tcp")

@@ -3,7 +3,9 @@
 Every path that may have queued frames ends in one *drain* (`flush()`): the after-batch callbacks run
 (upper layers deliver application callbacks there, never inside `receive()`), then `poll_transmit()` goes to
 the device, then the timer is re-armed if `poll_at()` may have moved. A drain happens
-- after each received frame (`on_frame`, the device's push callback: one frame is one input batch);
+- after each received frame (`on_frame`, the device's push callback: one frame is one input batch); a
+  `kick()` from inside that frame's `receive()` (e.g. a datagram queued for an endpoint) is served by this
+  drain, without a `call_soon`;
 - after each timer (`handle_timeout`);
 - once per loop turn after `kick()`: code that queues output or deliveries outside those two (ping, a new
   address, the seed API's input, queued protocol callbacks; TCP's transport next) calls `kick()`; all kicks
@@ -55,9 +57,14 @@ class Runner:
         self._kicked = False  # a drain is scheduled with call_soon
         self._draining = False  # the after-batch callbacks are running
         self._rekick = False  # kick() during them: one more round on the next turn
+        self._in_input = False  # inside on_frame's receive: a drain follows at once
         self._closed = False
-        # The per-frame clock read: the loop's own time() when the clock is the loop's.
+        # The per-frame clock read: the loop's own time() when the clock is the loop's; asyncio's is a Python
+        # method returning time.monotonic(), so call that directly (same clock, one frame less per frame).
         self._time = clock.now
+        if getattr(clock.now, "__func__", None) is asyncio.BaseEventLoop.time:
+            self._time = time.monotonic
+        self._receive = core.receive  # bound once: on_frame runs per frame
 
     def now(self) -> float:
         return self.clock.now()
@@ -65,11 +72,14 @@ class Runner:
     # -- the per-frame path --------------------------------------------------------------------
     def on_frame(self, frame: memoryview) -> None:
         """Push-model receive: one frame through the core, then one drain."""
+        self._in_input = True  # kick() from inside receive: the flush below serves it, no call_soon
         try:
-            self.core.receive(frame, self._time())
+            self._receive(frame, self._time())
         except Exception:
             self.rx_errors += 1  # a bug by definition (bad input is a counted drop): never kill the loop
             log.exception("unexpected error on input")
+        finally:
+            self._in_input = False
         self.flush()
 
     def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
@@ -94,7 +104,7 @@ class Runner:
         if self._draining:
             self._rekick = True
             return
-        if self._kicked:
+        if self._kicked or self._in_input:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -111,8 +121,20 @@ class Runner:
 
     def flush(self) -> None:
         """One drain now: after-batch callbacks, the core's frames to the device, the timer re-armed."""
-        if self._after:
-            self._run_after()
+        after = self._after
+        if after:  # _run_after(), inlined: this runs per frame (a Stack always has TCP's hook)
+            self._draining = True
+            try:
+                for cb in after:
+                    try:
+                        cb()
+                    except Exception:
+                        log.exception("after-batch callback raised")
+            finally:
+                self._draining = False
+            if self._rekick:
+                self._rekick = False
+                self.kick()
         core = self.core
         if core.loopback and not self._loop_scheduled:
             self._loop_scheduled = True

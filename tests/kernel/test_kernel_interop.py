@@ -220,6 +220,25 @@ async def test_gateway_reaches_host_beyond_router(kernel_ns: Namespace, tmp_path
 
 
 # -- captures --------------------------------------------------------------------------------------
+def _ipv4_datagrams(path: Path) -> list[bytes]:
+    return sorted(r.data[14:] for r in read_pcap(path)[1] if r.data[12:14] == b"\x08\x00")
+
+
+async def _until_captured_alike(kernel_pcap: Path, ours: Path, flush: Callable[[], None],
+                                timeout: float = 10.0) -> None:
+    """Wait (polling, no fixed sleep) until tcpdump's file holds the same IPv4 datagrams as our capture, or
+    `timeout` passes (the assertions after it then show the difference)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        flush()
+        try:
+            if _ipv4_datagrams(kernel_pcap) == _ipv4_datagrams(ours):
+                return
+        except (ValueError, OSError):  # tcpdump is mid-record, or has not created the file yet
+            pass
+        await asyncio.sleep(0.01)
+
+
 async def test_captures_decode_cleanly_in_tshark(kernel_ns: Namespace, tmp_path: Path) -> None:
     """tcpdump on the kernel side and our own PcapWriter record the same exchange (ARP, ICMP both
     ways, UDP echo); both decode in tshark with no malformed packets or bad checksums."""
@@ -233,16 +252,15 @@ async def test_captures_decode_cleanly_in_tshark(kernel_ns: Namespace, tmp_path:
         assert b"listening on" in line, line
         # Plain TAP: with checksum offload the kernel leaves its UDP checksums partial for the device to
         # finish, and tcpdump on its side records them so (as on any offloading NIC).
-        async with running_stack(kernel_ns, ours, offload=False) as (stack, _):
+        async with running_stack(kernel_ns, ours, offload=False) as (stack, pcap):
             ns = kernel_ns
             assert (await ns.run_async(["ping", "-n", "-c", "3", "-i", "0.05", STACK_IP])).returncode == 0
             assert (await ns.run_async(["arping", "-c", "2", "-I", TAP, STACK_IP])).returncode == 0
             r = await ns.run_async([sys.executable, "-c", _UDP_ECHO_CLIENT, "1", "512", "1472"])
             assert r.returncode == 0, r.stderr
             assert all(t is not None for t in await stack.ping(KERNEL_IP, count=2, interval=0.05))
-            await asyncio.sleep(0.1)
+            await _until_captured_alike(kernel_pcap, ours, pcap.flush)
     finally:
-        await asyncio.sleep(0.2)
         _, dump_err = await Namespace.stop(dump, signal=2)
     assert "0 packets dropped" in dump_err, dump_err
     for path in (kernel_pcap, ours):
@@ -251,9 +269,7 @@ async def test_captures_decode_cleanly_in_tshark(kernel_ns: Namespace, tmp_path:
         assert {"ARP", "ICMP"} <= protos, (path.name, protos)
         assert tshark_fields(path, "udp.port == 7 && udp.length == 1480", "ip.src"), path.name
     # our capture saw the same IPv4 datagrams as the kernel's (order aside)
-    k = sorted(r.data[14:] for r in read_pcap(kernel_pcap)[1] if r.data[12:14] == b"\x08\x00")
-    o = sorted(r.data[14:] for r in read_pcap(ours)[1] if r.data[12:14] == b"\x08\x00")
-    assert o == k
+    assert _ipv4_datagrams(ours) == _ipv4_datagrams(kernel_pcap)
 
 
 # -- load --------------------------------------------------------------------------------------------

@@ -218,7 +218,10 @@ async def test_blind_injection_during_20_mb_upload(peer: Peer) -> None:
                               f"S,{(rcv_nxt + 9000) % 2**32},0",
                               f"A,{rcv_nxt},{(snd_nxt + 1_000_000) % 2**32}", timeout=20)
         assert r.returncode == 0, r.stderr
-        await asyncio.sleep(0.2)
+        for _ in range(250):  # until the three injected segments are answered (they are sent by now)
+            if peer.stack.stats()["tcp"]["TCPChallengeACK"] >= 3:
+                break
+            await asyncio.sleep(0.02)
         stats = dict(peer.stack.stats()["tcp"])
         go.set()
         await asyncio.wait_for(done.wait(), 20)

@@ -206,9 +206,12 @@ def test_every_truncation_raises_wire_error() -> None:
 @given(st.binary(max_size=400))
 def test_fuzz_any_bytes(data: bytes) -> None:
     try:
-        DhcpMessage.parse(data)
+        m = DhcpMessage.parse(data)
     except WireError:
-        pass
+        return
+    out = m.emit()  # tcpip's canonical form (its option order and padding, not the input's bytes)
+    assert DhcpMessage.parse(out) == m
+    assert DhcpMessage.parse(out).emit() == out
 
 
 @given(st.binary(max_size=200))
@@ -218,6 +221,7 @@ def test_fuzz_options_area(data: bytes) -> None:
     except WireError:
         return
     assert DhcpMessage.parse(m.emit()) == m
+    assert DhcpMessage.parse(m.emit()).emit() == m.emit()
 
 
 def test_header_layout() -> None:

@@ -1,0 +1,72 @@
+"""Deterministic per-wake-up figure: instructions per echo through a real event loop, tcpip and responder.
+
+`python -m bench.wakeup [--loops asyncio,uvloop] [--kinds icmp,udp]` runs `bench/callgrind_wakeup.py` under
+`valgrind --tool=callgrind` for N = 200 and 1200 (PYTHONHASHSEED=0, ASLR off) and prints the instructions
+per echo of each implementation and tcpip - responder: what tcpip costs per wake-up beyond the floor (the
+peer's half of the ping-pong is the same code in both and cancels out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def instructions(n: int, impl: str, loop: str, kind: str) -> int:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    with tempfile.TemporaryDirectory() as d:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out", sys.executable,
+               str(HERE / "callgrind_wakeup.py"), str(n), impl, loop, kind]
+        if shutil.which("setarch"):
+            cmd = ["setarch", "-R", *cmd]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+    m = _COLLECTED.search(p.stderr)
+    if p.returncode != 0 or m is None:
+        raise RuntimeError(f"callgrind failed (rc {p.returncode}): {p.stderr.strip()[-400:]}")
+    return int(m.group(1))
+
+
+def run(loops: list[str], kinds: list[str], impls: list[str], n1: int = 200, n2: int = 1200) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for loop in loops:
+        for kind in kinds:
+            row: dict[str, int] = {}
+            for impl in impls:
+                row[impl] = round((instructions(n2, impl, loop, kind) - instructions(n1, impl, loop, kind)) / (n2 - n1))
+            line = "  ".join(f"{impl} {row[impl]:7}" for impl in impls)
+            if len(row) == 2:
+                row["tcpip_minus_responder"] = row["tcpip"] - row["responder"]
+                line += f"  tcpip - responder {row['tcpip_minus_responder']:7}"
+            out[f"{loop}/{kind}"] = row
+            print(f"{loop:8} {kind:5} {line} instructions per echo", flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.wakeup", description=__doc__)
+    ap.add_argument("--loops", default="asyncio,uvloop")
+    ap.add_argument("--kinds", default="icmp,udp")
+    ap.add_argument("--impls", default="tcpip,responder")
+    ap.add_argument("--n", default="200,1200", help="the two echo counts N1,N2")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    n1, n2 = map(int, a.n.split(","))
+    res = run(a.loops.split(","), a.kinds.split(","), a.impls.split(","), n1, n2)
+    if a.json:
+        print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
