@@ -20,7 +20,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import ctypes
 import errno
 import functools
 import itertools
@@ -35,6 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tcpip.errors import TcpipError
+from tcpip.netif.link import setns
 
 if TYPE_CHECKING:
     from tcpip.netif.tap import TapDevice
@@ -53,7 +53,6 @@ __all__ = [
 
 NETNS_DIR = "/run/netns"
 BENCHMARK_NET = IPv4Network("198.18.0.0/15")
-_CLONE_NEWNET = 0x40000000
 _NAME_RE = re.compile(r"^tcpip-([a-z]*)(\d+)-(\d+)$")
 _counter = itertools.count()
 _created: set[str] = set()
@@ -112,16 +111,11 @@ def netns_available() -> str | None:
 
 
 # -- switching the calling thread ---------------------------------------------------------------
-_libc: ctypes.CDLL | None = None
-
-
 def _setns(fd: int) -> None:
-    global _libc  # noqa: PLW0603 - loaded once
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise NetnsError(err, f"setns failed: {os.strerror(err)}")
+    try:
+        setns(fd)
+    except OSError as e:
+        raise NetnsError(e.errno or errno.EPERM, f"setns failed: {os.strerror(e.errno or errno.EPERM)}") from None
 
 
 @contextlib.contextmanager

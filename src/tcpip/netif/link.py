@@ -60,7 +60,8 @@ def set_ifint(ctl: socket.socket, request: int, name: str, value: int) -> None:
 _libc: ctypes.CDLL | None = None
 
 
-def _setns(fd: int) -> None:
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace of `fd` (setns(2)); OSError on failure."""
     global _libc  # noqa: PLW0603 - loaded once
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
@@ -90,11 +91,11 @@ def in_netns(nsfd: int | None) -> Iterator[None]:
         if os.fstat(home).st_ino == os.fstat(nsfd).st_ino:
             yield
             return
-        _setns(nsfd)
+        setns(nsfd)
         try:
             yield
         finally:
-            _setns(home)
+            setns(home)
     finally:
         os.close(home)
 
