@@ -88,7 +88,7 @@ class Runner:
         finally:
             self._in_input = False
         if self._bursts:
-            self.transmit()  # the callbacks wait for _burst_end (and serve kicks from this receive)
+            self._send_queued()  # callbacks and timer wait for _burst_end (which serves kicks from receive)
         else:
             self.flush()
 
@@ -103,7 +103,7 @@ class Runner:
         finally:
             self._in_input = False
         if self._bursts:
-            self.transmit()
+            self._send_queued()
         else:
             self.flush()
 
@@ -174,6 +174,12 @@ class Runner:
     def transmit(self) -> None:
         """The core's queued frames to the device now, no callbacks run (safe inside one): for zero-copy
         sends (a transport's sendto, the seed API's write) whose callers may reuse their buffers on return."""
+        self._send_queued()
+        if self.core.arp.pending or self.core.timers_dirty:  # only then can a new deadline exist
+            self.schedule()
+
+    def _send_queued(self) -> None:
+        """transmit() without the timer: a burst's frames leave one by one, _burst_end re-arms it once."""
         core = self.core
         if core.loopback and not self._loop_scheduled:
             self._loop_scheduled = True
@@ -186,8 +192,6 @@ class Runner:
                 except (DeviceClosedError, OSError, TcpipError) as e:
                     self.tx_errors += 1
                     log.debug("transmit failed: %s", e)
-        if core.arp.pending or core.timers_dirty:  # only then can a new deadline exist
-            self.schedule()
 
     def _run_after(self) -> None:
         self._draining = True

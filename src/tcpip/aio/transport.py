@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tcpip.tcp")
 _LOG_WRITES_AFTER_LOST = 5  # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+# data_received() gets at most this much at a time, like asyncio's selector transport (max_size of one
+# sock.recv); a burst's bytes then go out in pieces of reused heap memory, not one huge fresh copy
+_READ_MAX = 256 * 1024
 
 
 class TcpTransport(WriteFlowControl):
@@ -277,7 +280,7 @@ class TcpTransport(WriteFlowControl):
                     buf[:len(data)] = data
                     self._protocol.buffer_updated(len(data))
                 else:
-                    self._protocol.data_received(conn.recv(now()))
+                    self._protocol.data_received(conn.recv(now(), _READ_MAX))
             if (self._fin and not self._eof_delivered and not self._paused and not self._closing
                     and not conn.readable):
                 self._eof_delivered = True
