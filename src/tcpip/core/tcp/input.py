@@ -8,6 +8,7 @@ from tcpip.core.tcp import autotune
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.opening import established, syn_sent, time_wait
+from tcpip.core.tcp.rx_ack import bulk_ack
 from tcpip.core.tcp.seq import MASK, seq_add, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
@@ -186,7 +187,7 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
             and out.output(conn, now):
         ack_now = False  # the data segment carried the ACK
     if ack_now:
-        out.send_ack(conn, now)
+        bulk_ack(conn, now)
     conn.arm()
     return True
 
