@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tcpip.tcp")
 _LOG_WRITES_AFTER_LOST = 5  # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
-# data_received() gets at most this much at a time, like asyncio's selector transport (max_size of one
-# sock.recv); a burst's bytes then go out in pieces of reused heap memory, not one huge fresh copy
-_READ_MAX = 256 * 1024
+# data_received() gets at most this much at a time (asyncio's selector transport: up to 256 KiB per
+# sock.recv). Below malloc's mmap threshold (128 KiB) each piece reuses warm heap memory; one piece per
+# burst (MBs with offload) costs fresh pages, copied into again by the StreamReader: ~2x the CPU per MB.
+_READ_MAX = 64 * 1024
 
 
 class TcpTransport(WriteFlowControl):
