@@ -17,42 +17,42 @@ if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
 
 S = TcpState
+_HALF = 1 << 31
 _ESTABLISHED_OR_CLOSE_WAIT = (S.ESTABLISHED, S.CLOSE_WAIT)
 
 
 def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
     """Process one segment. True means: this TIME_WAIT 4-tuple was freed for a new SYN; hand it on."""
     st = conn.state
-    if st == S.SYN_SENT:
-        syn_sent(conn, seg, data, now)
-        return False
-    if st == S.TIME_WAIT:
-        return time_wait(conn, seg, data, now)
     flags = seg.flags
-    layer = conn.layer
-    stats = layer.stats
-    rb = conn.rcvbuf
-    rcv_nxt = rb.rcv_nxt
     seq = seg.seq
     dlen = len(data)
     ts = seg.timestamp
+    rcv_nxt = conn.rcvbuf.rcv_nxt
     if st == S.ESTABLISHED and (flags & ~PSH) == ACK and seq == rcv_nxt and \
             (not dlen or conn.rcv_adv != rcv_nxt):
         # Header prediction: the next in-order segment, no SYN/FIN/RST, window open. Checks one to
         # four cannot fail (PAWS aside), so straight to the ACK and the text.
         if ts is not None and conn.ts_ok:
-            if seq_lt(ts[0], conn.ts_recent):
+            if (ts[0] - conn.ts_recent) & MASK >= _HALF:  # seq_lt(ts[0], ts_recent), inlined (per segment)
                 if dlen:
-                    stats.paws_rejected += 1
+                    conn.layer.stats.paws_rejected += 1
                     out.oow_ack(conn, now, True)
                     return False
-            elif seq_le(seq, conn.last_ack_sent):
+            elif seq == conn.last_ack_sent or (seq - conn.last_ack_sent) & MASK >= _HALF:  # seq_le
                 conn.ts_recent = ts[0]
         if dlen and _bulk_data(conn, seg, data, dlen, seq, now):
             return False
         if _process_ack(conn, seg, dlen, now):
             _text(conn, seg, data, dlen, seq, flags, rcv_nxt, False, now)
         return False
+    if st == S.SYN_SENT:
+        syn_sent(conn, seg, data, now)
+        return False
+    if st == S.TIME_WAIT:
+        return time_wait(conn, seg, data, now)
+    layer = conn.layer
+    stats = layer.stats
     if st == S.SYN_RECEIVED and flags & SYN and seq == conn.irs:
         if conn.listener is None and flags & ACK and seg.ack == conn.snd_max:
             flags &= ~SYN  # simultaneous open: the peer's SYN-ACK completes ours (as Linux does)
