@@ -157,7 +157,8 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
             or not (conn.sack_ok or conn.rec is None):
         return False
     wl1 = conn.snd_wl1
-    if not (seq_lt(wl1, seq) or (wl1 == seq and seq_le(conn.snd_wl2, ack))) or not rb.append_next(seq, data):
+    if not ((wl1 - seq) & MASK >= _HALF or (wl1 == seq and seq_le(conn.snd_wl2, ack))) \
+            or not rb.append_next(seq, data):
         return False  # (append_next changes nothing when it cannot take the whole segment)
     n = dlen
     # _process_ack: a window update at most (acked == 0, nothing outstanding: no RTT, cwnd or dupack work)
@@ -171,7 +172,9 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
     conn.snd_wl2 = ack
     # _text for in-order data in ESTABLISHED
     if conn.config.autotune:
-        autotune.on_data(conn, now)
+        t = conn.tune
+        if t is None or (rb.rcv_nxt - t.rtt_seq) & MASK < _HALF:  # else on_data has nothing to do
+            autotune.on_data(conn, now)
     if dlen > conn.rcv_mss:
         conn.rcv_mss = dlen if dlen < conn.adv_mss else conn.adv_mss
     if not conn.data_ev:
