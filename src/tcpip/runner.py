@@ -5,7 +5,8 @@ Every path that may have queued frames ends in one *drain* (`flush()`): the afte
 the device, then the timer is re-armed if `poll_at()` may have moved. A drain happens
 - after each received frame (`on_frame`, the device's push callback: one frame is one input batch); a
   `kick()` from inside that frame's `receive()` (e.g. a datagram queued for an endpoint) is served by this
-  drain, without a `call_soon`;
+  drain, without a `call_soon`. A device that reads in bursts and reports their end (`on_burst_end`, the
+  TAP) gets the frame's output at once and one full drain per burst instead;
 - after each timer (`handle_timeout`);
 - once per loop turn after `kick()`: code that queues output or deliveries outside those two (ping, a new
   address, the seed API's input, queued protocol callbacks; TCP's transport next) calls `kick()`; all kicks
@@ -65,6 +66,12 @@ class Runner:
         if getattr(clock.now, "__func__", None) is asyncio.BaseEventLoop.time:
             self._time = time.monotonic
         self._receive = core.receive  # bound once: on_frame runs per frame
+        # A device that reads in bursts (TAP: up to max_burst frames per wake-up) reports each burst's end:
+        # then a frame's own output still leaves at once, but the after-batch callbacks (application
+        # deliveries: one read and one data_received for a burst, not one per segment) run once per burst.
+        self._bursts = hasattr(device, "on_burst_end")
+        if self._bursts:
+            device.on_burst_end = self._burst_end  # type: ignore[attr-defined]
 
     def now(self) -> float:
         return self.clock.now()
@@ -80,16 +87,30 @@ class Runner:
             log.exception("unexpected error on input")
         finally:
             self._in_input = False
-        self.flush()
+        if self._bursts:
+            self._send_queued()  # callbacks and timer wait for _burst_end (which serves kicks from receive)
+        else:
+            self.flush()
 
     def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
         """Push-model receive of an offloading device's TCP frame (trusted checksum / super-frame)."""
+        self._in_input = True
         try:
             self.core.receive_offloaded(frame, self._time(), csum_ok, gso_size)
         except Exception:
             self.rx_errors += 1
             log.exception("unexpected error on input")
-        self.flush()
+        finally:
+            self._in_input = False
+        if self._bursts:
+            self._send_queued()
+        else:
+            self.flush()
+
+    def _burst_end(self) -> None:
+        """The device's read burst is over: one full drain (after-batch callbacks, output, timer)."""
+        if not self._closed:
+            self.flush()
 
     def add_after_batch(self, cb: Callable[[], None]) -> None:
         """Run `cb()` at the start of every drain, before transmission (application callbacks go here)."""
@@ -153,6 +174,12 @@ class Runner:
     def transmit(self) -> None:
         """The core's queued frames to the device now, no callbacks run (safe inside one): for zero-copy
         sends (a transport's sendto, the seed API's write) whose callers may reuse their buffers on return."""
+        self._send_queued()
+        if self.core.arp.pending or self.core.timers_dirty:  # only then can a new deadline exist
+            self.schedule()
+
+    def _send_queued(self) -> None:
+        """transmit() without the timer: a burst's frames leave one by one, _burst_end re-arms it once."""
         core = self.core
         if core.loopback and not self._loop_scheduled:
             self._loop_scheduled = True
@@ -165,8 +192,6 @@ class Runner:
                 except (DeviceClosedError, OSError, TcpipError) as e:
                     self.tx_errors += 1
                     log.debug("transmit failed: %s", e)
-        if core.arp.pending or core.timers_dirty:  # only then can a new deadline exist
-            self.schedule()
 
     def _run_after(self) -> None:
         self._draining = True

@@ -406,3 +406,34 @@ async def test_accept_queue_replays_data_eof_and_reset_on_start_serving() -> Non
         assert await asyncio.wait_for(c1.lost, 5) is None
         server.close()
         await server.wait_closed()
+
+
+async def test_data_received_gets_at_most_64_kib_at_a_time() -> None:
+    """Bytes that piled up while reading was paused reach data_received in pieces of at most 64 KiB
+    (see transport._READ_MAX), all of them, in order."""
+    got: list[Recording] = []
+
+    def factory() -> Recording:
+        got.append(Recording(pause_on_made=True))
+        return got[-1]
+
+    async with two_stacks(tcp_b=TcpConfig(rcvbuf=1 << 20)) as (a, b, _sn):
+        await b.create_server(factory, B, 9)
+        t, _p = await a.create_connection(Recording, B, 9)
+        payload = blob(700_000)
+        t.write(payload)
+        for _ in range(2000):  # generous: a loaded machine
+            await asyncio.sleep(0.005)
+            if got and got[0].transport._conn.readable == len(payload):
+                break
+        assert got[0].transport._conn.readable == len(payload)
+        got[0].transport.resume_reading()
+        for _ in range(2000):
+            await asyncio.sleep(0.005)
+            if len(got[0].data) == len(payload):
+                break
+        assert bytes(got[0].data) == payload
+        assert got[0].biggest == 64 * 1024
+        assert got[0].log.count("data") == 11  # 10 x 64 KiB + the rest
+        t.close()
+        got[0].transport.close()

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tcpip.tcp")
 _LOG_WRITES_AFTER_LOST = 5  # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+# data_received() gets at most this much at a time (asyncio's selector transport: up to 256 KiB per
+# sock.recv). Below malloc's mmap threshold (128 KiB) each piece reuses warm heap memory; one piece per
+# burst (MBs with offload) costs fresh pages, copied into again by the StreamReader: ~2x the CPU per MB.
+_READ_MAX = 64 * 1024
 
 
 class TcpTransport(WriteFlowControl):
@@ -277,7 +281,7 @@ class TcpTransport(WriteFlowControl):
                     buf[:len(data)] = data
                     self._protocol.buffer_updated(len(data))
                 else:
-                    self._protocol.data_received(conn.recv(now()))
+                    self._protocol.data_received(conn.recv(now(), _READ_MAX))
             if (self._fin and not self._eof_delivered and not self._paused and not self._closing
                     and not conn.readable):
                 self._eof_delivered = True

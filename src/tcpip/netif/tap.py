@@ -32,7 +32,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.netif.device import BaseDevice, Buffer
@@ -138,6 +138,8 @@ class TapDevice(BaseDevice, TapLink, VnetIO):
         self.max_burst = max_burst
         self.rx_wakeups = 0  # reader callbacks; rx_frames / rx_wakeups = frames per wake-up
         self._quiet = 0  # consecutive wake-ups that found exactly one frame (see _drain)
+        # Called after each wake-up that pushed frames (Runner: application deliveries once per burst)
+        self.on_burst_end: Callable[[], None] | None = None
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
@@ -300,6 +302,9 @@ class TapDevice(BaseDevice, TapLink, VnetIO):
                 st = self.stats
                 st.rx_frames += got
                 st.rx_bytes += nbytes
+                end = self.on_burst_end
+                if end is not None:
+                    end()
 
     def transmit(self, parts: Sequence[Buffer]) -> None:
         """One frame out with os.writev; a full kernel queue is counted, never raised."""

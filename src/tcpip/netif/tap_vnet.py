@@ -8,7 +8,7 @@ import fcntl
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
@@ -94,6 +94,7 @@ class VnetIO:
         _maxframe: int
         _closed: bool
         _deliver: Deliver | None
+        on_burst_end: Callable[[], None] | None
 
         def _received(self, frame: memoryview) -> None: ...
         def _received_offloaded(self, frame: memoryview, flags: int, gso_type: int, gso_size: int,
@@ -113,7 +114,7 @@ class VnetIO:
         zero = virtio.ZERO
         unpack = virtio.parse
         offloaded = self._received_offloaded
-        got = nbytes = 0
+        got = nbytes = frames = 0
         try:
             for _ in range(self.max_burst):
                 if self._closed:
@@ -127,6 +128,7 @@ class VnetIO:
                     return
                 if len(f) <= virtio.VNET_HDR_LEN:
                     return
+                frames += 1
                 mv = memoryview(f)
                 frame = mv[virtio.VNET_HDR_LEN:]
                 if f.startswith(zero):
@@ -145,6 +147,9 @@ class VnetIO:
                 st = self.stats
                 st.rx_frames += got
                 st.rx_bytes += nbytes
+            end = self.on_burst_end
+            if frames and end is not None:
+                end()
 
     def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
         """`transmit` for offload mode: a super-frame brings its own header (first part), any other

@@ -217,3 +217,36 @@ def test_interleaved_small_reads_and_appends_keep_data_exact() -> None:
             sent += n
         out += rb.read(7)
     assert out == data
+
+
+def test_held_payload_copied_only_when_its_buffer_can_change() -> None:
+    # A view into an immutable frame is kept as it is (read makes the one copy); a reusable buffer is
+    # copied on arrival, so changing it afterwards changes nothing read.
+    rb = RecvBuffer(1 << 16)
+    rb.init(100)
+    frame = bytes(range(200))
+    reusable = bytearray(b"x" * 50)
+    assert rb.add(100, memoryview(frame)[10:110], False) == (100, False)
+    assert rb.append_next(200, memoryview(reusable))
+    assert rb.add(250, bytearray(b"tail"), False) == (4, False)
+    reusable[:] = b"y" * 50
+    assert rb._q[0].obj is frame  # no copy on arrival
+    assert rb.readable == 154
+    assert rb.window() == (1 << 16) - 154
+    assert rb.read(30) == frame[10:40]
+    assert rb.read(100) == frame[40:110] + b"x" * 30
+    assert rb.peek_all() == b"x" * 20 + b"tail"
+    assert rb.read() == b"x" * 20 + b"tail"
+    assert rb.readable == 0
+    assert rb.read() == b""
+    assert rb.rcv_nxt == 254
+
+
+def test_single_held_bytes_read_without_copy() -> None:
+    rb = RecvBuffer(4096)
+    rb.init(0)
+    data = b"abc" * 100
+    rb.add(0, data, False)
+    out = rb.read()
+    assert out is data
+    assert rb.readable == 0

@@ -8,6 +8,7 @@ from tcpip.core.tcp import autotune
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.opening import established, syn_sent, time_wait
+from tcpip.core.tcp.rx_ack import bulk_ack
 from tcpip.core.tcp.seq import MASK, seq_add, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
@@ -16,42 +17,42 @@ if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
 
 S = TcpState
+_HALF = 1 << 31
 _ESTABLISHED_OR_CLOSE_WAIT = (S.ESTABLISHED, S.CLOSE_WAIT)
 
 
 def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
     """Process one segment. True means: this TIME_WAIT 4-tuple was freed for a new SYN; hand it on."""
     st = conn.state
-    if st == S.SYN_SENT:
-        syn_sent(conn, seg, data, now)
-        return False
-    if st == S.TIME_WAIT:
-        return time_wait(conn, seg, data, now)
     flags = seg.flags
-    layer = conn.layer
-    stats = layer.stats
-    rb = conn.rcvbuf
-    rcv_nxt = rb.rcv_nxt
     seq = seg.seq
     dlen = len(data)
     ts = seg.timestamp
+    rcv_nxt = conn.rcvbuf.rcv_nxt
     if st == S.ESTABLISHED and (flags & ~PSH) == ACK and seq == rcv_nxt and \
             (not dlen or conn.rcv_adv != rcv_nxt):
         # Header prediction: the next in-order segment, no SYN/FIN/RST, window open. Checks one to
         # four cannot fail (PAWS aside), so straight to the ACK and the text.
         if ts is not None and conn.ts_ok:
-            if seq_lt(ts[0], conn.ts_recent):
+            if (ts[0] - conn.ts_recent) & MASK >= _HALF:  # seq_lt(ts[0], ts_recent), inlined (per segment)
                 if dlen:
-                    stats.paws_rejected += 1
+                    conn.layer.stats.paws_rejected += 1
                     out.oow_ack(conn, now, True)
                     return False
-            elif seq_le(seq, conn.last_ack_sent):
+            elif seq == conn.last_ack_sent or (seq - conn.last_ack_sent) & MASK >= _HALF:  # seq_le
                 conn.ts_recent = ts[0]
         if dlen and _bulk_data(conn, seg, data, dlen, seq, now):
             return False
         if _process_ack(conn, seg, dlen, now):
             _text(conn, seg, data, dlen, seq, flags, rcv_nxt, False, now)
         return False
+    if st == S.SYN_SENT:
+        syn_sent(conn, seg, data, now)
+        return False
+    if st == S.TIME_WAIT:
+        return time_wait(conn, seg, data, now)
+    layer = conn.layer
+    stats = layer.stats
     if st == S.SYN_RECEIVED and flags & SYN and seq == conn.irs:
         if conn.listener is None and flags & ACK and seg.ack == conn.snd_max:
             flags &= ~SYN  # simultaneous open: the peer's SYN-ACK completes ours (as Linux does)
@@ -156,7 +157,8 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
             or not (conn.sack_ok or conn.rec is None):
         return False
     wl1 = conn.snd_wl1
-    if not (seq_lt(wl1, seq) or (wl1 == seq and seq_le(conn.snd_wl2, ack))) or not rb.append_next(seq, data):
+    if not ((wl1 - seq) & MASK >= _HALF or (wl1 == seq and seq_le(conn.snd_wl2, ack))) \
+            or not rb.append_next(seq, data):
         return False  # (append_next changes nothing when it cannot take the whole segment)
     n = dlen
     # _process_ack: a window update at most (acked == 0, nothing outstanding: no RTT, cwnd or dupack work)
@@ -170,7 +172,9 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
     conn.snd_wl2 = ack
     # _text for in-order data in ESTABLISHED
     if conn.config.autotune:
-        autotune.on_data(conn, now)
+        t = conn.tune
+        if t is None or (rb.rcv_nxt - t.rtt_seq) & MASK < _HALF:  # else on_data has nothing to do
+            autotune.on_data(conn, now)
     if dlen > conn.rcv_mss:
         conn.rcv_mss = dlen if dlen < conn.adv_mss else conn.adv_mss
     if not conn.data_ev:
@@ -186,7 +190,7 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
             and out.output(conn, now):
         ack_now = False  # the data segment carried the ACK
     if ack_now:
-        out.send_ack(conn, now)
+        bulk_ack(conn, now)
     conn.arm()
     return True
 

@@ -7,9 +7,19 @@ out-of-order bytes sit inside the window the peer was offered, they do not shrin
 
 from __future__ import annotations
 
+from collections import deque
+
 from tcpip.core.tcp.seq import MASK, seq_sub
 
 Buffer = bytes | bytearray | memoryview
+
+
+def _held(data: Buffer) -> bytes | memoryview:
+    """What the buffer keeps of a payload: a view when it lies in an immutable frame (a TAP read is a fresh
+    `bytes`), so the only copy is the one `read` makes; otherwise (a caller's reusable buffer) a copy."""
+    if type(data) is memoryview and type(data.obj) is bytes:
+        return data
+    return bytes(data)
 
 
 class _Range:
@@ -26,7 +36,7 @@ class _Range:
 class RecvBuffer:
     """Bytes received from the peer: `add` segments in any order, `read` them in order."""
 
-    __slots__ = ("_buf", "_fin_seq", "_ooo", "_stamp", "capacity", "fin_received", "max_holes",
+    __slots__ = ("_fin_seq", "_n", "_ooo", "_q", "_stamp", "capacity", "fin_received", "max_holes",
                  "ooo_bytes", "ooo_dropped", "rcv_nxt")
 
     def __init__(self, capacity: int, max_holes: int = 64) -> None:
@@ -38,9 +48,10 @@ class RecvBuffer:
         self.fin_received = False
         self.ooo_bytes = 0        # bytes held out of order
         self.ooo_dropped = 0      # segments refused because max_holes ranges were already held
-        # readable bytes; reads `del` the front, which CPython's bytearray does in O(1) by moving its
-        # start offset (no shifting of the rest), and appends reuse that slack
-        self._buf = bytearray()
+        # readable bytes, in order, as the segments brought them: no copy on arrival (see _held) and none
+        # per append (a growing bytearray reallocates and copies what it holds); `read` joins them once
+        self._q: deque[bytes | memoryview] = deque()
+        self._n = 0  # bytes in _q
         self._ooo: list[_Range] = []  # disjoint, non-adjacent, in sequence order
         self._fin_seq: int | None = None
         self._stamp = 0
@@ -51,7 +62,7 @@ class RecvBuffer:
 
     @property
     def readable(self) -> int:
-        return len(self._buf)
+        return self._n
 
     @property
     def has_holes(self) -> bool:
@@ -59,7 +70,7 @@ class RecvBuffer:
 
     def window(self) -> int:
         """Receive window from rcv_nxt: capacity minus unread bytes (out-of-order bytes lie inside it)."""
-        return self.capacity - len(self._buf)
+        return self.capacity - self._n
 
     def add(self, seq: int, data: Buffer, fin: bool) -> tuple[int, bool]:
         """Place a segment's payload at `seq` (FIN after it when `fin`).
@@ -67,8 +78,9 @@ class RecvBuffer:
         Returns (bytes newly made readable, whether the FIN was consumed by this call)."""
         n = len(data)
         if not fin and seq == self.rcv_nxt and not self._ooo and self._fin_seq is None \
-                and 0 < n <= self.capacity - len(self._buf):
-            self._buf += data  # the common case: next in order, nothing held, fits
+                and 0 < n <= self.capacity - self._n:
+            self._q.append(_held(data))  # the common case: next in order, nothing held, fits
+            self._n += n
             self.rcv_nxt = (seq + n) & MASK
             return n, False
         return self._add_slow(seq, data, n, fin)
@@ -77,15 +89,16 @@ class RecvBuffer:
         """add()'s common case alone: data (not empty) is next in order, nothing is held, it fits; else
         nothing changes and False."""
         n = len(data)
-        if seq == self.rcv_nxt and not self._ooo and self._fin_seq is None and 0 < n <= self.capacity - len(self._buf):
-            self._buf += data
+        if seq == self.rcv_nxt and not self._ooo and self._fin_seq is None and 0 < n <= self.capacity - self._n:
+            self._q.append(data if type(data) is memoryview and type(data.obj) is bytes else bytes(data))
+            self._n += n
             self.rcv_nxt = (seq + n) & MASK
             return True
         return False
 
     def _add_slow(self, seq: int, data: Buffer, n: int, fin: bool) -> tuple[int, bool]:
         rel = seq_sub(seq, self.rcv_nxt)
-        limit = self.capacity - len(self._buf)  # right edge, relative to rcv_nxt
+        limit = self.capacity - self._n  # right edge, relative to rcv_nxt
         if self._fin_seq is not None:
             limit = min(limit, seq_sub(self._fin_seq, self.rcv_nxt))  # nothing after the FIN
         elif fin and 0 <= rel + n <= limit:  # its data fits: the FIN is in the window too
@@ -110,7 +123,8 @@ class RecvBuffer:
 
     def _append(self, chunk: Buffer, end: int) -> int:
         """In-order bytes [0, end) relative to rcv_nxt; pull in the out-of-order ranges they reach."""
-        self._buf += chunk
+        self._q.append(_held(chunk))
+        self._n += end
         made = end
         nxt = (self.rcv_nxt + end) & MASK
         ooo = self._ooo
@@ -123,7 +137,8 @@ class RecvBuffer:
             self.ooo_bytes -= len(r.data)
             extra = len(r.data) - off
             if extra > 0:
-                self._buf += memoryview(r.data)[off:]
+                self._q.append(memoryview(r.data)[off:])  # r.data is ours and no longer changes
+                self._n += extra
                 made += extra
                 nxt = (nxt + extra) & MASK
         self.rcv_nxt = nxt
@@ -207,19 +222,32 @@ class RecvBuffer:
         return [(r.start, (r.start + len(r.data)) & MASK) for r in ranked[:max_blocks]]
 
     def read(self, n: int | None = None) -> bytes:
-        """Consume up to n readable bytes (all when None)."""
-        buf = self._buf
-        if n is None or n >= len(buf):
-            out = bytes(buf)
-            buf.clear()
+        """Consume up to n readable bytes (all when None): one copy (none for a single held `bytes`)."""
+        q = self._q
+        if n is None or n >= self._n:
+            if not q:
+                return b""
+            out = bytes(q[0]) if len(q) == 1 else b"".join(q)
+            q.clear()
+            self._n = 0
             return out
         if n <= 0:
             return b""
-        with memoryview(buf) as mv:
-            out = bytes(mv[:n])
-        del buf[:n]
-        return out
+        self._n -= n
+        parts: list[bytes | memoryview] = []
+        while n:
+            c = q[0]
+            k = len(c)
+            if k <= n:
+                parts.append(q.popleft())
+                n -= k
+            else:
+                v = memoryview(c)
+                parts.append(v[:n])
+                q[0] = v[n:]
+                n = 0
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
     def peek_all(self) -> bytes:
         """All readable bytes, not consumed."""
-        return bytes(self._buf)
+        return b"".join(self._q)
