@@ -250,3 +250,19 @@ def test_single_held_bytes_read_without_copy() -> None:
     out = rb.read()
     assert out is data
     assert rb.readable == 0
+
+
+def test_tiny_segments_are_copied_not_pinned() -> None:
+    # A 1-byte segment in a 60-byte frame: holding a view would pin 60 bytes per byte the window counts
+    # (a peer could make us hold ~60x the receive buffer); small payloads are copied, large ones viewed.
+    rb = RecvBuffer(1 << 16)
+    rb.init(0)
+    frames = [bytes(59) + bytes([i]) for i in range(100)]
+    for i, f in enumerate(frames):
+        assert rb.append_next(i, memoryview(f)[59:])
+    rb.add(100, memoryview(bytes(54) + b"z")[54:], False)
+    assert all(type(p) is bytes for p in rb._q)
+    big = bytes(54) + bytes(range(256)) * 5
+    assert rb.append_next(101, memoryview(big)[54:])
+    assert rb._q[-1].obj is big  # payload most of its frame: kept as a view
+    assert rb.read() == bytes(range(100)) + b"z" + bytes(range(256)) * 5

@@ -16,8 +16,10 @@ Buffer = bytes | bytearray | memoryview
 
 def _held(data: Buffer) -> bytes | memoryview:
     """What the buffer keeps of a payload: a view when it lies in an immutable frame (a TAP read is a fresh
-    `bytes`), so the only copy is the one `read` makes; otherwise (a caller's reusable buffer) a copy."""
-    if type(data) is memoryview and type(data.obj) is bytes:
+    `bytes`) and is at least half of it, so the only copy is the one `read` makes; otherwise a copy (a
+    caller's reusable buffer; or tiny segments, whose frames would pin many times the bytes the window
+    accounts for: a peer sending 1-byte segments must not make us hold a frame per byte)."""
+    if type(data) is memoryview and type(data.obj) is bytes and len(data) << 1 >= len(data.obj):
         return data
     return bytes(data)
 
@@ -90,7 +92,11 @@ class RecvBuffer:
         nothing changes and False."""
         n = len(data)
         if seq == self.rcv_nxt and not self._ooo and self._fin_seq is None and 0 < n <= self.capacity - self._n:
-            self._q.append(data if type(data) is memoryview and type(data.obj) is bytes else bytes(data))
+            # _held(data), inlined: this runs per segment
+            if type(data) is memoryview and type(data.obj) is bytes and n << 1 >= len(data.obj):
+                self._q.append(data)
+            else:
+                self._q.append(bytes(data))
             self._n += n
             self.rcv_nxt = (seq + n) & MASK
             return True
