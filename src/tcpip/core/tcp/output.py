@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpip.core.tcp.emit import emit_gso, emit_plain
 from tcpip.core.tcp.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
-from tcpip.wire.checksum import pseudo_header_sum
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
 
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         window = 0
     else:
         window = window_field(conn)
+        if not gso and (not conn.sack_ok or (conn.dsack is None and not rb.has_holes)):
+            emit_plain(conn, seq, ack, flags, window, payload, now)
+            return
     r = TcpRepr(conn.local_port, conn.remote_port, seq, ack, flags, window)
     if syn:
         cfg = conn.config
@@ -88,7 +91,7 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
     hdr = bytearray(r.header_len())
     r.emit(hdr)
     if gso:
-        _emit_gso(conn, seq, flags, hdr, payload, gso, now)
+        emit_gso(conn, seq, flags, hdr, payload, gso, now)
         return
     fill_checksum(hdr, conn.local_addr, conn.remote_addr, payload)
     stats = layer.stats
@@ -104,32 +107,6 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         stats.send_errors += 1
         conn.send_error = e
     except TcpipError:  # any other refusal below us (too long, device closed): a lost segment
-        stats.send_errors += 1
-
-
-def _emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: memoryview | bytes, gso: int,
-              now: float) -> None:
-    """The rest of `_emit` for a super-segment: partial checksum (the kernel finishes each segment's),
-    counters in segments, `Output.tcp_send_gso`."""
-    layer = conn.layer
-    c = pseudo_header_sum(conn.local_addr, conn.remote_addr, 6, len(hdr) + len(payload))
-    hdr[16] = c >> 8
-    hdr[17] = c & 0xFF
-    stats = layer.stats
-    segs = -(-len(payload) // gso)
-    if seq_lt(seq, conn.snd_max):
-        stats.retrans_segs += segs
-    else:
-        stats.out_segs += segs
-    stats.tx_tso_frames += 1
-    send = layer.send_gso
-    assert send is not None  # gso > 0 only when tso_max is, and enable_tso sets both
-    try:
-        send(conn.local_addr, conn.remote_addr, (hdr, payload), len(hdr), gso, now)
-    except NoRouteError as e:
-        stats.send_errors += 1
-        conn.send_error = e
-    except TcpipError:
         stats.send_errors += 1
 
 
