@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp.emit import emit_gso, emit_plain
-from tcpip.core.tcp.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
+from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
@@ -171,21 +171,26 @@ def send_probe(conn: Connection, now: float) -> None:
 def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float, gso: int = 0) -> None:
     """One data (and/or FIN) segment at seq; the recovery scoreboard records it. `gso`: the segment size
     when n is larger (a TSO super-segment)."""
-    off = seq_sub(seq, conn.buf_seq)
-    payload = conn.sndbuf.view(off, n) if n else _EMPTY
+    off = ((seq - conn.buf_seq + HALF) & MASK) - HALF  # seq_sub, inlined: this runs per segment
+    sndbuf = conn.sndbuf
+    payload = sndbuf.view(off, n) if n else _EMPTY
     flags = ACK
     if fin:
         flags |= FIN
-    if n and off + n == conn.sndbuf.queued:
+    if n and off + n == sndbuf.queued:
         flags |= PSH
-    end = seq_add(seq, n + fin)
-    if conn.rtt_seq is None and not seq_lt(seq, conn.snd_max):
+    end = (seq + n + fin) & MASK
+    snd_max = conn.snd_max
+    if conn.rtt_seq is None and not seq_lt(seq, snd_max):
         conn.rtt_seq, conn.rtt_time = end, now
     rec = conn.rec
     if rec is not None:
-        rec.on_send(conn, seq, end, now)
+        if seq == snd_max and end != seq and not conn.in_recovery:
+            rec.sb.sent(seq, end, now)  # new data outside recovery: all rec.on_send would do
+        else:
+            rec.on_send(conn, seq, end, now)
     _emit(conn, seq, flags, payload, now, False, gso)
-    if seq_gt(end, conn.snd_max):
+    if seq_gt(end, snd_max):
         conn.snd_max = end
 
 
@@ -219,8 +224,8 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
                 limit = seq_sub(left, nxt)
                 break
             conn.snd_nxt = nxt
-        unsent = seq_sub(end, nxt)
-        flight = seq_sub(nxt, conn.snd_una)
+        unsent = ((end - nxt + HALF) & MASK) - HALF  # seq_sub, inlined (twice): this runs per segment
+        flight = ((nxt - conn.snd_una + HALF) & MASK) - HALF
         if unsent > 0:
             wnd = conn.snd_wnd - flight
             if rec is not None and nxt == conn.snd_max:
@@ -245,7 +250,7 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
             if nxt != conn.snd_max:
                 conn.layer.stats.rto_retrans += 1  # going back after a timeout
             send_data(conn, nxt, n, fin, now, eff if n > eff else 0)
-            conn.snd_nxt = seq_add(nxt, n + fin)
+            conn.snd_nxt = (nxt + n + fin) & MASK
             sent = True
             force = False
             max_segs -= 1
