@@ -1,4 +1,5 @@
-"""Emitting TCP segments in the two bulk cases: plain data/ACK segments without SACK blocks, and TSO super-segments."""
+"""Emitting TCP segments in the two bulk cases: plain data/ACK segments without SACK blocks, and TSO super-segments
+(with Linux's rule for deferring a short one)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tcpip.wire.tcp import FIN
 
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
+    from tcpip.core.tcp.scoreboard import Seg
 
 _from = int.from_bytes
 _PLAIN = struct.Struct("!HHIIHHHH")  # ports, seq, ack, offset+flags, window, checksum, urgent pointer
@@ -78,3 +80,15 @@ def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: me
         conn.send_error = e
     except TcpipError:
         stats.send_errors += 1
+
+
+def tso_defer(conn: Connection, segs: list[Seg], limit: int, now: float) -> bool:
+    """Linux's tcp_tso_should_defer (tcp_tso_win_divisor 3), for new data the windows cut to `limit` bytes,
+    short of a full super-segment, with data in flight (`segs`: the scoreboard, oldest first): wait for the
+    ACK that opens room for a bigger one, unless the last send is over 1 ms old, a third of the window is
+    available, or the oldest segment in flight left less than half an RTT ago (its ACK is not due yet)."""
+    if not segs or now - segs[-1].xmit > 0.001:
+        return False
+    if limit >= min(conn.cc.cwnd, conn.snd_wnd) // 3:
+        return False
+    return now - segs[0].xmit >= conn.srtt / 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.emit import emit_gso, emit_plain
+from tcpip.core.tcp.emit import emit_gso, emit_plain, tso_defer
 from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
@@ -238,6 +238,9 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
                 n = limit
             if n <= 0:
                 break
+            if (n < big and n < unsent and big > eff and flight > 0 and not force and rec is not None
+                    and nxt == conn.snd_max and not conn.in_recovery and tso_defer(conn, rec.sb.segs, n, now)):
+                break  # an ACK is due: it will open room for a bigger super-segment
             if n > eff and n < unsent:
                 n -= n % eff  # a super-segment of whole segments: no runt in its middle
             if n < eff and not force:
