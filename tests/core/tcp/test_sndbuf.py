@@ -84,3 +84,16 @@ def test_full_buffer_and_misuse() -> None:
     assert sb.write(b"abcd") == 4
     assert bytes(sb.view(0, 10)) == b"456789abcd"
     assert bytes(sb.view(10, 0)) == b""
+
+
+def test_whole_blocks_are_copies_of_the_data() -> None:
+    """A write of whole blocks builds each from the data (one pass): a copy, full, and later writes append."""
+    sb = SendBuffer(1 << 20)
+    data = bytearray(range(256)) * (2 * MAX_BLOCK // 256)
+    assert sb.write(memoryview(data)) == 2 * MAX_BLOCK
+    assert sb.write(b"tail") == 4
+    assert [len(b) for b in sb._blocks] == [MAX_BLOCK, MAX_BLOCK, MIN_BLOCK]
+    v = sb.view(MAX_BLOCK + 1, 100)
+    data[MAX_BLOCK + 1] ^= 0xFF  # the caller reuses its buffer: queued bytes keep what was written
+    assert bytes(v) == bytes(range(1, 101))
+    assert bytes(sb.view(2 * MAX_BLOCK - 2, 6)) == bytes([254, 255]) + b"tail"

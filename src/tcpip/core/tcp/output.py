@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
+from tcpip.core.tcp.emit import emit_gso, emit_plain, tso_defer
+from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
-from tcpip.wire.checksum import pseudo_header_sum
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
 
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         window = 0
     else:
         window = window_field(conn)
+        if not gso and (not conn.sack_ok or (conn.dsack is None and not rb.has_holes)):
+            emit_plain(conn, seq, ack, flags, window, payload, now)
+            return
     r = TcpRepr(conn.local_port, conn.remote_port, seq, ack, flags, window)
     if syn:
         cfg = conn.config
@@ -88,7 +91,7 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
     hdr = bytearray(r.header_len())
     r.emit(hdr)
     if gso:
-        _emit_gso(conn, seq, flags, hdr, payload, gso, now)
+        emit_gso(conn, seq, flags, hdr, payload, gso, now)
         return
     fill_checksum(hdr, conn.local_addr, conn.remote_addr, payload)
     stats = layer.stats
@@ -104,32 +107,6 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         stats.send_errors += 1
         conn.send_error = e
     except TcpipError:  # any other refusal below us (too long, device closed): a lost segment
-        stats.send_errors += 1
-
-
-def _emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: memoryview | bytes, gso: int,
-              now: float) -> None:
-    """The rest of `_emit` for a super-segment: partial checksum (the kernel finishes each segment's),
-    counters in segments, `Output.tcp_send_gso`."""
-    layer = conn.layer
-    c = pseudo_header_sum(conn.local_addr, conn.remote_addr, 6, len(hdr) + len(payload))
-    hdr[16] = c >> 8
-    hdr[17] = c & 0xFF
-    stats = layer.stats
-    segs = -(-len(payload) // gso)
-    if seq_lt(seq, conn.snd_max):
-        stats.retrans_segs += segs
-    else:
-        stats.out_segs += segs
-    stats.tx_tso_frames += 1
-    send = layer.send_gso
-    assert send is not None  # gso > 0 only when tso_max is, and enable_tso sets both
-    try:
-        send(conn.local_addr, conn.remote_addr, (hdr, payload), len(hdr), gso, now)
-    except NoRouteError as e:
-        stats.send_errors += 1
-        conn.send_error = e
-    except TcpipError:
         stats.send_errors += 1
 
 
@@ -194,21 +171,26 @@ def send_probe(conn: Connection, now: float) -> None:
 def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float, gso: int = 0) -> None:
     """One data (and/or FIN) segment at seq; the recovery scoreboard records it. `gso`: the segment size
     when n is larger (a TSO super-segment)."""
-    off = seq_sub(seq, conn.buf_seq)
-    payload = conn.sndbuf.view(off, n) if n else _EMPTY
+    off = ((seq - conn.buf_seq + HALF) & MASK) - HALF  # seq_sub, inlined: this runs per segment
+    sndbuf = conn.sndbuf
+    payload = sndbuf.view(off, n) if n else _EMPTY
     flags = ACK
     if fin:
         flags |= FIN
-    if n and off + n == conn.sndbuf.queued:
+    if n and off + n == sndbuf.queued:
         flags |= PSH
-    end = seq_add(seq, n + fin)
-    if conn.rtt_seq is None and not seq_lt(seq, conn.snd_max):
+    end = (seq + n + fin) & MASK
+    snd_max = conn.snd_max
+    if conn.rtt_seq is None and not seq_lt(seq, snd_max):
         conn.rtt_seq, conn.rtt_time = end, now
     rec = conn.rec
     if rec is not None:
-        rec.on_send(conn, seq, end, now)
+        if seq == snd_max and end != seq and not conn.in_recovery:
+            rec.sb.sent(seq, end, now)  # new data outside recovery: all rec.on_send would do
+        else:
+            rec.on_send(conn, seq, end, now)
     _emit(conn, seq, flags, payload, now, False, gso)
-    if seq_gt(end, conn.snd_max):
+    if seq_gt(end, snd_max):
         conn.snd_max = end
 
 
@@ -242,8 +224,8 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
                 limit = seq_sub(left, nxt)
                 break
             conn.snd_nxt = nxt
-        unsent = seq_sub(end, nxt)
-        flight = seq_sub(nxt, conn.snd_una)
+        unsent = ((end - nxt + HALF) & MASK) - HALF  # seq_sub, inlined (twice): this runs per segment
+        flight = ((nxt - conn.snd_una + HALF) & MASK) - HALF
         if unsent > 0:
             wnd = conn.snd_wnd - flight
             if rec is not None and nxt == conn.snd_max:
@@ -256,6 +238,9 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
                 n = limit
             if n <= 0:
                 break
+            if (n < big and n < unsent and big > eff and flight > 0 and not force and rec is not None
+                    and nxt == conn.snd_max and not conn.in_recovery and tso_defer(conn, rec.sb.segs, n, now)):
+                break  # an ACK is due: it will open room for a bigger super-segment
             if n > eff and n < unsent:
                 n -= n % eff  # a super-segment of whole segments: no runt in its middle
             if n < eff and not force:
@@ -268,7 +253,7 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
             if nxt != conn.snd_max:
                 conn.layer.stats.rto_retrans += 1  # going back after a timeout
             send_data(conn, nxt, n, fin, now, eff if n > eff else 0)
-            conn.snd_nxt = seq_add(nxt, n + fin)
+            conn.snd_nxt = (nxt + n + fin) & MASK
             sent = True
             force = False
             max_segs -= 1

@@ -44,7 +44,12 @@ class SendBuffer:
         while done < n:
             if not blocks or self._fill == len(blocks[-1]):
                 left = n - done
-                blocks.append(bytearray(MAX_BLOCK if left >= MAX_BLOCK else max(MIN_BLOCK, left)))
+                if left >= MAX_BLOCK:  # a whole block: built from the data (one pass, no zero-fill first)
+                    blocks.append(bytearray(src[done:done + MAX_BLOCK]))
+                    self._fill = MAX_BLOCK
+                    done += MAX_BLOCK
+                    continue
+                blocks.append(bytearray(max(MIN_BLOCK, left)))
                 self._fill = 0
             block = blocks[-1]
             k = min(len(block) - self._fill, n - done)
