@@ -17,18 +17,24 @@ HERE = Path(__file__).resolve().parent
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def _instructions(n: int, impl: str) -> int:
+def instructions(script: str, *args: object, timeout: float = 900) -> int:
+    """Instructions callgrind counts for `python bench/<script> <args>`: PYTHONHASHSEED=0, no bytecode
+    written, ASLR off, so the count is bit-identical run to run (every callgrind figure uses this)."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     with tempfile.TemporaryDirectory() as d:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out", sys.executable,
-               str(HERE / "callgrind_echo.py"), str(n), impl]
+               str(HERE / script), *map(str, args)]
         if shutil.which("setarch"):
             cmd = ["setarch", "-R", *cmd]  # no ASLR: bit-identical counts
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     m = _COLLECTED.search(p.stderr)
     if p.returncode != 0 or m is None:
-        raise RuntimeError(f"callgrind failed (rc {p.returncode}): {p.stderr.strip()[-300:]}")
+        raise RuntimeError(f"callgrind failed (rc {p.returncode}): {p.stderr.strip()[-400:]}")
     return int(m.group(1))
+
+
+def _instructions(n: int, impl: str) -> int:
+    return instructions("callgrind_echo.py", n, impl, timeout=600)
 
 
 def run(log: Log, n1: int = 100, n2: int = 1100) -> dict[str, Any]:

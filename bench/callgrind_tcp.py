@@ -12,21 +12,16 @@ every two segments, the same read every 32. N2 frames are always built (a consta
 
 from __future__ import annotations
 
-import os
 import random
-import re
 import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 Log = Callable[[str], None]
 HERE = Path(__file__).resolve().parent
-_COLLECTED = re.compile(r"Collected : (\d+)")
 N1, N2 = 200, 1200
 PAYLOAD = 1448
 SPORT, DPORT = 40000, 80
@@ -155,17 +150,9 @@ def main() -> int:
 
 
 def _instructions(n: int, impl: str) -> int:
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-    with tempfile.TemporaryDirectory() as d:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out", sys.executable,
-               str(HERE / "callgrind_tcp.py"), str(n), impl]
-        if shutil.which("setarch"):
-            cmd = ["setarch", "-R", *cmd]  # no ASLR: bit-identical counts
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
-    m = _COLLECTED.search(p.stderr)
-    if p.returncode != 0 or m is None:
-        raise RuntimeError(f"callgrind failed (rc {p.returncode}): {p.stderr.strip()[-300:]}")
-    return int(m.group(1))
+    from bench.callgrind import instructions
+
+    return instructions("callgrind_tcp.py", n, impl)
 
 
 def run(log: Log, n1: int = N1, n2: int = N2) -> dict[str, Any]:

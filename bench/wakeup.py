@@ -10,31 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
-
-HERE = Path(__file__).resolve().parent
-_COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def instructions(n: int, impl: str, loop: str, kind: str) -> int:
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-    with tempfile.TemporaryDirectory() as d:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out", sys.executable,
-               str(HERE / "callgrind_wakeup.py"), str(n), impl, loop, kind]
-        if shutil.which("setarch"):
-            cmd = ["setarch", "-R", *cmd]
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
-    m = _COLLECTED.search(p.stderr)
-    if p.returncode != 0 or m is None:
-        raise RuntimeError(f"callgrind failed (rc {p.returncode}): {p.stderr.strip()[-400:]}")
-    return int(m.group(1))
+    from bench import callgrind
+
+    return callgrind.instructions("callgrind_wakeup.py", n, impl, loop, kind)
 
 
 def run(loops: list[str], kinds: list[str], impls: list[str], n1: int = 200, n2: int = 1200) -> dict[str, Any]:
