@@ -5,6 +5,7 @@ tests build a bare sans-I/O host and read what it sent or learnt (`make_iface`, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -99,3 +100,23 @@ def neighbours(iface: Interface) -> dict[int, ArpEntry]:
 def neighbour(iface: Interface, ip: str | int) -> ArpEntry | None:
     """The neighbour entry for `ip`, if any."""
     return iface.arp.entries.get(ip if isinstance(ip, int) else ip_int(ip))
+
+
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes, *,
+               chunk: int = 65536, read_size: int = 65536) -> tuple[int, str]:
+    """Send `data` in `chunk` writes (each drained) then half-close, while reading until the peer's EOF:
+    (bytes received, their sha256)."""
+    async def send() -> None:
+        for i in range(0, len(data), chunk):
+            writer.write(data[i:i + chunk])
+            await writer.drain()
+        writer.write_eof()
+
+    async def receive() -> tuple[int, str]:
+        h, n = hashlib.sha256(), 0
+        while piece := await reader.read(read_size):
+            h.update(piece)
+            n += len(piece)
+        return n, h.hexdigest()
+
+    return (await asyncio.gather(send(), receive()))[1]

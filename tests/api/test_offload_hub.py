@@ -11,6 +11,7 @@ import random
 import struct
 
 import pytest
+from testlib import pump
 
 from tcpip import Stack
 from tcpip.netif import Hub
@@ -27,25 +28,6 @@ def ip_int(s: str) -> int:
     return int.from_bytes(bytes(map(int, s.split("."))), "big")
 
 
-async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> tuple[int, str]:
-    """Send `data` and half-close while reading to EOF: (bytes received, sha256)."""
-    async def send() -> None:
-        for i in range(0, len(data), CHUNK):
-            writer.write(data[i:i + CHUNK])
-            await writer.drain()
-        writer.write_eof()
-
-    async def receive() -> tuple[int, str]:
-        h, n = hashlib.sha256(), 0
-        while chunk := await reader.read(4 * CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-        return n, h.hexdigest()
-
-    _, got = await asyncio.gather(send(), receive())
-    return got
-
-
 async def both_ways(a: Stack, b: Stack, size: int, seed: int, budget: float = 30.0) -> None:
     """`size` bytes each way at once between a (client) and b (server), checked by sha256."""
     to_b, to_a = random.Random(seed).randbytes(size), random.Random(seed + 1).randbytes(size)
@@ -53,7 +35,7 @@ async def both_ways(a: Stack, b: Stack, size: int, seed: int, budget: float = 30
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         try:
-            got_b.set_result(await pump(r, w, to_a))
+            got_b.set_result(await pump(r, w, to_a, read_size=4 * CHUNK))
         except Exception as e:  # pragma: no cover - reported through the future
             got_b.set_exception(e)
         w.close()
@@ -63,7 +45,7 @@ async def both_ways(a: Stack, b: Stack, size: int, seed: int, budget: float = 30
 
     async def client() -> tuple[int, str]:
         r, w = await a.open_connection(B, port)
-        got = await pump(r, w, to_b)
+        got = await pump(r, w, to_b, read_size=4 * CHUNK)
         w.close()
         await w.wait_closed()
         return got

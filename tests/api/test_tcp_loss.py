@@ -11,6 +11,7 @@ import random
 import time
 
 import pytest
+from testlib import pump
 
 from tcpip import Stack
 from tcpip.core.tcp.config import TcpConfig
@@ -18,25 +19,7 @@ from tcpip.netif import Hub
 from tcpip.netif.fault import FaultInjector
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
-CHUNK = 65536
 MECHANISMS = ("TCPFastRetrans", "rack_retrans", "tlp_retrans", "rescue_retrans", "TCPSlowStartRetrans")
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> tuple[int, str]:
-    async def send() -> None:
-        for i in range(0, len(data), CHUNK):
-            writer.write(data[i:i + CHUNK])
-            await writer.drain()
-        writer.write_eof()
-
-    async def receive() -> tuple[int, str]:
-        h, n = hashlib.sha256(), 0
-        while chunk := await reader.read(CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-        return n, h.hexdigest()
-
-    return (await asyncio.gather(send(), receive()))[1]
 
 
 async def lossy_transfer(size: int, drop: float, seed: int, budget: float,
@@ -50,7 +33,7 @@ async def lossy_transfer(size: int, drop: float, seed: int, budget: float,
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         try:
-            got.set_result(await _pump(r, w, down))
+            got.set_result(await pump(r, w, down))
         except Exception as e:
             got.set_exception(e)
         w.close()
@@ -63,7 +46,7 @@ async def lossy_transfer(size: int, drop: float, seed: int, budget: float,
 
             async def client() -> tuple[int, str]:
                 r, w = await a.open_connection(SERVER, port)
-                res = await _pump(r, w, up)
+                res = await pump(r, w, up)
                 w.close()
                 return res
 

@@ -10,6 +10,8 @@ import hashlib
 import random
 import time
 
+from testlib import pump
+
 from tcpip import Stack
 from tcpip.core.tcp.config import TcpConfig
 from tcpip.netif import Hub
@@ -17,30 +19,10 @@ from tcpip.netif.fault import FaultInjector
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 DROP, DUPLICATE, REORDER = 0.05, 0.01, 0.05
-CHUNK = 65536
 
 
 def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
-
-
-async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> tuple[int, str]:
-    """Send `data` then half-close, while receiving until the peer's EOF: (bytes received, their sha256)."""
-    async def send() -> None:
-        for i in range(0, len(data), CHUNK):
-            writer.write(data[i:i + CHUNK])
-            await writer.drain()
-        writer.write_eof()
-
-    async def receive() -> tuple[int, str]:
-        h, n = hashlib.sha256(), 0
-        while chunk := await reader.read(CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-        return n, h.hexdigest()
-
-    _, got = await asyncio.gather(send(), receive())
-    return got
 
 
 async def transfer_both_ways(size: int, seed: int, budget: float) -> float:
