@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from tcpip.aio.driver import TcpDriver
+from tcpip.aio.reader import ChunkReader
 from tcpip.aio.tcp import check_family, check_sock, parse_host, parse_port, ssl_context
 from tcpip.aio.transport import TcpTransport
 from tcpip.wire.ipv4 import ip_str
@@ -290,7 +291,7 @@ async def start_server(stack: Stack, client_connected_cb: ClientConnected, host:
     loop = asyncio.get_running_loop()
 
     def factory() -> asyncio.StreamReaderProtocol:
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        reader = ChunkReader(limit=limit, loop=loop)  # an asyncio.StreamReader that copies less
         return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
     return await create_server(stack, factory, host, port, **kwds)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
+from tcpip.aio.reader import ChunkReader
 from tcpip.aio.transport import TcpTransport
 from tcpip.errors import NoRouteError
 from tcpip.wire.ipv4 import ip_str
@@ -207,9 +208,10 @@ async def _connect(driver: TcpDriver, local_addr: tuple[str | IPv4Address | None
 async def open_connection(stack: Stack, host: str | IPv4Address | None = None, port: int | str | None = None,
                           *, limit: int = 2**16, **kwds: Unpack[ConnectOptions],
                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """`asyncio.open_connection` over this stack: asyncio's own StreamReader and StreamWriter."""
+    """`asyncio.open_connection` over this stack: asyncio's StreamWriter and a StreamReader that passes
+    received chunks on without copying them again (ChunkReader, an asyncio.StreamReader)."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    reader = ChunkReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     transport, _ = await create_connection(stack, lambda: protocol, host, port, **kwds)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
