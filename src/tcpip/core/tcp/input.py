@@ -186,12 +186,21 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
         conn.delack_at = now + conn.config.delack
     rec = conn.rec
     # output() sends nothing without queued data, a FIN or SACK recovery work: skip the call
-    if (conn.sndbuf.queued or conn.fin_queued or (rec is not None and (rec.sb.lostq or conn.in_recovery))) \
-            and out.output(conn, now):
-        ack_now = False  # the data segment carried the ACK
+    if conn.sndbuf.queued or conn.fin_queued or (rec is not None and (rec.sb.lostq or conn.in_recovery)):
+        if out.output(conn, now):
+            ack_now = False  # the data segment carried the ACK
+        if ack_now:
+            bulk_ack(conn, now)
+        conn.arm()
+        return True
     if ack_now:
         bulk_ack(conn, now)
-    conn.arm()
+    # Only the delayed-ACK deadline changed. A cleared one leaves the heap entry where it is: it fires
+    # early, finds nothing due and re-arms (once per delayed-ACK interval) instead of a cancel and a
+    # push per two segments. A new one earlier than the entry (or with no entry) is armed.
+    x = conn.delack_at
+    if x is not None and (conn.timer_at is None or x < conn.timer_at):
+        conn.arm()
     return True
 
 
