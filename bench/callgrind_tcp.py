@@ -95,11 +95,8 @@ def tcpip_receiver() -> tuple[Any, Any, Any, int]:
     iface.arp.add_static(PEER_IP, PEER_MAC)
     layer = TcpLayer(TcpConfig(), _Out(iface), random.Random(2), b"callgrind-tcp-secret-0123456789ab")
 
-    def tcp_input(src: int, dst: int, payload: memoryview, packet: memoryview, now: float, bc: bool) -> None:
-        layer.input(src, dst, payload, packet, now, bc)
-        iface.timers_changed()  # as the driver does
-
-    iface.register(6, tcp_input)
+    layer.timers.on_push = iface.timers_changed  # as the driver wires it
+    iface.register(6, layer.input)
     lst = layer.listen(OUR_IP, DPORT, 16)
     syn_opts = struct.pack("!BBHBBBBBBBBII", 2, 4, 1460, 1, 3, 3, 7, 4, 2, 8, 10, 900, 0)
     iface.receive(memoryview(tcp_frame(PEER_ISS, 0, 0x02, b"", 900, 0, syn_opts)), 1.0)

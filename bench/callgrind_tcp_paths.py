@@ -60,6 +60,7 @@ def main(what: str, n: int) -> None:
     host.arp.add_static(PEER, PMAC)
     layer = TcpLayer(TcpConfig(timestamps=True, sack=True, window_scaling=True), _Out(host), random.Random(2),
                      b"k" * 32)
+    layer.timers.on_push = host.timers_changed  # as the aio driver wires it
     host.register(6, layer.input)
     lst = layer.listen(OUR, 80, 8)
     host.receive(_frame(1000, 0, SYN, ts=(1, 0), mss=1460, wscale=7, sack_permitted=True), 0.0)

@@ -72,7 +72,10 @@ class TcpDriver:
         self.closed = False
         # One bound method for every segment queued behind ARP: the ARP cache calls each hook once.
         self._on_arp_fail = self._arp_failed
-        iface.register(PROTO, self._input, self._icmp_error)
+        # Segments go straight to the core; a deadline that moved earlier (the only reason to re-read
+        # poll_at after a segment) says so through the heap's hook, not a call per segment.
+        self.layer.timers.on_push = iface.timers_changed
+        iface.register(PROTO, self.layer.input, self._icmp_error)
         iface.add_timer_source(self.layer.poll_at, self.layer.handle_timeout)
         runner.add_after_batch(self._deliver)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,13 +92,8 @@ class TcpDriver:
 
     def enable_offload(self, tso_max: int) -> None:
         """The device offloads: trusted/super-frame input, and TCP super-segments up to `tso_max`."""
-        self.iface.offload_input = self._input_offloaded
+        self.iface.offload_input = self.layer.input_offloaded
         self.layer.enable_tso(tso_max, self.iface.send_gso)
-
-    def _input_offloaded(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
-                         csum_ok: bool, gso_size: int) -> None:
-        self.layer.input_offloaded(src, dst, payload, packet, now, csum_ok, gso_size)
-        self.iface.timers_changed()
 
     def tcp_mss(self, dst: int, now: float) -> int:
         return self.iface.path_mtu(dst, now) - 40
@@ -104,11 +102,6 @@ class TcpDriver:
         return addr != 0 and addr in self.iface.routing.locals
 
     # -- input (inside Interface.receive: no protocol code here) -----------------------------------
-    def _input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
-               broadcast: bool) -> None:
-        self.layer.input(src, dst, payload, packet, now, broadcast)
-        self.iface.timers_changed()  # a deadline may have moved earlier (the runner re-reads poll_at)
-
     def _icmp_error(self, icmp_type: int, code: int, rest: int, quote: memoryview, now: float) -> None:
         self.layer.icmp_error(icmp_type, code, rest, quote, now)
         self.iface.timers_changed()

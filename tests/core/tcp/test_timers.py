@@ -154,3 +154,20 @@ def test_compaction_keeps_heap_small_under_churn() -> None:
             heap.schedule(it, 1000.0 - rnd * 0.5)  # always earlier: a new entry each time
     assert len(heap._heap) <= 3 * 100 + 1
     assert heap.expired(1e6) == items
+
+
+def test_on_push_is_called_for_every_new_entry_only() -> None:
+    """The driver's cue to re-read poll_at: each push (new or earlier deadline), never a cancel or a
+    schedule at the deadline already held."""
+    heap: TimerHeap[Item] = TimerHeap()
+    pushes: list[float | None] = []
+    heap.on_push = lambda: pushes.append(heap.poll_at())
+    a, b = Item(0), Item(1)
+    heap.schedule(a, 5.0)
+    heap.schedule(a, 5.0)  # unchanged: no entry, no call
+    heap.schedule(b, 3.0)
+    heap.cancel(b)
+    heap.schedule(a, 1.0)
+    assert pushes == [5.0, 3.0, 1.0]
+    assert heap.expired(1.0) == [a]
+    assert pushes == [5.0, 3.0, 1.0]

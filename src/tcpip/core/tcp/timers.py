@@ -8,6 +8,7 @@ discarded when it reaches the top; the heap is rebuilt when stale entries outnum
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 
@@ -23,9 +24,11 @@ _COMPACT_MIN = 64  # never bother rebuilding tiny heaps
 class TimerHeap(Generic[T]):
     """Deadlines of items; `expired(now)` hands back the due ones in deadline order."""
 
-    __slots__ = ("_count", "_heap", "_live")
+    __slots__ = ("_count", "_heap", "_live", "on_push")
 
     def __init__(self) -> None:
+        # called after each new entry, the only way a deadline moves earlier (a driver re-reads poll_at)
+        self.on_push: Callable[[], None] | None = None
         self._heap: list[tuple[float, int, T]] = []
         self._count = 0   # tie-breaker: items themselves are never compared
         self._live = 0    # items with a deadline (timer_at not None) set through this heap
@@ -44,6 +47,8 @@ class TimerHeap(Generic[T]):
         heapq.heappush(self._heap, (at, self._count, item))
         if len(self._heap) > _COMPACT_MIN and len(self._heap) > 3 * self._live:
             self._compact()
+        if self.on_push is not None:
+            self.on_push()
 
     def cancel(self, item: T) -> None:
         """Forget item's deadline (its heap entry goes stale)."""
