@@ -21,7 +21,7 @@ from tcpip.core.tcp.stats import TcpStats
 from tcpip.core.tcp.syncookies import SynCookies
 from tcpip.core.tcp.timeouts import on_timer
 from tcpip.core.tcp.timers import TimerHeap
-from tcpip.errors import AddressInUseError, HostUnreachableError, TcpipError, WireError
+from tcpip.errors import AddressInUseError, HostUnreachableError, TcpipError
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
 
 Buffer = bytes | bytearray | memoryview
@@ -116,27 +116,17 @@ class TcpLayer:
             return
         # The segment of nearly every bulk transfer: a 32-byte header of NOP NOP TS, ACK (PSH), no SYN, FIN,
         # RST or URG: one unpack, and validate.check has nothing to say about it (flags and options fine).
+        seg: TcpRepr | None = None
         if n >= 32 and payload[12] == 0x80:
             sp, dp, sq, ak, _, flags, win, _, urg, opts, tsv, tse = _HDR_TS_WORD.unpack_from(payload, 0)
             if flags & _NOT_FAST == ACK and opts == _NOP_NOP_TS:
                 seg = TcpRepr(sp, dp, sq, ak, flags, win, urg, timestamp=(tsv, tse))
                 data = payload[32:]
-            else:
-                seg, data = TcpRepr.parse(payload)  # (cannot raise: 32 well-formed bytes)
-                if not validate.check(stats, seg, len(data), payload):
-                    return
-        else:
-            try:
-                seg, data = TcpRepr.parse(payload)
-            except WireError:
-                stats.in_errs += 1
-                if len(payload) >= 20:
-                    stats.rx_bad_doff += 1  # data offset < 5 or past the end
-                else:
-                    stats.rx_malformed += 1
+        if seg is None:
+            parsed = validate.parse(stats, payload)
+            if parsed is None:
                 return
-            if not validate.check(stats, seg, len(data), payload):
-                return
+            seg, data = parsed
         conn = self.conns.get((dst, seg.dst_port, src, seg.src_port))
         iss = None
         if conn is not None:

@@ -11,6 +11,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp.seq import seq_add, seq_le, seq_lt
+from tcpip.errors import WireError
 from tcpip.wire.tcp import ACK, FIN, OPT_EOL, OPT_NOP, RST, SYN, URG, TcpRepr
 
 if TYPE_CHECKING:
@@ -56,6 +57,22 @@ def options_malformed(segment: memoryview, hl: int) -> bool:
             return True
         p += size
     return False
+
+
+def parse(stats: TcpStats, segment: memoryview) -> tuple[TcpRepr, memoryview] | None:
+    """TcpRepr.parse, then check(): (header, payload), or None once the drop is counted."""
+    try:
+        seg, data = TcpRepr.parse(segment)
+    except WireError:
+        stats.in_errs += 1
+        if len(segment) >= 20:
+            stats.rx_bad_doff += 1  # data offset < 5 or past the end
+        else:
+            stats.rx_malformed += 1
+        return None
+    if not check(stats, seg, len(data), segment):
+        return None
+    return seg, data
 
 
 def check(stats: TcpStats, seg: TcpRepr, dlen: int, segment: memoryview) -> bool:
