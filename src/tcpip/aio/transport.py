@@ -267,21 +267,26 @@ class TcpTransport(WriteFlowControl):
             return
         conn = self._conn
         now = self._driver.now
+        took = False  # pieces read without their window update: one for all of them, after the loop
         try:
             while not self._paused and not self._closing:
                 n = conn.readable
                 if not n:
                     break
+                took = True
                 if self._buffered:
                     buf = memoryview(self._protocol.get_buffer(n)).cast("B")
                     size = buf.nbytes
                     if not size:
                         raise RuntimeError("get_buffer() returned an empty buffer")
-                    data = conn.recv(now(), min(n, size))
+                    data = conn.recv(now(), min(n, size), False)
                     buf[:len(data)] = data
                     self._protocol.buffer_updated(len(data))
                 else:
-                    self._protocol.data_received(conn.recv(now(), _READ_MAX))
+                    self._protocol.data_received(conn.recv(now(), _READ_MAX, False))
+            if took:
+                took = False
+                conn.window_update(now())
             if (self._fin and not self._eof_delivered and not self._paused and not self._closing
                     and not conn.readable):
                 self._eof_delivered = True
@@ -290,6 +295,8 @@ class TcpTransport(WriteFlowControl):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
+            if took:
+                conn.window_update(now())  # what was read before the failure
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
             return
         self._maybe_lost()

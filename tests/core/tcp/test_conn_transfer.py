@@ -207,3 +207,25 @@ def test_small_buffer_active_open_advertises_only_its_buffer() -> None:
     h.feed(REMOTE_ISS + 1, us + 1, ACK, payload=b"y" * 1000, at=1.1)
     h.advance(1.2)
     assert h.take_one()[0].window == 0
+
+
+def test_reads_in_pieces_then_one_window_update() -> None:
+    """recv(update=False) pieces send nothing; window_update() then sends the one update a single read of
+    the same bytes would have sent (the transport reads 64 KiB pieces per delivery this way)."""
+    h = Harness(mss=1000, rcvbuf=4000)
+    conn = h.passive()
+    us = conn.snd_nxt
+    for i in range(4):
+        h.feed(NXT + 1000 * i, us, ACK, payload=bytes([i]) * 1000, at=1.0)
+    assert [(a.ack, a.window) for a, _ in h.take()] == [(NXT + 2000, 2000), (NXT + 4000, 0)]
+    assert conn.recv(1.1, 1500, False) == b"\x00" * 1000 + b"\x01" * 500
+    assert conn.recv(1.1, 1500, False) == b"\x01" * 500 + b"\x02" * 1000
+    assert h.take() == []  # each piece alone would have sent an update (1500 >= MSS, from a zero window)
+    conn.window_update(1.1)
+    a, _ = h.take_one()
+    assert (a.ack, a.window) == (NXT + 4000, 3000)
+    conn.window_update(1.1)  # nothing more read: no second update
+    assert h.take() == []
+    assert conn.recv(1.2, None, False) == b"\x03" * 1000
+    conn.window_update(1.2)  # 1000 more would move the edge by one MSS, but the peer may still send 3000
+    assert h.take() == []

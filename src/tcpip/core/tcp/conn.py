@@ -166,13 +166,20 @@ class Connection:
             self.arm()
         return n
 
-    def recv(self, now: float, n: int | None = None) -> bytes:
-        """Consume readable bytes; send a window update once the window has grown enough (RFC 1122 SWS)."""
+    def recv(self, now: float, n: int | None = None, update: bool = True) -> bytes:
+        """Consume readable bytes; send a window update once the window has grown enough (RFC 1122 SWS).
+        `update=False`: not yet, the caller reads more pieces first and then calls window_update once."""
         data = self.rcvbuf.read(n)
         self.data_ev = False
         if self.tune is not None:
             autotune.on_read(self, now)  # may grow the buffer: the window update below announces it
-        if data and self.state in _RECEIVING and self.state != S.SYN_RECEIVED:
+        if data and update:
+            self.window_update(now)
+        return data
+
+    def window_update(self, now: float) -> None:
+        """The window update recv() sends after a read, when the read opened the window enough."""
+        if self.state in _RECEIVING and self.state != S.SYN_RECEIVED:
             rb = self.rcvbuf
             # What the window field can carry: without scaling a big buffer still advertises 65535, and
             # a read that cannot move the edge must not cost an ACK.
@@ -187,7 +194,6 @@ class Connection:
             ):
                 out.send_ack(self, now)
                 self.arm()
-        return data
 
     def shutdown(self, now: float) -> None:
         """Send a FIN after the queued data (half-close); keep receiving."""
