@@ -120,7 +120,7 @@ class TcpLayer:
         if n >= 32 and payload[12] == 0x80:
             sp, dp, sq, ak, _, flags, win, _, urg, opts, tsv, tse = _HDR_TS_WORD.unpack_from(payload, 0)
             if flags & _NOT_FAST == ACK and opts == _NOP_NOP_TS:
-                seg = TcpRepr(sp, dp, sq, ak, flags, win, urg, timestamp=(tsv, tse))
+                seg = TcpRepr(sp, dp, sq, ak, flags, win, urg, None, None, False, (), (tsv, tse))  # positional: cheaper
                 data = payload[32:]
         if seg is None:
             parsed = validate.parse(stats, payload)
