@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.emit import emit_gso, emit_plain, tso_defer
+from tcpip.core.tcp.emit import emit_gso, emit_plain, emit_run, tso_defer, window_field
 from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
@@ -22,26 +22,6 @@ SENDING = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAS
 def ts_now(conn: Connection, now: float) -> int:
     """Our TSval: a 1 ms clock plus the connection's random offset."""
     return (int(now * 1000.0) + conn.ts_offset) & MASK
-
-
-def window_field(conn: Connection) -> int:
-    """The 16-bit window to advertise; moves rcv_adv. The right edge never moves back, and moves forward
-    only by at least min(rcvbuf/2, MSS) (receiver silly-window avoidance, RFC 9293 3.8.6.2.2)."""
-    rb = conn.rcvbuf
-    nxt = rb.rcv_nxt
-    free = rb.window()
-    cur = seq_sub(conn.rcv_adv, nxt)
-    cur = max(cur, 0)
-    s = conn.rcv_wscale
-    if free - cur < min(conn.config.rcvbuf >> 1, conn.adv_mss):
-        field = (cur + (1 << s) - 1) >> s  # keep the edge (round up: never shrink it)...
-        if field << s > free:
-            field = free >> s  # ...unless that promises bytes the buffer can't hold (RFC 7323 2.4)
-    else:
-        field = free >> s
-    field = min(field, 0xFFFF)
-    conn.rcv_adv = (nxt + (field << s)) & MASK
-    return field
 
 
 def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, now: float,
@@ -233,7 +213,20 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
                 room = conn.cc.cwnd - flight + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
             else:
                 room = conn.cc.cwnd - flight
-            n = min(unsent, big, wnd if wnd < room else room)
+            avail = wnd if wnd < room else room
+            if (big == eff and limit < 0 and avail >= 2 * eff and unsent > 2 * eff and max_segs > 1
+                    and nxt == conn.snd_max and not conn.in_recovery and (not conn.sack_ok or (
+                        conn.dsack is None and not conn.rcvbuf.has_holes))):
+                # a run of full segments, none the last of the data (no PSH/FIN): one call for all
+                k = min(avail // eff, (unsent - 1) // eff, max_segs)
+                emit_run(conn, nxt, k, eff, now)
+                sent = True
+                force = False
+                max_segs -= k
+                if max_segs <= 0:
+                    break
+                continue
+            n = min(unsent, big, avail)
             if 0 <= limit < n:
                 n = limit
             if n <= 0:

@@ -89,6 +89,50 @@ class SendBuffer:
             left -= take
         return memoryview(b"".join(parts))
 
+    def views(self, offset: int, size: int, count: int) -> list[memoryview]:
+        """`count` consecutive views of `size` bytes from `offset`: `view` for each, in one call (a burst of
+        segments; one join where one crosses a block boundary)."""
+        if offset < 0 or size <= 0 or count < 0 or offset + size * count > self.queued:
+            raise ValueError(f"views({offset}, {size}, {count}) outside the {self.queued} queued bytes")
+        out: list[memoryview] = []
+        add = out.append
+        first = self.view(offset, size) if count else None  # positions the hint at the first block
+        if first is None:
+            return out
+        add(first)
+        i, base = self._hint
+        blocks = self._blocks
+        pos = self._head + offset - base + size  # the next view's start in block i
+        for _ in range(count - 1):
+            block = blocks[i]
+            ln = len(block)
+            if pos + size <= ln:
+                add(memoryview(block)[pos:pos + size])
+                pos += size
+                continue
+            if pos >= ln:  # starts in a later block
+                while pos >= len(blocks[i]):
+                    pos -= len(blocks[i])
+                    base += len(blocks[i])
+                    i += 1
+                block = blocks[i]
+                if pos + size <= len(block):
+                    add(memoryview(block)[pos:pos + size])
+                    pos += size
+                    continue
+            parts = [memoryview(block)[pos:]]  # across a boundary: one copy
+            left = size - (len(block) - pos)
+            j = i
+            while left > 0:
+                j += 1
+                take = min(left, len(blocks[j]))
+                parts.append(memoryview(blocks[j])[:take])
+                left -= take
+            add(memoryview(b"".join(parts)))
+            pos += size
+        self._hint = (i, base)
+        return out
+
     def ack(self, n: int) -> None:
         """Drop n acknowledged bytes from the front."""
         if n < 0 or n > self.queued:
