@@ -214,10 +214,10 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
             else:
                 room = conn.cc.cwnd - flight
             avail = wnd if wnd < room else room
-            if (big == eff and limit < 0 and avail >= 2 * eff and unsent > 2 * eff and max_segs > 1
+            if (big == eff and limit < 0 and avail >= eff and unsent > eff and max_segs > 0
                     and nxt == conn.snd_max and not conn.in_recovery and (not conn.sack_ok or (
                         conn.dsack is None and not conn.rcvbuf.has_holes))):
-                # a run of full segments, none the last of the data (no PSH/FIN): one call for all
+                # full segments, none the last of the data (no PSH/FIN): one call for the run
                 k = min(avail // eff, (unsent - 1) // eff, max_segs)
                 emit_run(conn, nxt, k, eff, now)
                 sent = True
