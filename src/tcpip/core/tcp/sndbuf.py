@@ -44,10 +44,11 @@ class SendBuffer:
         while done < n:
             if not blocks or self._fill == len(blocks[-1]):
                 left = n - done
-                if left >= MAX_BLOCK:  # a whole block: built from the data (one pass, no zero-fill first)
-                    blocks.append(bytearray(src[done:done + MAX_BLOCK]))
-                    self._fill = MAX_BLOCK
-                    done += MAX_BLOCK
+                if left >= MIN_BLOCK:  # a full block built from the data (one pass, no zero-fill first)
+                    take = left if left < MAX_BLOCK else MAX_BLOCK
+                    blocks.append(bytearray(src[done:done + take]))
+                    self._fill = take
+                    done += take
                     continue
                 blocks.append(bytearray(max(MIN_BLOCK, left)))
                 self._fill = 0
