@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp.seq import HALF, MASK, seq_lt, seq_sub
@@ -135,16 +136,19 @@ def emit_run(conn: Connection, seq: int, count: int, size: int, now: float) -> N
             stats.send_errors += 1
 
 
-def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: memoryview | bytes, gso: int,
+def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, parts: Sequence[memoryview | bytes], gso: int,
              now: float) -> None:
-    """The rest of `output._emit` for a super-segment: partial checksum (the kernel finishes each segment's),
-    counters in segments, `Output.tcp_send_gso`."""
+    """The rest of `output._emit` for a super-segment (its payload in `parts`): partial checksum (the kernel
+    finishes each segment's), counters in segments, `Output.tcp_send_gso`."""
     layer = conn.layer
-    c = pseudo_header_sum(conn.local_addr, conn.remote_addr, 6, len(hdr) + len(payload))
+    n = 0
+    for p in parts:
+        n += len(p)
+    c = pseudo_header_sum(conn.local_addr, conn.remote_addr, 6, len(hdr) + n)
     hdr[16] = c >> 8
     hdr[17] = c & 0xFF
     stats = layer.stats
-    segs = -(-len(payload) // gso)
+    segs = -(-n // gso)
     if seq_lt(seq, conn.snd_max):
         stats.retrans_segs += segs
     else:
@@ -153,7 +157,7 @@ def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: me
     send = layer.send_gso
     assert send is not None  # gso > 0 only when tso_max is, and enable_tso sets both
     try:
-        send(conn.local_addr, conn.remote_addr, (hdr, payload), len(hdr), gso, now)
+        send(conn.local_addr, conn.remote_addr, (hdr, *parts), len(hdr), gso, now)
     except NoRouteError as e:
         stats.send_errors += 1
         conn.send_error = e

@@ -25,7 +25,7 @@ def ts_now(conn: Connection, now: float) -> int:
 
 
 def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, now: float,
-          syn: bool = False, gso: int = 0) -> None:
+          syn: bool = False, gso: int = 0, parts: list[memoryview] | None = None) -> None:
     """Build, checksum and hand one segment to the Output. A failed send counts as a lost segment.
     `gso`: a super-segment (TSO) the device cuts into segments of `gso` payload bytes; its checksum
     field holds the pseudo-header partial sum and the counters count the segments it stands for."""
@@ -71,7 +71,7 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
     hdr = bytearray(r.header_len())
     r.emit(hdr)
     if gso:
-        emit_gso(conn, seq, flags, hdr, payload, gso, now)
+        emit_gso(conn, seq, flags, hdr, parts if parts is not None else [payload], gso, now)
         return
     fill_checksum(hdr, conn.local_addr, conn.remote_addr, payload)
     stats = layer.stats
@@ -153,7 +153,12 @@ def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float, gso: in
     when n is larger (a TSO super-segment)."""
     off = ((seq - conn.buf_seq + HALF) & MASK) - HALF  # seq_sub, inlined: this runs per segment
     sndbuf = conn.sndbuf
-    payload = sndbuf.view(off, n) if n else _EMPTY
+    parts = None
+    if gso:  # a super-segment's payload goes out in place, a slice per send-buffer block (writev)
+        parts = sndbuf.view_parts(off, n)
+        payload: memoryview | bytes = _EMPTY
+    else:
+        payload = sndbuf.view(off, n) if n else _EMPTY
     flags = ACK
     if fin:
         flags |= FIN
@@ -169,7 +174,7 @@ def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float, gso: in
             rec.sb.sent(seq, end, now)  # new data outside recovery: all rec.on_send would do
         else:
             rec.on_send(conn, seq, end, now)
-    _emit(conn, seq, flags, payload, now, False, gso)
+    _emit(conn, seq, flags, payload, now, False, gso, parts)
     if seq_gt(end, snd_max):
         conn.snd_max = end
 

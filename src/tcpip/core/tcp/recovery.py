@@ -103,8 +103,7 @@ class Recovery:
                 if conn.config.autotune and 2 * c.cwnd > conn.sndbuf.capacity:  # expand_sndbuf's own test
                     autotune.expand_sndbuf(conn)
                 cap = 2 * conn.sndbuf.capacity + conn.mss
-                if c.cwnd > cap:
-                    c.cwnd = cap
+                c.cwnd = min(c.cwnd, cap)
             self.schedule_pto(conn, now)
             return
         delivered = 0

@@ -62,6 +62,13 @@ class SendBuffer:
 
     def view(self, offset: int, n: int) -> memoryview:
         """Bytes [offset, offset + n) counted from snd_una: one block's slice, or a copy across blocks."""
+        parts = self.view_parts(offset, n)
+        if len(parts) == 1:
+            return parts[0]
+        return memoryview(b"".join(parts)) if parts else memoryview(b"")
+
+    def view_parts(self, offset: int, n: int) -> list[memoryview]:
+        """The same bytes as `view` without the copy: one slice per block they span (for writev)."""
         if offset < 0 or n < 0 or offset + n > self.queued:
             raise ValueError(f"view({offset}, {n}) outside the {self.queued} queued bytes")
         pos = self._head + offset
@@ -77,10 +84,10 @@ class SendBuffer:
             i += 1
         self._hint = (i, base)
         if n == 0:
-            return memoryview(b"")
+            return []
         block = blocks[i]
         if pos + n <= len(block):
-            return memoryview(block)[pos:pos + n]
+            return [memoryview(block)[pos:pos + n]]
         parts = [memoryview(block)[pos:]]
         left = n - (len(block) - pos)
         while left > 0:
@@ -88,7 +95,7 @@ class SendBuffer:
             take = min(left, len(blocks[i]))
             parts.append(memoryview(blocks[i])[:take])
             left -= take
-        return memoryview(b"".join(parts))
+        return parts
 
     def views(self, offset: int, size: int, count: int) -> list[memoryview]:
         """`count` consecutive views of `size` bytes from `offset`: `view` for each, in one call (a burst of
