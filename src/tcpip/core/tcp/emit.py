@@ -82,37 +82,14 @@ def emit_run(conn: Connection, seq: int, count: int, size: int, now: float) -> N
     SACK blocks): what `send_data` + `emit_plain` do for each, with the per-burst work done once (window, ACK,
     timestamps, the header's constant sum, scoreboard and counters) and the IPv4 headers built in one call
     (`Output.tcp_send_run` when the output has it)."""
-    src, dst, sp, dp = conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port
+    src, dst = conn.local_addr, conn.remote_addr
     ack = conn.rcvbuf.rcv_nxt
     conn.last_ack_sent = ack
     conn.delack_at = None
     conn.ack_pending = 0
-    window = window_field(conn)
-    tcp_len = size + (32 if conn.ts_ok else 20)
-    base = ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + sp + dp + (ack >> 16)
-            + (ack & 0xFFFF) + window + tcp_len)
-    if conn.ts_ok:
-        tsv = (int(now * 1000.0) + conn.ts_offset) & MASK  # ts_now, inlined
-        tse = conn.ts_recent
-        off = 0x8000 | ACK
-        base += off + 0x0101 + 0x080A + (tsv >> 16) + (tsv & 0xFFFF) + (tse >> 16) + (tse & 0xFFFF)
-        pack = _PLAIN_TS.pack
-        tail: tuple[int, ...] = (1, 1, 8, 10, tsv, tse)
-    else:
-        off = 0x5000 | ACK
-        base += off
-        pack = _PLAIN.pack
-        tail = ()
-    shift = 8 if size & 1 else 0  # an odd payload's last byte is the high half of a word
+    ts = ((int(now * 1000.0) + conn.ts_offset) & MASK, conn.ts_recent) if conn.ts_ok else None  # ts_now, inlined
     first = ((seq - conn.buf_seq + HALF) & MASK) - HALF
-    views = conn.sndbuf.views(first, size, count)
-    segs: list[tuple[bytes, memoryview]] = []
-    add = segs.append
-    s = seq
-    for p in views:
-        c = ((_from(p, "big") << shift) % 0xFFFF + base + (s >> 16) + (s & 0xFFFF)) % 0xFFFF
-        add((pack(sp, dp, s, ack, off, window, 0xFFFF - c if c else 0, 0, *tail), p))
-        s = (s + size) & MASK
+    segs = _run_headers(conn, conn.sndbuf.views(first, size, count), seq, size, ack, window_field(conn), ts)
     if conn.rtt_seq is None:
         conn.rtt_seq, conn.rtt_time = (seq + size) & MASK, now
     rec = conn.rec
@@ -121,7 +98,7 @@ def emit_run(conn: Connection, seq: int, count: int, size: int, now: float) -> N
     layer = conn.layer
     stats = layer.stats
     stats.out_segs += count
-    conn.snd_max = conn.snd_nxt = s
+    conn.snd_max = conn.snd_nxt = (seq + size * count) & MASK
     output = layer.output
     run = getattr(output, "tcp_send_run", None)  # optional in the Output protocol (the test harnesses lack it)
     if run is not None and run(src, dst, segs, now):
@@ -134,6 +111,37 @@ def emit_run(conn: Connection, seq: int, count: int, size: int, now: float) -> N
             conn.send_error = e
         except TcpipError:
             stats.send_errors += 1
+
+
+def _run_headers(conn: Connection, views: list[memoryview], seq: int, size: int, ack: int, window: int,
+                 ts: tuple[int, int] | None) -> list[tuple[bytes, memoryview]]:
+    """emit_run's (header, payload) pairs: the fields' sum is computed once, then per segment only seq and the
+    payload's sum are added (seq's two words sum to seq itself mod 0xFFFF, as 2**16 == 1)."""
+    src, dst, sp, dp = conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port
+    base = ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + sp + dp + (ack >> 16)
+            + (ack & 0xFFFF) + window + size)
+    shift = 8 if size & 1 else 0  # an odd payload's last byte is the high half of a word
+    segs: list[tuple[bytes, memoryview]] = []
+    add = segs.append
+    s = seq
+    if ts is not None:
+        tsv, tse = ts
+        off = 0x8000 | ACK
+        base += 32 + off + 0x0101 + 0x080A + (tsv >> 16) + (tsv & 0xFFFF) + (tse >> 16) + (tse & 0xFFFF)
+        pack = _PLAIN_TS.pack
+        for p in views:
+            c = ((_from(p, "big") << shift) % 0xFFFF + base + s) % 0xFFFF
+            add((pack(sp, dp, s, ack, off, window, 0xFFFF - c if c else 0, 0, 1, 1, 8, 10, tsv, tse), p))
+            s = (s + size) & MASK
+        return segs
+    off = 0x5000 | ACK
+    base += 20 + off
+    pack = _PLAIN.pack
+    for p in views:
+        c = ((_from(p, "big") << shift) % 0xFFFF + base + s) % 0xFFFF
+        add((pack(sp, dp, s, ack, off, window, 0xFFFF - c if c else 0, 0), p))
+        s = (s + size) & MASK
+    return segs
 
 
 def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, parts: Sequence[memoryview | bytes], gso: int,
