@@ -62,13 +62,21 @@ class SendBuffer:
 
     def view(self, offset: int, n: int) -> memoryview:
         """Bytes [offset, offset + n) counted from snd_una: one block's slice, or a copy across blocks."""
-        parts = self.view_parts(offset, n)
-        if len(parts) == 1:
-            return parts[0]
-        return memoryview(b"".join(parts)) if parts else memoryview(b"")
+        i, pos = self._locate(offset, n)
+        if n == 0:
+            return memoryview(b"")
+        block = self._blocks[i]
+        if pos + n <= len(block):
+            return memoryview(block)[pos:pos + n]
+        return memoryview(b"".join(self._parts(i, pos, n)))
 
     def view_parts(self, offset: int, n: int) -> list[memoryview]:
         """The same bytes as `view` without the copy: one slice per block they span (for writev)."""
+        i, pos = self._locate(offset, n)
+        return self._parts(i, pos, n) if n else []
+
+    def _locate(self, offset: int, n: int) -> tuple[int, int]:
+        """(block index, offset in it) of byte `offset`; moves the hint there (views run forward)."""
         if offset < 0 or n < 0 or offset + n > self.queued:
             raise ValueError(f"view({offset}, {n}) outside the {self.queued} queued bytes")
         pos = self._head + offset
@@ -83,8 +91,10 @@ class SendBuffer:
             base += len(blocks[i])
             i += 1
         self._hint = (i, base)
-        if n == 0:
-            return []
+        return i, pos
+
+    def _parts(self, i: int, pos: int, n: int) -> list[memoryview]:
+        blocks = self._blocks
         block = blocks[i]
         if pos + n <= len(block):
             return [memoryview(block)[pos:pos + n]]
@@ -100,43 +110,26 @@ class SendBuffer:
     def views(self, offset: int, size: int, count: int) -> list[memoryview]:
         """`count` consecutive views of `size` bytes from `offset`: `view` for each, in one call (a burst of
         segments; one join where one crosses a block boundary)."""
-        if offset < 0 or size <= 0 or count < 0 or offset + size * count > self.queued:
-            raise ValueError(f"views({offset}, {size}, {count}) outside the {self.queued} queued bytes")
+        if size <= 0 or count < 0:
+            raise ValueError(f"views({offset}, {size}, {count}): no such run")
+        i, pos = self._locate(offset, size * count)
         out: list[memoryview] = []
-        add = out.append
-        first = self.view(offset, size) if count else None  # positions the hint at the first block
-        if first is None:
+        if not count:
             return out
-        add(first)
-        i, base = self._hint
+        add = out.append
+        base = self._hint[1]
         blocks = self._blocks
-        pos = self._head + offset - base + size  # the next view's start in block i
-        for _ in range(count - 1):
+        for _ in range(count):
             block = blocks[i]
-            ln = len(block)
-            if pos + size <= ln:
-                add(memoryview(block)[pos:pos + size])
-                pos += size
-                continue
-            if pos >= ln:  # starts in a later block
-                while pos >= len(blocks[i]):
-                    pos -= len(blocks[i])
-                    base += len(blocks[i])
-                    i += 1
+            while pos >= len(block):  # starts in a later block
+                pos -= len(block)
+                base += len(block)
+                i += 1
                 block = blocks[i]
-                if pos + size <= len(block):
-                    add(memoryview(block)[pos:pos + size])
-                    pos += size
-                    continue
-            parts = [memoryview(block)[pos:]]  # across a boundary: one copy
-            left = size - (len(block) - pos)
-            j = i
-            while left > 0:
-                j += 1
-                take = min(left, len(blocks[j]))
-                parts.append(memoryview(blocks[j])[:take])
-                left -= take
-            add(memoryview(b"".join(parts)))
+            if pos + size <= len(block):
+                add(memoryview(block)[pos:pos + size])
+            else:  # across a boundary: one copy
+                add(memoryview(b"".join(self._parts(i, pos, size))))
             pos += size
         self._hint = (i, base)
         return out
