@@ -179,3 +179,24 @@ def test_view_parts_are_the_view_without_a_copy() -> None:
         assert all(isinstance(p.obj, bytearray) for p in parts)  # slices of the blocks themselves
     assert len(b.view_parts(4000, 65000)) == 2
     assert b.view_parts(100, 0) == []
+
+
+def test_gso_header_is_what_tcprepr_emits() -> None:
+    from types import SimpleNamespace
+
+    from tcpip.core.tcp.emit import gso_header
+    from tcpip.wire.tcp import FIN, PSH
+
+    rng = random.Random(8)
+    for i in range(200):
+        conn = SimpleNamespace(local_port=rng.getrandbits(16), remote_port=rng.getrandbits(16), ts_ok=bool(i & 1),
+                               ts_offset=rng.getrandbits(32), ts_recent=rng.getrandbits(32))
+        seq, ack, window = rng.getrandbits(32), rng.getrandbits(32), rng.getrandbits(16)
+        flags = rng.choice((ACK, ACK | PSH, ACK | FIN, ACK | PSH | FIN))
+        now = rng.uniform(0, 1e6)
+        r = TcpRepr(conn.local_port, conn.remote_port, seq, ack, flags, window)
+        if conn.ts_ok:
+            r.timestamp = ((int(now * 1000.0) + conn.ts_offset) & 0xFFFFFFFF, conn.ts_recent)
+        want = bytearray(r.header_len())
+        r.emit(want)
+        assert gso_header(conn, seq, ack, flags, window, now) == want  # type: ignore[arg-type]

@@ -144,6 +144,17 @@ def _run_headers(conn: Connection, views: list[memoryview], seq: int, size: int,
     return segs
 
 
+def gso_header(conn: Connection, seq: int, ack: int, flags: int, window: int, now: float) -> bytearray:
+    """A super-segment's header without SACK blocks (timestamps or no options), checksum field 0: what TcpRepr
+    emits for it, in one pack (emit_gso then stores the partial sum)."""
+    sp, dp = conn.local_port, conn.remote_port
+    if conn.ts_ok:
+        tsv = (int(now * 1000.0) + conn.ts_offset) & MASK  # ts_now, inlined
+        return bytearray(_PLAIN_TS.pack(sp, dp, seq, ack, 0x8000 | flags, window, 0, 0, 1, 1, 8, 10, tsv,
+                                        conn.ts_recent))
+    return bytearray(_PLAIN.pack(sp, dp, seq, ack, 0x5000 | flags, window, 0, 0))
+
+
 def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, parts: Sequence[memoryview | bytes], gso: int,
              now: float) -> None:
     """The rest of `output._emit` for a super-segment (its payload in `parts`): partial checksum (the kernel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.emit import emit_gso, emit_plain, emit_run, tso_defer, window_field
+from tcpip.core.tcp.emit import emit_gso, emit_plain, emit_run, gso_header, tso_defer, window_field
 from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
@@ -46,8 +46,12 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         window = 0
     else:
         window = window_field(conn)
-        if not gso and (not conn.sack_ok or (conn.dsack is None and not rb.has_holes)):
-            emit_plain(conn, seq, ack, flags, window, payload, now)
+        if not conn.sack_ok or (conn.dsack is None and not rb.has_holes):
+            if not gso:
+                emit_plain(conn, seq, ack, flags, window, payload, now)
+                return
+            hdr = gso_header(conn, seq, ack, flags, window, now)  # the same bytes as TcpRepr's below
+            emit_gso(conn, seq, flags, hdr, parts if parts is not None else [payload], gso, now)
             return
     r = TcpRepr(conn.local_port, conn.remote_port, seq, ack, flags, window)
     if syn:
