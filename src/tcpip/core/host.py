@@ -30,7 +30,7 @@ import random
 import struct
 from collections.abc import Callable, Sequence
 
-from tcpip.core import offload
+from tcpip.core import burst, offload
 from tcpip.core.arp import ArpCache
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import ETHERTYPE_IPV4, Ethernet, Frame
@@ -303,31 +303,9 @@ class Host(HostSetup):
 
     def send_run(self, dst: int, proto: int, segs: Sequence[tuple[Buffer, Buffer]], now: float,
                  src: int | None = None) -> bool:
-        """`send` of several (header, payload) datagrams to one destination in one call (a TCP burst), when
-        all take its common case (resolved neighbour, no PMTU entries, each fits the MTU). False: nothing
-        sent, the caller sends them one by one."""
-        routing = self.routing
-        path = routing.path(dst, now)
-        if path is None or routing.pmtu or not segs:
-            return False
-        mtu = self.config.mtu
-        for h, p in segs:
-            total = 20 + len(h) + len(p)
-            if total > mtu or total < 46:
-                return False
-        a = path.src if src is None else src
-        t = self.config.ttl << 8 | proto
-        k = len(segs)
-        ident = self.idents.take(dst, k)
-        base = 0x4500 + t + (a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
-        eth, pack, add = path.eth, _IPV4.pack, self.tx.append
-        for h, p in segs:  # Host.send's common case per datagram (DF clear, TOS 0)
-            total = 20 + len(h) + len(p)
-            add((eth, pack(0x45, 0, total, ident, 0, t, 0xFFFE - (base + total + ident - 1) % 0xFFFF, a, dst), h, p))
-            ident = (ident + 1) & 0xFFFF
-        self.ip_stats.tx_packets += k
-        self.eth_stats.tx_frames += k
-        return True
+        """`send` of several (header, payload) datagrams to one destination in one call (see core/burst.py);
+        False: nothing sent, the caller sends them one by one."""
+        return burst.send_run(self, dst, proto, segs, now, src)
 
     def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
                     parts: Sequence[Buffer], total: int, now: float, *,
