@@ -35,6 +35,9 @@ class _Out:
     def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
         self.host.send(dst, 6, parts, now, src=src)
 
+    def tcp_send_run(self, src: int, dst: int, segs: Sequence[tuple[Buffer, Buffer]], now: float) -> bool:
+        return self.host.send_run(dst, 6, segs, now, src=src)
+
     def tcp_mss(self, dst: int, now: float) -> int:
         return 1460
 

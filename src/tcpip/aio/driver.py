@@ -90,6 +90,10 @@ class TcpDriver:
     def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
         self.iface.send(dst, 6, parts, now, on_fail=self._on_arp_fail, src=src)
 
+    def tcp_send_run(self, src: int, dst: int, segs: Sequence[tuple[Buffer, Buffer]], now: float) -> bool:
+        """A burst of segments (header, payload) in one call; False: none sent (send them one by one)."""
+        return self.iface.send_run(dst, 6, segs, now, src=src)
+
     def enable_offload(self, tso_max: int) -> None:
         """The device offloads: trusted/super-frame input, and TCP super-segments up to `tso_max`."""
         self.iface.offload_input = self.layer.input_offloaded

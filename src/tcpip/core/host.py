@@ -30,7 +30,7 @@ import random
 import struct
 from collections.abc import Callable, Sequence
 
-from tcpip.core import offload
+from tcpip.core import burst, offload
 from tcpip.core.arp import ArpCache
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import ETHERTYPE_IPV4, Ethernet, Frame
@@ -300,6 +300,12 @@ class Host(HostSetup):
             hdr[10] = hdr[11] = 0
             _U16.pack_into(hdr, 10, ck.checksum(hdr))
         return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
+
+    def send_run(self, dst: int, proto: int, segs: Sequence[tuple[Buffer, Buffer]], now: float,
+                 src: int | None = None) -> bool:
+        """`send` of several (header, payload) datagrams to one destination in one call (see core/burst.py);
+        False: nothing sent, the caller sends them one by one."""
+        return burst.send_run(self, dst, proto, segs, now, src)
 
     def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
                     parts: Sequence[Buffer], total: int, now: float, *,

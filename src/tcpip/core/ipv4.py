@@ -64,6 +64,13 @@ class IdentAllocator:
         ids[dst] = v
         return v
 
+    def take(self, dst: int, k: int) -> int:
+        """`next(dst)` k times in one call (k >= 1): returns the first; the others follow it mod 2**16."""
+        v = self.next(dst)
+        if k > 1:
+            self.idents[dst] = (v + k - 1) & 0xFFFF
+        return v
+
 
 class Ipv4Input:
     """Every input check of a host (not a router); fragments go to the reassembler (None: dropped)."""

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.seq import MASK, seq_lt
+from tcpip.core.tcp.seq import HALF, MASK, seq_lt, seq_sub
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.checksum import pseudo_header_sum
-from tcpip.wire.tcp import FIN
+from tcpip.wire.tcp import ACK, FIN
 
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
@@ -18,6 +19,26 @@ if TYPE_CHECKING:
 _from = int.from_bytes
 _PLAIN = struct.Struct("!HHIIHHHH")  # ports, seq, ack, offset+flags, window, checksum, urgent pointer
 _PLAIN_TS = struct.Struct("!HHIIHHHHBBBBII")  # the same + NOP NOP TS(10): a bulk segment's header
+
+
+def window_field(conn: Connection) -> int:
+    """The 16-bit window to advertise; moves rcv_adv. The right edge never moves back, and moves forward
+    only by at least min(rcvbuf/2, MSS) (receiver silly-window avoidance, RFC 9293 3.8.6.2.2)."""
+    rb = conn.rcvbuf
+    nxt = rb.rcv_nxt
+    free = rb.window()
+    cur = seq_sub(conn.rcv_adv, nxt)
+    cur = max(cur, 0)
+    s = conn.rcv_wscale
+    if free - cur < min(conn.config.rcvbuf >> 1, conn.adv_mss):
+        field = (cur + (1 << s) - 1) >> s  # keep the edge (round up: never shrink it)...
+        if field << s > free:
+            field = free >> s  # ...unless that promises bytes the buffer can't hold (RFC 7323 2.4)
+    else:
+        field = free >> s
+    field = min(field, 0xFFFF)
+    conn.rcv_adv = (nxt + (field << s)) & MASK
+    return field
 
 
 def emit_plain(conn: Connection, seq: int, ack: int, flags: int, window: int, payload: memoryview | bytes,
@@ -56,16 +77,97 @@ def emit_plain(conn: Connection, seq: int, ack: int, flags: int, window: int, pa
         stats.send_errors += 1
 
 
-def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: memoryview | bytes, gso: int,
-             now: float) -> None:
-    """The rest of `output._emit` for a super-segment: partial checksum (the kernel finishes each segment's),
-    counters in segments, `Output.tcp_send_gso`."""
+def emit_run(conn: Connection, seq: int, count: int, size: int, now: float) -> None:
+    """`count` full segments of new data from `seq`, `size` payload bytes each, with ACK only (no PSH/FIN, no
+    SACK blocks): what `send_data` + `emit_plain` do for each, with the per-burst work done once (window, ACK,
+    timestamps, the header's constant sum, scoreboard and counters) and the IPv4 headers built in one call
+    (`Output.tcp_send_run` when the output has it)."""
+    src, dst = conn.local_addr, conn.remote_addr
+    ack = conn.rcvbuf.rcv_nxt
+    conn.last_ack_sent = ack
+    conn.delack_at = None
+    conn.ack_pending = 0
+    ts = ((int(now * 1000.0) + conn.ts_offset) & MASK, conn.ts_recent) if conn.ts_ok else None  # ts_now, inlined
+    first = ((seq - conn.buf_seq + HALF) & MASK) - HALF
+    segs = _run_headers(conn, conn.sndbuf.views(first, size, count), seq, size, ack, window_field(conn), ts)
+    if conn.rtt_seq is None:
+        conn.rtt_seq, conn.rtt_time = (seq + size) & MASK, now
+    rec = conn.rec
+    if rec is not None:
+        rec.sb.sent_run(seq, size, count, now)
     layer = conn.layer
-    c = pseudo_header_sum(conn.local_addr, conn.remote_addr, 6, len(hdr) + len(payload))
+    stats = layer.stats
+    stats.out_segs += count
+    conn.snd_max = conn.snd_nxt = (seq + size * count) & MASK
+    output = layer.output
+    run = getattr(output, "tcp_send_run", None)  # optional in the Output protocol (the test harnesses lack it)
+    if run is not None and run(src, dst, segs, now):
+        return
+    for parts in segs:  # one by one, as emit_plain: a failed send is a lost segment
+        try:
+            output.tcp_send(src, dst, parts, now)
+        except NoRouteError as e:
+            stats.send_errors += 1
+            conn.send_error = e
+        except TcpipError:
+            stats.send_errors += 1
+
+
+def _run_headers(conn: Connection, views: list[memoryview], seq: int, size: int, ack: int, window: int,
+                 ts: tuple[int, int] | None) -> list[tuple[bytes, memoryview]]:
+    """emit_run's (header, payload) pairs: the fields' sum is computed once, then per segment only seq and the
+    payload's sum are added (seq's two words sum to seq itself mod 0xFFFF, as 2**16 == 1)."""
+    src, dst, sp, dp = conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port
+    base = ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + sp + dp + (ack >> 16)
+            + (ack & 0xFFFF) + window + size)
+    shift = 8 if size & 1 else 0  # an odd payload's last byte is the high half of a word
+    segs: list[tuple[bytes, memoryview]] = []
+    add = segs.append
+    s = seq
+    if ts is not None:
+        tsv, tse = ts
+        off = 0x8000 | ACK
+        base += 32 + off + 0x0101 + 0x080A + (tsv >> 16) + (tsv & 0xFFFF) + (tse >> 16) + (tse & 0xFFFF)
+        pack = _PLAIN_TS.pack
+        for p in views:
+            c = ((_from(p, "big") << shift) % 0xFFFF + base + s) % 0xFFFF
+            add((pack(sp, dp, s, ack, off, window, 0xFFFF - c if c else 0, 0, 1, 1, 8, 10, tsv, tse), p))
+            s = (s + size) & MASK
+        return segs
+    off = 0x5000 | ACK
+    base += 20 + off
+    pack = _PLAIN.pack
+    for p in views:
+        c = ((_from(p, "big") << shift) % 0xFFFF + base + s) % 0xFFFF
+        add((pack(sp, dp, s, ack, off, window, 0xFFFF - c if c else 0, 0), p))
+        s = (s + size) & MASK
+    return segs
+
+
+def gso_header(conn: Connection, seq: int, ack: int, flags: int, window: int, now: float) -> bytearray:
+    """A super-segment's header without SACK blocks (timestamps or no options), checksum field 0: what TcpRepr
+    emits for it, in one pack (emit_gso then stores the partial sum)."""
+    sp, dp = conn.local_port, conn.remote_port
+    if conn.ts_ok:
+        tsv = (int(now * 1000.0) + conn.ts_offset) & MASK  # ts_now, inlined
+        return bytearray(_PLAIN_TS.pack(sp, dp, seq, ack, 0x8000 | flags, window, 0, 0, 1, 1, 8, 10, tsv,
+                                        conn.ts_recent))
+    return bytearray(_PLAIN.pack(sp, dp, seq, ack, 0x5000 | flags, window, 0, 0))
+
+
+def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, parts: Sequence[memoryview | bytes], gso: int,
+             now: float) -> None:
+    """The rest of `output._emit` for a super-segment (its payload in `parts`): partial checksum (the kernel
+    finishes each segment's), counters in segments, `Output.tcp_send_gso`."""
+    layer = conn.layer
+    n = 0
+    for p in parts:
+        n += len(p)
+    c = pseudo_header_sum(conn.local_addr, conn.remote_addr, 6, len(hdr) + n)
     hdr[16] = c >> 8
     hdr[17] = c & 0xFF
     stats = layer.stats
-    segs = -(-len(payload) // gso)
+    segs = -(-n // gso)
     if seq_lt(seq, conn.snd_max):
         stats.retrans_segs += segs
     else:
@@ -74,7 +176,7 @@ def emit_gso(conn: Connection, seq: int, flags: int, hdr: bytearray, payload: me
     send = layer.send_gso
     assert send is not None  # gso > 0 only when tso_max is, and enable_tso sets both
     try:
-        send(conn.local_addr, conn.remote_addr, (hdr, payload), len(hdr), gso, now)
+        send(conn.local_addr, conn.remote_addr, (hdr, *parts), len(hdr), gso, now)
     except NoRouteError as e:
         stats.send_errors += 1
         conn.send_error = e

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.emit import emit_gso, emit_plain, tso_defer
+from tcpip.core.tcp.emit import emit_gso, emit_plain, emit_run, gso_header, tso_defer, window_field
 from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
@@ -24,28 +24,8 @@ def ts_now(conn: Connection, now: float) -> int:
     return (int(now * 1000.0) + conn.ts_offset) & MASK
 
 
-def window_field(conn: Connection) -> int:
-    """The 16-bit window to advertise; moves rcv_adv. The right edge never moves back, and moves forward
-    only by at least min(rcvbuf/2, MSS) (receiver silly-window avoidance, RFC 9293 3.8.6.2.2)."""
-    rb = conn.rcvbuf
-    nxt = rb.rcv_nxt
-    free = rb.window()
-    cur = seq_sub(conn.rcv_adv, nxt)
-    cur = max(cur, 0)
-    s = conn.rcv_wscale
-    if free - cur < min(conn.config.rcvbuf >> 1, conn.adv_mss):
-        field = (cur + (1 << s) - 1) >> s  # keep the edge (round up: never shrink it)...
-        if field << s > free:
-            field = free >> s  # ...unless that promises bytes the buffer can't hold (RFC 7323 2.4)
-    else:
-        field = free >> s
-    field = min(field, 0xFFFF)
-    conn.rcv_adv = (nxt + (field << s)) & MASK
-    return field
-
-
 def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, now: float,
-          syn: bool = False, gso: int = 0) -> None:
+          syn: bool = False, gso: int = 0, parts: list[memoryview] | None = None) -> None:
     """Build, checksum and hand one segment to the Output. A failed send counts as a lost segment.
     `gso`: a super-segment (TSO) the device cuts into segments of `gso` payload bytes; its checksum
     field holds the pseudo-header partial sum and the counters count the segments it stands for."""
@@ -66,8 +46,12 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
         window = 0
     else:
         window = window_field(conn)
-        if not gso and (not conn.sack_ok or (conn.dsack is None and not rb.has_holes)):
-            emit_plain(conn, seq, ack, flags, window, payload, now)
+        if not conn.sack_ok or (conn.dsack is None and not rb.has_holes):
+            if not gso:
+                emit_plain(conn, seq, ack, flags, window, payload, now)
+                return
+            hdr = gso_header(conn, seq, ack, flags, window, now)  # the same bytes as TcpRepr's below
+            emit_gso(conn, seq, flags, hdr, parts if parts is not None else [payload], gso, now)
             return
     r = TcpRepr(conn.local_port, conn.remote_port, seq, ack, flags, window)
     if syn:
@@ -91,7 +75,7 @@ def _emit(conn: Connection, seq: int, flags: int, payload: memoryview | bytes, n
     hdr = bytearray(r.header_len())
     r.emit(hdr)
     if gso:
-        emit_gso(conn, seq, flags, hdr, payload, gso, now)
+        emit_gso(conn, seq, flags, hdr, parts if parts is not None else [payload], gso, now)
         return
     fill_checksum(hdr, conn.local_addr, conn.remote_addr, payload)
     stats = layer.stats
@@ -173,7 +157,12 @@ def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float, gso: in
     when n is larger (a TSO super-segment)."""
     off = ((seq - conn.buf_seq + HALF) & MASK) - HALF  # seq_sub, inlined: this runs per segment
     sndbuf = conn.sndbuf
-    payload = sndbuf.view(off, n) if n else _EMPTY
+    parts = None
+    if gso:  # a super-segment's payload goes out in place, a slice per send-buffer block (writev)
+        parts = sndbuf.view_parts(off, n)
+        payload: memoryview | bytes = _EMPTY
+    else:
+        payload = sndbuf.view(off, n) if n else _EMPTY
     flags = ACK
     if fin:
         flags |= FIN
@@ -189,7 +178,7 @@ def send_data(conn: Connection, seq: int, n: int, fin: bool, now: float, gso: in
             rec.sb.sent(seq, end, now)  # new data outside recovery: all rec.on_send would do
         else:
             rec.on_send(conn, seq, end, now)
-    _emit(conn, seq, flags, payload, now, False, gso)
+    _emit(conn, seq, flags, payload, now, False, gso, parts)
     if seq_gt(end, snd_max):
         conn.snd_max = end
 
@@ -233,7 +222,20 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
                 room = conn.cc.cwnd - flight + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
             else:
                 room = conn.cc.cwnd - flight
-            n = min(unsent, big, wnd if wnd < room else room)
+            avail = wnd if wnd < room else room
+            if (big == eff and limit < 0 and avail >= eff and unsent > eff and max_segs > 0
+                    and nxt == conn.snd_max and not conn.in_recovery and (not conn.sack_ok or (
+                        conn.dsack is None and not conn.rcvbuf.has_holes))):
+                # full segments, none the last of the data (no PSH/FIN): one call for the run
+                k = min(avail // eff, (unsent - 1) // eff, max_segs)
+                emit_run(conn, nxt, k, eff, now)
+                sent = True
+                force = False
+                max_segs -= k
+                if max_segs <= 0:
+                    break
+                continue
+            n = min(unsent, big, avail)
             if 0 <= limit < n:
                 n = limit
             if n <= 0:

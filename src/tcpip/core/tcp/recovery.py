@@ -98,7 +98,12 @@ class Recovery:
             if acked > 0:
                 sb.ack(una)
                 rack.update(sb, now)
-                self._grow(conn, acked, now)
+                c = conn.cc  # _grow, inlined: this runs per ACK
+                c.on_ack(acked, una, conn.snd_max, rack.rtt, now)
+                if conn.config.autotune and 2 * c.cwnd > conn.sndbuf.capacity:  # expand_sndbuf's own test
+                    autotune.expand_sndbuf(conn)
+                cap = 2 * conn.sndbuf.capacity + conn.mss
+                c.cwnd = min(c.cwnd, cap)
             self.schedule_pto(conn, now)
             return
         delivered = 0

@@ -6,6 +6,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp import output as out
+from tcpip.core.tcp.emit import window_field
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.checksum import checksum, pseudo_header_sum
 from tcpip.wire.tcp import ACK
@@ -31,7 +32,7 @@ def bulk_ack(conn: Connection, now: float) -> None:
     src, dst = conn.local_addr, conn.remote_addr
     hdr = bytearray(32)
     _ACK_TS.pack_into(hdr, 0, conn.local_port, conn.remote_port, out.acceptable_seq(conn), ack, 0x80, ACK,
-                      out.window_field(conn), 0, 0, _NOP, _NOP, _TS, 10, out.ts_now(conn, now), conn.ts_recent)
+                      window_field(conn), 0, 0, _NOP, _NOP, _TS, 10, out.ts_now(conn, now), conn.ts_recent)
     c = checksum(hdr, pseudo_header_sum(src, dst, 6, 32))
     hdr[16] = c >> 8
     hdr[17] = c & 0xFF

@@ -77,6 +77,17 @@ class Scoreboard:
         self.segs.append(s)
         self.tsorder[s] = None
 
+    def sent_run(self, start: int, size: int, count: int, now: float) -> None:
+        """`count` segments of `size` bytes of new data from `start` went out together."""
+        segs = self.segs
+        ts = self.tsorder
+        for _ in range(count):
+            end = (start + size) & MASK
+            s = Seg(start, end, now)
+            segs.append(s)
+            ts[s] = None
+            start = end
+
     def resent(self, start: int, end: int, now: float, in_pipe: bool) -> int:
         """[start, end) was retransmitted: returns how many records it covered. `in_pipe` is False for the
         go-back after a timeout (the copy replaces the original in the flight; nothing extra in pipe)."""

@@ -44,10 +44,11 @@ class SendBuffer:
         while done < n:
             if not blocks or self._fill == len(blocks[-1]):
                 left = n - done
-                if left >= MAX_BLOCK:  # a whole block: built from the data (one pass, no zero-fill first)
-                    blocks.append(bytearray(src[done:done + MAX_BLOCK]))
-                    self._fill = MAX_BLOCK
-                    done += MAX_BLOCK
+                if left >= MIN_BLOCK:  # a full block built from the data (one pass, no zero-fill first)
+                    take = left if left < MAX_BLOCK else MAX_BLOCK
+                    blocks.append(bytearray(src[done:done + take]))
+                    self._fill = take
+                    done += take
                     continue
                 blocks.append(bytearray(max(MIN_BLOCK, left)))
                 self._fill = 0
@@ -61,6 +62,21 @@ class SendBuffer:
 
     def view(self, offset: int, n: int) -> memoryview:
         """Bytes [offset, offset + n) counted from snd_una: one block's slice, or a copy across blocks."""
+        i, pos = self._locate(offset, n)
+        if n == 0:
+            return memoryview(b"")
+        block = self._blocks[i]
+        if pos + n <= len(block):
+            return memoryview(block)[pos:pos + n]
+        return memoryview(b"".join(self._parts(i, pos, n)))
+
+    def view_parts(self, offset: int, n: int) -> list[memoryview]:
+        """The same bytes as `view` without the copy: one slice per block they span (for writev)."""
+        i, pos = self._locate(offset, n)
+        return self._parts(i, pos, n) if n else []
+
+    def _locate(self, offset: int, n: int) -> tuple[int, int]:
+        """(block index, offset in it) of byte `offset`; moves the hint there (views run forward)."""
         if offset < 0 or n < 0 or offset + n > self.queued:
             raise ValueError(f"view({offset}, {n}) outside the {self.queued} queued bytes")
         pos = self._head + offset
@@ -75,11 +91,13 @@ class SendBuffer:
             base += len(blocks[i])
             i += 1
         self._hint = (i, base)
-        if n == 0:
-            return memoryview(b"")
+        return i, pos
+
+    def _parts(self, i: int, pos: int, n: int) -> list[memoryview]:
+        blocks = self._blocks
         block = blocks[i]
         if pos + n <= len(block):
-            return memoryview(block)[pos:pos + n]
+            return [memoryview(block)[pos:pos + n]]
         parts = [memoryview(block)[pos:]]
         left = n - (len(block) - pos)
         while left > 0:
@@ -87,7 +105,34 @@ class SendBuffer:
             take = min(left, len(blocks[i]))
             parts.append(memoryview(blocks[i])[:take])
             left -= take
-        return memoryview(b"".join(parts))
+        return parts
+
+    def views(self, offset: int, size: int, count: int) -> list[memoryview]:
+        """`count` consecutive views of `size` bytes from `offset`: `view` for each, in one call (a burst of
+        segments; one join where one crosses a block boundary)."""
+        if size <= 0 or count < 0:
+            raise ValueError(f"views({offset}, {size}, {count}): no such run")
+        i, pos = self._locate(offset, size * count)
+        out: list[memoryview] = []
+        if not count:
+            return out
+        add = out.append
+        base = self._hint[1]
+        blocks = self._blocks
+        for _ in range(count):
+            block = blocks[i]
+            while pos >= len(block):  # starts in a later block
+                pos -= len(block)
+                base += len(block)
+                i += 1
+                block = blocks[i]
+            if pos + size <= len(block):
+                add(memoryview(block)[pos:pos + size])
+            else:  # across a boundary: one copy
+                add(memoryview(b"".join(self._parts(i, pos, size))))
+            pos += size
+        self._hint = (i, base)
+        return out
 
     def ack(self, n: int) -> None:
         """Drop n acknowledged bytes from the front."""
