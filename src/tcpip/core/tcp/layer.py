@@ -8,7 +8,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from tcpip.core.tcp import bounds, icmp, validate
+from tcpip.core.tcp import bounds, icmp, reset, validate
 from tcpip.core.tcp import input as tcp_input
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.config import TcpConfig
@@ -21,8 +21,8 @@ from tcpip.core.tcp.stats import TcpStats
 from tcpip.core.tcp.syncookies import SynCookies
 from tcpip.core.tcp.timeouts import on_timer
 from tcpip.core.tcp.timers import TimerHeap
-from tcpip.errors import AddressInUseError, HostUnreachableError, TcpipError
-from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, fill_checksum
+from tcpip.errors import AddressInUseError, HostUnreachableError
+from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 
 Buffer = bytes | bytearray | memoryview
 # (src, dst, (header, payload), header length, gso_size, now): a TSO super-segment to the device
@@ -329,38 +329,10 @@ class TcpLayer:
         self.mem_by_conn[conn] = cur
 
     def challenge_allowed(self, now: float) -> bool:
-        """The global challenge-ACK budget: per second, a random count in [limit/2, limit*3/2), so an
-        attacker cannot count our challenges to infer a connection's window (CVE-2016-5696, Linux)."""
-        sec = int(now)
-        if sec != self._challenge_second:
-            self._challenge_second = sec
-            limit = self.config.challenge_ack_limit
-            self._challenge_budget = limit // 2 + self.rng.randrange(limit) if limit > 0 else 0
-        if self._challenge_budget <= 0:
-            return False
-        self._challenge_budget -= 1
-        return True
+        return reset.challenge_allowed(self, now)
 
     def send_reset(self, src: int, dst: int, seg: TcpRepr, dlen: int, now: float) -> None:
-        """RST answering `seg` (RFC 9293 3.10.7.1): <SEQ=SEG.ACK><CTL=RST> if it had an ACK, else
-        <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. Never in answer to a RST."""
-        flags = seg.flags
-        if flags & RST:
-            return
-        if flags & ACK:
-            r = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
-        else:
-            n = dlen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-            r = TcpRepr(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, n), RST | ACK, 0)
-        hdr = bytearray(20)
-        r.emit(hdr)
-        fill_checksum(hdr, src, dst, b"")
-        self.stats.out_rsts += 1
-        self.stats.out_segs += 1
-        try:
-            self.output.tcp_send(src, dst, (hdr,), now)
-        except TcpipError:
-            self.stats.send_errors += 1
+        reset.send_reset(self, src, dst, seg, dlen, now)
 
     def _tuple_busy(self, src: int, sport: int, dst: int, dport: int) -> bool:
         return (src, sport, dst, dport) in self.conns or self._port_busy(src, sport)
