@@ -147,6 +147,33 @@ async def test_offload_mode_one_in_flight_echo_skips_most_eagain_reads(monkeypat
     assert c.kick_drains == 0
 
 
+async def test_offload_mode_udp_echo_of_kernel_made_datagrams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In offload mode the kernel's UDP comes with NEEDS_CSUM and only the pseudo-header sum in the checksum
+    field: echoed without completing it (no copy) or verifying it, answers with full checksums."""
+    from tcpip.wire import checksum as ck
+    from tcpip.wire import virtio
+
+    def no_copy(*a: object) -> bytearray:
+        raise AssertionError("checksum completed in software")
+
+    monkeypatch.setattr(virtio, "complete_checksum", no_copy)
+    hdr = struct.pack("<BBHHHH", virtio.NEEDS_CSUM, 0, 0, 0, 34, 6)
+    frames = []
+    for i in range(20):
+        f = bytearray(udp_frame(7, b"datagram %d" % i))
+        f[40:42] = ck.pseudo_header_sum(PEER_IP, OUR_IP, 17, len(f) - 34).to_bytes(2, "big")
+        frames.append(hdr + bytes(f))
+    async with stack_on_socketpair(offload=True) as (stack, peer):
+        await stack.udp_echo(7)
+        answers = await ping_pong(peer, frames)
+        st = stack.udp.stats
+    assert [a[:10] for a in answers] == [bytes(10)] * 20
+    udp = [a[44:44 + struct.unpack_from("!H", a, 48)[0]] for a in answers]  # without the Ethernet padding
+    assert [u[8:] for u in udp] == [b"datagram %d" % i for i in range(20)]
+    assert all(ck.verify(u, ck.pseudo_header_sum(OUR_IP, PEER_IP, 17, len(u))) for u in udp)
+    assert (st.rx_delivered, st.rx_bad_checksum) == (20, 0)
+
+
 async def test_backlog_is_still_drained_in_bursts() -> None:
     """After quiet wake-ups, a backlog queued at once is noticed by the probe and then drained in bursts
     (rounds of 10 frames: the socketpair queues at most net.unix.max_dgram_qlen = 10), all answered in order."""
