@@ -66,6 +66,8 @@ class Runner:
         if getattr(clock.now, "__func__", None) is asyncio.BaseEventLoop.time:
             self._time = time.monotonic
         self._receive = core.receive  # bound once: on_frame runs per frame
+        self._receive_offloaded = core.receive_offloaded
+        self._tx = core.tx  # the core's output queue (never replaced)
         # A device that reads in bursts (TAP: up to max_burst frames per wake-up) reports each burst's end:
         # then a frame's own output still leaves at once, but the after-batch callbacks (application
         # deliveries: one read and one data_received for a burst, not one per segment) run once per burst.
@@ -87,25 +89,25 @@ class Runner:
             log.exception("unexpected error on input")
         finally:
             self._in_input = False
-        if self._bursts:
-            self._send_queued()  # callbacks and timer wait for _burst_end (which serves kicks from receive)
-        else:
+        if not self._bursts:
             self.flush()
+        elif self._tx or self.core.loopback:  # _send_queued(), tested first: most frames send nothing or one
+            self._send_queued()  # callbacks and timer wait for _burst_end (which serves kicks from receive)
 
     def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
         """Push-model receive of an offloading device's TCP frame (trusted checksum / super-frame)."""
         self._in_input = True
         try:
-            self.core.receive_offloaded(frame, self._time(), csum_ok, gso_size)
+            self._receive_offloaded(frame, self._time(), csum_ok, gso_size)
         except Exception:
             self.rx_errors += 1
             log.exception("unexpected error on input")
         finally:
             self._in_input = False
-        if self._bursts:
-            self._send_queued()
-        else:
+        if not self._bursts:
             self.flush()
+        elif self._tx or self.core.loopback:
+            self._send_queued()
 
     def _burst_end(self) -> None:
         """The device's read burst is over: one full drain (after-batch callbacks, output, timer)."""
@@ -184,9 +186,12 @@ class Runner:
         if core.loopback and not self._loop_scheduled:
             self._loop_scheduled = True
             asyncio.get_running_loop().call_soon(self._loop_in)
-        if core.tx:
+        tx = self._tx
+        if tx:
+            frames = tx.copy()  # core.poll_transmit(), inlined: a transmit may queue more (sent next drain)
+            tx.clear()
             transmit = self.device.transmit
-            for f in core.poll_transmit():
+            for f in frames:
                 try:
                     transmit(f)
                 except (DeviceClosedError, OSError, TcpipError) as e:

@@ -117,6 +117,7 @@ class VnetIO:
         deliver = self._deliver
         hl = virtio.VNET_HDR_LEN if self.offload else 0  # offload mode: each read starts with the header
         zero = virtio.ZERO
+        unpack = virtio.HDR.unpack_from  # virtio.parse
         # After a run of wake-ups that each found one frame, skip the read that would end this drain with
         # EAGAIN (a syscall and a raised exception, per frame under one-in-flight traffic). Safe because the
         # reader is level-triggered (asyncio's selectors and libuv's epoll both are): a frame that is already
@@ -140,7 +141,7 @@ class VnetIO:
                     return
                 got += 1
                 if hl and not f.startswith(zero):
-                    flags, gso_type, _hl, gso_size, start, off = virtio.parse(f)
+                    flags, gso_type, _hl, gso_size, start, off = unpack(f)
                     self._received_offloaded(memoryview(f)[hl:], flags, gso_type, gso_size, start, off)
                 else:  # plain framing, or an all-zero header (nothing offloaded)
                     mv = memoryview(f)[hl:] if hl else memoryview(f)
