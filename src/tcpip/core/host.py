@@ -110,18 +110,19 @@ class Host(HostSetup):
         self.register(1, self._icmp_input)
 
     # -- hooks for upper layers ----------------------------------------------------------------
-    def register(self, proto: int, on_input: InputHandler, on_error: ErrorHandler | None = None) -> None:
-        """Deliver protocol `proto`'s datagrams to `on_input` and ICMP errors about it to `on_error`."""
+    def register(self, proto: int, on_input: InputHandler, on_error: ErrorHandler | None = None,
+                 trusted: TrustedHandler | None = None) -> None:
+        """Deliver protocol `proto`'s datagrams to `on_input` and ICMP errors about it to `on_error`; those
+        whose device vouches for the L4 checksum (offload mode) to `trusted(..., broadcast, True)`."""
         self.protocols[proto] = on_input
         if on_error is not None:
             self.error_handlers[proto] = on_error
         else:
             self.error_handlers.pop(proto, None)
-
-    def register_trusted(self, proto: int, on_input: TrustedHandler) -> None:
-        """Datagrams of `proto` whose device vouches for the L4 checksum (offload mode) go to
-        `on_input(..., broadcast, True)` instead of the `register` handler (which would verify it)."""
-        self.trusted[proto] = on_input
+        if trusted is not None:
+            self.trusted[proto] = trusted
+        else:
+            self.trusted.pop(proto, None)
 
     def unregister(self, proto: int) -> None:
         self.protocols.pop(proto, None)
@@ -149,8 +150,7 @@ class Host(HostSetup):
 
     def receive_offloaded(self, frame: memoryview, now: float, csum_ok: bool, gso_size: int) -> None:
         """`receive` for a TCP or UDP frame whose device vouches for its L4 checksum (`csum_ok`) and/or a TCP
-        super-frame standing for segments of `gso_size` bytes (0: one segment). UDP takes `receive`'s
-        paths with every check but the L4 checksum's (see `register_trusted`)."""
+        super-frame standing for segments of `gso_size` bytes (0: one segment). UDP: `receive(csum_ok)`."""
         if frame[23] == 17 and not gso_size:
             self.receive(frame, now, csum_ok)
             return
@@ -211,7 +211,7 @@ class Host(HostSetup):
         The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
         one struct unpack and one checksum; everything else takes the general path, which applies the
         same rules one by one with a counter each. `csum_ok`: the device vouches for the L4 checksum
-        (offload mode); a protocol with a `register_trusted` handler then skips verifying it."""
+        (offload mode): the protocol's `trusted` handler, if registered, skips verifying it."""
         try:
             dmac, smac0, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
@@ -223,7 +223,7 @@ class Host(HostSetup):
                 or total + 14 > n or total < 20 or n > self.max_frame
                 or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
                 or src == dst or src == self.bcast or smac0 & 1):
-            self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)
+            self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)  # a fragment: verified whole
             return
         if self._verify:
             # ck.verify spelled out (the only place): on this path a call costs 4% of the frame.
@@ -236,12 +236,11 @@ class Host(HostSetup):
         ist.rx_packets += 1
         if proto == 1 and total >= 28 and frame[34] == 8 and self.icmp.fast_echo(frame, total, src, now):
             return
-        if csum_ok:
-            t = self.trusted.get(proto)
-            if t is not None:
-                ist.rx_delivered += 1
-                t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
-                return
+        t = self.trusted.get(proto) if csum_ok else None
+        if t is not None:
+            ist.rx_delivered += 1
+            t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
+            return
         h = self.protocols.get(proto)
         if h is not None:
             ist.rx_delivered += 1
@@ -250,7 +249,6 @@ class Host(HostSetup):
         self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
 
     def _receive_general(self, frame: memoryview, now: float, csum_ok: bool = False) -> None:
-        """`csum_ok`: as `receive`'s, never for a fragment (a reassembled datagram is verified whole)."""
         r = self.eth.demux(frame, now)
         if r is None:
             return
@@ -270,11 +268,10 @@ class Host(HostSetup):
     def dispatch(self, a: Accepted, now: float, csum_ok: bool = False) -> None:
         """Hand an accepted datagram to the registered handler of its protocol (`csum_ok`: see `receive`)."""
         self.ip_stats.rx_delivered += 1
-        if csum_ok:
-            t = self.trusted.get(a.proto)
-            if t is not None:
-                t(a.src, a.dst, a.payload, a.packet, now, a.broadcast, True)
-                return
+        t = self.trusted.get(a.proto) if csum_ok else None
+        if t is not None:
+            t(a.src, a.dst, a.payload, a.packet, now, a.broadcast, True)
+            return
         h = self.protocols.get(a.proto)
         if h is None:
             self.ip_stats.rx_unknown_protocol += 1

@@ -60,8 +60,7 @@ class UdpLayer:
         self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
         self._ident_table = iface.idents.idents  # the dict is never replaced (see send)
-        iface.register(17, self.input, self.icmp_error)
-        iface.register_trusted(17, self.input)  # offload mode: no second look at a vouched-for checksum
+        iface.register(17, self.input, self.icmp_error, self.input)  # offload: no 2nd look at a trusted checksum
 
     # -- ports ---------------------------------------------------------------------------------
     def bind(self, port: int, local: int, receiver: Receiver, on_error: ErrorReceiver | None = None,
