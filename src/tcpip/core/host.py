@@ -148,14 +148,6 @@ class Host(HostSetup):
         """The device segments TCP super-frames (up to `tso_max` bytes of IPv4 datagram; 0: no TSO)."""
         self.tso_max = min(tso_max, 0xFFFF)
 
-    def receive_offloaded(self, frame: memoryview, now: float, csum_ok: bool, gso_size: int) -> None:
-        """`receive` for a TCP or UDP frame whose device vouches for its L4 checksum (`csum_ok`) and/or a TCP
-        super-frame standing for segments of `gso_size` bytes (0: one segment). UDP: `receive(csum_ok)`."""
-        if frame[23] == 17 and not gso_size:
-            self.receive(frame, now, csum_ok)
-            return
-        offload.receive_offloaded(self, frame, now, csum_ok, gso_size)
-
     def send_gso(self, src: int, dst: int, parts: Sequence[Buffer], thl: int, mss: int, now: float) -> None:
         """A TCP super-segment (partial checksum) as one frame for the device to cut (see set_offload)."""
         offload.send_gso(self, src, dst, parts, thl, mss, now)
@@ -205,13 +197,18 @@ class Host(HostSetup):
         self.icmp.input(a, now)
 
     # -- input ---------------------------------------------------------------------------------
-    def receive(self, frame: memoryview, now: float, csum_ok: bool = False) -> None:
+    def receive(self, frame: memoryview, now: float, csum_ok: bool = False, gso_size: int = 0) -> None:
         """One Ethernet frame in: ARP and ICMP answered here, other protocols to their handlers.
 
         The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
         one struct unpack and one checksum; everything else takes the general path, which applies the
-        same rules one by one with a counter each. `csum_ok`: the device vouches for the L4 checksum
-        (offload mode): the protocol's `trusted` handler, if registered, skips verifying it."""
+        same rules one by one with a counter each. Offload mode (a device's TCP or UDP frame): `csum_ok`,
+        the device vouches for the L4 checksum (the protocol's `trusted` handler, if any, skips verifying
+        it); `gso_size`, a TCP super-frame standing for segments of that many bytes. TCP then takes
+        `core.offload.receive_offloaded`."""
+        if (csum_ok or gso_size) and (gso_size or frame[23] == 6):
+            offload.receive_offloaded(self, frame, now, csum_ok, gso_size)
+            return
         try:
             dmac, smac0, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
@@ -240,13 +237,13 @@ class Host(HostSetup):
         if t is not None:
             ist.rx_delivered += 1
             t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
-            return
-        h = self.protocols.get(proto)
-        if h is not None:
+        elif (h := self.protocols.get(proto)) is not None:
             ist.rx_delivered += 1
             h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
-            return
-        self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
+        else:
+            self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
+
+    receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)
 
     def _receive_general(self, frame: memoryview, now: float, csum_ok: bool = False) -> None:
         r = self.eth.demux(frame, now)
