@@ -72,8 +72,8 @@ class Runner:
         # then a frame's own output still leaves at once, but the after-batch callbacks (application
         # deliveries: one read and one data_received for a burst, not one per segment) run once per burst.
         self._bursts = hasattr(device, "on_burst_end")
-        if self._bursts:
-            device.on_burst_end = self._burst_end  # type: ignore[attr-defined]
+        if self._bursts:  # flush itself, no wrapper call per wake-up: close() unhooks it
+            device.on_burst_end = self.flush  # type: ignore[attr-defined]
 
     def now(self) -> float:
         return self.clock.now()
@@ -92,7 +92,7 @@ class Runner:
         if not self._bursts:
             self.flush()
         elif self._tx or self.core.loopback:  # _send_queued(), tested first: most frames send nothing or one
-            self._send_queued()  # callbacks and timer wait for _burst_end (which serves kicks from receive)
+            self._send_queued()  # callbacks and timer wait for the burst-end flush (it serves kicks from receive)
 
     def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
         """Push-model receive of an offloading device's TCP frame (trusted checksum / super-frame)."""
@@ -108,11 +108,6 @@ class Runner:
             self.flush()
         elif self._tx or self.core.loopback:
             self._send_queued()
-
-    def _burst_end(self) -> None:
-        """The device's read burst is over: one full drain (after-batch callbacks, output, timer)."""
-        if not self._closed:
-            self.flush()
 
     def add_after_batch(self, cb: Callable[[], None]) -> None:
         """Run `cb()` at the start of every drain, before transmission (application callbacks go here)."""
@@ -181,7 +176,7 @@ class Runner:
             self.schedule()
 
     def _send_queued(self) -> None:
-        """transmit() without the timer: a burst's frames leave one by one, _burst_end re-arms it once."""
+        """transmit() without the timer: a burst's frames leave one by one, the burst-end flush re-arms it once."""
         core = self.core
         if core.loopback and not self._loop_scheduled:
             self._loop_scheduled = True
@@ -246,6 +241,8 @@ class Runner:
         if not self._closed and not self.device.closed:
             self.flush()
         self._closed = True
+        if self._bursts and getattr(self.device, "on_burst_end", None) == self.flush:
+            self.device.on_burst_end = None  # type: ignore[attr-defined]  # no drain after close
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
