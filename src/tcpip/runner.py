@@ -71,9 +71,10 @@ class Runner:
         # A device that reads in bursts (TAP: up to max_burst frames per wake-up) reports each burst's end:
         # then a frame's own output still leaves at once, but the after-batch callbacks (application
         # deliveries: one read and one data_received for a burst, not one per segment) run once per burst.
-        # Its own attribute: a wrapper forwarding attribute reads (__getattr__) would take the hook itself,
-        # the device would never call it, and kicks made inside receive() would wait for the next frame.
-        self._bursts = "on_burst_end" in getattr(device, "__dict__", ())
+        # Declared by the device's class: a wrapper forwarding attribute reads (__getattr__) would take the
+        # hook itself, the device would never call it, and kicks made inside receive() would wait for the
+        # next frame. (Not `vars(device)`: reading an instance's __dict__ turns its attribute loads slow.)
+        self._bursts = hasattr(type(device), "on_burst_end")
         if self._bursts:  # flush itself, no wrapper call per wake-up: close() unhooks it
             device.on_burst_end = self.flush  # type: ignore[attr-defined]
 

@@ -115,6 +115,9 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
     """A TAP interface as a tcpip device. Open with `await TapDevice.open("tap0")`."""
 
     MAX_BURST = 256  # frames per wake-up: under a flood, timers and the application still get loop turns
+    # Called after each wake-up that pushed frames (Runner: application deliveries once per burst); declared
+    # here so that a driver can tell a bursting device from a wrapper that forwards attribute reads.
+    on_burst_end: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -138,8 +141,7 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
         self.max_burst = max_burst
         self.rx_wakeups = 0  # reader callbacks; rx_frames / rx_wakeups = frames per wake-up
         self._quiet = 0  # consecutive wake-ups that found exactly one frame (see _drain)
-        # Called after each wake-up that pushed frames (Runner: application deliveries once per burst)
-        self.on_burst_end: Callable[[], None] | None = None
+        self.on_burst_end = None
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
