@@ -66,12 +66,17 @@ class Runner:
         if getattr(clock.now, "__func__", None) is asyncio.BaseEventLoop.time:
             self._time = time.monotonic
         self._receive = core.receive  # bound once: on_frame runs per frame
+        self._receive_offloaded = core.receive_offloaded
+        self._tx = core.tx  # the core's output queue (never replaced)
         # A device that reads in bursts (TAP: up to max_burst frames per wake-up) reports each burst's end:
         # then a frame's own output still leaves at once, but the after-batch callbacks (application
         # deliveries: one read and one data_received for a burst, not one per segment) run once per burst.
-        self._bursts = hasattr(device, "on_burst_end")
-        if self._bursts:
-            device.on_burst_end = self._burst_end  # type: ignore[attr-defined]
+        # Declared by the device's class: a wrapper forwarding attribute reads (__getattr__) would take the
+        # hook itself, the device would never call it, and kicks made inside receive() would wait for the
+        # next frame. (Not `vars(device)`: reading an instance's __dict__ turns its attribute loads slow.)
+        self._bursts = hasattr(type(device), "on_burst_end")
+        if self._bursts:  # flush itself, no wrapper call per wake-up: close() unhooks it
+            device.on_burst_end = self.flush  # type: ignore[attr-defined]
 
     def now(self) -> float:
         return self.clock.now()
@@ -87,30 +92,25 @@ class Runner:
             log.exception("unexpected error on input")
         finally:
             self._in_input = False
-        if self._bursts:
-            self._send_queued()  # callbacks and timer wait for _burst_end (which serves kicks from receive)
-        else:
+        if not self._bursts:
             self.flush()
+        elif self._tx or self.core.loopback:  # _send_queued(), tested first: most frames send nothing or one
+            self._send_queued()  # callbacks and timer wait for the burst-end flush (it serves kicks from receive)
 
     def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
         """Push-model receive of an offloading device's TCP frame (trusted checksum / super-frame)."""
         self._in_input = True
         try:
-            self.core.receive_offloaded(frame, self._time(), csum_ok, gso_size)
+            self._receive_offloaded(frame, self._time(), csum_ok, gso_size)
         except Exception:
             self.rx_errors += 1
             log.exception("unexpected error on input")
         finally:
             self._in_input = False
-        if self._bursts:
+        if not self._bursts:
+            self.flush()
+        elif self._tx or self.core.loopback:
             self._send_queued()
-        else:
-            self.flush()
-
-    def _burst_end(self) -> None:
-        """The device's read burst is over: one full drain (after-batch callbacks, output, timer)."""
-        if not self._closed:
-            self.flush()
 
     def add_after_batch(self, cb: Callable[[], None]) -> None:
         """Run `cb()` at the start of every drain, before transmission (application callbacks go here)."""
@@ -179,14 +179,17 @@ class Runner:
             self.schedule()
 
     def _send_queued(self) -> None:
-        """transmit() without the timer: a burst's frames leave one by one, _burst_end re-arms it once."""
+        """transmit() without the timer: a burst's frames leave one by one, the burst-end flush re-arms it once."""
         core = self.core
         if core.loopback and not self._loop_scheduled:
             self._loop_scheduled = True
             asyncio.get_running_loop().call_soon(self._loop_in)
-        if core.tx:
+        tx = self._tx
+        if tx:
+            frames = tx.copy()  # core.poll_transmit(), inlined: a transmit may queue more (sent next drain)
+            tx.clear()
             transmit = self.device.transmit
-            for f in core.poll_transmit():
+            for f in frames:
                 try:
                     transmit(f)
                 except (DeviceClosedError, OSError, TcpipError) as e:
@@ -241,6 +244,8 @@ class Runner:
         if not self._closed and not self.device.closed:
             self.flush()
         self._closed = True
+        if self._bursts and getattr(self.device, "on_burst_end", None) == self.flush:
+            self.device.on_burst_end = None  # type: ignore[attr-defined]  # no drain after close
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -68,10 +68,11 @@ class Counting:
 
 
 @asynccontextmanager
-async def stack_on_socketpair() -> AsyncIterator[tuple[Stack, socket.socket]]:
+async def stack_on_socketpair(offload: bool = False) -> AsyncIterator[tuple[Stack, socket.socket]]:
+    """`offload`: the device in offload mode (a virtio_net_hdr before every frame both ways)."""
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     ours.setblocking(False)
-    dev = TapDevice(ours.detach(), "pair0", mac=MacAddress(OUR_MAC))
+    dev = TapDevice(ours.detach(), "pair0", mac=MacAddress(OUR_MAC), offload=offload)
     stack = await Stack.connect(dev, ipv4="198.18.0.2/24")
     stack.core.arp.add_static(PEER_IP, PEER_MAC)
     try:
@@ -131,6 +132,46 @@ async def test_one_in_flight_echo_skips_most_eagain_reads(monkeypatch: pytest.Mo
     assert dev.stats.rx_frames >= 64
     assert c.eagain <= 64 // 16 + 3  # not one per echo
     assert c.kick_drains == 0
+
+
+async def test_offload_mode_one_in_flight_echo_skips_most_eagain_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same quiet skip in offload mode (the TAP's default): frames come and go behind a 10-byte header."""
+    async with stack_on_socketpair(offload=True) as (stack, peer):
+        c = Counting(monkeypatch, stack)
+        answers = await ping_pong(peer, [bytes(10) + echo_request(i) for i in range(64)])
+        dev: Any = stack.device
+    assert [a[:10] for a in answers] == [bytes(10)] * 64
+    assert [struct.unpack_from("!BBHHH", a, 44)[::4] for a in answers] == [(0, i) for i in range(64)]
+    assert dev.stats.rx_frames >= 64
+    assert c.eagain <= 64 // 16 + 3  # not one per echo
+    assert c.kick_drains == 0
+
+
+async def test_offload_mode_udp_echo_of_kernel_made_datagrams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In offload mode the kernel's UDP comes with NEEDS_CSUM and only the pseudo-header sum in the checksum
+    field: echoed without completing it (no copy) or verifying it, answers with full checksums."""
+    from tcpip.wire import checksum as ck
+    from tcpip.wire import virtio
+
+    def no_copy(*a: object) -> bytearray:
+        raise AssertionError("checksum completed in software")
+
+    monkeypatch.setattr(virtio, "complete_checksum", no_copy)
+    hdr = struct.pack("<BBHHHH", virtio.NEEDS_CSUM, 0, 0, 0, 34, 6)
+    frames = []
+    for i in range(20):
+        f = bytearray(udp_frame(7, b"datagram %d" % i))
+        f[40:42] = ck.pseudo_header_sum(PEER_IP, OUR_IP, 17, len(f) - 34).to_bytes(2, "big")
+        frames.append(hdr + bytes(f))
+    async with stack_on_socketpair(offload=True) as (stack, peer):
+        await stack.udp_echo(7)
+        answers = await ping_pong(peer, frames)
+        st = stack.udp.stats
+    assert [a[:10] for a in answers] == [bytes(10)] * 20
+    udp = [a[44:44 + struct.unpack_from("!H", a, 48)[0]] for a in answers]  # without the Ethernet padding
+    assert [u[8:] for u in udp] == [b"datagram %d" % i for i in range(20)]
+    assert all(ck.verify(u, ck.pseudo_header_sum(OUR_IP, PEER_IP, 17, len(u))) for u in udp)
+    assert (st.rx_delivered, st.rx_bad_checksum) == (20, 0)
 
 
 async def test_backlog_is_still_drained_in_bursts() -> None:

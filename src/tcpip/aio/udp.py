@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -32,12 +33,22 @@ _ICMP_UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENO
 
 
 
+# Per datagram, sendto parses its address and a received datagram's source is formatted: both memoized
+# (pure functions of their argument, bounded LRU; a parse error is not cached, it raises again).
+_src_str = functools.lru_cache(maxsize=1024)(ip_str)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_of(host: str) -> int:
+    return int(IPv4Address(host or "0.0.0.0"))
+
+
 def _parse_addr(addr: Any) -> tuple[int, int]:
     if not isinstance(addr, tuple) or len(addr) < 2:
         raise TypeError(f"address must be a (host, port) tuple, got {addr!r}")
     host, port = addr[0], addr[1]
     try:
-        ip = int(IPv4Address(host if host not in ("", None) else "0.0.0.0"))
+        ip = _ip_of(host) if type(host) is str else int(IPv4Address(host if host is not None else "0.0.0.0"))
     except ValueError:
         raise OSError(errno.EINVAL, f"not an IPv4 address: {host!r} (no name resolution)") from None
     if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -195,7 +206,7 @@ class UdpTransport(asyncio.DatagramTransport):
     # -- receiving (queued by the core's callbacks, delivered after the batch) -------------------
     def _received(self, payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
         if not self._closing:
-            self._endpoints.queue(self, payload.tobytes(), (ip_str(src), sport))
+            self._endpoints.queue(self, payload.tobytes(), (_src_str(src), sport))
 
     def _deliver(self, item: bytes | Exception, addr: Address | None) -> None:
         if self._closing:

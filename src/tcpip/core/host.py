@@ -48,6 +48,8 @@ from tcpip.wire.mac import MacAddress
 Buffer = bytes | bytearray | memoryview
 # (src, dst, payload, ip packet, now, broadcast) -> None; addresses as ints on the hot path
 InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
+# The same plus `csum_ok`: the device vouches for the L4 checksum (offload mode), skip verifying it
+TrustedHandler = Callable[[int, int, memoryview, memoryview, float, bool, bool], None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 _FAST = struct.Struct("!6sB5xHBBHHHBBHII")  # Ethernet dst, src's first byte, type, the 20-byte IPv4 header
@@ -76,6 +78,7 @@ class Host(HostSetup):
         self.ip_stats = Ipv4Stats()
         self.icmp_stats = IcmpStats()
         self.protocols: dict[int, InputHandler] = {}  # the registry: read once per frame on the fast path
+        self.trusted: dict[int, TrustedHandler] = {}  # handlers told when the device vouches for the checksum
         self.error_handlers: dict[int, ErrorHandler] = {}
         self.timer_sources: list[TimerSource] = []
         self.ipv6_handler: Callable[[memoryview], None] | None = None
@@ -107,16 +110,23 @@ class Host(HostSetup):
         self.register(1, self._icmp_input)
 
     # -- hooks for upper layers ----------------------------------------------------------------
-    def register(self, proto: int, on_input: InputHandler, on_error: ErrorHandler | None = None) -> None:
-        """Deliver protocol `proto`'s datagrams to `on_input` and ICMP errors about it to `on_error`."""
+    def register(self, proto: int, on_input: InputHandler, on_error: ErrorHandler | None = None,
+                 trusted: TrustedHandler | None = None) -> None:
+        """Deliver protocol `proto`'s datagrams to `on_input` and ICMP errors about it to `on_error`; those
+        whose device vouches for the L4 checksum (offload mode) to `trusted(..., broadcast, True)`."""
         self.protocols[proto] = on_input
         if on_error is not None:
             self.error_handlers[proto] = on_error
         else:
             self.error_handlers.pop(proto, None)
+        if trusted is not None:
+            self.trusted[proto] = trusted
+        else:
+            self.trusted.pop(proto, None)
 
     def unregister(self, proto: int) -> None:
         self.protocols.pop(proto, None)
+        self.trusted.pop(proto, None)
         self.error_handlers.pop(proto, None)
 
     def add_timer_source(self, poll_at: Callable[[], float | None],
@@ -137,11 +147,6 @@ class Host(HostSetup):
     def set_offload(self, tso_max: int = 65535) -> None:
         """The device segments TCP super-frames (up to `tso_max` bytes of IPv4 datagram; 0: no TSO)."""
         self.tso_max = min(tso_max, 0xFFFF)
-
-    def receive_offloaded(self, frame: memoryview, now: float, csum_ok: bool, gso_size: int) -> None:
-        """`receive` for a TCP frame whose device vouches for its checksum (`csum_ok`) and/or that is a
-        super-frame standing for segments of `gso_size` bytes (0: one segment)."""
-        offload.receive_offloaded(self, frame, now, csum_ok, gso_size)
 
     def send_gso(self, src: int, dst: int, parts: Sequence[Buffer], thl: int, mss: int, now: float) -> None:
         """A TCP super-segment (partial checksum) as one frame for the device to cut (see set_offload)."""
@@ -192,12 +197,18 @@ class Host(HostSetup):
         self.icmp.input(a, now)
 
     # -- input ---------------------------------------------------------------------------------
-    def receive(self, frame: memoryview, now: float) -> None:
+    def receive(self, frame: memoryview, now: float, csum_ok: bool = False, gso_size: int = 0) -> None:
         """One Ethernet frame in: ARP and ICMP answered here, other protocols to their handlers.
 
         The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
         one struct unpack and one checksum; everything else takes the general path, which applies the
-        same rules one by one with a counter each."""
+        same rules one by one with a counter each. Offload mode (a device's TCP or UDP frame): `csum_ok`,
+        the device vouches for the L4 checksum (the protocol's `trusted` handler, if any, skips verifying
+        it); `gso_size`, a TCP super-frame standing for segments of that many bytes. TCP then takes
+        `core.offload.receive_offloaded`."""
+        if (csum_ok or gso_size) and (gso_size or frame[23] == 6):
+            offload.receive_offloaded(self, frame, now, csum_ok, gso_size)
+            return
         try:
             dmac, smac0, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
@@ -209,7 +220,7 @@ class Host(HostSetup):
                 or total + 14 > n or total < 20 or n > self.max_frame
                 or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
                 or src == dst or src == self.bcast or smac0 & 1):
-            self._receive_general(frame, now)
+            self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)  # a fragment: verified whole
             return
         if self._verify:
             # ck.verify spelled out (the only place): on this path a call costs 4% of the frame.
@@ -222,21 +233,26 @@ class Host(HostSetup):
         ist.rx_packets += 1
         if proto == 1 and total >= 28 and frame[34] == 8 and self.icmp.fast_echo(frame, total, src, now):
             return
-        h = self.protocols.get(proto)
-        if h is not None:
+        t = self.trusted.get(proto) if csum_ok else None
+        if t is not None:
+            ist.rx_delivered += 1
+            t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
+        elif (h := self.protocols.get(proto)) is not None:
             ist.rx_delivered += 1
             h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
-            return
-        self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
+        else:
+            self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
 
-    def _receive_general(self, frame: memoryview, now: float) -> None:
+    receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)
+
+    def _receive_general(self, frame: memoryview, now: float, csum_ok: bool = False) -> None:
         r = self.eth.demux(frame, now)
         if r is None:
             return
         if r[0] == ETHERTYPE_IPV4:
             a = self.ipv4.accept(r[1], now, r[2])
             if a is not None:
-                self.dispatch(a, now)
+                self.dispatch(a, now, csum_ok)
         elif self.ipv6_handler is not None:
             self.eth_stats.rx_ipv6 += 1
             self.ipv6_handler(r[1])
@@ -246,9 +262,13 @@ class Host(HostSetup):
     def _arp_input(self, pkt: memoryview, now: float) -> None:
         self.arp.input(pkt, now)
 
-    def dispatch(self, a: Accepted, now: float) -> None:
-        """Hand an accepted datagram to the registered handler of its protocol."""
+    def dispatch(self, a: Accepted, now: float, csum_ok: bool = False) -> None:
+        """Hand an accepted datagram to the registered handler of its protocol (`csum_ok`: see `receive`)."""
         self.ip_stats.rx_delivered += 1
+        t = self.trusted.get(a.proto) if csum_ok else None
+        if t is not None:
+            t(a.src, a.dst, a.payload, a.packet, now, a.broadcast, True)
+            return
         h = self.protocols.get(a.proto)
         if h is None:
             self.ip_stats.rx_unknown_protocol += 1

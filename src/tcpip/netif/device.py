@@ -17,7 +17,7 @@ from tcpip.wire.mac import MacAddress
 Buffer = bytes | bytearray | memoryview
 FrameCallback = Callable[[memoryview], Awaitable[None] | None]
 Deliver = Callable[[memoryview], None]
-# Offload receive (a device with `offload`): (frame, l4 checksum already trusted, gso_size: 0 = one segment)
+# Offload receive (a device with `offload`): (TCP/UDP frame, L4 checksum trusted, gso_size: 0 = one segment)
 OffloadDeliver = Callable[[memoryview, bool, int], None]
 
 
@@ -108,10 +108,11 @@ class BaseDevice:
         self._deliver = deliver
 
     def attach_offload(self, deliver: OffloadDeliver | None) -> None:
-        """Offload mode (only when `offload` is True): frames whose TCP checksum is already trusted, and
-        TCP super-frames, go to `deliver(frame, csum_ok, gso_size)`; every other frame to `attach`'s
-        callback. The consumer may then transmit super-frames (first part a `wire.virtio.VnetHeader`).
-        Without it, an offload device cuts super-frames and finishes checksums in software."""
+        """Offload mode (only when `offload` is True): TCP and UDP frames that came with offload metadata
+        (a checksum the device vouches for, a TCP super-frame) go to `deliver(frame, csum_ok, gso_size)`;
+        every other frame to `attach`'s callback. The consumer may then transmit super-frames (first
+        part a `wire.virtio.VnetHeader`). Without it, an offload device cuts super-frames and finishes
+        checksums in software."""
         if deliver is not None and not self.offload:
             raise ValueError("device is not in offload mode")
         self._deliver_offload = deliver
@@ -119,7 +120,7 @@ class BaseDevice:
     def _received_offloaded(self, frame: memoryview, flags: int, gso_type: int, gso_size: int,
                             csum_start: int, csum_offset: int) -> None:
         """A frame that came with a virtio_net_hdr saying more than "nothing": to the offload consumer
-        when TCP, else finished in software (checksum completed, super-frame cut) for a plain one."""
+        when TCP or UDP, else finished in software (checksum completed, super-frame cut) for a plain one."""
         st = self.stats
         gso = gso_type & ~virtio.GSO_ECN
         if gso:
@@ -130,7 +131,11 @@ class BaseDevice:
             pay = len(frame) - 34 - ((frame[46] >> 4) << 2) if len(frame) > 46 else 0
             st.rx_gso_segments += -(-pay // gso_size) if pay > 0 else 1
         d = self._deliver_offload
-        if d is not None and len(frame) > 46 and frame[23] == 6 and frame[12] == 8 and frame[13] == 0:
+        # TCP and UDP go to the offload consumer as they are: a NEEDS_CSUM checksum is never completed
+        # (the kernel made the frame: nothing to check), a DATA_VALID one never verified again. UDP is
+        # never a super-frame here (only TCPv4 GSO gets past the check above).
+        if (d is not None and len(frame) >= 42 and frame[12] == 8 and frame[13] == 0
+                and (frame[23] == 17 or (frame[23] == 6 and len(frame) > 46))):
             st.rx_frames += 1
             st.rx_bytes += len(frame)
             d(frame, bool(flags & (virtio.NEEDS_CSUM | virtio.DATA_VALID)), gso_size if gso else 0)

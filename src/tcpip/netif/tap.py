@@ -20,7 +20,7 @@ a 10-byte virtio_net_hdr before every frame both ways (TUNSETVNETHDRSZ 10) and T
 TUN_F_CSUM | TUN_F_TSO4, so the kernel hands us TCP super-frames of up to 64 KiB with checksums it
 vouches for, and segments the super-frames we write. Plain mode sets TUNSETOFFLOAD 0 every time: the
 flags live on the (persistent) device, and a reader without the header must not inherit them. Offload
-mode reads with `_drain_vnet` and writes with `_transmit_vnet`; `dev.offload` says which mode is on.
+mode writes with `_transmit_vnet`; `_drain` reads both framings; `dev.offload` says which mode is on.
 """
 
 from __future__ import annotations
@@ -111,10 +111,13 @@ def _if_flags(ctl: socket.socket, ifname: str) -> int:
     return flags
 
 
-class TapDevice(BaseDevice, TapLink, VnetIO):
+class TapDevice(BaseDevice, VnetIO, TapLink):
     """A TAP interface as a tcpip device. Open with `await TapDevice.open("tap0")`."""
 
     MAX_BURST = 256  # frames per wake-up: under a flood, timers and the application still get loop turns
+    # Called after each wake-up that pushed frames (Runner: application deliveries once per burst); declared
+    # here so that a driver can tell a bursting device from a wrapper that forwards attribute reads.
+    on_burst_end: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -138,8 +141,7 @@ class TapDevice(BaseDevice, TapLink, VnetIO):
         self.max_burst = max_burst
         self.rx_wakeups = 0  # reader callbacks; rx_frames / rx_wakeups = frames per wake-up
         self._quiet = 0  # consecutive wake-ups that found exactly one frame (see _drain)
-        # Called after each wake-up that pushed frames (Runner: application deliveries once per burst)
-        self.on_burst_end: Callable[[], None] | None = None
+        self.on_burst_end = None
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
@@ -147,9 +149,7 @@ class TapDevice(BaseDevice, TapLink, VnetIO):
         if offload:
             self._readsize = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME
             self.transmit = self._transmit_vnet  # type: ignore[method-assign]
-            self._on_readable = self._drain_vnet
-        else:
-            self._on_readable = self._drain
+        self._on_readable = self._drain  # both framings (VnetIO)
         self._loop.add_reader(fd, self._on_readable)
         self._link_init()
 
@@ -260,51 +260,6 @@ class TapDevice(BaseDevice, TapLink, VnetIO):
                 return False
             await asyncio.sleep(0.005)
         return True
-
-    def _drain(self) -> None:
-        self.rx_wakeups += 1
-        fd = self.fd
-        size = self._readsize
-        read = os.read
-        deliver = self._deliver
-        # After a run of wake-ups that each found one frame, skip the read that would end this drain with
-        # EAGAIN (a syscall and a raised exception, per frame under one-in-flight traffic). Safe because the
-        # reader is level-triggered (asyncio's selectors and libuv's epoll both are): a frame that is already
-        # queued wakes us again on the next loop turn. Every 16th such wake-up still probes, so a backlog
-        # (bursts, bulk TCP) is noticed within 16 wake-ups and then drained up to max_burst at a time.
-        quiet = self._quiet
-        skip = quiet >= 2 and quiet & 15 != 0
-        got = nbytes = 0
-        try:
-            for _ in range(self.max_burst):
-                if self._closed:
-                    return
-                try:
-                    f = read(fd, size)  # a fresh bytes object: views of it stay valid
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as e:
-                    self._read_failed(e)  # the interface went away: stop reading, don't spin
-                    return
-                if not f:
-                    return
-                if deliver is None:
-                    self._received(memoryview(f))
-                    continue
-                got += 1
-                nbytes += len(f)
-                deliver(memoryview(f))  # push model: the stack's receive path, no queue
-                if skip:
-                    return
-        finally:
-            self._quiet = quiet + 1 if got == 1 else 0
-            if got:
-                st = self.stats
-                st.rx_frames += got
-                st.rx_bytes += nbytes
-                end = self.on_burst_end
-                if end is not None:
-                    end()
 
     def transmit(self, parts: Sequence[Buffer]) -> None:
         """One frame out with os.writev; a full kernel queue is counted, never raised."""

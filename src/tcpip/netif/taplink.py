@@ -90,7 +90,7 @@ class TapLink:
     _readsize: int
     _maxframe: int
     offload: bool
-    _on_readable: Callable[[], None]  # _drain or, in offload mode, _drain_vnet
+    _on_readable: Callable[[], None]  # _drain (tcpip.netif.tap_vnet.VnetIO: both framings)
 
     def reopen(self) -> bool:  # one attempt; TapDevice implements it (it knows how to open)
         raise NotImplementedError
