@@ -35,9 +35,9 @@ from tcpip.core.arp import ArpCache
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import ETHERTYPE_IPV4, Ethernet, Frame
 from tcpip.core.host_setup import HostSetup
+from tcpip.core.host_views import HostViews
 from tcpip.core.icmp import EchoHandler, ErrorHandler, Icmp
 from tcpip.core.ipv4 import SENT, Accepted, IdentAllocator, Ipv4Input, Ipv4Output, header_into
-from tcpip.core.ratelimit import PeerLimiter
 from tcpip.core.reassembly import Reassembler
 from tcpip.core.routing import Routing
 from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
@@ -58,7 +58,7 @@ _U16 = struct.Struct("!H")
 _IPV4 = struct.Struct("!BBHHHHHII")  # version/IHL, TOS, length, ident, flags+fragment, TTL+protocol, checksum, src, dst
 
 
-class Host(HostSetup):
+class Host(HostSetup, HostViews):
     """One IPv4-over-Ethernet interface. Deterministic: time and randomness are injected."""
 
     def __init__(self, config: InterfaceConfig, *, now: float, rng: random.Random) -> None:
@@ -157,44 +157,6 @@ class Host(HostSetup):
         out = self.tx.copy()
         self.tx.clear()
         return out
-
-    # -- compatibility views of the layers -----------------------------------------------------
-    @property
-    def routes(self) -> int:
-        return self.routing.routes
-
-    @property
-    def pmtu(self) -> dict[int, tuple[int, float]]:
-        return self.routing.pmtu
-
-    @property
-    def icmp_limiter(self) -> PeerLimiter:
-        return self.icmp.limiter
-
-    def next_hop(self, dst: int) -> int | bytes:
-        return self.routing.next_hop(dst)
-
-    def path_mtu(self, dst: int, now: float | None = None) -> int:
-        return self.routing.path_mtu(dst, now)
-
-    def next_ident(self, dst: int) -> int:
-        return self.idents.next(dst)
-
-    def send_icmp_error(self, a: Accepted, t: int, code: int, rest: int, now: float) -> bool:
-        return self.icmp.send_error(a, t, code, rest, now)
-
-    def send_echo(self, dst: int, ident: int, seq: int, data: Buffer, now: float, *,
-                  dont_frag: bool = False) -> int:
-        return self.send(dst, 1, (self.icmp.echo_request(ident, seq, data), data), now, dont_frag=dont_frag)
-
-    def eth_demux(self, frame: memoryview, now: float) -> tuple[int, memoryview, bool] | None:
-        return self.eth.demux(frame, now)
-
-    def ip_accept(self, pkt: memoryview, now: float, l2_bcast: bool = False) -> Accepted | None:
-        return self.ipv4.accept(pkt, now, l2_bcast)
-
-    def icmp_input(self, a: Accepted, now: float) -> None:
-        self.icmp.input(a, now)
 
     # -- input ---------------------------------------------------------------------------------
     def receive(self, frame: memoryview, now: float, csum_ok: bool = False, gso_size: int = 0) -> None:
