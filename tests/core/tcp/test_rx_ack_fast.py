@@ -16,7 +16,9 @@ from tcpip.core import burst
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.interface import Interface
 from tcpip.core.tcp import output as out
+from tcpip.core.tcp.emit import window_field
 from tcpip.core.tcp.rx_ack import bulk_ack
+from tcpip.core.tcp.seq import seq_sub
 from tcpip.wire.mac import MacAddress
 from tcpip.wire.tcp import ACK, PSH
 
@@ -166,3 +168,30 @@ def test_bulk_ack_one_call_frame_equals_tcp_send(ts: bool) -> None:
     tcp = IP(frames[1][14:])[TCP]
     assert tcp.flags == "A"
     assert tcp.ack == CONN.rcvbuf.rcv_nxt
+
+
+def _window_reference(free: int, rcv_adv: int, nxt: int, s: int, rcvbuf: int, mss: int) -> tuple[int, int]:
+    """window_field as RFC 9293 3.8.6.2.2 + RFC 7323 2.4 state it (seq_sub/min/max spelled out)."""
+    cur = max(seq_sub(rcv_adv, nxt), 0)
+    if free - cur < min(rcvbuf >> 1, mss):
+        field = (cur + (1 << s) - 1) >> s
+        if field << s > free:
+            field = free >> s
+    else:
+        field = free >> s
+    field = min(field, 0xFFFF)
+    return field, (nxt + (field << s)) & 0xFFFFFFFF
+
+
+@settings(max_examples=200, deadline=None)
+@given(nxt=U32, adv=st.integers(-70000, 1 << 22), read=st.integers(0, 1 << 20), scale=st.integers(0, 14),
+       mss=st.integers(0, 3000))
+def test_window_field_matches_reference(nxt: int, adv: int, read: int, scale: int, mss: int) -> None:
+    c = copy.copy(CONN)
+    rb = copy.copy(CONN.rcvbuf)
+    rb.rcv_nxt = nxt
+    rb._n = min(read, rb.capacity)  # unread bytes: window() = capacity - _n
+    c.rcvbuf, c.rcv_wscale, c.adv_mss = rb, scale, mss
+    c.rcv_adv = (nxt + adv) & 0xFFFFFFFF
+    want = _window_reference(rb.window(), c.rcv_adv, nxt, scale, c.config.rcvbuf, mss)
+    assert (window_field(c), c.rcv_adv) == want
