@@ -69,10 +69,16 @@ class _Out:
     """TcpLayer's Output on an Interface (what tcpip.aio.driver does, without the event loop)."""
 
     def __init__(self, iface: Any) -> None:
+        from tcpip.core.burst import send_one
+
         self.iface = iface
+        self._send_one = send_one
 
     def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
         self.iface.send(dst, 6, parts, now, src=src)
+
+    def tcp_send_ack(self, src: int, dst: int, hdr: bytes, now: float) -> bool:
+        return bool(self._send_one(self.iface, dst, 6, hdr, now, src))
 
     def tcp_mss(self, dst: int, now: float) -> int:
         return int(self.iface.path_mtu(dst, now)) - 40

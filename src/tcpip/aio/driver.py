@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tcpip.core.burst import send_one
 from tcpip.core.tcp.config import TcpConfig
 from tcpip.core.tcp.layer import TcpLayer
 from tcpip.core.tcp.state import EV_ACCEPT, EV_CLOSED, EV_EOF, ConnInfo
@@ -93,6 +94,10 @@ class TcpDriver:
     def tcp_send_run(self, src: int, dst: int, segs: Sequence[tuple[Buffer, Buffer]], now: float) -> bool:
         """A burst of segments (header, payload) in one call; False: none sent (send them one by one)."""
         return self.iface.send_run(dst, 6, segs, now, src=src)
+
+    def tcp_send_ack(self, src: int, dst: int, hdr: bytes, now: float) -> bool:
+        """A segment of one buffer (a pure ACK) in one call; False: not sent (use tcp_send)."""
+        return send_one(self.iface, dst, 6, hdr, now, src)
 
     def enable_offload(self, tso_max: int) -> None:
         """The device offloads: trusted/super-frame input, and TCP super-segments up to `tso_max`."""

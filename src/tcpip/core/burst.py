@@ -1,4 +1,5 @@
-"""Host.send_run: a burst of datagrams to one destination (a TCP run of full segments) in one call."""
+"""Host.send's common case in one call: a burst of datagrams to one destination (a TCP run of full segments),
+or one datagram of one buffer (a pure ACK)."""
 
 from __future__ import annotations
 
@@ -39,4 +40,23 @@ def send_run(host: Host, dst: int, proto: int, segs: Sequence[tuple[Buffer, Buff
         ident = (ident + 1) & 0xFFFF
     host.ip_stats.tx_packets += k
     host.eth_stats.tx_frames += k
+    return True
+
+
+def send_one(host: Host, dst: int, proto: int, data: Buffer, now: float, src: int | None) -> bool:
+    """`host.send(dst, proto, (data,), now, src=src)` when it takes its common case (resolved neighbour, no PMTU
+    entries, no padding, fits the MTU): the same frame, without the parts loop and the keyword arguments.
+    False: nothing sent (the caller uses host.send)."""
+    total = 20 + len(data)
+    routing = host.routing
+    path = routing.path(dst, now)
+    if path is None or routing.pmtu or total > host.config.mtu or total < 46:
+        return False
+    a = path.src if src is None else src
+    ident = host.idents.next(dst)
+    t = host.config.ttl << 8 | proto
+    x = 0x4500 + total + ident + t + a + dst  # a 32-bit address's two words sum to itself mod 0xFFFF
+    host.ip_stats.tx_packets += 1
+    host.eth_stats.tx_frames += 1
+    host.tx.append((path.eth, _IPV4.pack(0x45, 0, total, ident, 0, t, 0xFFFE - (x - 1) % 0xFFFF, a, dst), data))
     return True

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tcpip.core.tcp.layer import TcpLayer
     from tcpip.core.tcp.listener import Listener
     from tcpip.core.tcp.recovery import Recovery
+    from tcpip.core.tcp.rx_ack import AckTemplate
 
 Buffer = bytes | bytearray | memoryview
 
@@ -34,7 +35,7 @@ class Connection:
     """A TCP connection. The layer feeds it segments and timer expiries; the application calls send/recv/close."""
 
     __slots__ = (
-        "ack_pending", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
+        "ack_pending", "ack_tpl", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
         "data_ev", "delack_at", "dsack", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
         "last_ack_sent", "layer", "linger_at", "listener", "local_addr", "local_port", "loss_at",
         "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "rcv_adv",
@@ -66,6 +67,7 @@ class Connection:
         self.fin_queued = False  # FIN follows the queued data (shutdown/close called)
         # receive side (rcv_nxt lives in rcvbuf); rcv_adv = right edge of the window we advertised
         self.irs = self.rcv_adv = self.last_ack_sent = 0
+        self.ack_tpl: AckTemplate | None = None  # rx_ack.bulk_ack's header template, built on first use
         self.ack_pending = 0  # in-order bytes received and not yet acknowledged (delayed ACK)
         self.rcv_mss = cfg.default_mss  # largest segment seen: "full-sized" for the every-2nd-segment rule
         # options (RFC 7323, 2018); mss = payload bytes per segment before options

@@ -7,7 +7,7 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.seq import HALF, MASK, seq_lt, seq_sub
+from tcpip.core.tcp.seq import HALF, MASK, seq_lt
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.checksum import pseudo_header_sum
 from tcpip.wire.tcp import ACK, FIN
@@ -27,16 +27,18 @@ def window_field(conn: Connection) -> int:
     rb = conn.rcvbuf
     nxt = rb.rcv_nxt
     free = rb.window()
-    cur = seq_sub(conn.rcv_adv, nxt)
-    cur = max(cur, 0)
+    cur = ((conn.rcv_adv - nxt + HALF) & MASK) - HALF  # seq_sub, inlined (with min/max: per ACK sent)
+    cur = cur if cur > 0 else 0
     s = conn.rcv_wscale
-    if free - cur < min(conn.config.rcvbuf >> 1, conn.adv_mss):
+    step = conn.config.rcvbuf >> 1
+    mss = conn.adv_mss
+    if free - cur < (mss if mss < step else step):
         field = (cur + (1 << s) - 1) >> s  # keep the edge (round up: never shrink it)...
         if field << s > free:
             field = free >> s  # ...unless that promises bytes the buffer can't hold (RFC 7323 2.4)
     else:
         field = free >> s
-    field = min(field, 0xFFFF)
+    field = field if field < 0xFFFF else 0xFFFF
     conn.rcv_adv = (nxt + (field << s)) & MASK
     return field
 
