@@ -86,7 +86,10 @@ def _state(x: Any, depth: int = 0) -> Any:
     return (type(x).__name__, [(n, _state(getattr(x, n, "<unset>"), depth + 1)) for n in names if n not in _SKIP])
 
 
-def _run(cfg: TcpConfig, seed: int, loss: float, size: int) -> tuple[list[Any], list[Any], dict[str, int]]:
+def _run(cfg: TcpConfig, seed: int, loss: float, size: int,
+         chunk: int = 0) -> tuple[list[Any], list[Any], dict[str, int]]:
+    """A sends `size` bytes to B (`chunk` > 0: at most that much every 60 ms, past RTT and delayed ACK) and
+    both close."""
     link = Link(seed, loss, reorder=loss)
     la = TcpLayer(cfg, Port(link, A), random.Random(1), b"a" * 16)
     lb = TcpLayer(cfg, Port(link, B), random.Random(2), b"b" * 16)
@@ -97,7 +100,7 @@ def _run(cfg: TcpConfig, seed: int, loss: float, size: int) -> tuple[list[Any], 
     cb: Connection | None = None
     data = random.Random(seed).randbytes(size)
     got = bytearray()
-    sent, started, closed = 0, False, 0
+    sent, started, closed, write_at = 0, False, 0, 0.0
     trace: list[Any] = []
     while now < 300.0:
         for layer in (la, lb):
@@ -109,8 +112,9 @@ def _run(cfg: TcpConfig, seed: int, loss: float, size: int) -> tuple[list[Any], 
                     assert lst.accept() is cb
                 elif kind == EV_CLOSED:
                     closed += 1
-        if started and sent < size and ca.send_free:
-            sent += ca.send(memoryview(data)[sent:], now)
+        if started and sent < size and ca.send_free and now >= write_at:
+            sent += ca.send(memoryview(data)[sent:sent + chunk if chunk else size], now)
+            write_at = now + 0.06 if chunk else 0.0
             if sent == size:
                 ca.shutdown(now)
         if cb is not None:
@@ -121,7 +125,9 @@ def _run(cfg: TcpConfig, seed: int, loss: float, size: int) -> tuple[list[Any], 
         trace.append((now, _state(ca), _state(cb) if cb is not None else None))
         if closed == 2 and not la.conns and not lb.conns:
             break
-        cands = [t for t in (link.queue[0][0] if link.queue else None, la.poll_at(), lb.poll_at()) if t is not None]
+        wake = write_at if started and sent < size and write_at > now else None
+        cands = [t for t in (link.queue[0][0] if link.queue else None, la.poll_at(), lb.poll_at(), wake)
+                 if t is not None]
         if not cands:
             break
         now = max(now, min(cands))
@@ -146,10 +152,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "opts", "seed", "loss"), CASES, ids=[c[0] for c in CASES])
-def test_fast_path_changes_nothing(monkeypatch: pytest.MonkeyPatch, name: str, opts: dict[str, Any], seed: int,
-                                   loss: float) -> None:
-    cfg = TcpConfig(time_wait=1.0, **opts)
+def _compare(monkeypatch: pytest.MonkeyPatch, cfg: TcpConfig, seed: int, loss: float, size: int,
+             chunk: int = 0) -> None:
+    """The same run with the fast path on and off: identical frames, counters and state after every step."""
     taken = [0, 0]
     real = tcp_input.pure_ack
 
@@ -160,14 +165,14 @@ def test_fast_path_changes_nothing(monkeypatch: pytest.MonkeyPatch, name: str, o
 
     monkeypatch.setattr(tcp_input, "pure_ack", counting)
     monkeypatch.setattr(tcp_input, "FAST_ACK", True)
-    fast = _run(cfg, seed, loss, SIZE)
+    fast = _run(cfg, seed, loss, size, chunk)
     assert taken[1] > 20  # the fast path took ACKs
     if loss:
         assert taken[0] > 0  # and declined some (SACK blocks, recovery, duplicates)
         assert fast[2]["a.RetransSegs"] > 0
     monkeypatch.setattr(tcp_input, "FAST_ACK", False)
     n = taken[1]
-    slow = _run(cfg, seed, loss, SIZE)
+    slow = _run(cfg, seed, loss, size, chunk)
     assert taken[1] == n  # off means off
     assert len(fast[0]) == len(slow[0])
     for i, (f, s) in enumerate(zip(fast[0], slow[0], strict=True)):
@@ -176,3 +181,16 @@ def test_fast_path_changes_nothing(monkeypatch: pytest.MonkeyPatch, name: str, o
     assert len(fast[1]) == len(slow[1])
     for i, (f, s) in enumerate(zip(fast[1], slow[1], strict=True)):
         assert f == s, f"state after step {i} differs"
+
+
+@pytest.mark.parametrize(("name", "opts", "seed", "loss"), CASES, ids=[c[0] for c in CASES])
+def test_fast_path_changes_nothing(monkeypatch: pytest.MonkeyPatch, name: str, opts: dict[str, Any], seed: int,
+                                   loss: float) -> None:
+    _compare(monkeypatch, TcpConfig(time_wait=1.0, **opts), seed, loss, SIZE)
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.02])
+def test_small_flights(monkeypatch: pytest.MonkeyPatch, loss: float) -> None:
+    """An application writing 4000 bytes every 60 ms: ACKs leave part of a segment or nothing in flight (the probe
+    timeout's short-flight and idle branches)."""
+    _compare(monkeypatch, TcpConfig(time_wait=1.0), 11, loss, 300_000, chunk=4000)

@@ -10,7 +10,7 @@ from tcpip.core.tcp import autotune
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.emit import window_field
-from tcpip.core.tcp.recovery import T_REO
+from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, T_REO, WC_DELACK
 from tcpip.core.tcp.seq import MASK
 from tcpip.core.tcp.state import EV_SENT
 from tcpip.errors import NoRouteError, TcpipError
@@ -101,11 +101,21 @@ def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR09
                 conn.sent_ev = True
                 conn.layer.events.append((EV_SENT, conn, None))
     rtt_seq = conn.rtt_seq
+    r: float | None
     if rtt_seq is not None and ((rtt_seq - ack) & MASK == 0 or (rtt_seq - ack) & MASK >= _HALF):  # seq_ge
         conn.rtt_seq = None
-        cc.rtt_sample(conn, now - conn.rtt_time)
+        r = now - conn.rtt_time
     elif conn.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
-        cc.rtt_sample(conn, ((out.ts_now(conn, now) - seg.timestamp[1]) & MASK) / 1000.0)
+        r = ((((int(now * 1000.0) + conn.ts_offset) & MASK) - seg.timestamp[1]) & MASK) / 1000.0  # ts_now
+    else:
+        r = None
+    if r is not None:
+        if r > 0.0 and conn.srtt:  # cc.rtt_sample's update, inlined (a later sample, positive)
+            conn.rttvar = 0.75 * conn.rttvar + 0.25 * abs(conn.srtt - r)
+            conn.srtt = 0.875 * conn.srtt + 0.125 * r
+            cc.set_rto(conn)
+        else:
+            cc.rtt_sample(conn, r)
     if rec is None:
         cc.on_new_ack(conn, acked, now)
     if not conn.persist:
@@ -121,7 +131,26 @@ def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR09
             autotune.expand_sndbuf(conn)
         cap = 2 * sndbuf.capacity + conn.mss
         c.cwnd = min(c.cwnd, cap)
-        rec.schedule_pto(conn, now)
+        # rec.schedule_pto, inlined: of its conditions only these can hold here
+        snd_max = conn.snd_max
+        if ack == snd_max or conn.persist:
+            if rec.timer == T_PTO and ack == snd_max:
+                rec.timer = 0
+                conn.loss_at = None
+        else:
+            srtt = conn.srtt
+            pto = 2.0 * srtt if srtt else 1.0
+            if ((snd_max - ack + _HALF) & MASK) - _HALF <= conn.mss:
+                pto += WC_DELACK
+            pto = max(pto, PTO_MIN)
+            x = conn.rexmit_at
+            if x is not None and x - now <= pto:
+                if rec.timer == T_PTO:
+                    rec.timer = 0
+                    conn.loss_at = None
+            else:
+                rec.timer = T_PTO
+                conn.loss_at = now + pto
     # _text with no text: whatever output has to send, then the timers (state stays ESTABLISHED)
     out.output(conn, now)
     conn.arm()
