@@ -8,7 +8,7 @@ from tcpip.core.tcp import autotune
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.opening import established, syn_sent, time_wait
-from tcpip.core.tcp.rx_ack import bulk_ack
+from tcpip.core.tcp.rx_ack import bulk_ack, pure_ack
 from tcpip.core.tcp.seq import MASK, seq_add, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import EV_DATA, EV_EOF, EV_SENT, TcpState, refused, reset
 from tcpip.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 S = TcpState
 _HALF = 1 << 31
 _ESTABLISHED_OR_CLOSE_WAIT = (S.ESTABLISHED, S.CLOSE_WAIT)
+FAST_ACK = True  # rx_ack.pure_ack for the bulk sender's ACKs (off: the general path; tests compare the two)
 
 
 def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float) -> bool:
@@ -41,7 +42,7 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                     return False
             elif seq == conn.last_ack_sent or (seq - conn.last_ack_sent) & MASK >= _HALF:  # seq_le
                 conn.ts_recent = ts[0]
-        if dlen and _bulk_data(conn, seg, data, dlen, seq, now):
+        if _bulk_data(conn, seg, data, dlen, seq, now) if dlen else FAST_ACK and pure_ack(conn, seg, now):
             return False
         if _process_ack(conn, seg, dlen, now):
             _text(conn, seg, data, dlen, seq, flags, rcv_nxt, False, now)
