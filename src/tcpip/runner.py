@@ -143,7 +143,7 @@ class Runner:
     def flush(self) -> None:
         """One drain now: after-batch callbacks, the core's frames to the device, the timer re-armed."""
         after = self._after
-        if after:  # _run_after(), inlined: this runs per frame (a Stack always has TCP's hook)
+        if after:  # inlined, not a method: this runs per frame (a Stack always has TCP's hook)
             self._draining = True
             try:
                 for cb in after:
@@ -195,20 +195,6 @@ class Runner:
                 except (DeviceClosedError, OSError, TcpipError) as e:
                     self.tx_errors += 1
                     log.debug("transmit failed: %s", e)
-
-    def _run_after(self) -> None:
-        self._draining = True
-        try:
-            for cb in self._after:
-                try:
-                    cb()
-                except Exception:
-                    log.exception("after-batch callback raised")
-        finally:
-            self._draining = False
-        if self._rekick:
-            self._rekick = False
-            self.kick()
 
     def _loop_in(self) -> None:
         self._loop_scheduled = False
