@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import heapq
 import random
-from collections.abc import Sequence
 
 import pytest
+from tcp_harness import Link
 from testlib import ip_int
 
 from tcpip.core.tcp.config import TcpConfig
@@ -17,63 +16,6 @@ from tcpip.core.tcp.state import EV_ACCEPT, EV_CLOSED, EV_CONNECTED, TcpState
 
 A = ip_int("198.18.0.1")
 B = ip_int("198.18.0.2")
-Buffer = bytes | bytearray | memoryview
-
-
-class Link:
-    """Delivers segments between two layers after a delay, with loss, duplication, reordering, corruption."""
-
-    def __init__(self, seed: int, loss: float, dup: float, reorder: float, corrupt: float = 0.0,
-                 delay: float = 0.005) -> None:
-        self.rng = random.Random(seed)
-        self.loss, self.dup, self.reorder, self.corrupt, self.delay = loss, dup, reorder, corrupt, delay
-        self.queue: list[tuple[float, int, int, int, bytes]] = []
-        self.layers: dict[int, TcpLayer] = {}
-        self.n = 0
-        self.sent = 0
-
-    def port(self, addr: int) -> Port:
-        return Port(self, addr)
-
-    def send(self, src: int, dst: int, data: bytes, now: float) -> None:
-        self.sent += 1
-        r = self.rng.random
-        if r() < self.loss:
-            return
-        copies = 2 if r() < self.dup else 1
-        for _ in range(copies):
-            d = self.delay + (self.rng.uniform(0.001, 0.02) if r() < self.reorder else 0.0)
-            pkt = data
-            if r() < self.corrupt:
-                b = bytearray(data)
-                b[self.rng.randrange(len(b))] ^= 1 << self.rng.randrange(8)
-                pkt = bytes(b)
-            self.n += 1
-            heapq.heappush(self.queue, (now + d, self.n, src, dst, pkt))
-
-    def next_at(self) -> float | None:
-        return self.queue[0][0] if self.queue else None
-
-    def deliver(self, now: float) -> None:
-        while self.queue and self.queue[0][0] <= now:
-            _, _, src, dst, pkt = heapq.heappop(self.queue)
-            mv = memoryview(pkt)
-            self.layers[dst].input(src, dst, mv, mv, now, False)
-
-
-class Port:
-    def __init__(self, link: Link, addr: int) -> None:
-        self.link = link
-        self.addr = addr
-
-    def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
-        self.link.send(src, dst, b"".join(bytes(p) for p in parts), now)
-
-    def tcp_mss(self, dst: int, now: float) -> int:
-        return 1460
-
-    def is_local(self, addr: int) -> bool:
-        return addr == self.addr
 
 
 def _pattern(n: int, seed: int) -> bytes:

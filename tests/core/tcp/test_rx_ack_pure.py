@@ -3,13 +3,12 @@ lossy, reordering link with input.FAST_ACK on and off give identical frames, sta
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from tcp_harness import Link, Port
 from testlib import ip_int
 
 from tcpip.core.tcp import input as tcp_input
@@ -20,48 +19,7 @@ from tcpip.core.tcp.state import EV_ACCEPT, EV_CLOSED, EV_CONNECTED
 
 A = ip_int("198.18.0.1")
 B = ip_int("198.18.0.2")
-Buffer = bytes | bytearray | memoryview
 _SKIP = {"layer", "listener", "config", "key"}  # back references and constants, not per-ACK state
-
-
-class Link:
-    """Delivers frames after a delay with seeded loss and reordering; records every frame offered to it."""
-
-    def __init__(self, seed: int, loss: float, reorder: float) -> None:
-        self.rng = random.Random(seed)
-        self.loss, self.reorder = loss, reorder
-        self.queue: list[tuple[float, int, int, int, bytes]] = []
-        self.layers: dict[int, TcpLayer] = {}
-        self.frames: list[tuple[float, int, bytes]] = []
-        self.n = 0
-
-    def send(self, src: int, dst: int, data: bytes, now: float) -> None:
-        self.frames.append((now, src, data))
-        if self.rng.random() < self.loss:
-            return
-        d = 0.005 + (self.rng.uniform(0.001, 0.02) if self.rng.random() < self.reorder else 0.0)
-        self.n += 1
-        heapq.heappush(self.queue, (now + d, self.n, src, dst, data))
-
-    def deliver(self, now: float) -> None:
-        while self.queue and self.queue[0][0] <= now:
-            _, _, src, dst, pkt = heapq.heappop(self.queue)
-            mv = memoryview(pkt)
-            self.layers[dst].input(src, dst, mv, mv, now, False)
-
-
-class Port:
-    def __init__(self, link: Link, addr: int) -> None:
-        self.link, self.addr = link, addr
-
-    def tcp_send(self, src: int, dst: int, parts: Sequence[Buffer], now: float) -> None:
-        self.link.send(src, dst, b"".join(bytes(p) for p in parts), now)
-
-    def tcp_mss(self, dst: int, now: float) -> int:
-        return 1460
-
-    def is_local(self, addr: int) -> bool:
-        return addr == self.addr
 
 
 def _state(x: Any, depth: int = 0) -> Any:
@@ -90,7 +48,7 @@ def _run(cfg: TcpConfig, seed: int, loss: float, size: int,
          chunk: int = 0) -> tuple[list[Any], list[Any], dict[str, int]]:
     """A sends `size` bytes to B (`chunk` > 0: at most that much every 60 ms, past RTT and delayed ACK) and
     both close."""
-    link = Link(seed, loss, reorder=loss)
+    link = Link(seed, loss, dup=0.0, reorder=loss)
     la = TcpLayer(cfg, Port(link, A), random.Random(1), b"a" * 16)
     lb = TcpLayer(cfg, Port(link, B), random.Random(2), b"b" * 16)
     link.layers = {A: la, B: lb}
