@@ -197,3 +197,16 @@ class Port:
 
     def is_local(self, addr: int) -> bool:
         return addr == self.addr
+
+
+def advance(link: Link, layers: Sequence[TcpLayer], now: float, wake: float | None = None) -> float | None:
+    """Virtual time to the next event (a frame due, a layer's timer, `wake`): deliver and fire what is due
+    then; the new time, or None when nothing is pending."""
+    cands = [t for t in (link.next_at(), wake, *(x.poll_at() for x in layers)) if t is not None]
+    if not cands:
+        return None
+    now = max(now, min(cands))
+    link.deliver(now)
+    for x in layers:
+        x.handle_timeout(now)
+    return now

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from tcp_harness import Link
+from tcp_harness import Link, advance
 from testlib import ip_int
 
 from tcpip.core.tcp.config import TcpConfig
@@ -60,13 +60,10 @@ def _run(link: Link, cfg: TcpConfig, size: int, limit: float) -> tuple[TcpLayer,
             pump("b", cb, out_b)
         if len(closed) == 2 and not la.conns and not lb.conns:
             break
-        cands = [t for t in (link.next_at(), la.poll_at(), lb.poll_at()) if t is not None]
-        if not cands:
+        t = advance(link, (la, lb), now)
+        if t is None:
             break
-        now = max(now, min(cands))
-        link.deliver(now)
-        la.handle_timeout(now)
-        lb.handle_timeout(now)
+        now = t
     assert bytes(got["b"]) == out_a  # what B read is what A sent
     assert bytes(got["a"]) == out_b
     assert [d for _, d in closed] == [None, None]

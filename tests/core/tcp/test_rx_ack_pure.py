@@ -8,7 +8,7 @@ from collections import OrderedDict
 from typing import Any
 
 import pytest
-from tcp_harness import Link, Port
+from tcp_harness import Link, Port, advance
 from testlib import ip_int
 
 from tcpip.core.tcp import input as tcp_input
@@ -84,14 +84,10 @@ def _run(cfg: TcpConfig, seed: int, loss: float, size: int,
         if closed == 2 and not la.conns and not lb.conns:
             break
         wake = write_at if started and sent < size and write_at > now else None
-        cands = [t for t in (link.queue[0][0] if link.queue else None, la.poll_at(), lb.poll_at(), wake)
-                 if t is not None]
-        if not cands:
+        t = advance(link, (la, lb), now, wake)
+        if t is None:
             break
-        now = max(now, min(cands))
-        link.deliver(now)
-        la.handle_timeout(now)
-        lb.handle_timeout(now)
+        now = t
     assert bytes(got) == data
     assert closed == 2
     return link.frames, trace, {**{f"a.{k}": v for k, v in la.stats.as_dict().items()},
