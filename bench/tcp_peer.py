@@ -12,7 +12,8 @@ to receive, `write(64 KiB)` + `drain()` to send. Run inside a namespace:
 Protocol: `get N\\n` (the server sends N bytes of `PATTERN`, then FIN) or `put N\\n` + N bytes + FIN (the
 server reads to EOF and answers `COUNT SHA256HEX\\n`, then FIN). Both ends check the sha256 of the data.
 Clients print one JSON line: bytes, seconds (connect to last byte), mbit_s, cpu_s (user+sys from
-os.times of this process over the same span), ok (count and sha256 both right).
+os.times of this process over the same span), cpu_ru_s (the same from getrusage, in microseconds), ok (count
+and sha256 both right).
 """
 
 from __future__ import annotations

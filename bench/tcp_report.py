@@ -38,7 +38,7 @@ def ratios(tcp: dict[str, Any]) -> list[Row]:
             ratio(f"TCP {d} Mbit/s: {t} / {f}", _get(tcp, t, cmd, "mbit_s"), _get(tcp, f, cmd, "mbit_s"), ">= 0.5",
                   _why(tcp, t, f) or f"{_get(tcp, t, cmd, 'mbit_s')} / {_get(tcp, f, cmd, 'mbit_s')}")
             tc, fc = _get(tcp, t, cmd, "cpu_ms_per_mb"), _get(tcp, f, cmd, "cpu_ms_per_mb")
-            note = _why(tcp, t, f) or f"{tc} / {fc} ms/MB (user+sys, os.times)"
+            note = _why(tcp, t, f) or f"{tc} / {fc} ms/MB (user+sys, getrusage)"
             if cmd == "get":  # the receiver hashes what it gets; senders send a known stream
                 h = float(tcp.get("sha256_ms_per_mb") or 0.0)
                 ratio(f"TCP {d} CPU per MB: {t} / {f} (as measured)", tc, fc, "", note + ", sha256 check included")
@@ -106,8 +106,8 @@ def markdown(tcp: dict[str, Any]) -> list[str]:
                    f"{g.get('cpu_ms_per_mb', '')} | {p.get('cpu_ms_per_mb', '')} | {ver} | {runs} |")
     out.append(f"| pytcp | unavailable: {tcp.get('pytcp')} | | | | | |")
     out += ["", f"Receive CPU figures include the subject's sha256 of the data: {tcp.get('sha256_ms_per_mb')} "
-            "ms/MB, measured in the same run. os.times() counts in 10 ms ticks: small CPU figures (offload rows) "
-            "are coarse; `cpu_ru_s` in results.json has getrusage's finer figure of the same user+sys."]
+            "ms/MB, measured in the same run. CPU is user+sys from getrusage (microseconds); os.times() gives the "
+            "same in 10 ms ticks, too coarse for the offload rows: `cpu_ticks_ms_per_mb` in results.json."]
     lo = tcp.get("loss", {})
     if "runs" in lo:
         out += ["", f"Loss ({lo['row']}, {lo['bytes'] // 1_000_000} MB, median of {lo.get('repeats')}; nftables "
