@@ -181,11 +181,12 @@ def recv(n: int, build: bool) -> None:
 def report(n1: int = 20, n2: int = 120) -> dict[str, float]:
     from bench.callgrind import instructions
 
+    def count(what: str, n: int) -> int:
+        return instructions("callgrind_tcp_offload.py", what, n)
+
     res: dict[str, float] = {}
     for what, per in (("send", WRITE), ("recv", SUPER)):
-        cost = (instructions("callgrind_tcp_offload.py", what, n2) - instructions("callgrind_tcp_offload.py", what, n1)) - (
-            instructions("callgrind_tcp_offload.py", what + "-build", n2)
-            - instructions("callgrind_tcp_offload.py", what + "-build", n1))
+        cost = (count(what, n2) - count(what, n1)) - (count(what + "-build", n2) - count(what + "-build", n1))
         res[f"{what}_instructions_per_mb"] = round(cost / ((n2 - n1) * per / 1e6))
     return res
 
