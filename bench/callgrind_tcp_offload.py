@@ -9,7 +9,7 @@ PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, 
   `_received_offloaded` -> `Host.receive_offloaded` -> `TcpLayer.input_offloaded`, the ACKs to /dev/null,
   the transport's read (`conn.recv(now, 64 KiB, False)` per piece, one `window_update`) into a ChunkReader
   and `reader.read(256 KiB)` as the application reads.
-`WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report` prints
+`WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [send|recv]` prints
 instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations.
 """
 
@@ -178,7 +178,7 @@ def recv(n: int, build: bool) -> None:
     loop.close()
 
 
-def report(n1: int = 20, n2: int = 120) -> dict[str, float]:
+def report(whats: tuple[str, ...] = ("send", "recv"), n1: int = 20, n2: int = 120) -> dict[str, float]:
     from bench.callgrind import instructions
 
     def count(what: str, n: int) -> int:
@@ -186,6 +186,8 @@ def report(n1: int = 20, n2: int = 120) -> dict[str, float]:
 
     res: dict[str, float] = {}
     for what, per in (("send", WRITE), ("recv", SUPER)):
+        if what not in whats:
+            continue
         cost = (count(what, n2) - count(what, n1)) - (count(what + "-build", n2) - count(what + "-build", n1))
         res[f"{what}_instructions_per_mb"] = round(cost / ((n2 - n1) * per / 1e6))
     return res
@@ -198,6 +200,6 @@ def main(what: str, n: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "report":
-        print(json.dumps(report()))
+        print(json.dumps(report(tuple(sys.argv[2:]) or ("send", "recv"))))
     else:
         main(sys.argv[1], int(sys.argv[2]))
