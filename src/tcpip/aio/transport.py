@@ -268,11 +268,12 @@ class TcpTransport(WriteFlowControl):
         if not self._started or self._lost:
             return
         conn = self._conn
+        rb = conn.rcvbuf  # its `readable`: conn.readable without the extra call, twice per read
         now = self._driver.now
         took = False  # pieces read without their window update: one for all of them, after the loop
         try:
             while not self._paused and not self._closing:
-                n = conn.readable
+                n = rb.readable
                 if not n:
                     break
                 took = True
@@ -290,7 +291,7 @@ class TcpTransport(WriteFlowControl):
                 took = False
                 conn.window_update(now())
             if (self._fin and not self._eof_delivered and not self._paused and not self._closing
-                    and not conn.readable):
+                    and not rb.readable):
                 self._eof_delivered = True
                 if not self._protocol.eof_received():
                     self.close()
