@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sized
 from typing import Any
 
 
@@ -12,7 +13,7 @@ class WriteFlowControl(asyncio.Transport):
 
     _loop: asyncio.AbstractEventLoop
     _protocol: Any
-    _buffer: bytearray
+    _buffer: Sized  # the bytes held (TcpTransport: a WriteQueue)
 
     def __init__(self, extra: dict[str, Any]) -> None:
         super().__init__(extra)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tcpip.aio.driver import DETACHED, Early, TcpDriver
 from tcpip.aio.flow import WriteFlowControl
 from tcpip.aio.sockinfo import StackSocket
+from tcpip.aio.writeq import WriteQueue
 from tcpip.core.tcp.state import EV_CLOSED, EV_CONNECTED, EV_DATA, EV_EOF, EV_SENT
 from tcpip.netif.device import Buffer
 from tcpip.wire.ipv4 import ip_str
@@ -39,6 +40,7 @@ class TcpTransport(WriteFlowControl):
     waits for the next send(); an orderly end waits for close() when eof_received() kept it open."""
 
     _start_tls_compatible = True
+    _buffer: WriteQueue
 
     def __init__(self, driver: TcpDriver, conn: Connection, server: TcpServer | None = None) -> None:
         peername, sockname = (ip_str(conn.remote_addr), conn.remote_port), (ip_str(conn.local_addr), conn.local_port)
@@ -63,7 +65,7 @@ class TcpTransport(WriteFlowControl):
         self._eof_delivered = False
         self._core_closed = False  # EV_CLOSED arrived
         self._core_exc: BaseException | None = None
-        self._buffer = bytearray()
+        self._buffer = WriteQueue()  # bytes beyond the connection's send buffer (immutable ones uncopied)
         # asyncio's _conn_lost: non-zero once close() found nothing buffered or the connection is lost;
         # write() then drops its data (it counts them, and warns from the fifth on, as asyncio does).
         self._conn_lost = 0
@@ -266,11 +268,12 @@ class TcpTransport(WriteFlowControl):
         if not self._started or self._lost:
             return
         conn = self._conn
+        rb = conn.rcvbuf  # its `readable`: conn.readable without the extra call, twice per read
         now = self._driver.now
         took = False  # pieces read without their window update: one for all of them, after the loop
         try:
             while not self._paused and not self._closing:
-                n = conn.readable
+                n = rb.readable
                 if not n:
                     break
                 took = True
@@ -288,7 +291,7 @@ class TcpTransport(WriteFlowControl):
                 took = False
                 conn.window_update(now())
             if (self._fin and not self._eof_delivered and not self._paused and not self._closing
-                    and not conn.readable):
+                    and not rb.readable):
                 self._eof_delivered = True
                 if not self._protocol.eof_received():
                     self.close()
@@ -326,7 +329,7 @@ class TcpTransport(WriteFlowControl):
                 self._driver.kick()
                 return
             data = memoryview(data)[n:]
-        self._buffer += data  # copied: the caller may reuse its buffer at once
+        self._buffer.add(data)  # copied unless immutable: the caller may reuse its buffer at once
         self._maybe_pause_protocol()
         self._driver.kick()
 
@@ -372,10 +375,8 @@ class TcpTransport(WriteFlowControl):
             return
         buf = self._buffer
         if buf:
-            with memoryview(buf) as mv:
-                n = self._conn.send(mv, self._driver.now())
-            if n:
-                del buf[:n]
+            conn, now = self._conn, self._driver.now()
+            buf.push(lambda piece: conn.send(piece, now))
             self._maybe_resume_protocol()
         if not buf and (self._closing or self._eof_requested):
             self._send_fin()

@@ -25,6 +25,7 @@ OffloadInput = Callable[[int, int, memoryview, memoryview, float, bool, int], No
 _FAST = struct.Struct("!6sB5xHBBHHHBBHII")
 _from = int.from_bytes
 _MAX_FRAME = virtio.MAX_GSO_FRAME
+_GSO_HDRS: dict[int, virtio.VnetHeader] = {}  # (TCP header length << 16 | MSS) -> its virtio header
 
 
 def receive_offloaded(host: Host, frame: memoryview, now: float, csum_ok: bool, gso_size: int) -> None:
@@ -81,10 +82,16 @@ def send_gso(host: Host, src: int, dst: int, parts: Sequence[Buffer], thl: int, 
     if path is not None and total <= host.tso_max and not r.pmtu:
         hdr = bytearray(20)
         header_into(hdr, 0, src, dst, 6, total, host.idents.next(dst), 0x4000, host.config.ttl)
-        host.ip_stats.tx_packets += 1
+        ist = host.ip_stats
+        ist.tx_packets += 1
+        ist.tx_gso_packets += 1
         host.eth_stats.tx_frames += 1
-        host.ip_stats.tx_gso_packets += 1
-        host.tx.append((virtio.tcp_gso_header(14, 20, thl, mss), path.eth, hdr, *parts))
+        vh = _GSO_HDRS.get(thl << 16 | mss)
+        if vh is None:  # one per (header length, MSS): a connection's super-frames share it (immutable)
+            if len(_GSO_HDRS) >= 64:
+                _GSO_HDRS.clear()
+            vh = _GSO_HDRS[thl << 16 | mss] = virtio.tcp_gso_header(14, 20, thl, mss)
+        host.tx.append((vh, path.eth, hdr, *parts))
         return
     # Software segmentation: a dummy Ethernet + IPv4 header around the segment, cut like the kernel would.
     host.ip_stats.tx_gso_split += 1

@@ -19,6 +19,9 @@ FrameCallback = Callable[[memoryview], Awaitable[None] | None]
 Deliver = Callable[[memoryview], None]
 # Offload receive (a device with `offload`): (TCP/UDP frame, L4 checksum trusted, gso_size: 0 = one segment)
 OffloadDeliver = Callable[[memoryview, bool, int], None]
+_NOT_ECN = ~virtio.GSO_ECN
+_GSO_TCPV4 = virtio.GSO_TCPV4
+_TRUSTED = virtio.NEEDS_CSUM | virtio.DATA_VALID  # header flags that vouch for the L4 checksum
 
 
 @runtime_checkable
@@ -122,23 +125,24 @@ class BaseDevice:
         """A frame that came with a virtio_net_hdr saying more than "nothing": to the offload consumer
         when TCP or UDP, else finished in software (checksum completed, super-frame cut) for a plain one."""
         st = self.stats
-        gso = gso_type & ~virtio.GSO_ECN
+        n = len(frame)
+        gso = gso_type & _NOT_ECN
         if gso:
-            if gso != virtio.GSO_TCPV4 or gso_size <= 0:
+            if gso != _GSO_TCPV4 or gso_size <= 0:
                 st.rx_gso_dropped += 1
                 return
             st.rx_gso_frames += 1
-            pay = len(frame) - 34 - ((frame[46] >> 4) << 2) if len(frame) > 46 else 0
+            pay = n - 34 - ((frame[46] >> 4) << 2) if n > 46 else 0
             st.rx_gso_segments += -(-pay // gso_size) if pay > 0 else 1
         d = self._deliver_offload
         # TCP and UDP go to the offload consumer as they are: a NEEDS_CSUM checksum is never completed
         # (the kernel made the frame: nothing to check), a DATA_VALID one never verified again. UDP is
         # never a super-frame here (only TCPv4 GSO gets past the check above).
-        if (d is not None and len(frame) >= 42 and frame[12] == 8 and frame[13] == 0
-                and (frame[23] == 17 or (frame[23] == 6 and len(frame) > 46))):
+        if d is not None and n >= 42 and frame[12] == 8 and frame[13] == 0 and (
+                ((p := frame[23]) == 6 and n > 46) or p == 17):
             st.rx_frames += 1
-            st.rx_bytes += len(frame)
-            d(frame, bool(flags & (virtio.NEEDS_CSUM | virtio.DATA_VALID)), gso_size if gso else 0)
+            st.rx_bytes += n
+            d(frame, flags & _TRUSTED != 0, gso_size if gso else 0)
             return
         if gso:
             st.rx_gso_split += 1

@@ -172,12 +172,14 @@ def test_bulk_send_same_frames_with_and_without_runs(ts: bool, mss: int, sack: b
 def test_view_parts_are_the_view_without_a_copy() -> None:
     b = SendBuffer(1 << 20)
     b.write(b"put 1\n")
-    b.write(bytes(range(256)) * 1000)  # the first block holds the start: later views cross blocks
+    data = bytes(range(256)) * 1000
+    b.write(data)  # kept by reference (immutable): the first block holds the start, views cross blocks
     for off, n in ((0, 6), (0, 70000), (4000, 65000), (100, 0), (60000, 190000)):
         parts = b.view_parts(off, n)
         assert b"".join(parts) == bytes(b.view(off, n))
-        assert all(isinstance(p.obj, bytearray) for p in parts)  # slices of the blocks themselves
-    assert len(b.view_parts(4000, 65000)) == 2
+        assert all(isinstance(p.obj, bytearray) or p.obj is data for p in parts)  # slices of the blocks
+    assert len(b.view_parts(0, 70000)) == 2
+    assert len(b.view_parts(4000, 65000)) == 1
     assert b.view_parts(100, 0) == []
 
 

@@ -87,10 +87,9 @@ class TcpLayer:
         stats = self.stats
         if gso_size:
             stats.rx_gso_frames += 1
-            if len(payload) > 12:
-                segs = -(-(len(payload) - ((payload[12] >> 4) << 2)) // gso_size)
-                if segs > 1:
-                    stats.in_segs += segs - 1
+            n = len(payload)
+            if n > 12 and (segs := -(-(n - ((payload[12] >> 4) << 2)) // gso_size)) > 1:
+                stats.in_segs += segs - 1
         if csum_ok:
             stats.rx_csum_trusted += 1
         self.input(src, dst, payload, packet, now, False, csum_ok)

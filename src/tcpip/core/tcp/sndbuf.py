@@ -1,12 +1,17 @@
 """TCP send buffer: bytes the application queued, from snd_una on, with zero-copy views for segments.
 
-Bytes live in fixed-size blocks (bytearrays that never resize): a written byte never changes or moves, so a
-memoryview handed out for a segment stays valid after later writes and after `ack` drops its block (the
-view keeps the block alive). Writes fill the last block before starting another, so small writes coalesce
-and most segments are one slice of one block.
+Bytes live in fixed-size blocks that never resize: a written byte never changes or moves, so a memoryview
+handed out for a segment stays valid after later writes and after `ack` drops its block (the view keeps the
+block alive). A block is a bytearray the buffer copied into, or (zero copy) the application's own immutable
+data: a write of at least MIN_BLOCK bytes of `bytes` (or a view of `bytes`) is kept by reference, since
+nothing can change it; anything mutable is copied, as the caller may reuse it at once. Copying writes fill
+the last bytearray block before starting another, so small writes coalesce and most segments are one slice
+of one block; a reference first seals a partly filled block as a view of its filled part.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 Buffer = bytes | bytearray | memoryview
 
@@ -24,7 +29,7 @@ class SendBuffer:
             raise ValueError(f"capacity {capacity} must be positive")
         self.capacity = capacity
         self.queued = 0               # bytes from snd_una (unacknowledged + unsent)
-        self._blocks: list[bytearray] = []
+        self._blocks: list[Buffer] = []  # bytearrays, `bytes` and read-only views (see the module doc)
         self._head = 0                # offset of snd_una in _blocks[0]
         self._fill = 0                # bytes used in _blocks[-1]; every other block is full
         self._hint = (0, 0)           # (block index, its start counted from _blocks[0]): views run forward
@@ -34,13 +39,22 @@ class SendBuffer:
         return self.capacity - self.queued
 
     def write(self, data: Buffer) -> int:
-        """Copy as much of `data` as fits; returns the number of bytes accepted."""
+        """Take as much of `data` as fits (by reference when immutable and large, else a copy); returns
+        the number of bytes accepted."""
         n = min(len(data), self.capacity - self.queued)
         if n <= 0:
             return 0
+        blocks = self._blocks
+        if n >= MIN_BLOCK and (type(data) is bytes or (
+                type(data) is memoryview and type(data.obj) is bytes and data.itemsize == 1 and data.ndim == 1)):
+            if blocks and self._fill != len(blocks[-1]):  # seal the partly filled block: its filled part
+                blocks[-1] = memoryview(blocks[-1])[:self._fill]
+            blocks.append(data if n == len(data) and type(data) is bytes else memoryview(data)[:n])
+            self._fill = n
+            self.queued += n
+            return n
         src = data if isinstance(data, memoryview) else memoryview(data)
         done = 0
-        blocks = self._blocks
         while done < n:
             if not blocks or self._fill == len(blocks[-1]):
                 left = n - done
@@ -52,7 +66,7 @@ class SendBuffer:
                     continue
                 blocks.append(bytearray(max(MIN_BLOCK, left)))
                 self._fill = 0
-            block = blocks[-1]
+            block = cast(bytearray, blocks[-1])  # every other kind of block is full
             k = min(len(block) - self._fill, n - done)
             block[self._fill:self._fill + k] = src[done:done + k]  # same size: allowed while views exist
             self._fill += k

@@ -1,0 +1,205 @@
+"""Callgrind driver for TCP bulk transfer in offload mode (TSO out, GRO super-frames in), per MB, both ways.
+
+`python bench/callgrind_tcp_offload.py WHAT N` under `valgrind --tool=callgrind` (bench/callgrind.py's method:
+PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, wired as the aio driver does:
+- send: N application writes of 64 KiB (`bytes`, as bench/tcp_peer.py writes read-only views of bytes):
+  `conn.send` -> `output` -> `Host.send_gso`, each frame through a TAP's `_transmit_vnet` (to /dev/null:
+  valgrind counts no kernel work), then the peer ACKs everything sent (one ACK per super-segment);
+- recv: N super-frames of 45 * 1448 bytes (gso_size 1448, checksum trusted) through the device's
+  `_received_offloaded` -> `Host.receive_offloaded` -> `TcpLayer.input_offloaded`, the ACKs to /dev/null,
+  the transport's read (`conn.recv(now, 64 KiB, False)` per piece, one `window_update`) into a ChunkReader
+  and `reader.read(256 KiB)` as the application reads.
+`WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [send|recv]` prints
+instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import struct
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "src")]
+
+from bench import callgrind_tcp_paths as paths  # noqa: E402
+from tcpip.aio.reader import ChunkReader  # noqa: E402
+from tcpip.core.config import InterfaceConfig  # noqa: E402
+from tcpip.core.host import Host  # noqa: E402
+from tcpip.core.ipv4 import header_into  # noqa: E402
+from tcpip.core.tcp import output as out  # noqa: E402
+from tcpip.core.tcp.config import TcpConfig  # noqa: E402
+from tcpip.core.tcp.layer import TcpLayer  # noqa: E402
+from tcpip.netif.device import BaseDevice, DeviceStats  # noqa: E402
+from tcpip.netif.tap_vnet import VnetIO  # noqa: E402
+from tcpip.wire import virtio  # noqa: E402
+from tcpip.wire.mac import MacAddress  # noqa: E402
+from tcpip.wire.tcp import ACK, SYN, TcpRepr  # noqa: E402
+
+WRITE = 1 << 16
+READ = 1 << 18
+SEG = 1448
+SUPER = 45 * SEG  # 65160: what Linux's TSO hands a TAP reader at this MSS with timestamps
+_ACK_TS = struct.Struct("!IIHH")
+
+
+class _Tap(BaseDevice, VnetIO):
+    """A TAP in offload mode whose fd is /dev/null: `_transmit_vnet` does all its Python work."""
+
+    def __init__(self) -> None:
+        BaseDevice.__init__(self, MacAddress(paths.OMAC), 1500)
+        self.offload = True
+        self.fd = os.open(os.devnull, os.O_WRONLY)
+        self.name = "cg0"
+        self._maxframe = 1514
+        self.stats = DeviceStats()
+
+
+def _setup() -> tuple[Host, TcpLayer, object, int, int]:
+    host = Host(InterfaceConfig(mac=MacAddress(paths.OMAC), address=paths.OUR, netmask=0xFFFFFF00, mtu=1500),
+                now=0.0, rng=random.Random(1))
+    host.arp.add_static(paths.PEER, paths.PMAC)
+    layer = TcpLayer(TcpConfig(timestamps=True, sack=True, window_scaling=True), paths._Out(host),
+                     random.Random(2), b"k" * 32)
+    layer.timers.on_push = host.timers_changed
+    host.register(6, layer.input)
+    host.set_offload(65535)  # TcpDriver.enable_offload
+    host.offload_input = layer.input_offloaded
+    layer.enable_tso(65535, host.send_gso)
+    lst = layer.listen(paths.OUR, 80, 8)
+    host.receive(paths._frame(1000, 0, SYN, ts=(1, 0), mss=1460, wscale=7, sack_permitted=True), 0.0)
+    synack, _ = TcpRepr.parse(memoryview(b"".join(bytes(p) for p in host.tx[-1][2:])))
+    assert synack.timestamp is not None
+    host.tx.clear()
+    host.receive(paths._frame(1001, synack.seq + 1, ACK, ts=(2, synack.timestamp[0])), 0.0)
+    conn = lst.accept()
+    assert conn is not None
+    return host, layer, conn, synack.seq + 1, synack.timestamp[0]
+
+
+class _AckMaker:
+    """The peer's pure ACK (timestamps) of `ack`: a template with seq/ack/ts packed in, checksum filled."""
+
+    def __init__(self) -> None:
+        self.t = bytearray(paths._frame(1001, 0, ACK, ts=(10, 0)))
+
+    def __call__(self, ack: int, tsv: int) -> memoryview:
+        f = bytearray(self.t)
+        struct.pack_into("!I", f, 42, ack & 0xFFFFFFFF)
+        struct.pack_into("!II", f, 58, tsv, 0)
+        f[50:52] = b"\0\0"
+        s = sum(struct.unpack_from("!16H", f, 34)) + (paths.PEER >> 16) + (paths.PEER & 0xFFFF) \
+            + (paths.OUR >> 16) + (paths.OUR & 0xFFFF) + 6 + 32
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        struct.pack_into("!H", f, 50, ~s & 0xFFFF)
+        return memoryview(bytes(f))
+
+
+def send(n: int, build: bool) -> None:
+    host, _layer, conn, una, _ = _setup()
+    tap = _Tap()
+    make = _AckMaker()
+    if build:
+        for i in range(n):
+            make(una + i, i)
+        return
+    data = bytes(range(256)) * (WRITE // 256)
+    now, tx, tsv = 1.0, host.tx, 10
+    transmit = tap._transmit_vnet
+    for _ in range(n):
+        sent = 0
+        while sent < WRITE:
+            sent += conn.send(data if not sent else memoryview(data)[sent:], now)  # type: ignore[attr-defined]
+            out.output(conn, now)  # type: ignore[arg-type]
+            for f in tx:
+                transmit(f)
+            tx.clear()
+            tsv += 1
+            host.receive(make(conn.snd_max, tsv), now)  # type: ignore[attr-defined]
+            for f in tx:
+                transmit(f)
+            tx.clear()
+            now += 0.001
+    assert conn.state.name == "ESTABLISHED", conn.state  # type: ignore[attr-defined]
+    assert tap.stats.tx_gso_frames >= n, tap.stats
+
+
+def _super(seq: int, ack: int, tsv: int, tse: int, payload: bytes) -> bytes:
+    """A GRO super-frame as a TAP read gives it: virtio header (DATA_VALID, GSO TCPv4) + Ethernet + IP + TCP."""
+    r = TcpRepr(40000, 80, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, ACK, 4000)
+    r.timestamp = (tsv, tse)
+    h = bytearray(r.header_len())
+    r.emit(h)
+    ip = bytearray(20)
+    header_into(ip, 0, paths.PEER, paths.OUR, 6, 20 + len(h) + len(payload), 1, 0x4000, 64)
+    vh = virtio.HDR.pack(virtio.DATA_VALID, virtio.GSO_TCPV4, 66, SEG, 0, 0)
+    return vh + paths.OMAC + paths.PMAC + b"\x08\x00" + bytes(ip) + bytes(h) + payload
+
+
+def recv(n: int, build: bool) -> None:
+    host, _layer, conn, una, tse = _setup()
+    payload = bytes(range(256)) * (SUPER // 256) + bytes(SUPER % 256)
+    frames = [_super(1001 + i * SUPER, una, 10 + i, tse, payload) for i in range(n)]
+    if build:
+        return
+    tap = _Tap()
+    now = 1.0
+    tap.attach_offload(lambda f, ok, g: host.receive_offloaded(f, now, ok, g))
+    loop = asyncio.new_event_loop()
+    reader = ChunkReader(limit=READ, loop=loop)
+    tx = host.tx
+    transmit = tap._transmit_vnet
+    unpack = virtio.HDR.unpack_from
+    got = 0
+    for f in frames:
+        flags, gso_type, _hl, gso_size, start, off = unpack(f)
+        tap._received_offloaded(memoryview(f)[10:], flags, gso_type, gso_size, start, off)
+        for t in tx:
+            transmit(t)
+        tx.clear()
+        while conn.readable:  # type: ignore[attr-defined]
+            reader.feed_data(conn.recv(now, WRITE, False))  # type: ignore[attr-defined]
+        conn.window_update(now)  # type: ignore[attr-defined]
+        for t in tx:
+            transmit(t)
+        tx.clear()
+        coro = reader.read(READ)
+        try:
+            coro.send(None)
+        except StopIteration as e:
+            got += len(e.value)
+        now += 0.0001
+    assert got == n * SUPER, got
+    assert conn.state.name == "ESTABLISHED", conn.state  # type: ignore[attr-defined]
+    loop.close()
+
+
+def report(whats: tuple[str, ...] = ("send", "recv"), n1: int = 20, n2: int = 120) -> dict[str, float]:
+    from bench.callgrind import instructions
+
+    def count(what: str, n: int) -> int:
+        return instructions("callgrind_tcp_offload.py", what, n)
+
+    res: dict[str, float] = {}
+    for what, per in (("send", WRITE), ("recv", SUPER)):
+        if what not in whats:
+            continue
+        cost = (count(what, n2) - count(what, n1)) - (count(what + "-build", n2) - count(what + "-build", n1))
+        res[f"{what}_instructions_per_mb"] = round(cost / ((n2 - n1) * per / 1e6))
+    return res
+
+
+def main(what: str, n: int) -> None:
+    fn = send if what.startswith("send") else recv
+    fn(n, what.endswith("-build"))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "report":
+        print(json.dumps(report(tuple(sys.argv[2:]) or ("send", "recv"))))
+    else:
+        main(sys.argv[1], int(sys.argv[2]))
