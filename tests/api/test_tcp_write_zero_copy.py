@@ -120,3 +120,16 @@ async def test_a_reused_bytearray_does_not_change_what_is_sent() -> None:
         writer.close()
         server.close()
         await reader.read()
+
+
+def test_strided_and_wide_views_of_bytes_are_flattened_to_their_bytes() -> None:
+    """A view of `bytes` that is strided or not of bytes (format "I") is copied flat: its len() would not be
+    its byte count, and writev cannot take a strided buffer."""
+    b = bytes(range(256)) * 64
+    q = WriteQueue()
+    q.add(memoryview(b)[::2])
+    q.add(memoryview(b).cast("I"))
+    assert len(q) == len(b) // 2 + len(b)
+    sent = bytearray()
+    assert q.push(_Sink(1 << 20, sent)) == len(b) // 2 + len(b)
+    assert bytes(sent) == b[::2] + b

@@ -32,8 +32,9 @@ class WriteQueue:
 
     def add(self, data: Buffer) -> None:
         """Queue `data` (by reference when immutable, else a copy)."""
-        if not (type(data) is bytes or (type(data) is memoryview and type(data.obj) is bytes)):
-            data = bytes(data)
+        if not (type(data) is bytes or (type(data) is memoryview and type(data.obj) is bytes
+                                        and data.itemsize == 1 and data.ndim == 1 and data.contiguous)):
+            data = bytes(data)  # also flattens views of other formats or strides: len() is then bytes
         n = len(data)
         if not n:
             return

@@ -135,3 +135,11 @@ def test_small_bytes_are_copied_so_they_coalesce() -> None:
         assert sb.write(bytes(MIN_BLOCK - 1)) == MIN_BLOCK - 1
     assert all(type(b) is bytearray for b in sb._blocks)
     assert sb.queued == 10 * (MIN_BLOCK - 1)
+
+
+def test_a_strided_view_of_bytes_is_copied_not_referenced() -> None:
+    b = bytes(range(256)) * 64
+    sb = SendBuffer(1 << 20)
+    assert sb.write(memoryview(b)[::2]) == len(b) // 2
+    assert bytes(sb.view(0, sb.queued)) == b[::2]
+    assert all(p.contiguous for p in sb.view_parts(0, sb.queued))

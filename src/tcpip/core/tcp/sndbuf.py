@@ -46,7 +46,8 @@ class SendBuffer:
             return 0
         blocks = self._blocks
         if n >= MIN_BLOCK and (type(data) is bytes or (
-                type(data) is memoryview and type(data.obj) is bytes and data.itemsize == 1 and data.ndim == 1)):
+                type(data) is memoryview and type(data.obj) is bytes and data.itemsize == 1 and data.ndim == 1
+                and data.contiguous)):
             if blocks and self._fill != len(blocks[-1]):  # seal the partly filled block: its filled part
                 blocks[-1] = memoryview(blocks[-1])[:self._fill]
             blocks.append(data if n == len(data) and type(data) is bytes else memoryview(data)[:n])
