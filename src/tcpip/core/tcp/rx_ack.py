@@ -226,7 +226,23 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
     # _text with no text: whatever output has to send (nothing when no byte waits: skip it), then the timers
     if ((conn.buf_seq + sndbuf.queued - conn.snd_nxt + HALF) & MASK) - HALF > 0:
         out.output(conn, now)
-    conn.arm()
+    # conn.arm(), inlined (ESTABLISHED): the heap entry no later than the earliest timer
+    due: float | None = conn.rexmit_at
+    y: float | None = conn.delack_at
+    if y is not None and (due is None or y < due):
+        due = y
+    y = conn.linger_at
+    if y is not None and (due is None or y < due):
+        due = y
+    y = conn.loss_at
+    if y is not None and (due is None or y < due):
+        due = y
+    t = conn.timer_at
+    if due is None:
+        if t is not None:
+            conn.layer.timers.cancel(conn)
+    elif t is None or due < t:
+        conn.layer.timers.schedule(conn, due)
 
 
 def _sb_ack(sb: Scoreboard, una: int) -> None:
@@ -250,7 +266,17 @@ def _sb_ack(sb: Scoreboard, una: int) -> None:
         k += 1
     if k:
         del segs[:k]
-    if not sb.ranges and (k == n or (segs[0].start == una and 0 < ((segs[0].end - una) & MASK) < HALF)):
+    if not sb.ranges:
+        if k < n:
+            s = segs[0]
+            if not 0 < ((s.end - una) & MASK) < HALF:
+                sb.ack(una)  # a record ACKed whole that is not the common case
+                return
+            if s.start != una:
+                if s.flags or ((s.start - una) & MASK) < HALF:
+                    sb.ack(una)
+                    return
+                s.start = una  # ACKed in part, never resent: trimmed (nothing counted in its bytes)
         if ((fack - una) & MASK) >= HALF:  # seq_gt(una, fack)
             sb.fack = una
         return
