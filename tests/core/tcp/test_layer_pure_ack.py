@@ -1,4 +1,4 @@
-"""TcpLayer.input's pure-ACK shortcut (rx_ack.clean/take straight from the header, no TcpRepr, no segment_arrives)
+"""TcpLayer.input's pure-ACK shortcut (rx_ack.header_ack straight from the header, no TcpRepr, no segment_arrives)
 against the path through segment_arrives: the same lossy, reordering bulk transfers with layer.FAST_PURE_ACK on
 and off give identical frames, counters and connection state after every step."""
 
@@ -10,20 +10,20 @@ import pytest
 from test_rx_ack_pure import CASES, SIZE, _run
 
 from tcpip.core.tcp import layer as tcp_layer
+from tcpip.core.tcp import rx_ack
 from tcpip.core.tcp.config import TcpConfig
-from tcpip.core.tcp.layer import TcpLayer
 
 
 def _compare(monkeypatch: pytest.MonkeyPatch, cfg: TcpConfig, seed: int, loss: float, chunk: int = 0) -> None:
     taken = [0, 0]
-    real = TcpLayer._pure_ack
+    real = rx_ack.header_ack
 
-    def counting(self: TcpLayer, *args: Any) -> bool:
-        r = real(self, *args)
+    def counting(*args: Any) -> bool:
+        r = real(*args)
         taken[r] += 1
         return r
 
-    monkeypatch.setattr(TcpLayer, "_pure_ack", counting)
+    monkeypatch.setattr(rx_ack, "header_ack", counting)
     monkeypatch.setattr(tcp_layer, "FAST_PURE_ACK", True)
     fast = _run(cfg, seed, loss, SIZE, chunk)
     if cfg.timestamps:

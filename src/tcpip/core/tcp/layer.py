@@ -15,7 +15,7 @@ from tcpip.core.tcp.config import TcpConfig
 from tcpip.core.tcp.conn import Connection
 from tcpip.core.tcp.isn import IsnGenerator, ephemeral_port
 from tcpip.core.tcp.listener import Listener
-from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_lt
+from tcpip.core.tcp.seq import seq_add, seq_lt
 from tcpip.core.tcp.state import EV_SENT, ConnInfo, TcpState, os_error
 from tcpip.core.tcp.stats import TcpStats
 from tcpip.core.tcp.syncookies import SynCookies
@@ -125,8 +125,10 @@ class TcpLayer:
             sp, dp, sq, ak, _, flags, win, _, urg, opts, tsv, tse = _HDR_TS_WORD.unpack_from(payload, 0)
             if flags & _NOT_FAST == ACK and opts == _NOP_NOP_TS:
                 if n == 32 and FAST_PURE_ACK and tcp_input.FAST_ACK and \
-                        self._pure_ack(src, dst, sp, dp, sq, ak, win, tsv, tse, now):
-                    return
+                        tcp_input.pure_ack is _PURE_ACK:  # type: ignore[attr-defined]  # (input's import of it)
+                    conn = self.conns.get((dst, dp, src, sp))
+                    if conn is not None and rx_ack.header_ack(conn, sq, ak, win, tsv, tse, now):
+                        return
                 seg = TcpRepr(sp, dp, sq, ak, flags, win, urg, None, None, False, (), (tsv, tse))  # positional: cheaper
                 data = payload[32:]
         if seg is None:
@@ -181,37 +183,6 @@ class TcpLayer:
             return
         stats.rx_no_socket += 1
         self.send_reset(dst, src, seg, len(data), now)
-
-    def _pure_ack(self, src: int, dst: int, sp: int, dp: int, seq: int, ack: int, window: int, tsv: int, tse: int,
-                  now: float) -> bool:
-        """The bulk sender's pure ACK (32-byte header, NOP NOP TS, ACK (PSH) only) when rx_ack.clean holds: what
-        input() + segment_arrives' header prediction + rx_ack.pure_ack do, without a TcpRepr. False:
-        nothing done (not that case; input() goes on as usual)."""
-        if tcp_input.pure_ack is not _PURE_ACK:  # type: ignore[attr-defined]  # (input's import of it)
-            return False
-        conn = self.conns.get((dst, dp, src, sp))
-        if conn is None or conn.state != S.ESTABLISHED or seq != conn.rcvbuf.rcv_nxt or not conn.ts_ok or \
-                not rx_ack.clean(conn, ack):
-            return False
-        recent = conn.ts_recent
-        if now - conn.ts_recent_at > validate.PAWS_24DAYS and (tsv - recent) & MASK >= HALF:  # seq_lt
-            self.stats.paws_aged += 1  # RFC 7323 5.5: TS.Recent is stale, not a reason to drop
-            conn.ts_recent = recent = tsv
-        # header prediction's RFC 7323 4.3 (PAWS does not apply to a bare ACK)
-        if (tsv - recent) & MASK < HALF:
-            last = conn.last_ack_sent
-            if seq == last or (seq - last) & MASK >= HALF:  # seq_le
-                conn.ts_recent = tsv
-        rx_ack.take(conn, seq, ack, window, tse, now)
-        if conn.ts_recent != recent:
-            conn.ts_recent_at = now
-        # account(conn), inlined (the state stays ESTABLISHED)
-        rb = conn.rcvbuf
-        cur = rb.readable + rb.ooo_bytes + conn.sndbuf.queued
-        by_conn = self.mem_by_conn
-        self.mem += cur - by_conn.get(conn, 0)
-        by_conn[conn] = cur
-        return True
 
     def icmp_error(self, icmp_type: int, code: int, rest: int, quote: memoryview, now: float) -> None:
         """An ICMP error quoting one of our segments (quoted IPv4 header + at least 8 bytes of TCP)."""

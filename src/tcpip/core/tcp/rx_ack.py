@@ -13,7 +13,8 @@ from tcpip.core.tcp.emit import window_field
 from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, T_REO, WC_DELACK
 from tcpip.core.tcp.scoreboard import SACKED
 from tcpip.core.tcp.seq import HALF, MASK
-from tcpip.core.tcp.state import EV_SENT
+from tcpip.core.tcp.state import EV_SENT, TcpState
+from tcpip.core.tcp.validate import PAWS_24DAYS
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.tcp import ACK
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 _ACK_TS = struct.Struct("!HHIIHHHHBBBBII")  # 32 bytes: the header with NOP NOP TS, as TcpRepr.emit lays it out
 _ACK = struct.Struct("!HHIIHHHH")  # 20 bytes: no options
 _OFF_TS, _OFF = 0x8000 | ACK, 0x5000 | ACK  # data offset 8 or 5 words, flags ACK
+ESTABLISHED = TcpState.ESTABLISHED
 
 
 def ack_template(conn: Connection) -> AckTemplate:
@@ -114,6 +116,34 @@ def clean(conn: Connection, ack: int) -> bool:
         if not conn.sack_ok or sb.sacked_bytes or sb.lost_bytes or sb.retrans_bytes or rec.timer == T_REO or \
                 conn.in_recovery or rec.loss_until is not None or rec.tlp_end is not None:
             return False
+    return True
+
+
+def header_ack(conn: Connection, seq: int, ack: int, window: int, tsv: int, tse: int, now: float) -> bool:
+    """TcpLayer.input's shortcut for a 32-byte pure ACK (NOP NOP TS, ACK (PSH) only) of a known connection: what
+    input() + segment_arrives' header prediction + pure_ack do when `clean` holds, without a TcpRepr. False:
+    nothing done (not that case: input() goes on as usual)."""
+    if conn.state != ESTABLISHED or seq != conn.rcvbuf.rcv_nxt or not conn.ts_ok or not clean(conn, ack):
+        return False
+    recent = conn.ts_recent
+    if now - conn.ts_recent_at > PAWS_24DAYS and (tsv - recent) & MASK >= HALF:  # seq_lt
+        conn.layer.stats.paws_aged += 1  # RFC 7323 5.5: TS.Recent is stale, not a reason to drop
+        conn.ts_recent = recent = tsv
+    # header prediction's RFC 7323 4.3 (PAWS does not apply to a bare ACK)
+    if (tsv - recent) & MASK < HALF:
+        last = conn.last_ack_sent
+        if seq == last or (seq - last) & MASK >= HALF:  # seq_le
+            conn.ts_recent = tsv
+    take(conn, seq, ack, window, tse, now)
+    if conn.ts_recent != recent:
+        conn.ts_recent_at = now
+    # TcpLayer.account(conn), inlined (the state stays ESTABLISHED)
+    rb = conn.rcvbuf
+    cur = rb.readable + rb.ooo_bytes + conn.sndbuf.queued
+    layer = conn.layer
+    by_conn = layer.mem_by_conn
+    layer.mem += cur - by_conn.get(conn, 0)
+    by_conn[conn] = cur
     return True
 
 
@@ -260,11 +290,11 @@ def _sb_ack(sb: Scoreboard, una: int) -> None:
         if 0 < ((end - una) & MASK) < HALF or s.flags or s.xmit < d_xmit or 0 < ((fack - end) & MASK) < HALF:
             break
         d_xmit = s.xmit
-        sb.d_xmit, sb.d_end = d_xmit, end
         pop(s, None)
         s.flags = SACKED
         k += 1
     if k:
+        sb.d_xmit, sb.d_end = d_xmit, segs[k - 1].end  # the newest delivered: the last one dropped
         del segs[:k]
     if not sb.ranges:
         if k < n:
