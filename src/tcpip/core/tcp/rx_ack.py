@@ -123,8 +123,18 @@ def header_ack(conn: Connection, seq: int, ack: int, window: int, tsv: int, tse:
     """TcpLayer.input's shortcut for a 32-byte pure ACK (NOP NOP TS, ACK (PSH) only) of a known connection: what
     input() + segment_arrives' header prediction + pure_ack do when `clean` holds, without a TcpRepr. False:
     nothing done (not that case: input() goes on as usual)."""
-    if conn.state != ESTABLISHED or seq != conn.rcvbuf.rcv_nxt or not conn.ts_ok or not clean(conn, ack):
+    una = conn.snd_una
+    nxt = conn.snd_nxt
+    if conn.state != ESTABLISHED or seq != conn.rcvbuf.rcv_nxt or not conn.ts_ok or \
+            not 0 < ((ack - una) & MASK) <= ((nxt - una) & MASK) or nxt != conn.snd_max or una == conn.iss or \
+            conn.retries or conn.fin_queued:
         return False
+    rec = conn.rec
+    if rec is not None:  # clean(conn, ack), inlined (per ACK)
+        sb = rec.sb
+        if not conn.sack_ok or sb.sacked_bytes or sb.lost_bytes or sb.retrans_bytes or rec.timer == T_REO or \
+                conn.in_recovery or rec.loss_until is not None or rec.tlp_end is not None:
+            return False
     recent = conn.ts_recent
     if now - conn.ts_recent_at > PAWS_24DAYS and (tsv - recent) & MASK >= HALF:  # seq_lt
         conn.layer.stats.paws_aged += 1  # RFC 7323 5.5: TS.Recent is stale, not a reason to drop
