@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tcpip.core.tcp.seq import seq_ge
+from tcpip.core.tcp.seq import HALF, MASK
 
 _INF = float("inf")
 
@@ -123,42 +123,40 @@ class Cubic(CongestionControl):
         self.css_baseline = _INF
         self.css_rounds = -1  # -1: not in conservative slow start
 
-    # -- slow start: HyStart++ (RFC 9406 4.2) --------------------------------------------------------------
-    def _slow_start(self, acked: int, ack: int, snd_max: int, rtt: float) -> None:
-        mss = self.mss
-        if self.window_end is None or seq_ge(ack, self.window_end):  # a new round
-            self.window_end = snd_max
-            self.last_min_rtt, self.cur_min_rtt = self.cur_min_rtt, _INF
-            self.rtt_count = 0
-            if self.css_rounds >= 0:
-                self.css_rounds += 1
-                if self.css_rounds >= CSS_ROUNDS:  # CSS lasted long enough: go to avoidance
-                    self.ssthresh = self.cwnd
-                    self.css_rounds = -1
-                    return
-        if rtt > 0.0:
-            self.rtt_count += 1
-            self.cur_min_rtt = min(self.cur_min_rtt, rtt)
-        inc = acked if acked < 2 * mss else 2 * mss
-        if self.css_rounds < 0:
-            self.cwnd += inc
-            if self.rtt_count >= N_RTT_SAMPLE and self.last_min_rtt < _INF and self.cur_min_rtt < _INF:
-                thresh = min(max(self.last_min_rtt / MIN_RTT_DIVISOR, MIN_RTT_THRESH), MAX_RTT_THRESH)
-                if self.cur_min_rtt >= self.last_min_rtt + thresh:  # delay is rising: be conservative
-                    self.css_baseline = self.cur_min_rtt
-                    self.css_rounds = 0
-        else:
-            self.cwnd += inc // CSS_GROWTH_DIVISOR
-            if self.rtt_count >= N_RTT_SAMPLE and self.cur_min_rtt < self.css_baseline:
-                self.css_baseline = _INF  # the RTT rise was spurious: back to slow start
-                self.css_rounds = -1
-
-    # -- congestion avoidance (RFC 9438 4.2-4.4) -----------------------------------------------------------
-    def on_ack(self, acked: int, ack: int, snd_max: int, rtt: float, now: float) -> None:
+    # -- slow start (HyStart++, RFC 9406 4.2), then congestion avoidance (RFC 9438 4.2-4.4) ----------------
+    def on_ack(self, acked: int, ack: int, snd_max: int, rtt: float, now: float) -> None:  # noqa: PLR0912, PLR0915 - per ACK
         if 0.0 < rtt < self.srtt_min:
             self.srtt_min = rtt
-        if self.cwnd < self.ssthresh:
-            self._slow_start(acked, ack, snd_max, rtt)
+        if self.cwnd < self.ssthresh:  # slow start: HyStart++ (RFC 9406 4.2), inlined (per ACK)
+            mss = self.mss
+            we = self.window_end
+            d = (we - ack) & MASK if we is not None else 0
+            if we is None or d == 0 or d >= HALF:  # a new round (seq_ge(ack, window_end), inlined)
+                self.window_end = snd_max
+                self.last_min_rtt, self.cur_min_rtt = self.cur_min_rtt, _INF
+                self.rtt_count = 0
+                if self.css_rounds >= 0:
+                    self.css_rounds += 1
+                    if self.css_rounds >= CSS_ROUNDS:  # CSS lasted long enough: go to avoidance
+                        self.ssthresh = self.cwnd
+                        self.css_rounds = -1
+                        return
+            if rtt > 0.0:
+                self.rtt_count += 1
+                self.cur_min_rtt = min(self.cur_min_rtt, rtt)
+            inc = acked if acked < 2 * mss else 2 * mss
+            if self.css_rounds < 0:
+                self.cwnd += inc
+                if self.rtt_count >= N_RTT_SAMPLE and self.last_min_rtt < _INF and self.cur_min_rtt < _INF:
+                    thresh = min(max(self.last_min_rtt / MIN_RTT_DIVISOR, MIN_RTT_THRESH), MAX_RTT_THRESH)
+                    if self.cur_min_rtt >= self.last_min_rtt + thresh:  # delay is rising: be conservative
+                        self.css_baseline = self.cur_min_rtt
+                        self.css_rounds = 0
+            else:
+                self.cwnd += inc // CSS_GROWTH_DIVISOR
+                if self.rtt_count >= N_RTT_SAMPLE and self.cur_min_rtt < self.css_baseline:
+                    self.css_baseline = _INF  # the RTT rise was spurious: back to slow start
+                    self.css_rounds = -1
             return
         mss = self.mss
         w = self.cwnd / mss

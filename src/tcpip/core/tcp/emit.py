@@ -122,7 +122,7 @@ def _run_headers(conn: Connection, views: list[memoryview], seq: int, size: int,
     src, dst, sp, dp = conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port
     base = ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + sp + dp + (ack >> 16)
             + (ack & 0xFFFF) + window + size)
-    shift = 8 if size & 1 else 0  # an odd payload's last byte is the high half of a word
+    odd = size & 1  # an odd payload's last byte is the high half of a word
     segs: list[tuple[bytes, memoryview]] = []
     add = segs.append
     s = seq
@@ -132,7 +132,8 @@ def _run_headers(conn: Connection, views: list[memoryview], seq: int, size: int,
         base += 32 + off + 0x0101 + 0x080A + (tsv >> 16) + (tsv & 0xFFFF) + (tse >> 16) + (tse & 0xFFFF)
         pack = _PLAIN_TS.pack
         for p in views:
-            c = ((_from(p, "big") << shift) % 0xFFFF + base + s) % 0xFFFF
+            x = _from(p, "big")
+            c = ((x << 8 if odd else x) % 0xFFFF + base + s) % 0xFFFF  # (a shift by 0 copies the big int)
             add((pack(sp, dp, s, ack, off, window, 0xFFFF - c if c else 0, 0, 1, 1, 8, 10, tsv, tse), p))
             s = (s + size) & MASK
         return segs
@@ -140,7 +141,8 @@ def _run_headers(conn: Connection, views: list[memoryview], seq: int, size: int,
     base += 20 + off
     pack = _PLAIN.pack
     for p in views:
-        c = ((_from(p, "big") << shift) % 0xFFFF + base + s) % 0xFFFF
+        x = _from(p, "big")
+        c = ((x << 8 if odd else x) % 0xFFFF + base + s) % 0xFFFF  # (a shift by 0 copies the big int)
         add((pack(sp, dp, s, ack, off, window, 0xFFFF - c if c else 0, 0), p))
         s = (s + size) & MASK
     return segs

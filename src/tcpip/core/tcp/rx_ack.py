@@ -11,8 +11,10 @@ from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.emit import window_field
 from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, T_REO, WC_DELACK
+from tcpip.core.tcp.scoreboard import SACKED
 from tcpip.core.tcp.seq import HALF, MASK
-from tcpip.core.tcp.state import EV_SENT
+from tcpip.core.tcp.state import EV_SENT, TcpState
+from tcpip.core.tcp.validate import PAWS_24DAYS
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.tcp import ACK
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tcpip.core.tcp.conn import Connection
+    from tcpip.core.tcp.scoreboard import Scoreboard
     from tcpip.wire.tcp import TcpRepr
 
     AckTemplate = tuple[bool, int, Callable[[int, int, bytes, float], bool] | None]
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 _ACK_TS = struct.Struct("!HHIIHHHHBBBBII")  # 32 bytes: the header with NOP NOP TS, as TcpRepr.emit lays it out
 _ACK = struct.Struct("!HHIIHHHH")  # 20 bytes: no options
 _OFF_TS, _OFF = 0x8000 | ACK, 0x5000 | ACK  # data offset 8 or 5 words, flags ACK
+ESTABLISHED = TcpState.ESTABLISHED
 
 
 def ack_template(conn: Connection) -> AckTemplate:
@@ -86,16 +90,24 @@ def bulk_ack(conn: Connection, now: float) -> None:
         stats.send_errors += 1
 
 
-def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR0912, PLR0915 - inlined on purpose (per ACK)
+def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:
     """The bulk sender's commonest input, for header prediction (ESTABLISHED, seq == rcv_nxt, ACK (PSH) only,
     no data, PAWS done): an ACK of new data up to snd_nxt with no SACK blocks, nothing lost, resent or SACKed,
     no recovery, RACK reordering timer, loss probe or FIN of ours pending. Does exactly what input._process_ack
     (_new_ack, Recovery.on_ack's in-order branch) and input._text would, in one call. False (nothing
     changed): not that case, the general path takes it."""
-    ack = seg.ack
+    if seg.sack or not clean(conn, seg.ack):
+        return False
+    ts = seg.timestamp
+    take(conn, seg.seq, seg.ack, seg.window, ts[1] if ts is not None else 0, now)
+    return True
+
+
+def clean(conn: Connection, ack: int) -> bool:
+    """Whether an ACK at `ack` (no SACK blocks) is pure_ack's case; reads the connection, changes nothing."""
     una = conn.snd_una
-    acked = (ack - una) & MASK
-    if not 0 < acked <= ((conn.snd_nxt - una) & MASK) or seg.sack or conn.snd_nxt != conn.snd_max or \
+    nxt = conn.snd_nxt
+    if not 0 < ((ack - una) & MASK) <= ((nxt - una) & MASK) or nxt != conn.snd_max or \
             una == conn.iss or conn.retries or conn.fin_queued:
         return False
     rec = conn.rec
@@ -104,14 +116,59 @@ def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR09
         if not conn.sack_ok or sb.sacked_bytes or sb.lost_bytes or sb.retrans_bytes or rec.timer == T_REO or \
                 conn.in_recovery or rec.loss_until is not None or rec.tlp_end is not None:
             return False
+    return True
+
+
+def header_ack(conn: Connection, seq: int, ack: int, window: int, tsv: int, tse: int, now: float) -> bool:
+    """TcpLayer.input's shortcut for a 32-byte pure ACK (NOP NOP TS, ACK (PSH) only) of a known connection: what
+    input() + segment_arrives' header prediction + pure_ack do when `clean` holds, without a TcpRepr. False:
+    nothing done (not that case: input() goes on as usual)."""
+    una = conn.snd_una
+    nxt = conn.snd_nxt
+    if conn.state != ESTABLISHED or seq != conn.rcvbuf.rcv_nxt or not conn.ts_ok or \
+            not 0 < ((ack - una) & MASK) <= ((nxt - una) & MASK) or nxt != conn.snd_max or una == conn.iss or \
+            conn.retries or conn.fin_queued:
+        return False
+    rec = conn.rec
+    if rec is not None:  # clean(conn, ack), inlined (per ACK)
+        sb = rec.sb
+        if not conn.sack_ok or sb.sacked_bytes or sb.lost_bytes or sb.retrans_bytes or rec.timer == T_REO or \
+                conn.in_recovery or rec.loss_until is not None or rec.tlp_end is not None:
+            return False
+    recent = conn.ts_recent
+    if now - conn.ts_recent_at > PAWS_24DAYS and (tsv - recent) & MASK >= HALF:  # seq_lt
+        conn.layer.stats.paws_aged += 1  # RFC 7323 5.5: TS.Recent is stale, not a reason to drop
+        conn.ts_recent = recent = tsv
+    # header prediction's RFC 7323 4.3 (PAWS does not apply to a bare ACK)
+    if (tsv - recent) & MASK < HALF:
+        last = conn.last_ack_sent
+        if seq == last or (seq - last) & MASK >= HALF:  # seq_le
+            conn.ts_recent = tsv
+    take(conn, seq, ack, window, tse, now)
+    if conn.ts_recent != recent:
+        conn.ts_recent_at = now
+    # TcpLayer.account(conn), inlined (the state stays ESTABLISHED)
+    rb = conn.rcvbuf
+    cur = rb.readable + rb.ooo_bytes + conn.sndbuf.queued
+    layer = conn.layer
+    by_conn = layer.mem_by_conn
+    layer.mem += cur - by_conn.get(conn, 0)
+    by_conn[conn] = cur
+    return True
+
+
+def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: float) -> None:  # noqa: PLR0912, PLR0915 - inlined on purpose (per ACK)
+    """pure_ack's work once `clean(conn, ack)` holds: `tsecr` is the ACK's TSecr (0: none or no timestamps)."""
+    una = conn.snd_una
+    acked = (ack - una) & MASK
+    rec = conn.rec
     # _process_ack: the peer is alive; the window (RFC 9293 3.10.7.4 SND.WL1/WL2 test)
     conn.rcv_tstamp = now
     conn.probes = 0
-    seq = seg.seq
     wl1 = conn.snd_wl1
     d = (conn.snd_wl2 - ack) & MASK
     if (wl1 - seq) & MASK >= HALF or (wl1 == seq and (d == 0 or d >= HALF)):  # seq_lt, seq_le inlined
-        wnd = seg.window << conn.snd_wscale
+        wnd = window << conn.snd_wscale
         if wnd != conn.snd_wnd:
             conn.snd_wnd = wnd
             conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)
@@ -123,7 +180,7 @@ def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR09
     n = ((ack - conn.buf_seq + HALF) & MASK) - HALF
     if n > 0:
         q = sndbuf.queued
-        n = min(n, q)
+        n = n if n < q else q
         if n:
             sndbuf.ack(n)
             conn.buf_seq = (conn.buf_seq + n) & MASK
@@ -135,8 +192,8 @@ def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR09
     if rtt_seq is not None and ((rtt_seq - ack) & MASK == 0 or (rtt_seq - ack) & MASK >= HALF):  # seq_ge
         conn.rtt_seq = None
         r = now - conn.rtt_time
-    elif conn.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
-        r = ((((int(now * 1000.0) + conn.ts_offset) & MASK) - seg.timestamp[1]) & MASK) / 1000.0  # ts_now
+    elif tsecr and conn.ts_ok:
+        r = ((((int(now * 1000.0) + conn.ts_offset) & MASK) - tsecr) & MASK) / 1000.0  # ts_now
     else:
         r = None
     if r is not None:
@@ -146,23 +203,44 @@ def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR09
             cc.set_rto(conn)
         else:
             cc.rtt_sample(conn, r)
+    snd_max = conn.snd_max
     if rec is None:
         cc.on_new_ack(conn, acked, now)
-    if not conn.persist:
-        conn.rexmit_at = None if ack == conn.snd_max else now + conn.rto
-    if rec is not None:
+        if not conn.persist:
+            conn.rexmit_at = None if ack == snd_max else now + conn.rto
+    else:
+        if not conn.persist:
+            conn.rexmit_at = None if ack == snd_max else now + conn.rto
         # Recovery.on_ack's in-order branch (no SACK state: nothing RACK could judge lost)
-        rec.sb.now = now
-        rec.sb.ack(ack)
-        rec.rack.update(rec.sb, now)
+        sb = rec.sb
+        sb.now = now
+        _sb_ack(sb, ack)
+        # rec.rack.update(sb, now), inlined
+        rack = rec.rack
+        if sb.reordered:
+            rack.reordering_seen = True
+            sb.reordered = False
+        x = sb.d_xmit
+        if x >= 0.0:
+            sb.d_xmit = -1.0
+            rtt = now - x
+            rack.rtt = rtt
+            if rtt > 0.0 and (rack.min_rtt == 0.0 or rtt < rack.min_rtt):
+                rack.min_rtt = rtt
+                sb.min_rtt = rtt
+            if x > rack.xmit_ts or (x == rack.xmit_ts and ((rack.end_seq - sb.d_end) & MASK) >= HALF):
+                rack.xmit_ts, rack.end_seq = x, sb.d_end
         c = conn.cc
-        c.on_ack(acked, ack, conn.snd_max, rec.rack.rtt, now)
-        if conn.config.autotune and 2 * c.cwnd > sndbuf.capacity:
-            autotune.expand_sndbuf(conn)
-        cap = 2 * sndbuf.capacity + conn.mss
-        c.cwnd = min(c.cwnd, cap)
+        c.on_ack(acked, ack, snd_max, rack.rtt, now)
+        cwnd = c.cwnd
+        cap = sndbuf.capacity
+        if 2 * cwnd > cap and cap < conn.config.sndbuf_max and conn.config.autotune:
+            autotune.expand_sndbuf(conn)  # (it grows only below sndbuf_max: that test first, per ACK)
+            cap = sndbuf.capacity
+        cap = 2 * cap + conn.mss
+        if cwnd > cap:
+            c.cwnd = cap
         # rec.schedule_pto, inlined: of its conditions only these can hold here
-        snd_max = conn.snd_max
         if ack == snd_max or conn.persist:
             if rec.timer == T_PTO and ack == snd_max:
                 rec.timer = 0
@@ -172,16 +250,74 @@ def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:  # noqa: PLR09
             pto = 2.0 * srtt if srtt else 1.0
             if ((snd_max - ack + HALF) & MASK) - HALF <= conn.mss:
                 pto += WC_DELACK
-            pto = max(pto, PTO_MIN)
-            x = conn.rexmit_at
-            if x is not None and x - now <= pto:
+            pto = pto if pto > PTO_MIN else PTO_MIN
+            at = conn.rexmit_at
+            if at is not None and at - now <= pto:
                 if rec.timer == T_PTO:
                     rec.timer = 0
                     conn.loss_at = None
             else:
                 rec.timer = T_PTO
                 conn.loss_at = now + pto
-    # _text with no text: whatever output has to send, then the timers (state stays ESTABLISHED)
-    out.output(conn, now)
-    conn.arm()
-    return True
+        if sb.lostq:
+            out.output(conn, now)
+            conn.arm()
+            return
+    # _text with no text: whatever output has to send (nothing when no byte waits: skip it), then the timers
+    if ((conn.buf_seq + sndbuf.queued - conn.snd_nxt + HALF) & MASK) - HALF > 0:
+        out.output(conn, now)
+    # conn.arm(), inlined (ESTABLISHED): the heap entry no later than the earliest timer
+    due: float | None = conn.rexmit_at
+    y: float | None = conn.delack_at
+    if y is not None and (due is None or y < due):
+        due = y
+    y = conn.linger_at
+    if y is not None and (due is None or y < due):
+        due = y
+    y = conn.loss_at
+    if y is not None and (due is None or y < due):
+        due = y
+    t = conn.timer_at
+    if due is None:
+        if t is not None:
+            conn.layer.timers.cancel(conn)
+    elif t is None or due < t:
+        conn.layer.timers.schedule(conn, due)
+
+
+def _sb_ack(sb: Scoreboard, una: int) -> None:
+    """`sb.ack(una)` when nothing is SACKed, lost or resent: the records never resent, in order, are dropped
+    here; the first other one (or one ACKed in part) hands the rest to sb.ack."""
+    segs = sb.segs
+    n = len(segs)
+    k = 0
+    pop = sb.tsorder.pop
+    fack = sb.fack
+    d_xmit = sb.d_xmit
+    while k < n:
+        s = segs[k]
+        end = s.end
+        if 0 < ((end - una) & MASK) < HALF or s.flags or s.xmit < d_xmit or 0 < ((fack - end) & MASK) < HALF:
+            break
+        d_xmit = s.xmit
+        pop(s, None)
+        s.flags = SACKED
+        k += 1
+    if k:
+        sb.d_xmit, sb.d_end = d_xmit, segs[k - 1].end  # the newest delivered: the last one dropped
+        del segs[:k]
+    if not sb.ranges:
+        if k < n:
+            s = segs[0]
+            if not 0 < ((s.end - una) & MASK) < HALF:
+                sb.ack(una)  # a record ACKed whole that is not the common case
+                return
+            if s.start != una:
+                if s.flags or ((s.start - una) & MASK) < HALF:
+                    sb.ack(una)
+                    return
+                s.start = una  # ACKed in part, never resent: trimmed (nothing counted in its bytes)
+        if ((fack - una) & MASK) >= HALF:  # seq_gt(una, fack)
+            sb.fack = una
+        return
+    sb.ack(una)

@@ -79,12 +79,17 @@ class Scoreboard:
 
     def sent_run(self, start: int, size: int, count: int, now: float) -> None:
         """`count` segments of `size` bytes of new data from `start` went out together."""
-        segs = self.segs
+        add = self.segs.append
         ts = self.tsorder
+        new = object.__new__
         for _ in range(count):
             end = (start + size) & MASK
-            s = Seg(start, end, now)
-            segs.append(s)
+            s = new(Seg)  # Seg(start, end, now) without the Python-level __init__ call (per segment)
+            s.start = start
+            s.end = end
+            s.xmit = now
+            s.flags = 0
+            add(s)
             ts[s] = None
             start = end
 
