@@ -129,6 +129,9 @@ class VnetIO:
         # reader is level-triggered (asyncio's selectors and libuv's epoll both are): a frame that is already
         # queued wakes us again on the next loop turn. Every 16th such wake-up still probes, so a backlog
         # (bursts, bulk TCP) is noticed within 16 wake-ups and then drained up to max_burst at a time.
+        # Measured (issue 10): without the skip an echo costs 8.1k more instructions (callgrind, asyncio UDP,
+        # offload mode: the EAGAIN read and its exception); context switches per echo under a real ping -f
+        # or UDP echo were about 1.0 with and without it (perf stat, 5 alternated runs each).
         quiet = self._quiet
         skip = quiet >= 2 and quiet & 15 != 0
         got = direct = nbytes = 0
