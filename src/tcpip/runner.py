@@ -83,7 +83,7 @@ class Runner:
 
     # -- the per-frame path --------------------------------------------------------------------
     def on_frame(self, frame: memoryview) -> None:
-        """Push-model receive: one frame through the core, then one drain."""
+        """Push-model receive: one frame through the core, then one drain (bursting device: its output)."""
         self._in_input = True  # kick() from inside receive: the flush below serves it, no call_soon
         try:
             self._receive(frame, self._time())
@@ -94,11 +94,23 @@ class Runner:
             self._in_input = False
         if not self._bursts:
             self.flush()
-        elif self._tx or self.core.loopback:  # _send_queued(), tested first: most frames send nothing or one
-            self._send_queued()  # callbacks and timer wait for the burst-end flush (it serves kicks from receive)
+            return
+        # A bursting device: this frame's output leaves now; the callbacks and the timer wait for the
+        # burst-end flush (it serves kicks from receive). Most frames send nothing or one reply: that case
+        # is _send_queued() spelled out.
+        tx = self._tx
+        if len(tx) == 1 and not self.core.loopback:
+            f = tx.pop()
+            try:
+                self.device.transmit(f)
+            except (DeviceClosedError, OSError, TcpipError) as e:
+                self.tx_errors += 1
+                log.debug("transmit failed: %s", e)
+        elif tx or self.core.loopback:
+            self._send_queued()
 
     def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
-        """Push-model receive of an offloading device's TCP frame (trusted checksum / super-frame)."""
+        """Push-model receive of an offloading device's TCP or UDP frame (trusted checksum / super-frame)."""
         self._in_input = True
         try:
             self._receive_offloaded(frame, self._time(), csum_ok, gso_size)
@@ -109,7 +121,16 @@ class Runner:
             self._in_input = False
         if not self._bursts:
             self.flush()
-        elif self._tx or self.core.loopback:
+            return
+        tx = self._tx  # as in on_frame
+        if len(tx) == 1 and not self.core.loopback:
+            f = tx.pop()
+            try:
+                self.device.transmit(f)
+            except (DeviceClosedError, OSError, TcpipError) as e:
+                self.tx_errors += 1
+                log.debug("transmit failed: %s", e)
+        elif tx or self.core.loopback:
             self._send_queued()
 
     def add_after_batch(self, cb: Callable[[], None]) -> None:
@@ -180,10 +201,8 @@ class Runner:
 
     def _send_queued(self) -> None:
         """transmit() without the timer: a burst's frames leave one by one, the burst-end flush re-arms it once."""
-        core = self.core
-        if core.loopback and not self._loop_scheduled:
-            self._loop_scheduled = True
-            asyncio.get_running_loop().call_soon(self._loop_in)
+        if self.core.loopback and not self._loop_scheduled:
+            self._schedule_loopback()
         tx = self._tx
         if tx:
             frames = tx.copy()  # core.poll_transmit(), inlined: a transmit may queue more (sent next drain)
@@ -195,6 +214,11 @@ class Runner:
                 except (DeviceClosedError, OSError, TcpipError) as e:
                     self.tx_errors += 1
                     log.debug("transmit failed: %s", e)
+
+    def _schedule_loopback(self) -> None:
+        """Datagrams to ourselves: delivered on a later loop turn (never inside this input batch)."""
+        self._loop_scheduled = True
+        asyncio.get_running_loop().call_soon(self._loop_in)
 
     def _loop_in(self) -> None:
         self._loop_scheduled = False

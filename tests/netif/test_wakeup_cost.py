@@ -192,3 +192,33 @@ async def test_backlog_is_still_drained_in_bursts() -> None:
     assert [struct.unpack_from("!H", a, 40)[0] for a in got] == list(range(1000, 1100))
     assert sum(wakeups[:2]) <= 20  # at most 16 single-frame wake-ups before the probe sees the backlog
     assert sum(wakeups[-5:]) <= 10  # then bursts: about one wake-up per 10 frames, not one per frame
+
+
+async def test_offload_mode_udp_checksum_trusted_only_when_the_header_vouches() -> None:
+    """The read loop hands UDP with a non-zero virtio header straight to the stack: trusted with NEEDS_CSUM
+    or DATA_VALID, verified otherwise (flags 0: a bad checksum is a counted drop); every frame counted once."""
+    from tcpip.wire import virtio
+
+    frames = []
+    for i, flags in enumerate((virtio.DATA_VALID, 0, virtio.NEEDS_CSUM, 0)):
+        f = bytearray(udp_frame(7, b"datagram %d" % i))
+        f[40:42] = b"\x12\x34"  # wrong for this datagram
+        frames.append(struct.pack("<BBHHHH", flags, 0, 0, 0, 34, 6) + bytes(f))
+    last = virtio.ZERO + udp_frame(7, b"last")  # checksum 0 (none): always answered
+    async with stack_on_socketpair(offload=True) as (stack, peer):
+        await stack.udp_echo(7)
+        dev: Any = stack.device
+        rx0, bytes0 = dev.stats.rx_frames, dev.stats.rx_bytes
+        loop = asyncio.get_running_loop()
+        for f in [*frames, last]:
+            peer.send(f)
+            await asyncio.sleep(0.01)
+        got = []
+        while not got or not got[-1].endswith(b"last"):
+            a = await loop.run_in_executor(None, peer.recv, 2048)
+            got.append(a[:44 + struct.unpack_from("!H", a, 48)[0]])
+        st = stack.udp.stats
+        counted = (dev.stats.rx_frames - rx0, dev.stats.rx_bytes - bytes0)
+    assert [a[52:] for a in got] == [b"datagram 0", b"datagram 2", b"last"]
+    assert (st.rx_delivered, st.rx_bad_checksum) == (3, 2)
+    assert counted == (5, sum(len(f) - 10 for f in [*frames, last]))

@@ -52,7 +52,11 @@ InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 TrustedHandler = Callable[[int, int, memoryview, memoryview, float, bool, bool], None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
-_FAST = struct.Struct("!6sB5xHBBHHHBBHII")  # Ethernet dst, src's first byte, type, the 20-byte IPv4 header
+# Ethernet dst, src's first byte, then of the IPv4 header: type+version/IHL+TOS as one word, total length,
+# flags+fragment offset, protocol, source, destination (ident, TTL and checksum skipped: unused here)
+_FAST = struct.Struct("!6sB5xIH2xHxB2xII")
+# First octet of a source address the fast path takes: not 0/8, 127/8, 224/4 or 240/4 (RFC 1122 3.2.1.3)
+_UNICAST_SRC = bytes(0 < i < 224 and i != 127 for i in range(256))
 _from = int.from_bytes
 _U16 = struct.Struct("!H")
 _IPV4 = struct.Struct("!BBHHHHHII")  # version/IHL, TOS, length, ident, flags+fragment, TTL+protocol, checksum, src, dst
@@ -172,15 +176,15 @@ class Host(HostSetup, HostViews):
             offload.receive_offloaded(self, frame, now, csum_ok, gso_size)
             return
         try:
-            dmac, smac0, et, vihl, _tos, total, _id, ff, _ttl, proto, _c, src, dst = _FAST.unpack_from(frame, 0)
+            dmac, smac0, etv, total, ff, proto, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
             self._receive_general(frame, now)
             return
         n = len(frame)
-        # `_fast_dst` is our address, or -1 while we have none; then the unicast host source ranges.
-        if (dst != self._fast_dst or dmac != self.mac or et != 0x0800 or vihl != 0x45 or ff & 0x3FFF
-                or total + 14 > n or total < 20 or n > self.max_frame
-                or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
+        # `_fast_dst` is our address, or -1 while we have none; IPv4 with a 20-byte header (any TOS); then
+        # the unicast host source ranges.
+        if (dst != self._fast_dst or dmac != self.mac or etv >> 8 != 0x080045 or ff & 0x3FFF
+                or total + 14 > n or total < 20 or n > self.max_frame or not _UNICAST_SRC[src >> 24]
                 or src == dst or src == self.bcast or smac0 & 1):
             self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)  # a fragment: verified whole
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 
+from tcpip.core.arp import STATIC
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import PAD
 from tcpip.core.ipopts import echo_options
@@ -178,10 +179,20 @@ class Icmp:
         r = self.routing
         if r.pmtu:  # a lowered path MTU may call for fragments: general path
             return False
-        p = r.path(src, now)
+        p = r._paths.get(src)  # r.path(src, now) when its cached Path is fresh (Path.fresh, inlined)
+        if p is not None:
+            pe = p.entry
+            if (pe.mac is p.mac and (pe.state == STATIC or pe.expires > now) and p.routes == r.routes
+                    and r.arp.entries.get(p.nh) is pe):
+                pe.used = True
+            else:
+                p = r.path(src, now)
+        else:
+            p = r.path(src, now)
         if p is None:
             return False
-        self.ip_stats.rx_delivered += 1
+        ist = self.ip_stats
+        ist.rx_delivered += 1
         st = self.stats
         st.rx_messages += 1
         st.rx_echo_requests += 1
@@ -204,7 +215,7 @@ class Icmp:
         _IP_ICMP.pack_into(out, 14, 0x45, 0, total, ident, 0, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src, 0,
                            frame[35], (~c & 0xFFFF) or 0xFFFF)
         self.eth_stats.tx_frames += 1
-        self.ip_stats.tx_packets += 1
+        ist.tx_packets += 1
         self.tx.append((out,))
         return True
 

@@ -60,6 +60,7 @@ class UdpLayer:
         self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
         self._ident_table = iface.idents.idents  # the dict is never replaced (see send)
+        self._arp_entries = iface.arp.entries  # never replaced either (Path keeps it too)
         iface.register(17, self.input, self.icmp_error, self.input)  # offload: no 2nd look at a trusted checksum
 
     # -- ports ---------------------------------------------------------------------------------
@@ -153,14 +154,14 @@ class UdpLayer:
         lengths, the ident and the payload's sum are added, and both headers are packed at once."""
         n = len(data)
         iface = self.iface
-        if src is None and n <= iface.config.mtu - 28 and not iface.routing.pmtu and n >= 18:
-            key = (dst << 32) | (sport << 16) | dport
-            t = self._flows.get(key)
+        routing = iface.routing
+        if src is None and n <= routing.mtu - 28 and not routing.pmtu and n >= 18:
+            t = self._flows.get((dst << 32) | (sport << 16) | dport)
             if t is not None:
                 path = t.path
                 e = path.entry  # path.fresh(now), inlined: this runs per datagram
                 if (e.mac is path.mac and (e.state == STATIC or e.expires > now)
-                        and path.routes == iface.routing.routes and iface.arp.entries.get(path.nh) is e):
+                        and path.routes == routing.routes and self._arp_entries.get(path.nh) is e):
                     e.used = True
                     ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
                     ident = ids.get(dst)
@@ -184,7 +185,7 @@ class UdpLayer:
                     iface.tx.append((hdr, data))
                     return 0
             r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
-            self._learn_flow(key, dst, sport, dport, now)
+            self._learn_flow((dst << 32) | (sport << 16) | dport, dst, sport, dport, now)
             return r
         return self._send_slow(sport, dst, dport, data, now, src, on_fail)
 
