@@ -18,7 +18,7 @@ from tcpip.core.interface import Interface
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.emit import window_field
 from tcpip.core.tcp.rx_ack import bulk_ack
-from tcpip.core.tcp.seq import seq_sub
+from tcpip.core.tcp.seq import seq_ge, seq_sub
 from tcpip.wire.mac import MacAddress
 from tcpip.wire.tcp import ACK, PSH
 
@@ -180,7 +180,8 @@ def _window_reference(free: int, rcv_adv: int, nxt: int, s: int, rcvbuf: int, ms
     else:
         field = free >> s
     field = min(field, 0xFFFF)
-    return field, (nxt + (field << s)) & 0xFFFFFFFF
+    edge = (nxt + (field << s)) & 0xFFFFFFFF
+    return field, edge if seq_ge(edge, rcv_adv) else rcv_adv  # a rounded-down field takes back no offer
 
 
 @settings(max_examples=200, deadline=None)
@@ -195,3 +196,24 @@ def test_window_field_matches_reference(nxt: int, adv: int, read: int, scale: in
     c.rcv_adv = (nxt + adv) & 0xFFFFFFFF
     want = _window_reference(rb.window(), c.rcv_adv, nxt, scale, c.config.rcvbuf, mss)
     assert (window_field(c), c.rcv_adv) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(nxt=U32, adv=st.integers(0, 1 << 21), read=st.integers(0, 1 << 20), scale=st.integers(0, 14),
+       mss=st.integers(0, 3000))
+def test_window_field_never_takes_back_an_offer(nxt: int, adv: int, read: int, scale: int, mss: int) -> None:
+    """The edge input accepts up to (rcv_adv) never moves back and never passes the buffer's end; the field
+    states it exactly or, when that would promise bytes the buffer can't hold, less than one unit short."""
+    c = copy.copy(CONN)
+    rb = copy.copy(CONN.rcvbuf)
+    rb.rcv_nxt = nxt
+    rb._n = min(read, rb.capacity)
+    c.rcvbuf, c.rcv_wscale, c.adv_mss = rb, scale, mss
+    free = rb.window()
+    adv = min(adv, free, 0xFFFF << scale)  # an offer made earlier: inside the buffer, as a field could say
+    c.rcv_adv = before = (nxt + adv) & 0xFFFFFFFF
+    field = window_field(c)
+    after = seq_sub(c.rcv_adv, nxt)
+    assert seq_ge(c.rcv_adv, before)
+    assert after <= free
+    assert 0 <= after - (field << scale) < 1 << scale or field == 0xFFFF

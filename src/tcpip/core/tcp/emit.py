@@ -23,7 +23,13 @@ _PLAIN_TS = struct.Struct("!HHIIHHHHBBBBII")  # the same + NOP NOP TS(10): a bul
 
 def window_field(conn: Connection) -> int:
     """The 16-bit window to advertise; moves rcv_adv. The right edge never moves back, and moves forward
-    only by at least min(rcvbuf/2, MSS) (receiver silly-window avoidance, RFC 9293 3.8.6.2.2)."""
+    only by at least min(rcvbuf/2, MSS) (receiver silly-window avoidance, RFC 9293 3.8.6.2.2).
+
+    With window scaling the field counts units of 2**s bytes: when the edge already offered is not on a
+    unit boundary and rounding it up would promise bytes the buffer can't hold, the field says up to
+    2**s - 1 bytes less, but rcv_adv (what input accepts up to) stays where it was. The peer may have sent
+    up to it already, and its pure ACKs carry that sequence number: rejecting them as beyond the window
+    would leave our sending side deaf to every ACK while the buffer is full (RFC 7323 2.4)."""
     rb = conn.rcvbuf
     nxt = rb.rcv_nxt
     free = rb.window()
@@ -39,7 +45,9 @@ def window_field(conn: Connection) -> int:
     else:
         field = free >> s
     field = field if field < 0xFFFF else 0xFFFF
-    conn.rcv_adv = (nxt + (field << s)) & MASK
+    edge = (nxt + (field << s)) & MASK
+    if (edge - conn.rcv_adv) & MASK < HALF:  # seq_ge, inlined: rounding down never takes back an offer
+        conn.rcv_adv = edge
     return field
 
 
