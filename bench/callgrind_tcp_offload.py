@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import struct
 import sys
 from pathlib import Path
@@ -27,17 +26,13 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 from bench import callgrind_tcp_paths as paths  # noqa: E402
 from tcpip.aio.reader import ChunkReader  # noqa: E402
-from tcpip.core.config import InterfaceConfig  # noqa: E402
-from tcpip.core.host import Host  # noqa: E402
 from tcpip.core.ipv4 import header_into  # noqa: E402
 from tcpip.core.tcp import output as out  # noqa: E402
-from tcpip.core.tcp.config import TcpConfig  # noqa: E402
-from tcpip.core.tcp.layer import TcpLayer  # noqa: E402
 from tcpip.netif.device import BaseDevice, DeviceStats  # noqa: E402
 from tcpip.netif.tap_vnet import VnetIO  # noqa: E402
 from tcpip.wire import virtio  # noqa: E402
 from tcpip.wire.mac import MacAddress  # noqa: E402
-from tcpip.wire.tcp import ACK, SYN, TcpRepr  # noqa: E402
+from tcpip.wire.tcp import ACK, TcpRepr  # noqa: E402
 
 WRITE = 1 << 16
 READ = 1 << 18
@@ -56,28 +51,6 @@ class _Tap(BaseDevice, VnetIO):
         self.name = "cg0"
         self._maxframe = 1514
         self.stats = DeviceStats()
-
-
-def _setup() -> tuple[Host, TcpLayer, object, int, int]:
-    host = Host(InterfaceConfig(mac=MacAddress(paths.OMAC), address=paths.OUR, netmask=0xFFFFFF00, mtu=1500),
-                now=0.0, rng=random.Random(1))
-    host.arp.add_static(paths.PEER, paths.PMAC)
-    layer = TcpLayer(TcpConfig(timestamps=True, sack=True, window_scaling=True), paths._Out(host),
-                     random.Random(2), b"k" * 32)
-    layer.timers.on_push = host.timers_changed
-    host.register(6, layer.input)
-    host.set_offload(65535)  # TcpDriver.enable_offload
-    host.offload_input = layer.input_offloaded
-    layer.enable_tso(65535, host.send_gso)
-    lst = layer.listen(paths.OUR, 80, 8)
-    host.receive(paths._frame(1000, 0, SYN, ts=(1, 0), mss=1460, wscale=7, sack_permitted=True), 0.0)
-    synack, _ = TcpRepr.parse(memoryview(b"".join(bytes(p) for p in host.tx[-1][2:])))
-    assert synack.timestamp is not None
-    host.tx.clear()
-    host.receive(paths._frame(1001, synack.seq + 1, ACK, ts=(2, synack.timestamp[0])), 0.0)
-    conn = lst.accept()
-    assert conn is not None
-    return host, layer, conn, synack.seq + 1, synack.timestamp[0]
 
 
 class _AckMaker:
@@ -100,7 +73,7 @@ class _AckMaker:
 
 
 def send(n: int, build: bool) -> None:
-    host, _layer, conn, una, _ = _setup()
+    host, _layer, conn, una, _ = paths.established(offload=True)
     tap = _Tap()
     make = _AckMaker()
     if build:
@@ -113,18 +86,18 @@ def send(n: int, build: bool) -> None:
     for _ in range(n):
         sent = 0
         while sent < WRITE:
-            sent += conn.send(data if not sent else memoryview(data)[sent:], now)  # type: ignore[attr-defined]
-            out.output(conn, now)  # type: ignore[arg-type]
+            sent += conn.send(data if not sent else memoryview(data)[sent:], now)
+            out.output(conn, now)
             for f in tx:
                 transmit(f)
             tx.clear()
             tsv += 1
-            host.receive(make(conn.snd_max, tsv), now)  # type: ignore[attr-defined]
+            host.receive(make(conn.snd_max, tsv), now)
             for f in tx:
                 transmit(f)
             tx.clear()
             now += 0.001
-    assert conn.state.name == "ESTABLISHED", conn.state  # type: ignore[attr-defined]
+    assert conn.state.name == "ESTABLISHED", conn.state
     assert tap.stats.tx_gso_frames >= n, tap.stats
 
 
@@ -141,7 +114,7 @@ def _super(seq: int, ack: int, tsv: int, tse: int, payload: bytes) -> bytes:
 
 
 def recv(n: int, build: bool) -> None:
-    host, _layer, conn, una, tse = _setup()
+    host, _layer, conn, una, tse = paths.established(offload=True)
     payload = bytes(range(256)) * (SUPER // 256) + bytes(SUPER % 256)
     frames = [_super(1001 + i * SUPER, una, 10 + i, tse, payload) for i in range(n)]
     if build:
@@ -161,9 +134,9 @@ def recv(n: int, build: bool) -> None:
         for t in tx:
             transmit(t)
         tx.clear()
-        while conn.readable:  # type: ignore[attr-defined]
-            reader.feed_data(conn.recv(now, WRITE, False))  # type: ignore[attr-defined]
-        conn.window_update(now)  # type: ignore[attr-defined]
+        while conn.readable:
+            reader.feed_data(conn.recv(now, WRITE, False))
+        conn.window_update(now)
         for t in tx:
             transmit(t)
         tx.clear()
@@ -174,7 +147,7 @@ def recv(n: int, build: bool) -> None:
             got += len(e.value)
         now += 0.0001
     assert got == n * SUPER, got
-    assert conn.state.name == "ESTABLISHED", conn.state  # type: ignore[attr-defined]
+    assert conn.state.name == "ESTABLISHED", conn.state
     loop.close()
 
 

@@ -19,6 +19,7 @@ from tcpip.core.host import Host
 from tcpip.core.ipv4 import header_into
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.config import TcpConfig
+from tcpip.core.tcp.conn import Connection
 from tcpip.core.tcp.layer import TcpLayer
 from tcpip.wire.mac import MacAddress
 from tcpip.wire.tcp import ACK, SYN, TcpRepr, fill_checksum
@@ -57,14 +58,22 @@ def _frame(seq: int, ack: int, flags: int, payload: bytes = b"", ts: tuple[int, 
     return memoryview(OMAC + PMAC + b"\x08\x00" + bytes(ip) + bytes(h) + payload)
 
 
-def main(what: str, n: int) -> None:
+def established(*, timers: bool = True, offload: bool = False) -> tuple[Host, TcpLayer, Connection, int, int]:
+    """Host + TcpLayer wired as the aio driver wires them (`timers`: the timer wheel's push hook; `offload`:
+    TSO out and super-frames in, as TcpDriver.enable_offload), and one connection accepted from the peer
+    (timestamps, SACK, window scale 7): (host, layer, conn, snd_una, our first TSval)."""
     host = Host(InterfaceConfig(mac=MacAddress(OMAC), address=OUR, netmask=0xFFFFFF00, mtu=1500), now=0.0,
                 rng=random.Random(1))
     host.arp.add_static(PEER, PMAC)
     layer = TcpLayer(TcpConfig(timestamps=True, sack=True, window_scaling=True), _Out(host), random.Random(2),
                      b"k" * 32)
-    layer.timers.on_push = host.timers_changed  # as the aio driver wires it
+    if timers:
+        layer.timers.on_push = host.timers_changed
     host.register(6, layer.input)
+    if offload:
+        host.set_offload(65535)
+        host.offload_input = layer.input_offloaded
+        layer.enable_tso(65535, host.send_gso)
     lst = layer.listen(OUR, 80, 8)
     host.receive(_frame(1000, 0, SYN, ts=(1, 0), mss=1460, wscale=7, sack_permitted=True), 0.0)
     synack, _ = TcpRepr.parse(memoryview(b"".join(bytes(p) for p in host.tx[-1][2:])))
@@ -73,10 +82,15 @@ def main(what: str, n: int) -> None:
     host.receive(_frame(1001, synack.seq + 1, ACK, ts=(2, synack.timestamp[0])), 0.0)
     conn = lst.accept()
     assert conn is not None
+    return host, layer, conn, synack.seq + 1, synack.timestamp[0]
+
+
+def main(what: str, n: int) -> None:
+    host, _layer, conn, una, tsval = established()
     build_only = what.endswith("-build")
-    now, data, tx, una = 1.0, bytes(1448), host.tx, synack.seq + 1
+    now, data, tx = 1.0, bytes(1448), host.tx
     if what.startswith("rx"):
-        frames = [_frame(1001 + i * 1448, una, ACK, data, ts=(10 + i, synack.timestamp[0])) for i in range(n)]
+        frames = [_frame(1001 + i * 1448, una, ACK, data, ts=(10 + i, tsval)) for i in range(n)]
         for f in [] if build_only else frames:
             host.receive(f, now)
             conn.recv(now)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_rx_ack_pure import CASES, SIZE, _run
+from test_rx_ack_pure import CASES, SIZE, _run, assert_same_run
 
 from tcpip.core.tcp import layer as tcp_layer
 from tcpip.core.tcp import rx_ack
@@ -36,13 +36,7 @@ def _compare(monkeypatch: pytest.MonkeyPatch, cfg: TcpConfig, seed: int, loss: f
     n = list(taken)
     slow = _run(cfg, seed, loss, SIZE, chunk)
     assert taken == n  # off means off
-    assert len(fast[0]) == len(slow[0])
-    for i, (f, s) in enumerate(zip(fast[0], slow[0], strict=True)):
-        assert f == s, f"frame {i} differs"
-    assert fast[2] == slow[2]
-    assert len(fast[1]) == len(slow[1])
-    for i, (f, s) in enumerate(zip(fast[1], slow[1], strict=True)):
-        assert f == s, f"state after step {i} differs"
+    assert_same_run(fast, slow)
 
 
 @pytest.mark.parametrize(("name", "opts", "seed", "loss"), CASES, ids=[c[0] for c in CASES])

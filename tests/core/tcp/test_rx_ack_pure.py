@@ -128,6 +128,11 @@ def _compare(monkeypatch: pytest.MonkeyPatch, cfg: TcpConfig, seed: int, loss: f
     n = taken[1]
     slow = _run(cfg, seed, loss, size, chunk)
     assert taken[1] == n  # off means off
+    assert_same_run(fast, slow)
+
+
+def assert_same_run(fast: Any, slow: Any) -> None:
+    """Two `_run` results are the same run: every frame, the counters, the state after every step."""
     assert len(fast[0]) == len(slow[0])
     for i, (f, s) in enumerate(zip(fast[0], slow[0], strict=True)):
         assert f == s, f"frame {i} differs"
