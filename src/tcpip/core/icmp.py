@@ -6,7 +6,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 
-from tcpip.core.arp import STATIC
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import PAD
 from tcpip.core.ipopts import echo_options
@@ -179,16 +178,7 @@ class Icmp:
         r = self.routing
         if r.pmtu:  # a lowered path MTU may call for fragments: general path
             return False
-        p = r._paths.get(src)  # r.path(src, now) when its cached Path is fresh (Path.fresh, inlined)
-        if p is not None:
-            pe = p.entry
-            if (pe.mac is p.mac and (pe.state == STATIC or pe.expires > now) and p.routes == r.routes
-                    and r.arp.entries.get(p.nh) is pe):
-                pe.used = True
-            else:
-                p = r.path(src, now)
-        else:
-            p = r.path(src, now)
+        p = r.path(src, now)  # the routing module owns the freshness test (not another copy here)
         if p is None:
             return False
         ist = self.ip_stats
