@@ -273,14 +273,15 @@ async def measured(pid: int, load: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     return r
 
 
-async def start_server(ns: Any, impl: str, loop_name: str, cap: float) -> asyncio.subprocess.Process:
+async def start_server(ns: Any, impl: str, loop_name: str, cap: float,
+                       extra: tuple[str, ...] = ()) -> asyncio.subprocess.Process:
     """`bench/e2e_server.py` in namespace `ns` (pinned like the load), running the same tcpip source as
     this process; returns once it prints "ready"."""
     import tcpip
 
     src = str(Path(tcpip.__file__).resolve().parent.parent)
     proc = await ns.start(pinned([sys.executable, str(HERE / "e2e_server.py"), "--impl", impl, "--loop", loop_name,
-                                  "--src", src, "--cap", str(cap)]))
+                                  "--src", src, "--cap", str(cap), *extra]))
     assert proc.stdout is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)

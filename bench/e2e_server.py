@@ -20,13 +20,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-async def _serve_tcpip(stop: asyncio.Future[None]) -> dict[str, Any]:
+async def _serve_tcpip(stop: asyncio.Future[None], plain: bool = False) -> dict[str, Any]:
     from bench.e2e import MAC
     from bench.frames import OUR_IP_S
     from tcpip.netif.tap import TapDevice
     from tcpip.stack import Stack
 
-    dev = await TapDevice.open("tap0", mac=MAC)
+    dev = await TapDevice.open("tap0", mac=MAC, offload=False if plain else None)
     stack = await Stack.connect(dev, ipv4=f"{OUR_IP_S}/24")
     await stack.udp_echo(7)
     print("ready", flush=True)
@@ -57,7 +57,7 @@ async def _serve_responder(stop: asyncio.Future[None]) -> dict[str, Any]:
     return {"answered": r.answered, "tx_dropped": r.tx_dropped, "rx_wakeups": r.wakeups}
 
 
-async def _main(impl: str, cap: float) -> dict[str, Any]:
+async def _main(impl: str, cap: float, plain: bool = False) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -68,8 +68,9 @@ async def _main(impl: str, cap: float) -> dict[str, Any]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done)
     loop.call_later(cap, done)
-    serve = _serve_tcpip if impl == "tcpip" else _serve_responder
-    return await serve(stop)
+    if impl == "tcpip":
+        return await _serve_tcpip(stop, plain)
+    return await _serve_responder(stop)
 
 
 def main() -> int:
@@ -78,6 +79,8 @@ def main() -> int:
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     ap.add_argument("--src", default=None, help="tcpip source directory to import first")
     ap.add_argument("--cap", type=float, default=900.0, help="exit after this many seconds at most")
+    ap.add_argument("--framing", choices=("default", "plain"), default="default",
+                    help="tcpip's TAP: default (offload where the kernel has it) or plain")
     a = ap.parse_args()
     if a.src:
         sys.path.insert(0, a.src)
@@ -88,7 +91,7 @@ def main() -> int:
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        counters = runner.run(_main(a.impl, a.cap))
+        counters = runner.run(_main(a.impl, a.cap, a.framing == "plain"))
     print(json.dumps(counters), flush=True)
     return 0
 
