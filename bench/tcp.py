@@ -168,7 +168,7 @@ def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r]
     out: dict[str, Any] = {
         "runs": [{k: round(r[k], 3) if isinstance(r.get(k), float) else r.get(k)
-                  for k in ("mbit_s", "seconds", "cpu_s", "cpu_ru_s", "ok", "error") if k in r} for r in runs],
+                  for k in ("mbit_s", "seconds", "cpu_s", "cpu_ru_s", "cpu_sys_s", "ok", "error") if k in r} for r in runs],
         "verified": bool(good) and all(r.get("ok") for r in good) and len(good) == len(runs)}
     if good:
         out["mbit_s"] = round(statistics.median(r["mbit_s"] for r in good), 1)
@@ -176,6 +176,8 @@ def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
         # transfer of 100 MB is only some 8-25 ticks); the tick figure stays beside it as a cross-check
         out["cpu_ms_per_mb"] = round(statistics.median(r.get("cpu_ru_s", r["cpu_s"]) * 1000 / (n / 1e6)
                                                        for r in good), 3)
+        if all("cpu_sys_s" in r for r in good):  # the kernel's share (syscalls, and the peer's softirq work)
+            out["cpu_sys_ms_per_mb"] = round(statistics.median(r["cpu_sys_s"] * 1000 / (n / 1e6) for r in good), 3)
         out["cpu_ticks_ms_per_mb"] = round(statistics.median(r["cpu_s"] * 1000 / (n / 1e6) for r in good), 2)
         out["counters"] = good[-1].get("counters", {})
     else:

@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                            "seconds": dt, "mbit_s": a.n * 8 / dt / 1e6,
                            "cpu_s": (c1.user - c0.user) + (c1.system - c0.system), "offload": a.offload,
                            "cpu_ru_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+                           "cpu_sys_s": r1.ru_stime - r0.ru_stime,
                            "counters": {k: v for k, v in fl.stats.items() if v}}
     if err:
         res["error"] = err

@@ -124,10 +124,10 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-def _cpu_ru() -> float:
-    """The same user+sys as os.times(), in microseconds rather than 10 ms ticks."""
+def _cpu_ru() -> tuple[float, float]:
+    """The same user and sys as os.times(), in microseconds rather than 10 ms ticks."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    return r.ru_utime, r.ru_stime
 
 
 async def _timed(connect: Any, cmd: str, n: int) -> dict[str, Any]:
@@ -135,8 +135,9 @@ async def _timed(connect: Any, cmd: str, n: int) -> dict[str, Any]:
     t0, c0, r0 = time.perf_counter(), _cpu(), _cpu_ru()
     reader, writer = await connect()
     res = await bulk_client(reader, writer, cmd, n)
-    dt, cpu, ru = time.perf_counter() - t0, _cpu() - c0, _cpu_ru() - r0
-    res.update(seconds=dt, mbit_s=n * 8 / dt / 1e6, cpu_s=cpu, cpu_ru_s=ru)
+    dt, cpu, r1 = time.perf_counter() - t0, _cpu() - c0, _cpu_ru()
+    user, system = r1[0] - r0[0], r1[1] - r0[1]
+    res.update(seconds=dt, mbit_s=n * 8 / dt / 1e6, cpu_s=cpu, cpu_ru_s=user + system, cpu_sys_s=system)
     return res
 
 
