@@ -164,11 +164,14 @@ class Site:
                     ns.remove()
 
 
+_RUN_KEYS = ("mbit_s", "seconds", "cpu_s", "cpu_ru_s", "cpu_sys_s", "ok", "error")
+
+
 def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r]
     out: dict[str, Any] = {
-        "runs": [{k: round(r[k], 3) if isinstance(r.get(k), float) else r.get(k)
-                  for k in ("mbit_s", "seconds", "cpu_s", "cpu_ru_s", "cpu_sys_s", "ok", "error") if k in r} for r in runs],
+        "runs": [{k: round(r[k], 3) if isinstance(r.get(k), float) else r.get(k) for k in _RUN_KEYS if k in r}
+                 for r in runs],
         "verified": bool(good) and all(r.get("ok") for r in good) and len(good) == len(runs)}
     if good:
         out["mbit_s"] = round(statistics.median(r["mbit_s"] for r in good), 1)
