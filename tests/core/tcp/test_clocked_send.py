@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_emit_run import _bulk
-from test_rx_ack_pure import CASES, SIZE, _run, assert_same_run
+from test_rx_ack_pure import CASES, SIZE, _run, _state, assert_same_run
 
 from tcpip.core.tcp import clocked
+from tcpip.core.tcp import output as out
 from tcpip.core.tcp.config import TcpConfig
 from tcpip.core.tcp.emit import window_field
 from tcpip.core.tcp.recovery import Recovery
@@ -109,3 +110,29 @@ def test_window_field_is_idempotent(nxt: int, adv: int, read: int, scale: int, m
     plain = copy.copy(c)
     plain.rec = None
     assert window_field(c) == window_field(plain)
+
+
+@pytest.mark.parametrize(("segs_in_window", "write", "rexmit"), [(1.5, 100_000, False), (1.5, 100_000, True),
+                                                                 (3.2, 100_000, True), (40.0, 9000, True)])
+def test_fused_send_equals_output_from_one_state(segs_in_window: float, write: int, rexmit: bool) -> None:
+    """From one state (nothing in flight, data written, the peer's window `segs_in_window` segments), output
+    and clocked.send on twin connections (the same deterministic run twice): the same frames and every field
+    after (the probe timeout armed for a flight of one segment, the retransmission timer armed or kept)."""
+    twins = []
+    for _ in range(2):
+        _, o, conn = _bulk(True, True, 1460, True)
+        conn.snd_wnd = int(segs_in_window * (conn.mss - 12))
+        conn.rexmit_at = 5.0 if rexmit else None
+        conn.nodelay = write > 10_000  # Nagle on for the short write: its runt waits (else output sends it)
+        conn.sndbuf.write(bytes(range(256)) * (write // 256))
+        o.host.tx.clear()
+        twins.append((o, conn))
+    (a_out, a), (b_out, b) = twins
+    assert out.output(a, 3.0)
+    assert b.rec is not None
+    assert clocked.send(b, b.rec, 3.0)
+    frames = [b"".join(map(bytes, f)) for f in b_out.host.tx]
+    assert [b"".join(map(bytes, f)) for f in a_out.host.tx] == frames
+    assert len(frames) == min(int(segs_in_window), (write - 1) // (b.mss - 12))
+    assert _state(a) == _state(b)
+    assert a.layer.stats.as_dict() == b.layer.stats.as_dict()
