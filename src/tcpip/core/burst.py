@@ -24,19 +24,19 @@ def send_run(host: Host, dst: int, proto: int, segs: Sequence[tuple[Buffer, Buff
     if path is None or routing.pmtu or not segs:
         return False
     mtu = host.config.mtu
-    for h, p in segs:
-        total = 20 + len(h) + len(p)
-        if total > mtu or total < 46:
-            return False
+    sizes = [20 + len(h) + len(p) for h, p in segs]
+    if max(sizes) > mtu or min(sizes) < 46:
+        return False
     a = path.src if src is None else src
     t = host.config.ttl << 8 | proto
     k = len(segs)
     ident = host.idents.take(dst, k)
-    base = 0x4500 + t + (a >> 16) + (a & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+    # Host.send's common case per datagram (DF clear, TOS 0): the checksum from the fields; ident and total
+    # are summed whole (a 16-bit value), the addresses too (a 32-bit value's words sum to it mod 0xFFFF)
+    base = 0x4500 + t + a + dst - 1
     eth, pack, add = path.eth, _IPV4.pack, host.tx.append
-    for h, p in segs:  # Host.send's common case per datagram (DF clear, TOS 0): the checksum from the fields
-        total = 20 + len(h) + len(p)
-        add((eth, pack(0x45, 0, total, ident, 0, t, 0xFFFE - (base + total + ident - 1) % 0xFFFF, a, dst), h, p))
+    for (h, p), total in zip(segs, sizes, strict=True):
+        add((eth, pack(0x45, 0, total, ident, 0, t, 0xFFFE - (base + total + ident) % 0xFFFF, a, dst), h, p))
         ident = (ident + 1) & 0xFFFF
     host.ip_stats.tx_packets += k
     host.eth_stats.tx_frames += k

@@ -169,13 +169,14 @@ class Cubic(CongestionControl):
                 self.k = ((self.w_max - w) / C) ** (1.0 / 3.0)
             self.w_est = w
         t = now - self.epoch
-        rtt_est = self.srtt_min if self.srtt_min < _INF else 0.0
         seg_acked = acked / mss
-        self.w_est += ALPHA * seg_acked / w
-        if w_cubic(t, self.w_max, self.k) < self.w_est:  # Reno-friendly region (4.3)
-            grow = self.w_est - w
+        w_est = self.w_est = self.w_est + ALPHA * seg_acked / w
+        k, w_max = self.k, self.w_max
+        if C * (t - k) ** 3 + w_max < w_est:  # w_cubic(t) (inlined: per ACK) in the Reno-friendly region (4.3)
+            grow = w_est - w
         else:
-            target = w_cubic(t + rtt_est, self.w_max, self.k)
+            srtt_min = self.srtt_min
+            target = C * (t + (srtt_min if srtt_min < _INF else 0.0) - k) ** 3 + w_max  # w_cubic(t + RTT)
             target = w if target < w else 1.5 * w if target > 1.5 * w else target
             grow = (target - w) / w * seg_acked
         if grow > 0.0:

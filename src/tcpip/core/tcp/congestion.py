@@ -14,7 +14,7 @@ from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_sub
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
 
-_G = 0.001  # clock granularity (s) in RTO = SRTT + max(G, 4 * RTTVAR)
+CLOCK_G = 0.001  # clock granularity (s) in RTO = SRTT + max(G, 4 * RTTVAR)
 
 
 def rtt_sample(conn: Connection, r: float) -> None:
@@ -35,7 +35,7 @@ def rtt_sample(conn: Connection, r: float) -> None:
 def set_rto(conn: Connection) -> None:
     cfg = conn.config
     k = 4.0 * conn.rttvar
-    rto = conn.srtt + (k if k > _G else _G)
+    rto = conn.srtt + (k if k > CLOCK_G else CLOCK_G)
     conn.rto = cfg.rto_min if rto < cfg.rto_min else cfg.rto_max if rto > cfg.rto_max else rto
 
 

@@ -14,11 +14,26 @@ from tcpip.wire.tcp import ACK, FIN
 
 if TYPE_CHECKING:
     from tcpip.core.tcp.conn import Connection
+    from tcpip.core.tcp.rx_ack import AckTemplate
     from tcpip.core.tcp.scoreboard import Seg
 
 _from = int.from_bytes
 _PLAIN = struct.Struct("!HHIIHHHH")  # ports, seq, ack, offset+flags, window, checksum, urgent pointer
 _PLAIN_TS = struct.Struct("!HHIIHHHHBBBBII")  # the same + NOP NOP TS(10): a bulk segment's header
+_OFF_TS, _OFF = 0x8000 | ACK, 0x5000 | ACK  # data offset 8 or 5 words, flags ACK
+
+
+def ack_template(conn: Connection) -> AckTemplate:
+    """What every pure ACK of `conn` shares (rx_ack.bulk_ack), and its runs of data segments (clocked.send)
+    beyond the payload's length: (timestamps on, the constant words' sum mod 0xFFFF, the Output's optional
+    one-call ACK sender). The constant words are the pseudo-header (addresses, protocol 6, TCP length less
+    the payload), the ports, data offset + flags ACK and NOP NOP TS kind/length; a 32-bit value's two words
+    sum to the value itself mod 0xFFFF (2**16 == 1), so addresses and later seq/ack/TSval/TSecr are added whole."""
+    ts = conn.ts_ok
+    words = conn.local_addr + conn.remote_addr + 6 + conn.local_port + conn.remote_port
+    words += 32 + _OFF_TS + 0x0101 + 0x080A if ts else 20 + _OFF
+    send = getattr(conn.layer.output, "tcp_send_ack", None)  # optional in the Output protocol
+    return ts, words % 0xFFFF, send
 
 
 def window_field(conn: Connection) -> int:
@@ -29,10 +44,20 @@ def window_field(conn: Connection) -> int:
     unit boundary and rounding it up would promise bytes the buffer can't hold, the field says up to
     2**s - 1 bytes less, but rcv_adv (what input accepts up to) stays where it was. The peer may have sent
     up to it already, and its pure ACKs carry that sequence number: rejecting them as beyond the window
-    would leave our sending side deaf to every ACK while the buffer is full (RFC 7323 2.4)."""
+    would leave our sending side deaf to every ACK while the buffer is full (RFC 7323 2.4).
+
+    Idempotent: called again with the same rcv_nxt, free space, scale and MSS, and rcv_adv where the call
+    left it, it gives the same field and leaves rcv_adv there, so a SACK connection's Recovery memoizes the
+    last call (a bulk sender's every run asks with the receive side idle)."""
     rb = conn.rcvbuf
     nxt = rb.rcv_nxt
     free = rb.window()
+    rec = conn.rec
+    if rec is not None:
+        m = rec.wmemo
+        if m[0] == nxt and m[1] == free and m[2] == conn.rcv_adv and m[3] == conn.rcv_wscale and \
+                m[4] == conn.adv_mss:
+            return m[5]
     cur = ((conn.rcv_adv - nxt + HALF) & MASK) - HALF  # seq_sub, inlined (with min/max: per ACK sent)
     cur = cur if cur > 0 else 0
     s = conn.rcv_wscale
@@ -48,6 +73,8 @@ def window_field(conn: Connection) -> int:
     edge = (nxt + (field << s)) & MASK
     if (edge - conn.rcv_adv) & MASK < HALF:  # seq_ge, inlined: rounding down never takes back an offer
         conn.rcv_adv = edge
+    if rec is not None:
+        rec.wmemo = (nxt, free, conn.rcv_adv, s, mss, field)
     return field
 
 
@@ -93,6 +120,8 @@ def emit_run(conn: Connection, seq: int, count: int, size: int, now: float) -> N
     timestamps, the header's constant sum, scoreboard and counters) and the IPv4 headers built in one call
     (`Output.tcp_send_run` when the output has it)."""
     src, dst = conn.local_addr, conn.remote_addr
+    if conn.ack_tpl is None:
+        conn.ack_tpl = ack_template(conn)  # built here as in clocked.send, its stand-in (the same state)
     ack = conn.rcvbuf.rcv_nxt
     conn.last_ack_sent = ack
     conn.delack_at = None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.emit import emit_gso, emit_plain, emit_run, gso_header, tso_defer, window_field
+from tcpip.core.tcp.emit import emit_gso, emit_plain, gso_header, tso_defer, window_field
+from tcpip.core.tcp.emit import emit_run as emit_run  # noqa: PLC0414 (re-exported: rx_ack checks whether a test swapped it)
 from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError

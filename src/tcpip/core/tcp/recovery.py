@@ -24,7 +24,7 @@ class Recovery:
     """Per-connection recovery state (created when SACK is negotiated)."""
 
     __slots__ = ("loss_until", "prr_delivered", "prr_out", "rack", "recover_fs", "rescued", "sb", "timer",
-                 "tlp_end", "tlp_retrans", "undo_marker", "undo_seqs")
+                 "tlp_end", "tlp_retrans", "undo_marker", "undo_seqs", "wmemo")
 
     def __init__(self) -> None:
         self.sb = Scoreboard()
@@ -39,6 +39,9 @@ class Recovery:
         # count: a network duplicate of another segment proves nothing)
         self.undo_seqs: set[int] | None = None
         self.loss_until: int | None = None  # after a timeout: resending from the scoreboard up to here
+        # emit.window_field's last (rcv_nxt, free, rcv_adv after, scale, adv_mss, field): the same inputs give
+        # the same field (config.rcvbuf, its other input, is the connection's for good)
+        self.wmemo: tuple[int, int, int, int, int, int] = (-1, 0, 0, 0, 0, 0)
 
     # -- hooks from output -------------------------------------------------------------------------------
     def on_send(self, conn: Connection, seq: int, end: int, now: float) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp import autotune
+from tcpip.core.tcp import autotune, clocked
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
-from tcpip.core.tcp.emit import window_field
+from tcpip.core.tcp.congestion import CLOCK_G
+from tcpip.core.tcp.emit import ack_template, emit_run, window_field
 from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, T_REO, WC_DELACK
 from tcpip.core.tcp.scoreboard import SACKED
 from tcpip.core.tcp.seq import HALF, MASK
@@ -31,18 +32,7 @@ _ACK_TS = struct.Struct("!HHIIHHHHBBBBII")  # 32 bytes: the header with NOP NOP 
 _ACK = struct.Struct("!HHIIHHHH")  # 20 bytes: no options
 _OFF_TS, _OFF = 0x8000 | ACK, 0x5000 | ACK  # data offset 8 or 5 words, flags ACK
 ESTABLISHED = TcpState.ESTABLISHED
-
-
-def ack_template(conn: Connection) -> AckTemplate:
-    """What every pure ACK of `conn` shares: (timestamps on, the constant words' sum mod 0xFFFF, the Output's
-    optional one-call sender). The constant words are the pseudo-header (addresses, protocol 6, TCP length),
-    the ports, data offset + flags and NOP NOP TS kind/length; a 32-bit value's two words sum to the value
-    itself mod 0xFFFF (2**16 == 1), so addresses and later seq/ack/TSval/TSecr are added whole."""
-    ts = conn.ts_ok
-    words = conn.local_addr + conn.remote_addr + 6 + conn.local_port + conn.remote_port
-    words += 32 + _OFF_TS + 0x0101 + 0x080A if ts else 20 + _OFF
-    send = getattr(conn.layer.output, "tcp_send_ack", None)  # optional in the Output protocol
-    return ts, words % 0xFFFF, send
+_EMIT_RUN = emit_run  # clocked.send stands in for output's emit_run only while that is the real one (tests swap it)
 
 
 def bulk_ack(conn: Connection, now: float) -> None:
@@ -197,13 +187,20 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
     else:
         r = None
     if r is not None:
-        if r > 0.0 and conn.srtt:  # cc.rtt_sample's update, inlined (a later sample, positive)
-            conn.rttvar = 0.75 * conn.rttvar + 0.25 * abs(conn.srtt - r)
-            conn.srtt = 0.875 * conn.srtt + 0.125 * r
-            cc.set_rto(conn)
+        srtt = conn.srtt
+        if r > 0.0 and srtt:  # cc.rtt_sample's update and set_rto, inlined (a later sample, positive)
+            var = conn.rttvar = 0.75 * conn.rttvar + 0.25 * abs(srtt - r)
+            srtt = conn.srtt = 0.875 * srtt + 0.125 * r
+            cfg = conn.config
+            k = 4.0 * var
+            rto = srtt + (k if k > CLOCK_G else CLOCK_G)
+            lo = cfg.rto_min
+            hi = cfg.rto_max
+            conn.rto = lo if rto < lo else hi if rto > hi else rto
         else:
             cc.rtt_sample(conn, r)
     snd_max = conn.snd_max
+    sent = False
     if rec is None:
         cc.on_new_ack(conn, acked, now)
         if not conn.persist:
@@ -240,8 +237,13 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
         cap = 2 * cap + conn.mss
         if cwnd > cap:
             c.cwnd = cap
+        # new data waiting: the run this ACK releases, in one call (it re-arms the probe timeout itself)
+        sent = clocked.FAST_SEND and out.emit_run is _EMIT_RUN and \
+            ((conn.buf_seq + sndbuf.queued - snd_max + HALF) & MASK) - HALF > 0 and clocked.send(conn, rec, now)
         # rec.schedule_pto, inlined: of its conditions only these can hold here
-        if ack == snd_max or conn.persist:
+        if sent:
+            pass
+        elif ack == snd_max or conn.persist:
             if rec.timer == T_PTO and ack == snd_max:
                 rec.timer = 0
                 conn.loss_at = None
@@ -264,7 +266,7 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
             conn.arm()
             return
     # _text with no text: whatever output has to send (nothing when no byte waits: skip it), then the timers
-    if ((conn.buf_seq + sndbuf.queued - conn.snd_nxt + HALF) & MASK) - HALF > 0:
+    if not sent and ((conn.buf_seq + sndbuf.queued - conn.snd_nxt + HALF) & MASK) - HALF > 0:
         out.output(conn, now)
     # conn.arm(), inlined (ESTABLISHED): the heap entry no later than the earliest timer
     due: float | None = conn.rexmit_at
@@ -294,10 +296,10 @@ def _sb_ack(sb: Scoreboard, una: int) -> None:
     pop = sb.tsorder.pop
     fack = sb.fack
     d_xmit = sb.d_xmit
-    while k < n:
-        s = segs[k]
+    for s in segs:
         end = s.end
-        if 0 < ((end - una) & MASK) < HALF or s.flags or s.xmit < d_xmit or 0 < ((fack - end) & MASK) < HALF:
+        # end after una, or resent, out of order, below fack (seq_gt(fack, end)): not the common case
+        if (una - end) & MASK > HALF or s.flags or s.xmit < d_xmit or (end - fack) & MASK > HALF:
             break
         d_xmit = s.xmit
         pop(s, None)

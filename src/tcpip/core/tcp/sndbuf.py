@@ -127,7 +127,16 @@ class SendBuffer:
         segments; one join where one crosses a block boundary)."""
         if size <= 0 or count < 0:
             raise ValueError(f"views({offset}, {size}, {count}): no such run")
-        i, pos = self._locate(offset, size * count)
+        i, base = self._hint
+        blocks = self._blocks
+        pos = self._head + offset - base
+        n = size * count
+        if offset >= 0 and pos >= 0 and i < len(blocks) and n > 0 and offset + n <= self.queued:
+            block = blocks[i]
+            if pos + n <= len(block):  # the whole run in the hint's block (most runs): _locate would stay there
+                mv = memoryview(block)
+                return [mv[k:k + size] for k in range(pos, pos + n, size)]
+        i, pos = self._locate(offset, n)
         out: list[memoryview] = []
         if not count:
             return out
@@ -151,6 +160,12 @@ class SendBuffer:
 
     def ack(self, n: int) -> None:
         """Drop n acknowledged bytes from the front."""
+        head = self._head + n
+        left = self.queued - n
+        if n >= 0 and left > 0 and head < len(self._blocks[0]):  # within the first block (most ACKs)
+            self.queued = left
+            self._head = head
+            return
         if n < 0 or n > self.queued:
             raise ValueError(f"ack({n}) with {self.queued} queued bytes")
         self.queued -= n
