@@ -114,17 +114,18 @@ class UdpLayer:
             st.rx_truncated += 1
             return
         sport, dport, length, csum = _HDR.unpack_from(payload, 0)
-        if length < 8:
-            st.rx_bad_length += 1
-            return
-        if length > n:
-            st.rx_truncated += 1
+        if not 8 <= length <= n:
+            if length < 8:
+                st.rx_bad_length += 1
+            else:
+                st.rx_truncated += 1
             return
         if csum and not csum_ok and self.verify_checksums:
             # ck.verify(datagram, ck.pseudo_header_sum(src, dst, 17, length)) spelled out: two calls per datagram.
-            # The pseudo-header words need no folding first: only the total's residue mod 0xFFFF counts.
+            # Only the total's residue mod 0xFFFF counts, and 2**16 == 1 (mod 0xFFFF): the addresses are
+            # added whole (each is the sum of its two pseudo-header words, to that modulus).
             x = _from(payload if length == n else payload[:length], "big")
-            x = (x << 8 if length & 1 else x) + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+            x = (x << 8 if length & 1 else x) + src + dst
             if (x + 17 + length) % 0xFFFF:
                 st.rx_bad_checksum += 1
                 return
