@@ -166,15 +166,17 @@ class VnetIO:
                         st.rx_bytes += n - 10
                         deliver(memoryview(f)[10:])
                 else:
-                    flags, gso_type, _hl, gso_size, start, off = _unpack(f)
                     doff = self._deliver_offload
-                    if (not gso_type and doff is not None and n >= 52 and f[33] == 17 and f[22] == 8
+                    # virtio_net_hdr's flags and gso_type are its first two bytes: the rest is read only
+                    # when the frame leaves this path
+                    if (not f[1] and doff is not None and n >= 52 and f[33] == 17 and f[22] == 8
                             and f[23] == 0):  # UDP in IPv4, as in the loop below
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n - 10
-                        doff(memoryview(f)[10:], flags & _TRUSTED != 0, 0)
+                        doff(memoryview(f)[10:], f[0] & _TRUSTED != 0, 0)
                     else:
+                        flags, gso_type, _hl, gso_size, start, off = _unpack(f)
                         self._received_offloaded(memoryview(f)[10:], flags, gso_type, gso_size, start, off)
             finally:
                 end = self.on_burst_end
@@ -203,13 +205,14 @@ class VnetIO:
                     return
                 got += 1
                 if hl and not f.startswith(_ZERO):
-                    flags, gso_type, _hl, gso_size, start, off = _unpack(f)
-                    if (not gso_type and doff is not None and n >= 52 and f[33] == 17 and f[22] == 8
+                    # f[0], f[1]: the header's flags and gso_type (the rest only off this path)
+                    if (not f[1] and doff is not None and n >= 52 and f[33] == 17 and f[22] == 8
                             and f[23] == 0):  # UDP in IPv4 (offsets past the 10-byte header)
                         direct += 1
                         nbytes += n - 10
-                        doff(memoryview(f)[10:], flags & _TRUSTED != 0, 0)
+                        doff(memoryview(f)[10:], f[0] & _TRUSTED != 0, 0)
                     else:
+                        flags, gso_type, _hl, gso_size, start, off = _unpack(f)
                         self._received_offloaded(memoryview(f)[hl:], flags, gso_type, gso_size, start, off)
                 elif deliver is None:
                     self._received(memoryview(f)[hl:] if hl else memoryview(f))
