@@ -114,11 +114,11 @@ class UdpLayer:
             st.rx_truncated += 1
             return
         sport, dport, length, csum = _HDR.unpack_from(payload, 0)
-        if not 8 <= length <= n:
-            if length < 8:
-                st.rx_bad_length += 1
-            else:
-                st.rx_truncated += 1
+        if length < 8:
+            st.rx_bad_length += 1
+            return
+        if length > n:
+            st.rx_truncated += 1
             return
         if csum and not csum_ok and self.verify_checksums:
             # ck.verify(datagram, ck.pseudo_header_sum(src, dst, 17, length)) spelled out: two calls per datagram.
