@@ -68,6 +68,8 @@ class Runner:
         self._receive = core.receive  # bound once: on_frame runs per frame
         self._receive_offloaded = core.receive_offloaded
         self._tx = core.tx  # the core's output queue (never replaced)
+        self._loopback = core.loopback  # never replaced either (loopback_input copies and clears it)
+        self._arp = core.arp
         # A device that reads in bursts (TAP: up to max_burst frames per wake-up) reports each burst's end:
         # then a frame's own output still leaves at once, but the after-batch callbacks (application
         # deliveries: one read and one data_received for a burst, not one per segment) run once per burst.
@@ -99,14 +101,14 @@ class Runner:
         # burst-end flush (it serves kicks from receive). Most frames send nothing or one reply: that case
         # is _send_queued() spelled out.
         tx = self._tx
-        if len(tx) == 1 and not self.core.loopback:
+        if len(tx) == 1 and not self._loopback:
             f = tx.pop()
             try:
                 self.device.transmit(f)
             except (DeviceClosedError, OSError, TcpipError) as e:
                 self.tx_errors += 1
                 log.debug("transmit failed: %s", e)
-        elif tx or self.core.loopback:
+        elif tx or self._loopback:
             self._send_queued()
 
     def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
@@ -123,14 +125,14 @@ class Runner:
             self.flush()
             return
         tx = self._tx  # as in on_frame
-        if len(tx) == 1 and not self.core.loopback:
+        if len(tx) == 1 and not self._loopback:
             f = tx.pop()
             try:
                 self.device.transmit(f)
             except (DeviceClosedError, OSError, TcpipError) as e:
                 self.tx_errors += 1
                 log.debug("transmit failed: %s", e)
-        elif tx or self.core.loopback:
+        elif tx or self._loopback:
             self._send_queued()
 
     def add_after_batch(self, cb: Callable[[], None]) -> None:
@@ -177,19 +179,18 @@ class Runner:
             if self._rekick:
                 self._rekick = False
                 self.kick()
-        core = self.core
-        if core.loopback and not self._loop_scheduled:
+        if self._loopback and not self._loop_scheduled:
             self._loop_scheduled = True
             asyncio.get_running_loop().call_soon(self._loop_in)
-        if core.tx:  # transmit(), inlined: this runs per frame
+        if self._tx:  # transmit(), inlined: this runs per frame
             transmit = self.device.transmit
-            for f in core.poll_transmit():
+            for f in self.core.poll_transmit():
                 try:
                     transmit(f)
                 except (DeviceClosedError, OSError, TcpipError) as e:
                     self.tx_errors += 1
                     log.debug("transmit failed: %s", e)
-        if core.arp.pending or core.timers_dirty:  # only then can a new deadline exist
+        if self._arp.pending or self.core.timers_dirty:  # only then can a new deadline exist
             self.schedule()
 
     def transmit(self) -> None:

@@ -108,6 +108,7 @@ class Host(HostSetup, HostViews):
         self.icmp = Icmp(config, self.routing, self.idents, self.send, self.error_handlers, self.tx,
                          self.icmp_stats, self.ip_stats, self.eth_stats, now)
         self.icmp.send_packet = self.output.send_packet
+        self._fast_echo = self.icmp.fast_echo  # bound once: receive calls it per ping
         self.ipv4.param_problem = lambda a, ptr, now: self.icmp.send_error(a, 12, 0, ptr << 24, now)
         self.set_mac(config.mac.packed)
         self._apply_address()
@@ -197,7 +198,7 @@ class Host(HostSetup, HostViews):
         self.eth_stats.rx_frames += 1
         ist = self.ip_stats
         ist.rx_packets += 1
-        if proto == 1 and total >= 28 and frame[34] == 8 and self.icmp.fast_echo(frame, total, src, now):
+        if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
             return
         t = self.trusted.get(proto) if csum_ok else None
         if t is not None:

@@ -30,7 +30,8 @@ QUOTE_LIMIT = 576  # an ICMP error is at most this long (RFC 1812 4.3.2.3; Linux
 
 _HDR = struct.Struct("!BBHI")
 _IP = struct.Struct("!BBHHHBBHII")
-_IP_ICMP = struct.Struct("!BBHHHBBHIIBBH")  # IPv4 header (no options), ICMP type, code, checksum
+# IPv4 header (no options) from the ident on, then ICMP type, code, checksum
+_IP_ICMP_TAIL = struct.Struct("!HHBBHIIBBH")
 _U16 = struct.Struct("!H")
 _from = int.from_bytes
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
@@ -199,11 +200,15 @@ class Icmp:
             ident = ids[src] = (ident + 1) & 0xFFFF
         ttl = self.config.ttl
         addr = r.addr
-        x = 0x4500 + total + ident + (ttl << 8 | 1) + (addr >> 16) + (addr & 0xFFFF) + (src >> 16) + (src & 0xFFFF)
-        c = (~((frame[36] << 8) | frame[37]) & 0xFFFF) + 0xF7FF  # RFC 1624: type 8 -> 0
-        c = (c & 0xFFFF) + (c >> 16)
-        _IP_ICMP.pack_into(out, 14, 0x45, 0, total, ident, 0, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src, 0,
-                           frame[35], (~c & 0xFFFF) or 0xFFFF)
+        # The header's words summed; an address whole counts as its two words since 2**16 == 1 (mod 0xFFFF),
+        # and only the residue matters to the final expression.
+        x = 0x4501 + total + ident + (ttl << 8) + addr + src
+        # RFC 1624 for type 8 -> 0, ~(~h + ~0x0800) with the end-around carry, solved for the two cases
+        # of the carry (equal to ck.echo_reply_checksum for all 65536 values of h: the fast-echo tests).
+        h = frame[36] << 8 | frame[37]
+        # From the ident on: version/IHL, TOS (0, checked above) and total length are the request's.
+        _IP_ICMP_TAIL.pack_into(out, 18, ident, 0, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src, 0, frame[35],
+                                h + 0x800 if h < 0xF7FF else (h - 0xF7FF or 0xFFFF))
         self.eth_stats.tx_frames += 1
         ist.tx_packets += 1
         self.tx.append((out,))

@@ -60,6 +60,7 @@ class Routing:
     def __init__(self, arp: ArpCache, stats: Ipv4Stats, *, mtu: int, min_pmtu: int, pmtu_expiry: float,
                  pmtu_table_size: int) -> None:
         self.arp = arp
+        self._entries = arp.entries  # the neighbour table (never replaced): path() reads it per frame
         self.stats = stats
         self.mtu = mtu
         self.min_pmtu = min_pmtu
@@ -186,7 +187,7 @@ class Routing:
         if p is not None:
             pe = p.entry  # Path.fresh, inlined: this runs per frame on the fast paths
             if (pe.mac is p.mac and (pe.state == STATIC or pe.expires > now) and p.routes == self.routes
-                    and self.arp.entries.get(p.nh) is pe):
+                    and self._entries.get(p.nh) is pe):
                 pe.used = True
                 return p
         nh = self._hop(dst)

@@ -7,7 +7,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tcpip.core.arp import STATIC
+from tcpip.core.arp import STATIC, ArpEntry
 from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
@@ -40,11 +40,20 @@ class Binding:
 
 @dataclass(slots=True)
 class _Flow:
-    path: Path  # the resolved route: the flow is valid while `path.fresh(now)`
-    ip_sum: int  # the IPv4 header's constant words, mod 0xFFFF
-    udp_sum: int  # pseudo-header addresses + protocol + ports, mod 0xFFFF
+    """A flow's headers to a resolved neighbour: valid while the path's freshness test holds for the copies
+    of its fields kept here (`entry`, `mac`, `nh`, `routes`: one attribute load each on the hit path)."""
+
+    path: Path
+    ip_sum: int  # the IPv4 header's constant words + 28 (header lengths), mod 0xFFFF
+    udp_sum: int  # pseudo-header addresses + protocol + ports + 16 (the two 8s of the UDP lengths), mod 0xFFFF
     addr: int
     ttl: int
+    eth: bytes
+    entry: ArpEntry
+    mac: bytes | None
+    nh: int
+    routes: int
+    max_n: int  # the largest payload one frame carries (the MTU bumps `routes` when it changes)
 
 
 class UdpLayer:
@@ -61,6 +70,11 @@ class UdpLayer:
         self.verify_checksums = iface.config.verify_checksums
         self._ident_table = iface.idents.idents  # the dict is never replaced (see send)
         self._arp_entries = iface.arp.entries  # never replaced either (Path keeps it too)
+        # What send's hit path reads, one load each (none of them is ever replaced)
+        self._routing = iface.routing
+        self._tx = iface.tx
+        self._ip_stats = iface.ip_stats
+        self._eth_stats = iface.eth_stats
         iface.register(17, self.input, self.icmp_error, self.input)  # offload: no 2nd look at a trusted checksum
 
     # -- ports ---------------------------------------------------------------------------------
@@ -108,9 +122,10 @@ class UdpLayer:
             return
         if csum and not csum_ok and self.verify_checksums:
             # ck.verify(datagram, ck.pseudo_header_sum(src, dst, 17, length)) spelled out: two calls per datagram.
-            # The pseudo-header words need no folding first: only the total's residue mod 0xFFFF counts.
+            # Only the total's residue mod 0xFFFF counts, and 2**16 == 1 (mod 0xFFFF): the addresses are
+            # added whole (each is the sum of its two pseudo-header words, to that modulus).
             x = _from(payload if length == n else payload[:length], "big")
-            x = (x << 8 if length & 1 else x) + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+            x = (x << 8 if length & 1 else x) + src + dst
             if (x + 17 + length) % 0xFFFF:
                 st.rx_bad_checksum += 1
                 return
@@ -152,42 +167,41 @@ class UdpLayer:
         Datagrams that fit one frame to a resolved neighbour use per-flow state: the Ethernet header and
         the sums of the constant IPv4 and UDP header fields are precomputed, so per datagram only the
         lengths, the ident and the payload's sum are added, and both headers are packed at once."""
+        if src is not None:
+            return self._send_slow(sport, dst, dport, data, now, src, on_fail)
+        key = (dst << 32) | (sport << 16) | dport
+        t = self._flows.get(key)
         n = len(data)
-        iface = self.iface
-        routing = iface.routing
-        if src is None and n <= routing.mtu - 28 and not routing.pmtu and n >= 18:
-            t = self._flows.get((dst << 32) | (sport << 16) | dport)
-            if t is not None:
-                path = t.path
-                e = path.entry  # path.fresh(now), inlined: this runs per datagram
-                if (e.mac is path.mac and (e.state == STATIC or e.expires > now)
-                        and path.routes == routing.routes and self._arp_entries.get(path.nh) is e):
-                    e.used = True
-                    ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
-                    ident = ids.get(dst)
-                    if ident is None:
-                        ident = iface.idents.next(dst)
-                    else:
-                        ident = ids[dst] = (ident + 1) & 0xFFFF
-                    total = 28 + n
-                    # ck.finish and ck.checksum spelled out (with tcpip/core/host.py's header check, the
-                    # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
-                    x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
-                    ip = (t.ip_sum + total + ident) % 0xFFFF
-                    u = (t.udp_sum + 2 * (8 + n) + x % 0xFFFF) % 0xFFFF
-                    ip_c = 0xFFFF - ip if ip else 0
-                    udp_c = 0xFFFF - u  # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
-                    hdr = path.eth + _IPUDP.pack(0x45, 0, total, ident, 0, t.ttl, 17, ip_c, t.addr, dst, sport,
-                                                 dport, 8 + n, udp_c)
-                    self.stats.tx_datagrams += 1
-                    iface.ip_stats.tx_packets += 1
-                    iface.eth_stats.tx_frames += 1
-                    iface.tx.append((hdr, data))
-                    return 0
-            r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
-            self._learn_flow((dst << 32) | (sport << 16) | dport, dst, sport, dport, now)
-            return r
-        return self._send_slow(sport, dst, dport, data, now, src, on_fail)
+        if t is not None and 18 <= n <= t.max_n:
+            routing = self._routing
+            e = t.entry  # Path.fresh(now), inlined from the flow's copy of its fields: this runs per datagram
+            if (e.mac is t.mac and (e.state == STATIC or e.expires > now) and t.routes == routing.routes
+                    and not routing.pmtu and self._arp_entries.get(t.nh) is e):
+                e.used = True
+                ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
+                ident = ids.get(dst)
+                if ident is None:
+                    ident = self.iface.idents.next(dst)
+                else:
+                    ident = ids[dst] = (ident + 1) & 0xFFFF
+                # ck.finish and ck.checksum spelled out (with tcpip/core/host.py's header check, the
+                # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
+                x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
+                ip = (t.ip_sum + n + ident) % 0xFFFF  # ip_sum holds the 28 of the total length
+                u = (t.udp_sum + 2 * n + x) % 0xFFFF  # udp_sum holds the 2 * 8 of the two UDP lengths
+                self.stats.tx_datagrams += 1
+                self._ip_stats.tx_packets += 1
+                self._eth_stats.tx_frames += 1
+                # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
+                self._tx.append((t.eth + _IPUDP.pack(0x45, 0, 28 + n, ident, 0, t.ttl, 17,
+                                                     0xFFFF - ip if ip else 0, t.addr, dst, sport, dport,
+                                                     8 + n, 0xFFFF - u), data))
+                return 0
+        r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
+        routing = self._routing
+        if routing.mtu - 28 >= n >= 18 and not routing.pmtu:
+            self._learn_flow(key, dst, sport, dport, now)
+        return r
 
     def _send_slow(self, sport: int, dst: int, dport: int, data: Buffer, now: float, src: int | None,
                    on_fail: Callable[[int], None] | None) -> int:
@@ -212,6 +226,7 @@ class UdpLayer:
         a = path.src
         ttl = iface.config.ttl
         # Partial sums of the constant words; per datagram only lengths, ident and the payload are added.
-        ip_sum = ck.fold(0x4500 + (ttl << 8 | 17) + ck.addr_sum(a) + ck.addr_sum(dst))
-        udp_sum = ck.fold(ck.pseudo_header_sum(a, dst, 17, 0) + sport + dport)
-        self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl)
+        ip_sum = ck.fold(0x4500 + (ttl << 8 | 17) + ck.addr_sum(a) + ck.addr_sum(dst) + 28)
+        udp_sum = ck.fold(ck.pseudo_header_sum(a, dst, 17, 0) + sport + dport + 16)
+        self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl, path.eth, path.entry, path.mac, path.nh,
+                                 path.routes, iface.routing.mtu - 28)

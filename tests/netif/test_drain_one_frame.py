@@ -1,0 +1,96 @@
+"""TapDevice._drain's one-frame wake-up (after a streak of single-frame wake-ups it reads one frame and skips
+the EAGAIN probe): what it delivers, counts and reports must equal the burst loop's, in both framings.
+
+An AF_UNIX datagram socketpair stands in for the TAP fd (one frame per read), as in test_wakeup_cost.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+
+from tcpip.netif.tap import TapDevice
+from tcpip.wire import virtio
+from tcpip.wire.mac import MacAddress
+
+FRAME = bytes(range(14)) + bytes(46)  # any 60 bytes: the device does not parse plain frames
+# A UDP-in-IPv4 frame as the offload branch recognises it (EtherType 0x0800, protocol 17 at offset 23)
+UDP = bytearray(60)
+UDP[12:14] = b"\x08\x00"
+UDP[23] = 17
+
+
+async def _device(offload: bool) -> tuple[TapDevice, socket.socket, list[tuple[bytes, bool | None]], list[int]]:
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setblocking(False)
+    dev = TapDevice(ours.detach(), "sockpair", mac=MacAddress(bytes(6)), loop=asyncio.get_running_loop(),
+                    offload=offload)
+    got: list[tuple[bytes, bool | None]] = []
+    ends: list[int] = []
+    dev.attach(lambda f: got.append((bytes(f), None)))
+    if offload:
+        dev.attach_offload(lambda f, ok, gso: got.append((bytes(f), ok)))
+    dev.on_burst_end = lambda: ends.append(len(got))
+    return dev, peer, got, ends
+
+
+async def _one(peer: socket.socket, data: bytes, got: list[tuple[bytes, bool | None]], want: int) -> None:
+    peer.send(data)
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if len(got) >= want:
+            return
+    raise AssertionError(f"frame {want} never delivered")
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_one_frame_wakeups_deliver_and_count_like_the_loop(offload: bool) -> None:
+    dev, peer, got, ends = await _device(offload)
+    hdr = virtio.ZERO if offload else b""
+    trusted = struct.pack("<BBHHHH", virtio.DATA_VALID, 0, 0, 0, 0, 0)
+    try:
+        n = 40
+        for i in range(n):
+            if offload and i % 2:
+                await _one(peer, trusted + bytes(UDP), got, i + 1)
+            else:
+                await _one(peer, hdr + FRAME, got, i + 1)
+        assert dev._quiet == n  # every wake-up found one frame: the streak was never broken
+        for i, (f, ok) in enumerate(got):
+            assert (f, ok) == ((bytes(UDP), True) if offload and i % 2 else (FRAME, None))
+        assert ends == list(range(1, n + 1))  # one burst end per wake-up, after its frame
+        assert dev.rx_wakeups == n
+        assert dev.stats.rx_frames == n
+        assert dev.stats.rx_bytes == n * 60  # the virtio header is not a frame byte
+    finally:
+        dev.close()
+        peer.close()
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_short_read_in_the_streak_ends_it_quietly(offload: bool) -> None:
+    dev, peer, got, ends = await _device(offload)
+    hdr = virtio.ZERO if offload else b""
+    try:
+        for i in range(5):
+            await _one(peer, hdr + FRAME, got, i + 1)
+        assert dev._quiet == 5
+        peer.send(hdr)  # empty (plain) or a header alone (offload): no frame
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if dev.rx_wakeups == 6:
+                break
+        assert dev.rx_wakeups == 6
+        assert dev._quiet == 0  # the next wake-up probes for a backlog again
+        assert len(got) == 5  # no delivery and no burst end for it
+        assert ends == [1, 2, 3, 4, 5]
+        assert dev.stats.rx_frames == 5
+        await _one(peer, hdr + FRAME, got, 6)
+        assert ends[-1] == 6
+        assert dev.stats.rx_frames == 6
+    finally:
+        dev.close()
+        peer.close()
