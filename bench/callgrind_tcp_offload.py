@@ -10,7 +10,8 @@ PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, 
   the transport's read (`conn.recv(now, 64 KiB, False)` per piece, one `window_update`) into a ChunkReader
   and `reader.read(256 KiB)` as the application reads.
 `WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [send|recv]` prints
-instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations.
+instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations;
+`... ops send|recv` (no valgrind) the Python bytecodes and calls per iteration by function (driver included).
 """
 
 from __future__ import annotations
@@ -166,6 +167,39 @@ def report(whats: tuple[str, ...] = ("send", "recv"), n1: int = 20, n2: int = 12
     return res
 
 
+def ops(what: str, n1: int = 10, n2: int = 30) -> list[tuple[str, float, float]]:
+    """Where the per-iteration work goes, by Python function: (function, bytecodes, calls) per iteration of
+    `what` ((count(n2) - count(n1)) / (n2 - n1), under a sys.settrace opcode counter, as bench/wakeup_ops.py
+    does), most bytecodes first. Deterministic; pairs with `report` (instructions)."""
+    from collections import Counter
+    from types import FrameType
+    from typing import Any
+
+    def count(n: int) -> tuple[Counter[str], Counter[str]]:
+        code: Counter[str] = Counter()
+        calls: Counter[str] = Counter()
+
+        def trace(frame: FrameType, event: str, _arg: Any) -> Any:
+            if event == "call":
+                frame.f_trace_opcodes = True
+                calls[f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"] += 1
+            elif event == "opcode":
+                code[f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"] += 1
+            return trace
+
+        sys.settrace(trace)
+        try:
+            main(what, n)
+        finally:
+            sys.settrace(None)
+        return code, calls
+
+    (o1, c1), (o2, c2) = count(n1), count(n2)
+    d = n2 - n1
+    rows = [(k, (o2[k] - o1[k]) / d, (c2[k] - c1[k]) / d) for k in o2]
+    return sorted((r for r in rows if r[1] or r[2]), key=lambda r: -r[1])
+
+
 def main(what: str, n: int) -> None:
     fn = send if what.startswith("send") else recv
     fn(n, what.endswith("-build"))
@@ -174,5 +208,10 @@ def main(what: str, n: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "report":
         print(json.dumps(report(tuple(sys.argv[2:]) or ("send", "recv"))))
+    elif sys.argv[1] == "ops":
+        table = ops(sys.argv[2])
+        print(f"{sum(r[1] for r in table):9.1f} bytecodes {sum(r[2] for r in table):6.1f} calls per iteration")
+        for name, code, calls in table[:40]:
+            print(f"{code:9.1f} {calls:6.1f}  {name}")
     else:
         main(sys.argv[1], int(sys.argv[2]))
