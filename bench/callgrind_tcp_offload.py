@@ -2,8 +2,10 @@
 
 `python bench/callgrind_tcp_offload.py WHAT N` under `valgrind --tool=callgrind` (bench/callgrind.py's method:
 PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, wired as the aio driver does:
+- both: the Output as TcpDriver has it (pure ACKs through `tcp_send_ack`, i.e. burst.send_one);
 - send: N application writes of 64 KiB (`bytes`, as bench/tcp_peer.py writes read-only views of bytes):
-  `conn.send` -> `output` -> `Host.send_gso`, each frame through a TAP's `_transmit_vnet` (to /dev/null:
+  `conn.send` -> `output` -> `Host.send_gso` (no second output() call: TcpTransport.write makes none),
+  each frame through a TAP's `_transmit_vnet` (to /dev/null:
   valgrind counts no kernel work), then the peer ACKs everything sent (one ACK per super-segment);
 - recv: N super-frames of 45 * 1448 bytes (gso_size 1448, checksum trusted) through the device's
   `_received_offloaded` -> `Host.receive_offloaded` -> `TcpLayer.input_offloaded`, the ACKs to /dev/null,
@@ -27,8 +29,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 from bench import callgrind_tcp_paths as paths  # noqa: E402
 from tcpip.aio.reader import ChunkReader  # noqa: E402
+from tcpip.core.burst import send_one  # noqa: E402
+from tcpip.core.host import Host  # noqa: E402
 from tcpip.core.ipv4 import header_into  # noqa: E402
-from tcpip.core.tcp import output as out  # noqa: E402
+from tcpip.core.tcp.conn import Connection  # noqa: E402
 from tcpip.netif.device import BaseDevice, DeviceStats  # noqa: E402
 from tcpip.netif.tap_vnet import VnetIO  # noqa: E402
 from tcpip.wire import virtio  # noqa: E402
@@ -54,6 +58,21 @@ class _Tap(BaseDevice, VnetIO):
         self.stats = DeviceStats()
 
 
+class _AioOut(paths._Out):
+    """The Output as TcpDriver has it: pure ACKs through `tcp_send_ack` (burst.send_one), as the real run sends them."""
+
+    def tcp_send_ack(self, src: int, dst: int, hdr: bytes, now: float) -> bool:
+        return send_one(self.host, dst, 6, hdr, now, src)
+
+
+def _established() -> tuple[Host, Connection, int, int]:
+    """paths.established(offload=True) with the aio driver's Output: (host, conn, snd_una, our first TSval)."""
+    host, layer, conn, una, tse = paths.established(offload=True)
+    layer.output = _AioOut(host)
+    conn.ack_tpl = None  # its sender is the Output's: rebuilt at the first ACK
+    return host, conn, una, tse
+
+
 class _AckMaker:
     """The peer's pure ACK (timestamps) of `ack`: a template with seq/ack/ts packed in, checksum filled."""
 
@@ -74,7 +93,7 @@ class _AckMaker:
 
 
 def send(n: int, build: bool) -> None:
-    host, _layer, conn, una, _ = paths.established(offload=True)
+    host, conn, una, _ = _established()
     tap = _Tap()
     make = _AckMaker()
     if build:
@@ -87,8 +106,7 @@ def send(n: int, build: bool) -> None:
     for _ in range(n):
         sent = 0
         while sent < WRITE:
-            sent += conn.send(data if not sent else memoryview(data)[sent:], now)
-            out.output(conn, now)
+            sent += conn.send(data if not sent else memoryview(data)[sent:], now)  # (output() inside, as in aio)
             for f in tx:
                 transmit(f)
             tx.clear()
@@ -115,7 +133,7 @@ def _super(seq: int, ack: int, tsv: int, tse: int, payload: bytes) -> bytes:
 
 
 def recv(n: int, build: bool) -> None:
-    host, _layer, conn, una, tse = paths.established(offload=True)
+    host, conn, una, tse = _established()
     payload = bytes(range(256)) * (SUPER // 256) + bytes(SUPER % 256)
     frames = [_super(1001 + i * SUPER, una, 10 + i, tse, payload) for i in range(n)]
     if build:
