@@ -2,15 +2,18 @@
 
 `python bench/callgrind_tcp_offload.py WHAT N` under `valgrind --tool=callgrind` (bench/callgrind.py's method:
 PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, wired as the aio driver does:
+- both: the Output as TcpDriver has it (pure ACKs through `tcp_send_ack`, i.e. burst.send_one);
 - send: N application writes of 64 KiB (`bytes`, as bench/tcp_peer.py writes read-only views of bytes):
-  `conn.send` -> `output` -> `Host.send_gso`, each frame through a TAP's `_transmit_vnet` (to /dev/null:
+  `conn.send` -> `output` -> `Host.send_gso` (no second output() call: TcpTransport.write makes none),
+  each frame through a TAP's `_transmit_vnet` (to /dev/null:
   valgrind counts no kernel work), then the peer ACKs everything sent (one ACK per super-segment);
 - recv: N super-frames of 45 * 1448 bytes (gso_size 1448, checksum trusted) through the device's
   `_received_offloaded` -> `Host.receive_offloaded` -> `TcpLayer.input_offloaded`, the ACKs to /dev/null,
   the transport's read (`conn.recv(now, 64 KiB, False)` per piece, one `window_update`) into a ChunkReader
   and `reader.read(256 KiB)` as the application reads.
 `WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [send|recv]` prints
-instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations.
+instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations;
+`... ops send|recv` (no valgrind) the Python bytecodes and calls per iteration by function (driver included).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 from bench import callgrind_tcp_paths as paths  # noqa: E402
 from tcpip.aio.reader import ChunkReader  # noqa: E402
+from tcpip.core.burst import send_one  # noqa: E402
+from tcpip.core.host import Host  # noqa: E402
 from tcpip.core.ipv4 import header_into  # noqa: E402
-from tcpip.core.tcp import output as out  # noqa: E402
+from tcpip.core.tcp.conn import Connection  # noqa: E402
 from tcpip.netif.device import BaseDevice, DeviceStats  # noqa: E402
 from tcpip.netif.tap_vnet import VnetIO  # noqa: E402
 from tcpip.wire import virtio  # noqa: E402
@@ -53,6 +58,21 @@ class _Tap(BaseDevice, VnetIO):
         self.stats = DeviceStats()
 
 
+class _AioOut(paths._Out):
+    """The Output as TcpDriver has it: pure ACKs through `tcp_send_ack` (burst.send_one), as the real run sends them."""
+
+    def tcp_send_ack(self, src: int, dst: int, hdr: bytes, now: float) -> bool:
+        return send_one(self.host, dst, 6, hdr, now, src)
+
+
+def _established() -> tuple[Host, Connection, int, int]:
+    """paths.established(offload=True) with the aio driver's Output: (host, conn, snd_una, our first TSval)."""
+    host, layer, conn, una, tse = paths.established(offload=True)
+    layer.output = _AioOut(host)
+    conn.ack_tpl = None  # its sender is the Output's: rebuilt at the first ACK
+    return host, conn, una, tse
+
+
 class _AckMaker:
     """The peer's pure ACK (timestamps) of `ack`: a template with seq/ack/ts packed in, checksum filled."""
 
@@ -73,7 +93,7 @@ class _AckMaker:
 
 
 def send(n: int, build: bool) -> None:
-    host, _layer, conn, una, _ = paths.established(offload=True)
+    host, conn, una, _ = _established()
     tap = _Tap()
     make = _AckMaker()
     if build:
@@ -86,8 +106,7 @@ def send(n: int, build: bool) -> None:
     for _ in range(n):
         sent = 0
         while sent < WRITE:
-            sent += conn.send(data if not sent else memoryview(data)[sent:], now)
-            out.output(conn, now)
+            sent += conn.send(data if not sent else memoryview(data)[sent:], now)  # (output() inside, as in aio)
             for f in tx:
                 transmit(f)
             tx.clear()
@@ -114,7 +133,7 @@ def _super(seq: int, ack: int, tsv: int, tse: int, payload: bytes) -> bytes:
 
 
 def recv(n: int, build: bool) -> None:
-    host, _layer, conn, una, tse = paths.established(offload=True)
+    host, conn, una, tse = _established()
     payload = bytes(range(256)) * (SUPER // 256) + bytes(SUPER % 256)
     frames = [_super(1001 + i * SUPER, una, 10 + i, tse, payload) for i in range(n)]
     if build:
@@ -166,6 +185,39 @@ def report(whats: tuple[str, ...] = ("send", "recv"), n1: int = 20, n2: int = 12
     return res
 
 
+def ops(what: str, n1: int = 10, n2: int = 30) -> list[tuple[str, float, float]]:
+    """Where the per-iteration work goes, by Python function: (function, bytecodes, calls) per iteration of
+    `what` ((count(n2) - count(n1)) / (n2 - n1), under a sys.settrace opcode counter, as bench/wakeup_ops.py
+    does), most bytecodes first. Deterministic; pairs with `report` (instructions)."""
+    from collections import Counter
+    from types import FrameType
+    from typing import Any
+
+    def count(n: int) -> tuple[Counter[str], Counter[str]]:
+        code: Counter[str] = Counter()
+        calls: Counter[str] = Counter()
+
+        def trace(frame: FrameType, event: str, _arg: Any) -> Any:
+            if event == "call":
+                frame.f_trace_opcodes = True
+                calls[f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"] += 1
+            elif event == "opcode":
+                code[f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"] += 1
+            return trace
+
+        sys.settrace(trace)
+        try:
+            main(what, n)
+        finally:
+            sys.settrace(None)
+        return code, calls
+
+    (o1, c1), (o2, c2) = count(n1), count(n2)
+    d = n2 - n1
+    rows = [(k, (o2[k] - o1[k]) / d, (c2[k] - c1[k]) / d) for k in o2]
+    return sorted((r for r in rows if r[1] or r[2]), key=lambda r: -r[1])
+
+
 def main(what: str, n: int) -> None:
     fn = send if what.startswith("send") else recv
     fn(n, what.endswith("-build"))
@@ -174,5 +226,10 @@ def main(what: str, n: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "report":
         print(json.dumps(report(tuple(sys.argv[2:]) or ("send", "recv"))))
+    elif sys.argv[1] == "ops":
+        table = ops(sys.argv[2])
+        print(f"{sum(r[1] for r in table):9.1f} bytecodes {sum(r[2] for r in table):6.1f} calls per iteration")
+        for name, code, calls in table[:40]:
+            print(f"{code:9.1f} {calls:6.1f}  {name}")
     else:
         main(sys.argv[1], int(sys.argv[2]))

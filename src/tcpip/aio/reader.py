@@ -75,7 +75,7 @@ class ChunkReader(asyncio.StreamReader):
         if not data:
             return
         # the caller may reuse its buffer: anything but bytes is copied (asyncio copies everything)
-        chunk = data if isinstance(data, bytes) and type(data) is bytes else bytes(data)
+        chunk = data if type(data) is bytes else bytes(data)
         n = len(chunk)
         chunks = self._chunks
         if n < _SMALL and chunks and len(chunks[-1]) < _SMALL_JOIN:
@@ -83,7 +83,11 @@ class ChunkReader(asyncio.StreamReader):
         else:
             chunks.append(chunk)
         self._queued += n
-        self._wakeup_waiter()  # type: ignore[attr-defined]
+        w = self._waiter
+        if w is not None:  # asyncio's _wakeup_waiter, inlined (per chunk)
+            self._waiter = None
+            if not w.cancelled():
+                w.set_result(None)
         if self._transport is not None and not self._paused and \
                 len(self._buffer) + self._queued > 2 * self._limit:
             try:
@@ -124,7 +128,8 @@ class ChunkReader(asyncio.StreamReader):
             data = bytes(v[:n])
             chunks[0] = v[n:]  # the rest stays where it is: no move
             self._queued -= n
-        self._maybe_resume_transport()
+        if self._paused:
+            self._maybe_resume_transport()
         return data
 
     async def readexactly(self, n: int) -> bytes:

@@ -34,6 +34,9 @@ TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM
 # The read loop's globals (one load each per frame instead of an attribute chain)
 _read = os.read
 _ZERO = virtio.ZERO
+_VNET_HEADER = virtio.VnetHeader
+_VNET_LEN = virtio.VNET_HDR_LEN
+_GSO_LIMIT = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME  # a super-frame with its virtio header
 _unpack = virtio.HDR.unpack_from  # virtio.parse without the call
 _TRUSTED = virtio.NEEDS_CSUM | virtio.DATA_VALID
 
@@ -238,17 +241,16 @@ class VnetIO:
             raise DeviceClosedError(f"TAP {self.name} is closed")
         st = self.stats
         p0 = parts[0]
-        if type(p0) is virtio.VnetHeader:
-            gso = True
-            if sum(map(len, parts)) > virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME:
+        gso = type(p0) is _VNET_HEADER
+        if gso:
+            if sum(map(len, parts)) > _GSO_LIMIT:
                 st.tx_oversize += 1
                 raise MessageTooLongError("super-frame exceeds 64 KiB")
         else:
-            gso = False
             if sum(map(len, parts)) > self._maxframe:
                 st.tx_oversize += 1
                 raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
-            parts = (virtio.ZERO, *parts)
+            parts = (_ZERO, *parts)
         try:
             n = os.writev(self.fd, parts)
         except OSError as e:
@@ -258,8 +260,8 @@ class VnetIO:
             self._write_failed(e)
             raise
         st.tx_frames += 1
-        st.tx_bytes += n - virtio.VNET_HDR_LEN
+        st.tx_bytes += n - _VNET_LEN
         if gso:
             st.tx_gso_frames += 1
             mss = p0[4] | p0[5] << 8  # virtio.parse's gso_size and hdr_len (little-endian), without the call
-            st.tx_gso_segments += -(-(n - virtio.VNET_HDR_LEN - (p0[2] | p0[3] << 8)) // mss) if mss else 1
+            st.tx_gso_segments += -(-(n - _VNET_LEN - (p0[2] | p0[3] << 8)) // mss) if mss else 1

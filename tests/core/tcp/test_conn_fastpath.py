@@ -1,4 +1,4 @@
-"""The receive fast path for in-order bulk data (input._bulk_data) does exactly what the general path does:
+"""The receive fast path for in-order bulk data (input.bulk_data) does exactly what the general path does:
 one script of segments (with timestamps and SACK) replayed with the fast path on and off gives the same
 segments out, byte for byte, the same events, data and connection fields."""
 
@@ -19,7 +19,7 @@ FIELDS = ("snd_una", "snd_nxt", "snd_max", "snd_wnd", "max_snd_wnd", "snd_wl1", 
           "rexmit_at", "data_ev", "state")
 # (timer_at, the heap entry, is not compared: the fast path leaves an entry for a cleared delayed ACK in
 # place, to fire early and re-arm; it must only never be later than the earliest deadline: _entry_ok)
-REAL = tcp_input._bulk_data
+REAL = tcp_input.bulk_data
 
 
 def _entry_ok(conn: Any) -> bool:
@@ -36,7 +36,7 @@ def script(monkeypatch: pytest.MonkeyPatch, fast: bool) -> tuple[list[Any], int]
         taken[0] += ok
         return ok
 
-    monkeypatch.setattr(tcp_input, "_bulk_data", counted)
+    monkeypatch.setattr(tcp_input, "bulk_data", counted)
     h = Harness(mss=MSS, timestamps=True, sack=True, window_scaling=True, rcvbuf=20000)
     conn = h.passive(window=1000, timestamp=(100, 0), sack_permitted=True, wscale=2)
     us = conn.snd_nxt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tcpip.core.tcp import autotune
+from tcpip.core.tcp import autotune, tso
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.cc import CongestionControl
 from tcpip.core.tcp.cc import make as make_cc
@@ -164,7 +164,8 @@ class Connection:
             return 0
         n = self.sndbuf.write(data)
         if n and self.state >= S.ESTABLISHED:
-            out.output(self, now)
+            if tso.push(self, now) < 0:  # the bulk sender's super-segments in one call, else the general output
+                out.output(self, now)
             self.arm()
         return n
 

@@ -42,7 +42,8 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
                     return False
             elif seq == conn.last_ack_sent or (seq - conn.last_ack_sent) & MASK >= _HALF:  # seq_le
                 conn.ts_recent = ts[0]
-        if _bulk_data(conn, seg, data, dlen, seq, now) if dlen else FAST_ACK and pure_ack(conn, seg, now):
+        if (not seg.sack and bulk_data(conn, seg.ack, seg.window, data, dlen, seq, now)) if dlen else \
+                FAST_ACK and pure_ack(conn, seg, now):
             return False
         if _process_ack(conn, seg, dlen, now):
             _text(conn, seg, data, dlen, seq, flags, rcv_nxt, False, now)
@@ -148,14 +149,13 @@ def segment_arrives(conn: Connection, seg: TcpRepr, data: memoryview, now: float
     return False
 
 
-def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int, now: float) -> bool:
-    """Header prediction's receiver half (Van Jacobson; Linux tcp_rcv_established): in-order data that
-    acknowledges nothing new while nothing of ours is in flight, no SACK blocks, nothing held out of order.
-    Does exactly what _process_ack + _text would, without their general checks. False: not that case."""
-    ack = seg.ack
+def bulk_data(conn: Connection, ack: int, window: int, data: memoryview, dlen: int, seq: int, now: float) -> bool:
+    """Header prediction's receiver half (Van Jacobson; Linux tcp_rcv_established) for a segment without SACK
+    blocks (its ACK and window fields given): in-order data that acknowledges nothing new while nothing of ours
+    is in flight, nothing held out of order. Does exactly what _process_ack + _text would, without their
+    general checks. False: not that case, and nothing changed."""
     rb = conn.rcvbuf
-    if ack != conn.snd_una or ack != conn.snd_max or seg.sack or conn.app_closed \
-            or not (conn.sack_ok or conn.rec is None):
+    if ack != conn.snd_una or ack != conn.snd_max or conn.app_closed or not (conn.sack_ok or conn.rec is None):
         return False
     wl1 = conn.snd_wl1
     if not ((wl1 - seq) & MASK >= _HALF or (wl1 == seq and seq_le(conn.snd_wl2, ack))) \
@@ -165,7 +165,7 @@ def _bulk_data(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq:
     # _process_ack: a window update at most (acked == 0, nothing outstanding: no RTT, cwnd or dupack work)
     conn.rcv_tstamp = now
     conn.probes = 0
-    wnd = seg.window << conn.snd_wscale
+    wnd = window << conn.snd_wscale
     if wnd != conn.snd_wnd:
         conn.snd_wnd = wnd
         conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)

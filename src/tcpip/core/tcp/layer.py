@@ -8,7 +8,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from tcpip.core.tcp import bounds, icmp, reset, rx_ack, validate
+from tcpip.core.tcp import bounds, icmp, reset, rx_ack, rx_bulk, validate
 from tcpip.core.tcp import input as tcp_input
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.config import TcpConfig
@@ -96,6 +96,8 @@ class TcpLayer:
                 stats.in_segs += segs - 1
         if csum_ok:
             stats.rx_csum_trusted += 1
+            if rx_bulk.FAST and rx_bulk.bulk_in(self, src, dst, payload, now):
+                return
         self.input(src, dst, payload, packet, now, False, csum_ok)
 
     def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,

@@ -1,0 +1,138 @@
+"""The fused TSO send for the bulk sender's common case: `output()` for an established connection with nothing
+to retransmit, no SACK state and new data only, its super-segments built and handed to the device in one call.
+
+`push(conn, now)` makes exactly the decisions `output.output(conn, now)` makes (windows, cwnd, Linux's TSO
+deferral, sender SWS, Nagle), in the same order and with the same results: frames, counters, scoreboard and
+connection fields (tests/core/tcp/test_tso_fused.py compares the two with FAST on and off). A super-segment
+goes out as `send_data` + `_emit` + `gso_header` + `emit_gso` would send it, with the header packed once with
+its partial checksum; anything not a super-segment goes through `output.send_data` as before.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from tcpip.core.tcp import output as out
+from tcpip.core.tcp.emit import tso_defer, window_field
+from tcpip.core.tcp.seq import HALF, MASK
+from tcpip.core.tcp.state import TcpState
+from tcpip.errors import NoRouteError, TcpipError
+from tcpip.wire.tcp import ACK, PSH
+
+if TYPE_CHECKING:
+    from tcpip.core.tcp.conn import Connection
+
+FAST = True  # off: push() declines and output() does the work (tests compare the two)
+_TS_HDR = struct.Struct("!HHIIHHHHBBBBII")  # a super-segment's header: NOP NOP TS, as TcpRepr lays it out
+ESTABLISHED = TcpState.ESTABLISHED
+
+
+def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - output()'s loop, inlined on purpose
+    """`output(conn, now)` when the connection is ESTABLISHED with timestamps, TSO on, no FIN queued, nothing
+    deemed lost, not in recovery, no SACKed ranges, no D-SACK or receive holes to report, and snd_nxt at
+    snd_max: returns 1 when a segment went out, 0 when none did. -1: not that case, nothing changed (call
+    output)."""
+    layer = conn.layer
+    tso = layer.tso_max
+    if not FAST or not tso or conn.state is not ESTABLISHED or conn.fin_queued or not conn.ts_ok:
+        return -1
+    rec = conn.rec
+    if rec is not None:
+        sb = rec.sb
+        if sb.lostq or conn.in_recovery or sb.ranges:
+            return -1
+    nxt = conn.snd_nxt
+    if nxt != conn.snd_max or (conn.sack_ok and (conn.dsack is not None or conn.rcvbuf.has_holes)):
+        return -1
+    mss = conn.mss
+    eff = mss - 12  # options_len: timestamps only
+    big = (tso - 52) // eff * eff if eff > 0 else 0  # output's: tso - 40 - (mss - eff), whole segments
+    if big <= eff:
+        return -1  # TSO too small to matter: output's run of plain segments
+    end = (conn.buf_seq + conn.sndbuf.queued) & MASK
+    una = conn.snd_una
+    cc = conn.cc
+    sent = 0
+    while True:
+        unsent = ((end - nxt + HALF) & MASK) - HALF
+        if unsent <= 0:
+            break
+        flight = ((nxt - una + HALF) & MASK) - HALF
+        wnd = conn.snd_wnd - flight
+        if rec is not None:
+            sb = rec.sb
+            room = cc.cwnd - flight + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
+        else:
+            room = cc.cwnd - flight
+        n = min(unsent, big, wnd if wnd < room else room)
+        if n <= 0:
+            break
+        if n < big and n < unsent and flight > 0 and rec is not None and tso_defer(conn, rec.sb.segs, n, now):
+            break  # an ACK is due: it will open room for a bigger super-segment
+        if eff < n < unsent:
+            n -= n % eff  # whole segments: no runt in the middle
+        if n < eff:
+            if n < unsent:
+                if n < conn.max_snd_wnd >> 1:  # a runt the window forces: wait (sender SWS)
+                    break
+            elif not conn.nodelay and flight > 0:  # Nagle
+                break
+        if n > eff:
+            _super(conn, nxt, n, eff, now)
+        else:
+            out.send_data(conn, nxt, n, False, now, 0)
+        nxt = conn.snd_nxt = (nxt + n) & MASK
+        sent = 1
+    if sent:
+        if conn.rexmit_at is None or conn.persist:
+            conn.persist = False
+            conn.persist_backoff = 0
+            conn.rexmit_at = now + conn.rto
+        if rec is not None:
+            rec.schedule_pto(conn, now)
+    elif conn.rexmit_at is None and una == conn.snd_max and ((end - nxt + HALF) & MASK) - HALF > 0:
+        conn.persist = True  # data waits for the window with nothing in flight: probe it
+        conn.rexmit_at = now + out.persist_interval(conn)
+    return sent
+
+
+def _super(conn: Connection, seq: int, n: int, gso: int, now: float) -> None:
+    """`send_data(conn, seq, n, False, now, gso)` for new data (seq == snd_max) without SACK blocks."""
+    sndbuf = conn.sndbuf
+    off = ((seq - conn.buf_seq + HALF) & MASK) - HALF
+    parts = sndbuf.view_parts(off, n)
+    flags = ACK | PSH if off + n == sndbuf.queued else ACK
+    end = (seq + n) & MASK
+    if conn.rtt_seq is None:
+        conn.rtt_seq, conn.rtt_time = end, now
+    rec = conn.rec
+    if rec is not None:
+        rec.sb.sent(seq, end, now)
+    # _emit
+    ack = conn.rcvbuf.rcv_nxt
+    conn.last_ack_sent = ack
+    conn.delack_at = None
+    conn.ack_pending = 0
+    window = window_field(conn)
+    # gso_header + emit_gso: the pseudo-header's partial sum (TCP length 32 + n), folded, not complemented
+    src, dst = conn.local_addr, conn.remote_addr
+    c = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + 32 + n
+    while c > 0xFFFF:
+        c = (c & 0xFFFF) + (c >> 16)
+    hdr = _TS_HDR.pack(conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, 1, 1, 8, 10,
+                       (int(now * 1000.0) + conn.ts_offset) & MASK, conn.ts_recent)
+    layer = conn.layer
+    stats = layer.stats
+    stats.out_segs += -(-n // gso)
+    stats.tx_tso_frames += 1
+    send = layer.send_gso
+    assert send is not None  # tso_max > 0 only with a send_gso (enable_tso)
+    try:
+        send(src, dst, (hdr, *parts), 32, gso, now)
+    except NoRouteError as e:
+        stats.send_errors += 1
+        conn.send_error = e
+    except TcpipError:
+        stats.send_errors += 1
+    conn.snd_max = end
