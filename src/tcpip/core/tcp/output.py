@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpip.core.tcp import tso as fused  # (not `tso`: output() has a local of that name)
 from tcpip.core.tcp.emit import emit_gso, emit_plain, gso_header, tso_defer, window_field
 from tcpip.core.tcp.emit import emit_run as emit_run  # noqa: PLC0414 (re-exported: rx_ack checks whether a test swapped it)
 from tcpip.core.tcp.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
@@ -189,6 +190,8 @@ def output(conn: Connection, now: float, force: bool = False, max_segs: int = 1 
     `force` (persist timer, loss probe) overrides SWS avoidance. With SACK, segments deemed lost go first
     and cwnd is compared with pipe (RFC 6675), not with the flight. Returns whether a segment went out;
     arms the timers."""
+    if not force and max_segs == 1 << 30 and (r := fused.push(conn, now)) >= 0:  # TSO bulk: one call
+        return r > 0
     if conn.state not in SENDING:
         return False
     rec = conn.rec
