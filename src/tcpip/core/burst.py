@@ -23,21 +23,32 @@ def send_run(host: Host, dst: int, proto: int, segs: Sequence[tuple[Buffer, Buff
     path = routing.path(dst, now)
     if path is None or routing.pmtu or not segs:
         return False
+    ids = host.idents.idents
+    v = ids.get(dst)
+    if v is None:  # a new destination: its random start first (rare), then the loop below as for any other
+        v = (host.idents.next(dst) - 1) & 0xFFFF
+        ids[dst] = v  # (next's eviction and rng draw stay; the run takes its idents from v + 1 on)
     mtu = host.config.mtu
-    sizes = [20 + len(h) + len(p) for h, p in segs]
-    if max(sizes) > mtu or min(sizes) < 46:
-        return False
     a = path.src if src is None else src
     t = host.config.ttl << 8 | proto
-    k = len(segs)
-    ident = host.idents.take(dst, k)
     # Host.send's common case per datagram (DF clear, TOS 0): the checksum from the fields; ident and total
-    # are summed whole (a 16-bit value), the addresses too (a 32-bit value's words sum to it mod 0xFFFF)
+    # are summed whole (a 16-bit value), the addresses too (a 32-bit value's words sum to it mod 0xFFFF).
+    # Sizes are checked in the loop: on a datagram Host.send would not take this way, the frames added
+    # are taken back and nothing is counted (the idents are stored only after the loop).
     base = 0x4500 + t + a + dst - 1
-    eth, pack, add = path.eth, _IPV4.pack, host.tx.append
-    for (h, p), total in zip(segs, sizes, strict=True):
-        add((eth, pack(0x45, 0, total, ident, 0, t, 0xFFFE - (base + total + ident) % 0xFFFF, a, dst), h, p))
+    eth, pack, tx = path.eth, _IPV4.pack, host.tx
+    add = tx.append
+    n0 = len(tx)
+    ident = v
+    for h, p in segs:
         ident = (ident + 1) & 0xFFFF
+        total = 20 + len(h) + len(p)
+        if total > mtu or total < 46:
+            del tx[n0:]
+            return False
+        add((eth, pack(0x45, 0, total, ident, 0, t, 0xFFFE - (base + total + ident) % 0xFFFF, a, dst), h, p))
+    ids[dst] = ident
+    k = len(segs)
     host.ip_stats.tx_packets += k
     host.eth_stats.tx_frames += k
     return True

@@ -69,6 +69,25 @@ def test_host_send_run_declines_what_send_would_not_take_fast() -> None:
     assert h.ip_stats.tx_packets == 0
 
 
+def test_host_send_run_declined_mid_run_leaves_no_trace() -> None:
+    """A datagram past the MTU after good ones: nothing sent or counted, and the idents then handed out one
+    by one are those of a host that never tried the run (new and known destinations alike)."""
+    segs = [(bytes(20), bytes(1000)), (bytes(20), bytes(1000)), (bytes(20), bytes(1461))]
+    for warm in (False, True):
+        a, b = _host(), _host()
+        if warm:
+            for h in (a, b):
+                h.send(PEER, 6, (bytes(20), bytes(100)), 1.0)
+                h.tx.clear()
+        assert not a.send_run(PEER, 6, segs, 1.0)
+        assert a.tx == []
+        assert (a.ip_stats.tx_packets, a.eth_stats.tx_frames) == (b.ip_stats.tx_packets, b.eth_stats.tx_frames)
+        for h in (a, b):
+            h.send(PEER, 6, segs[0], 1.0)
+        assert [b"".join(map(bytes, f)) for f in a.tx] == [b"".join(map(bytes, f)) for f in b.tx]
+        assert a.next_ident(PEER) == b.next_ident(PEER)
+
+
 class _Out:
     def __init__(self, host: Host, run: bool) -> None:
         self.host = host
