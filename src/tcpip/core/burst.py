@@ -15,7 +15,7 @@ _IPV4 = struct.Struct("!BBHHHHHII")  # version/IHL, TOS, length, ident, flags+fr
 
 
 def send_run(host: Host, dst: int, proto: int, segs: Sequence[tuple[Buffer, Buffer]], now: float,
-             src: int | None) -> bool:
+             src: int | None = None) -> bool:
     """`host.send(dst, proto, (header, payload), now, src=src)` for each pair, when all take its common case
     (resolved neighbour, no PMTU entries, each fits the MTU): one path lookup, one ident allocation, the
     IPv4 headers built in one loop. False: nothing sent (the caller sends them one by one)."""

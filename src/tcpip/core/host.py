@@ -288,11 +288,9 @@ class Host(HostSetup, HostViews):
             _U16.pack_into(hdr, 10, ck.checksum(hdr))
         return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
 
-    def send_run(self, dst: int, proto: int, segs: Sequence[tuple[Buffer, Buffer]], now: float,
-                 src: int | None = None) -> bool:
-        """`send` of several (header, payload) datagrams to one destination in one call (see core/burst.py);
-        False: nothing sent, the caller sends them one by one."""
-        return burst.send_run(self, dst, proto, segs, now, src)
+    # `send` of several (header, payload) datagrams to one destination in one call; False: nothing sent, the
+    # caller sends them one by one. core/burst.py's function itself (no forwarding frame: it runs per ACK)
+    send_run = burst.send_run
 
     def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
                     parts: Sequence[Buffer], total: int, now: float, *,

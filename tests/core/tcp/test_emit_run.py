@@ -40,6 +40,23 @@ def test_views_equal_one_view_each() -> None:
         SendBuffer(100).views(0, 10, 1)
 
 
+def test_views_of_two_equal_one_view_each() -> None:
+    """Runs of two (the ACK-clocked sender's), inside one block and across blocks."""
+    rng = random.Random(5)
+    for _ in range(200):
+        b = SendBuffer(1 << 20)
+        for _ in range(rng.randrange(1, 6)):
+            b.write(rng.randbytes(rng.choice((3000, 65536, rng.randrange(1, 70000)))))
+        b.ack(rng.randrange(0, min(b.queued, 3000)))
+        size = rng.choice((1, 1447, 1448, rng.randrange(1, 3000)))
+        if b.queued < 2 * size:
+            continue
+        off = rng.randrange(0, b.queued - 2 * size + 1)
+        got = [bytes(v) for v in b.views(off, size, 2)]
+        assert got == [bytes(b.view(off, size)), bytes(b.view(off + size, size))]
+        assert [len(v) for v in got] == [size, size]
+
+
 def _host() -> Host:
     h = Host(InterfaceConfig(mac=MacAddress(OMAC), address=OUR, netmask=0xFFFFFF00, mtu=1500), now=0.0,
              rng=random.Random(1))

@@ -135,6 +135,8 @@ class SendBuffer:
             block = blocks[i]
             if pos + n <= len(block):  # the whole run in the hint's block (most runs): _locate would stay there
                 mv = memoryview(block)
+                if count == 2:  # the ACK-clocked sender's run (an ACK of two segments): no list comprehension
+                    return [mv[pos:pos + size], mv[pos + size:pos + n]]
                 return [mv[k:k + size] for k in range(pos, pos + n, size)]
         i, pos = self._locate(offset, n)
         out: list[memoryview] = []
