@@ -26,6 +26,7 @@ _FAST = struct.Struct("!6sB5xHBBHHHBBHII")
 _IP = struct.Struct("!BBHHHBBHII")  # an IPv4 header without options
 _from = int.from_bytes
 _MAX_FRAME = virtio.MAX_GSO_FRAME
+_UNICAST_SRC = bytes(0 < i < 224 and i != 127 for i in range(256))  # a host source's first octet (one index)
 _GSO_HDRS: dict[int, virtio.VnetHeader] = {}  # (TCP header length << 16 | MSS) -> its virtio header
 
 
@@ -43,7 +44,7 @@ def receive_offloaded(host: Host, frame: memoryview, now: float, csum_ok: bool, 
         return
     if (dst != host._fast_dst or dmac != host.mac or et != 0x0800 or vihl != 0x45 or ff & 0x3FFF or proto != 6
             or total + 14 > n or total < 40 or n > _MAX_FRAME
-            or not (0x01000000 <= src < 0x7F000000 or 0x80000000 <= src < 0xE0000000)
+            or not _UNICAST_SRC[src >> 24]
             or src == dst or src == host.bcast or smac0 & 1):
         if n <= host.max_frame and not csum_ok and not gso_size:
             host.receive(frame, now)  # nothing offloaded about it after all

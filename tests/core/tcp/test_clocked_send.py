@@ -94,7 +94,7 @@ def test_window_field_is_idempotent(nxt: int, adv: int, read: int, scale: int, m
     c.rec = None  # no memo: the function itself
     rb = copy.copy(_CONN.rcvbuf)
     rb.rcv_nxt = nxt
-    rb._n = min(read, rb.capacity)
+    rb.readable = min(read, rb.capacity)
     c.rcvbuf, c.rcv_wscale, c.adv_mss = rb, scale, mss
     c.rcv_adv = (nxt + adv) & 0xFFFFFFFF
     first = window_field(c)

@@ -191,7 +191,7 @@ def test_window_field_matches_reference(nxt: int, adv: int, read: int, scale: in
     c = copy.copy(CONN)
     rb = copy.copy(CONN.rcvbuf)
     rb.rcv_nxt = nxt
-    rb._n = min(read, rb.capacity)  # unread bytes: window() = capacity - _n
+    rb.readable = min(read, rb.capacity)  # unread bytes: window() = capacity - readable
     c.rcvbuf, c.rcv_wscale, c.adv_mss = rb, scale, mss
     c.rcv_adv = (nxt + adv) & 0xFFFFFFFF
     want = _window_reference(rb.window(), c.rcv_adv, nxt, scale, c.config.rcvbuf, mss)
@@ -207,7 +207,7 @@ def test_window_field_never_takes_back_an_offer(nxt: int, adv: int, read: int, s
     c = copy.copy(CONN)
     rb = copy.copy(CONN.rcvbuf)
     rb.rcv_nxt = nxt
-    rb._n = min(read, rb.capacity)
+    rb.readable = min(read, rb.capacity)
     c.rcvbuf, c.rcv_wscale, c.adv_mss = rb, scale, mss
     free = rb.window()
     adv = min(adv, free, 0xFFFF << scale)  # an offer made earlier: inside the buffer, as a field could say

@@ -135,8 +135,8 @@ def test_fused_offload_paths_match_the_general_ones(monkeypatch: pytest.MonkeyPa
         taken["push"] += r >= 0
         return r
 
-    def bulk(layer: TcpLayer, src: int, dst: int, payload: memoryview, now: float) -> bool:
-        r = real_bulk(layer, src, dst, payload, now)
+    def bulk(layer: TcpLayer, src: int, dst: int, payload: memoryview, now: float, gso_size: int = 0) -> bool:
+        r = real_bulk(layer, src, dst, payload, now, gso_size)
         taken["bulk"] += r
         return r
 

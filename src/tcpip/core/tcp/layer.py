@@ -88,6 +88,8 @@ class TcpLayer:
         """`input` for a segment from an offloading device: the checksum is not checked when `csum_ok`,
         and a super-segment (`gso_size` > 0) counts as the segments it stands for. Everything else (ACK
         clocking: an ACK at once for two segments' worth of in-order bytes) already works in bytes."""
+        if csum_ok and rx_bulk.FAST and rx_bulk.bulk_in(self, src, dst, payload, now, gso_size):
+            return  # (its counters, the ones below included, counted there)
         stats = self.stats
         if gso_size:
             stats.rx_gso_frames += 1
@@ -96,8 +98,6 @@ class TcpLayer:
                 stats.in_segs += segs - 1
         if csum_ok:
             stats.rx_csum_trusted += 1
-            if rx_bulk.FAST and rx_bulk.bulk_in(self, src, dst, payload, now):
-                return
         self.input(src, dst, payload, packet, now, False, csum_ok)
 
     def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,

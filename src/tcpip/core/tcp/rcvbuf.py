@@ -38,8 +38,8 @@ class _Range:
 class RecvBuffer:
     """Bytes received from the peer: `add` segments in any order, `read` them in order."""
 
-    __slots__ = ("_fin_seq", "_n", "_ooo", "_q", "_stamp", "capacity", "fin_received", "max_holes",
-                 "ooo_bytes", "ooo_dropped", "rcv_nxt")
+    __slots__ = ("_fin_seq", "_ooo", "_q", "_stamp", "capacity", "fin_received", "max_holes",
+                 "ooo_bytes", "ooo_dropped", "rcv_nxt", "readable")
 
     def __init__(self, capacity: int, max_holes: int = 64) -> None:
         if not 0 < capacity < 1 << 30:
@@ -53,7 +53,7 @@ class RecvBuffer:
         # readable bytes, in order, as the segments brought them: no copy on arrival (see _held) and none
         # per append (a growing bytearray reallocates and copies what it holds); `read` joins them once
         self._q: deque[bytes | memoryview] = deque()
-        self._n = 0  # bytes in _q
+        self.readable = 0  # bytes in _q (a plain attribute, not a property: read per segment and per read)
         self._ooo: list[_Range] = []  # disjoint, non-adjacent, in sequence order
         self._fin_seq: int | None = None
         self._stamp = 0
@@ -63,16 +63,12 @@ class RecvBuffer:
         self.rcv_nxt = irs_plus_1 & MASK
 
     @property
-    def readable(self) -> int:
-        return self._n
-
-    @property
     def has_holes(self) -> bool:
         return bool(self._ooo)
 
     def window(self) -> int:
         """Receive window from rcv_nxt: capacity minus unread bytes (out-of-order bytes lie inside it)."""
-        return self.capacity - self._n
+        return self.capacity - self.readable
 
     def add(self, seq: int, data: Buffer, fin: bool) -> tuple[int, bool]:
         """Place a segment's payload at `seq` (FIN after it when `fin`).
@@ -80,9 +76,9 @@ class RecvBuffer:
         Returns (bytes newly made readable, whether the FIN was consumed by this call)."""
         n = len(data)
         if not fin and seq == self.rcv_nxt and not self._ooo and self._fin_seq is None \
-                and 0 < n <= self.capacity - self._n:
+                and 0 < n <= self.capacity - self.readable:
             self._q.append(_held(data))  # the common case: next in order, nothing held, fits
-            self._n += n
+            self.readable += n
             self.rcv_nxt = (seq + n) & MASK
             return n, False
         return self._add_slow(seq, data, n, fin)
@@ -91,20 +87,20 @@ class RecvBuffer:
         """add()'s common case alone: data (not empty) is next in order, nothing is held, it fits; else
         nothing changes and False."""
         n = len(data)
-        if seq == self.rcv_nxt and not self._ooo and self._fin_seq is None and 0 < n <= self.capacity - self._n:
+        if seq == self.rcv_nxt and not self._ooo and self._fin_seq is None and 0 < n <= self.capacity - self.readable:
             # _held(data), inlined: this runs per segment
             if type(data) is memoryview and type(data.obj) is bytes and n << 1 >= len(data.obj):
                 self._q.append(data)
             else:
                 self._q.append(bytes(data))
-            self._n += n
+            self.readable += n
             self.rcv_nxt = (seq + n) & MASK
             return True
         return False
 
     def _add_slow(self, seq: int, data: Buffer, n: int, fin: bool) -> tuple[int, bool]:
         rel = seq_sub(seq, self.rcv_nxt)
-        limit = self.capacity - self._n  # right edge, relative to rcv_nxt
+        limit = self.capacity - self.readable  # right edge, relative to rcv_nxt
         if self._fin_seq is not None:
             limit = min(limit, seq_sub(self._fin_seq, self.rcv_nxt))  # nothing after the FIN
         elif fin and 0 <= rel + n <= limit:  # its data fits: the FIN is in the window too
@@ -130,7 +126,7 @@ class RecvBuffer:
     def _append(self, chunk: Buffer, end: int) -> int:
         """In-order bytes [0, end) relative to rcv_nxt; pull in the out-of-order ranges they reach."""
         self._q.append(_held(chunk))
-        self._n += end
+        self.readable += end
         made = end
         nxt = (self.rcv_nxt + end) & MASK
         ooo = self._ooo
@@ -144,7 +140,7 @@ class RecvBuffer:
             extra = len(r.data) - off
             if extra > 0:
                 self._q.append(memoryview(r.data)[off:])  # r.data is ours and no longer changes
-                self._n += extra
+                self.readable += extra
                 made += extra
                 nxt = (nxt + extra) & MASK
         self.rcv_nxt = nxt
@@ -230,16 +226,16 @@ class RecvBuffer:
     def read(self, n: int | None = None) -> bytes:
         """Consume up to n readable bytes (all when None): one copy (none for a single held `bytes`)."""
         q = self._q
-        if n is None or n >= self._n:
+        if n is None or n >= self.readable:
             if not q:
                 return b""
             out = bytes(q[0]) if len(q) == 1 else b"".join(q)
             q.clear()
-            self._n = 0
+            self.readable = 0
             return out
         if n <= 0:
             return b""
-        self._n -= n
+        self.readable -= n
         parts: list[bytes | memoryview] = []
         while n:
             c = q[0]

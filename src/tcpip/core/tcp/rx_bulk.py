@@ -21,12 +21,13 @@ _NOT_ACK_PSH = ~PSH & 0xFF
 ESTABLISHED = TcpState.ESTABLISHED
 
 
-def bulk_in(layer: TcpLayer, src: int, dst: int, payload: memoryview, now: float) -> bool:
+def bulk_in(layer: TcpLayer, src: int, dst: int, payload: memoryview, now: float, gso_size: int = 0) -> bool:
     """Take `payload` (checksum already trusted) when it is the next in-order data of an ESTABLISHED
     connection with timestamps, header NOP NOP TS, flags ACK (+PSH), acknowledging nothing new with nothing
     of ours in flight, PAWS passed and memory below the limit: input()'s counters, segment_arrives' TS.Recent
-    update, bulk_data, input()'s memory accounting. False: not that case and nothing changed (the caller
-    takes the general path)."""
+    update, bulk_data, input()'s memory accounting, and input_offloaded's counters (a super-segment of
+    `gso_size` segments when not 0). False: not that case and nothing changed (the caller takes the
+    general path)."""
     n = len(payload)
     if n <= 32 or payload[12] != 0x80:
         return False
@@ -44,12 +45,17 @@ def bulk_in(layer: TcpLayer, src: int, dst: int, payload: memoryview, now: float
     last = conn.last_ack_sent
     if seq == last or (seq - last) & MASK >= HALF:  # seq_le(seq, last_ack_sent): RFC 7323 4.3
         conn.ts_recent = tsv
-    stats = layer.stats
-    stats.in_segs += 1
     if not tcp_input.bulk_data(conn, ack, win, payload[32:], n - 32, seq, now):
-        stats.in_segs -= 1
-        conn.ts_recent = recent  # as they were: the general path decides again
+        conn.ts_recent = recent  # as it was: the general path decides again
         return False
+    # input_offloaded's and input()'s counters: a super-segment counts as the segments it stands for
+    stats = layer.stats
+    stats.rx_csum_trusted += 1
+    if gso_size:
+        stats.rx_gso_frames += 1
+        stats.in_segs += -(-(n - 32) // gso_size)
+    else:
+        stats.in_segs += 1
     if conn.ts_recent != recent:
         conn.ts_recent_at = now
     # input()'s account(conn): bulk_data never closes the connection
