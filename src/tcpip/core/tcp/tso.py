@@ -56,21 +56,29 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
     sent = 0
     base = -1  # > -1 once the first super-segment set the fields all of this call's share (see _super)
     window = tsv = tsr = ack = 0
+    # Sending changes neither window nor the scoreboard's byte counts (only input does): the limit on the
+    # flight, min(send window, cwnd + sacked + lost - retransmitted), is computed once, offsets from snd_una
+    flight = ((nxt - una + HALF) & MASK) - HALF
+    qend = ((end - una + HALF) & MASK) - HALF  # queued bytes from snd_una: unsent = qend - flight
+    if rec is not None:
+        sb = rec.sb
+        cap = cc.cwnd + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
+        segs = sb.segs
+    else:
+        cap = cc.cwnd
+        segs = []
+    swnd = conn.snd_wnd
+    cap = swnd if swnd < cap else cap
     while True:
-        unsent = ((end - nxt + HALF) & MASK) - HALF
+        unsent = qend - flight
         if unsent <= 0:
             break
-        flight = ((nxt - una + HALF) & MASK) - HALF
-        wnd = conn.snd_wnd - flight
-        if rec is not None:
-            sb = rec.sb
-            room = cc.cwnd - flight + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
-        else:
-            room = cc.cwnd - flight
-        n = min(unsent, big, wnd if wnd < room else room)
+        n = cap - flight  # min(wnd, room) as output computes them
+        n = unsent if unsent < n else n  # min() without its call
+        n = big if big < n else n
         if n <= 0:
             break
-        if n < big and n < unsent and flight > 0 and rec is not None and tso_defer(conn, rec.sb.segs, n, now):
+        if n < big and n < unsent and flight > 0 and rec is not None and tso_defer(conn, segs, n, now):
             break  # an ACK is due: it will open room for a bigger super-segment
         if eff < n < unsent:
             n -= n % eff  # whole segments: no runt in the middle
@@ -95,6 +103,7 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
         else:
             out.send_data(conn, nxt, n, False, now, 0)
         nxt = conn.snd_nxt = (nxt + n) & MASK
+        flight += n
         sent = 1
     if sent:
         if conn.rexmit_at is None or conn.persist:
