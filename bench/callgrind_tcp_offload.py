@@ -7,13 +7,16 @@ PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, 
   `conn.send` -> `output` -> `Host.send_gso` (no second output() call: TcpTransport.write makes none),
   each frame through a TAP's `_transmit_vnet` (to /dev/null:
   valgrind counts no kernel work), then the peer ACKs everything sent (one ACK per super-segment);
+- send-clocked: the real run's pattern (send buffer full, sends ACK-driven): per iteration one ACK of
+  CLOCK_ACK bytes (~4 super-segments go out from its output), then the transport's refill of queued 64 KiB
+  pieces (`send_clocked`); per MB of CLOCK_ACK;
 - recv: N super-frames of 45 * 1448 bytes (gso_size 1448, checksum trusted) through the device's
   `_received_offloaded` -> `Host.receive_offloaded` -> `TcpLayer.input_offloaded`, the ACKs to /dev/null,
   the transport's read (`conn.recv(now, 64 KiB, False)` per piece, one `window_update`) into a ChunkReader
   and `reader.read(256 KiB)` as the application reads.
-`WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [send|recv]` prints
+`WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [WHAT...]` prints
 instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations;
-`... ops send|recv` (no valgrind) the Python bytecodes and calls per iteration by function (driver included).
+`... ops WHAT` (no valgrind) the Python bytecodes and calls per iteration by function (driver included).
 """
 
 from __future__ import annotations
