@@ -7,15 +7,18 @@ PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, 
   `conn.send` -> `output` -> `Host.send_gso` (no second output() call: TcpTransport.write makes none),
   each frame through a TAP's `_transmit_vnet` (to /dev/null:
   valgrind counts no kernel work), then the peer ACKs everything sent (one ACK per super-segment);
+- send-clocked: the real run's pattern (send buffer full, sends ACK-driven): per iteration one ACK of
+  CLOCK_ACK bytes (~4 super-segments go out from its output), then the transport's refill of queued 64 KiB
+  pieces (`send_clocked`); per MB of CLOCK_ACK;
 - recv: N super-frames of 45 * 1448 bytes (gso_size 1448, checksum trusted) through the device's
   `_received_offloaded` -> `Host.receive_offloaded` -> `TcpLayer.input_offloaded`, the ACKs to /dev/null,
   the transport's read (`conn.recv(now, 64 KiB, False)` per piece, one `window_update`) through
   asyncio's StreamReaderProtocol.data_received into a ChunkReader (as open_connection wires them) and
   `reader.read(256 KiB)` as the application reads. (A real run against the kernel gets ~58 KB super-frames,
   not 65160: ~13 % more of them per MB; per super-frame it makes ~1.08 ACKs and ~1.1 TAP reads.)
-`WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [send|recv]` prints
+`WHAT-build` only builds the input frames. `python bench/callgrind_tcp_offload.py report [WHAT...]` prints
 instructions per MB: ((I(120) - I(20)) - (I(build 120) - I(build 20))) / MB moved by 100 iterations;
-`... ops send|recv` (no valgrind) the Python bytecodes and calls per iteration by function (driver included).
+`... ops WHAT` (no valgrind) the Python bytecodes and calls per iteration by function (driver included).
 """
 
 from __future__ import annotations
@@ -122,6 +125,74 @@ def send(n: int, build: bool) -> None:
     assert tap.stats.tx_gso_frames >= n, tap.stats
 
 
+CLOCK_ACK = 4 * 45 * 1436  # bytes each ACK of the clocked send takes: ~4 super-segments (the real run: 3.8)
+
+
+def send_clocked(n: int, build: bool) -> None:
+    """The real bulk sender's pattern: the send buffer stays full and sends are ACK-driven. Each iteration
+    the peer ACKs CLOCK_ACK more bytes (its ACK's output sends what the windows open), then the transport's
+    push refills the buffer from queued 64 KiB writes (`conn.send` per piece until one is cut short)."""
+    host, conn, una, _ = _established()
+    tap = _Tap()
+    make = _AckMaker()
+    make.t[48:50] = b"\xff\xff"  # the peer's window: 65535 << 7, as a kernel receiver's grows (not the limit)
+    if build:
+        for i in range(n):
+            make(una + i, i)
+        return
+    data = bytes(range(256)) * (WRITE // 256)
+    now, tx, tsv = 1.0, host.tx, 10
+    transmit = tap._transmit_vnet
+    piece: bytes | memoryview = data
+    acked = una
+
+    # TcpTransport._push: the pieces that fit, then one output (a tree without Connection.flush, measured
+    # for comparison: one output per piece, as its transport did)
+    split = hasattr(conn, "flush")
+
+    def refill() -> None:
+        nonlocal piece
+        took = 0
+        while True:
+            k = conn.send(piece, now, False) if split else conn.send(piece, now)
+            took += k
+            if k < len(piece):
+                piece = memoryview(piece)[k:] if k else piece
+                break
+            piece = data
+        if took and split:
+            conn.flush(now)
+
+    def flush() -> None:
+        for f in tx:
+            transmit(f)
+        tx.clear()
+
+    # The real run's steady state (after its first second): cwnd and the send buffer grown (autotuning
+    # to sndbuf_max), far more in flight than one ACK takes. One ACK per iteration would need thousands of
+    # iterations of slow start (2 MSS per ACK) to get there.
+    conn.cc.cwnd = conn.cc.ssthresh = 2 << 20
+    conn.sndbuf.capacity = conn.config.sndbuf_max
+    for _ in range(6):  # warm-up: the window filled
+        refill()
+        flush()
+        tsv += 1
+        acked = conn.snd_max
+        host.receive(make(acked, tsv), now)
+        flush()
+        now += 0.001
+    for _ in range(n):
+        tsv += 1
+        assert ((conn.snd_max - acked) & 0xFFFFFFFF) >= CLOCK_ACK, "window-limited: not the real run's pattern"
+        acked += CLOCK_ACK
+        host.receive(make(acked, tsv), now)
+        flush()
+        refill()
+        flush()
+        now += 0.0005
+    assert conn.state.name == "ESTABLISHED", conn.state
+
+
 def _super(seq: int, ack: int, tsv: int, tse: int, payload: bytes) -> bytes:
     """A GRO super-frame as a TAP read gives it: virtio header (DATA_VALID, GSO TCPv4) + Ethernet + IP + TCP."""
     r = TcpRepr(40000, 80, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, ACK, 4000)
@@ -181,7 +252,7 @@ def report(whats: tuple[str, ...] = ("send", "recv"), n1: int = 20, n2: int = 12
         return instructions("callgrind_tcp_offload.py", what, n)
 
     res: dict[str, float] = {}
-    for what, per in (("send", WRITE), ("recv", SUPER)):
+    for what, per in (("send", WRITE), ("recv", SUPER), ("send-clocked", CLOCK_ACK)):
         if what not in whats:
             continue
         cost = (count(what, n2) - count(what, n1)) - (count(what + "-build", n2) - count(what + "-build", n1))
@@ -223,7 +294,7 @@ def ops(what: str, n1: int = 10, n2: int = 30) -> list[tuple[str, float, float]]
 
 
 def main(what: str, n: int) -> None:
-    fn = send if what.startswith("send") else recv
+    fn = send_clocked if what.startswith("send-clocked") else send if what.startswith("send") else recv
     fn(n, what.endswith("-build"))
 
 

@@ -376,7 +376,10 @@ class TcpTransport(WriteFlowControl):
         buf = self._buffer
         if buf:
             conn, now = self._conn, self._driver.now()
-            buf.push(lambda piece: conn.send(piece, now))
+            # Every piece that fits first, then one output for them all (not one per 64 KiB piece: each
+            # would find the windows the ACK's own output just filled)
+            if buf.push(lambda piece: conn.send(piece, now, False)):
+                conn.flush(now)
             self._maybe_resume_protocol()
         if not buf and (self._closing or self._eof_requested):
             self._send_fin()

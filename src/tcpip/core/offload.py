@@ -75,10 +75,7 @@ def send_gso(host: Host, src: int, dst: int, parts: Sequence[Buffer], thl: int, 
     sum, then the payload) to `dst` as one frame behind a virtio header: gso_type TCPv4, gso_size `mss`,
     DF set (idents then do not matter, RFC 6864). When the next hop is not resolved or a smaller path MTU
     is known, it is cut here into ordinary segments with full checksums and sent the plain way."""
-    size = 0
-    for p in parts:
-        size += len(p)
-    total = 20 + size
+    total = 20 + sum(map(len, parts))
     r = host.routing
     path = r.path(dst, now)
     if path is not None and total <= host.tso_max and not r.pmtu:

@@ -263,5 +263,5 @@ class VnetIO:
         st.tx_bytes += n - _VNET_LEN
         if gso:
             st.tx_gso_frames += 1
-            mss = p0[4] | p0[5] << 8  # virtio.parse's gso_size and hdr_len (little-endian), without the call
-            st.tx_gso_segments += -(-(n - _VNET_LEN - (p0[2] | p0[3] << 8)) // mss) if mss else 1
+            _f, _t, hl, mss, _s, _o = _unpack(p0)  # virtio.parse without the call
+            st.tx_gso_segments += -(-(n - _VNET_LEN - hl) // mss) if mss else 1

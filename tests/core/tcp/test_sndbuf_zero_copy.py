@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -143,3 +144,25 @@ def test_a_strided_view_of_bytes_is_copied_not_referenced() -> None:
     assert sb.write(memoryview(b)[::2]) == len(b) // 2
     assert bytes(sb.view(0, sb.queued)) == b[::2]
     assert all(p.contiguous for p in sb.view_parts(0, sb.queued))
+
+
+def test_view_parts_is_locate_then_parts() -> None:
+    """The one-pass view_parts gives the slices and leaves the hint exactly as _locate + _parts would."""
+    big = bytes(range(256)) * 256
+    a, b = SendBuffer(1 << 20), SendBuffer(1 << 20)
+    for sb in (a, b):
+        sb.write(b"x" * 100)
+        for _ in range(4):
+            sb.write(big)
+        sb.write(bytearray(b"tail" * 3000))
+        sb.ack(50)
+    q = a.queued
+    for off, n in [(0, 1), (0, q), (60000, 65536), (65486, 50), (65486, 51), (200000, 70000), (10, 5), (q - 1, 1)]:
+        got = a.view_parts(off, n)
+        i, pos = b._locate(off, n)
+        want = b._parts(i, pos, n)
+        assert [bytes(p) for p in got] == [bytes(p) for p in want]
+        assert a._hint == b._hint
+    assert a.view_parts(q, 0) == []
+    with pytest.raises(ValueError, match="outside"):
+        a.view_parts(q - 1, 2)

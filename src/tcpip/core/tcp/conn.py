@@ -158,16 +158,27 @@ class Connection:
     def eof(self) -> bool:
         return self.rcvbuf.fin_received and not self.rcvbuf.readable
 
-    def send(self, data: Buffer, now: float) -> int:
-        """Copy up to send_free bytes of `data` into the send buffer and transmit what the windows allow."""
+    def send(self, data: Buffer, now: float, flush: bool = True) -> int:
+        """Copy up to send_free bytes of `data` into the send buffer and transmit what the windows allow.
+        `flush=False`: only queue them; the caller queues more pieces, then calls `flush` once (a refill of
+        many pieces then costs one output, as one large write would)."""
         if self.state not in _WRITABLE or self.fin_queued:
             return 0
         n = self.sndbuf.write(data)
-        if n and self.state >= S.ESTABLISHED:
-            if tso.push(self, now) < 0:  # the bulk sender's super-segments in one call, else the general output
-                out.output(self, now)
-            self.arm()
+        if n and flush:
+            self.flush(now)
         return n
+
+    def flush(self, now: float) -> None:
+        """Transmit what the windows allow of the queued data (what send() does after its write)."""
+        if self.state >= S.ESTABLISHED:  # output() itself sends nothing in states past sending
+            rx = self.rexmit_at
+            r = tso.push(self, now)  # the bulk sender's super-segments in one call, else the general output
+            if r < 0:
+                out.output(self, now)
+                self.arm()
+            elif r or self.rexmit_at is not rx:  # push sent nothing and set no timer: the heap stands
+                self.arm()
 
     def recv(self, now: float, n: int | None = None, update: bool = True) -> bytes:
         """Consume readable bytes; send a window update once the window has grown enough (RFC 1122 SWS).

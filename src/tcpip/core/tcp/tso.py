@@ -54,21 +54,31 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
     una = conn.snd_una
     cc = conn.cc
     sent = 0
+    base = -1  # > -1 once the first super-segment set the fields all of this call's share (see _super)
+    window = tsv = tsr = ack = 0
+    # Sending changes neither window nor the scoreboard's byte counts (only input does): the limit on the
+    # flight, min(send window, cwnd + sacked + lost - retransmitted), is computed once, offsets from snd_una
+    flight = ((nxt - una + HALF) & MASK) - HALF
+    qend = ((end - una + HALF) & MASK) - HALF  # queued bytes from snd_una: unsent = qend - flight
+    if rec is not None:
+        sb = rec.sb
+        cap = cc.cwnd + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
+        segs = sb.segs
+    else:
+        cap = cc.cwnd
+        segs = []
+    swnd = conn.snd_wnd
+    cap = swnd if swnd < cap else cap
     while True:
-        unsent = ((end - nxt + HALF) & MASK) - HALF
+        unsent = qend - flight
         if unsent <= 0:
             break
-        flight = ((nxt - una + HALF) & MASK) - HALF
-        wnd = conn.snd_wnd - flight
-        if rec is not None:
-            sb = rec.sb
-            room = cc.cwnd - flight + sb.sacked_bytes + sb.lost_bytes - sb.retrans_bytes
-        else:
-            room = cc.cwnd - flight
-        n = min(unsent, big, wnd if wnd < room else room)
+        n = cap - flight  # min(wnd, room) as output computes them
+        n = unsent if unsent < n else n  # min() without its call
+        n = big if big < n else n
         if n <= 0:
             break
-        if n < big and n < unsent and flight > 0 and rec is not None and tso_defer(conn, rec.sb.segs, n, now):
+        if n < big and n < unsent and flight > 0 and rec is not None and tso_defer(conn, segs, n, now):
             break  # an ACK is due: it will open room for a bigger super-segment
         if eff < n < unsent:
             n -= n % eff  # whole segments: no runt in the middle
@@ -79,10 +89,21 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
             elif not conn.nodelay and flight > 0:  # Nagle
                 break
         if n > eff:
-            _super(conn, nxt, n, eff, now)
+            if base < 0:  # _emit's fields: the same for every super-segment of this call (nothing here
+                # changes the receive side, and window_field given the same state gives the same field)
+                ack = conn.last_ack_sent = conn.rcvbuf.rcv_nxt
+                conn.delack_at = None
+                conn.ack_pending = 0
+                window = window_field(conn)
+                tsv = (int(now * 1000.0) + conn.ts_offset) & MASK
+                tsr = conn.ts_recent
+                src, dst = conn.local_addr, conn.remote_addr
+                base = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 38  # TCP, 32-byte header
+            _super(conn, nxt, n, eff, now, ack, window, tsv, tsr, base)
         else:
             out.send_data(conn, nxt, n, False, now, 0)
         nxt = conn.snd_nxt = (nxt + n) & MASK
+        flight += n
         sent = 1
     if sent:
         if conn.rexmit_at is None or conn.persist:
@@ -97,8 +118,11 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
     return sent
 
 
-def _super(conn: Connection, seq: int, n: int, gso: int, now: float) -> None:
-    """`send_data(conn, seq, n, False, now, gso)` for new data (seq == snd_max) without SACK blocks."""
+def _super(conn: Connection, seq: int, n: int, gso: int, now: float, ack: int, window: int, tsv: int, tsr: int,
+           base: int) -> None:
+    """`send_data(conn, seq, n, False, now, gso)` for new data (seq == snd_max) without SACK blocks, _emit's
+    connection fields already set by push (`ack`, `window`, the timestamps; `base`: the pseudo-header sum
+    without the payload length)."""
     sndbuf = conn.sndbuf
     off = ((seq - conn.buf_seq + HALF) & MASK) - HALF
     parts = sndbuf.view_parts(off, n)
@@ -109,19 +133,12 @@ def _super(conn: Connection, seq: int, n: int, gso: int, now: float) -> None:
     rec = conn.rec
     if rec is not None:
         rec.sb.sent(seq, end, now)
-    # _emit
-    ack = conn.rcvbuf.rcv_nxt
-    conn.last_ack_sent = ack
-    conn.delack_at = None
-    conn.ack_pending = 0
-    window = window_field(conn)
     # gso_header + emit_gso: the pseudo-header's partial sum (TCP length 32 + n), folded, not complemented
-    src, dst = conn.local_addr, conn.remote_addr
-    c = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + 32 + n
-    while c > 0xFFFF:
-        c = (c & 0xFFFF) + (c >> 16)
+    c = base + n
+    c = (c & 0xFFFF) + (c >> 16)
+    c = (c & 0xFFFF) + (c >> 16)  # twice: the sum is below 2**19, one fold leaves at most 0xFFFF + 7
     hdr = _TS_HDR.pack(conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, 1, 1, 8, 10,
-                       (int(now * 1000.0) + conn.ts_offset) & MASK, conn.ts_recent)
+                       tsv, tsr)
     layer = conn.layer
     stats = layer.stats
     stats.out_segs += -(-n // gso)
@@ -129,7 +146,7 @@ def _super(conn: Connection, seq: int, n: int, gso: int, now: float) -> None:
     send = layer.send_gso
     assert send is not None  # tso_max > 0 only with a send_gso (enable_tso)
     try:
-        send(src, dst, (hdr, *parts), 32, gso, now)
+        send(conn.local_addr, conn.remote_addr, (hdr, *parts), 32, gso, now)
     except NoRouteError as e:
         stats.send_errors += 1
         conn.send_error = e
