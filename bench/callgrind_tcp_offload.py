@@ -265,21 +265,11 @@ def ops(what: str, n1: int = 10, n2: int = 30) -> list[tuple[str, float, float]]
     `what` ((count(n2) - count(n1)) / (n2 - n1), under a sys.settrace opcode counter, as bench/wakeup_ops.py
     does), most bytecodes first. Deterministic; pairs with `report` (instructions)."""
     from collections import Counter
-    from types import FrameType
-    from typing import Any
+
+    from bench.opcount import tracer
 
     def count(n: int) -> tuple[Counter[str], Counter[str]]:
-        code: Counter[str] = Counter()
-        calls: Counter[str] = Counter()
-
-        def trace(frame: FrameType, event: str, _arg: Any) -> Any:
-            if event == "call":
-                frame.f_trace_opcodes = True
-                calls[f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"] += 1
-            elif event == "opcode":
-                code[f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"] += 1
-            return trace
-
+        trace, code, calls = tracer()
         sys.settrace(trace)
         try:
             main(what, n)

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench import callgrind_tcp_paths as paths
+from bench.opcount import tracer
 from tcpip.core.ipv4 import header_into
 from tcpip.core.tcp import output as out
 from tcpip.wire.tcp import ACK, TcpRepr, fill_checksum
@@ -120,20 +119,7 @@ MODES = {"bulk": bulk, "clocked": clocked}
 def count(mode: str, n: int) -> tuple[Counter[str], Counter[str]]:
     """Bytecodes and calls by function for `mode` with N, counted once the peer's frames are built (the
     driver's own loop is not counted: its frame started before the tracer)."""
-    ops: Counter[str] = Counter()
-    calls: Counter[str] = Counter()
-
-    def name(frame: FrameType) -> str:
-        return f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"
-
-    def trace(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "call":
-            frame.f_trace_opcodes = True
-            calls[name(frame)] += 1
-        elif event == "opcode":
-            ops[name(frame)] += 1
-        return trace
-
+    trace, ops, calls = tracer()
     _TRACER[:] = [trace]
     try:
         MODES[mode](n, False)

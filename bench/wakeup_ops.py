@@ -13,29 +13,15 @@ import asyncio
 import sys
 from collections import Counter
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def count(n: int, impl: str, kind: str, mode: str) -> tuple[Counter[str], Counter[str]]:
     from bench.callgrind_wakeup import _run
+    from bench.opcount import tracer
 
-    ops: Counter[str] = Counter()
-    calls: Counter[str] = Counter()
-
-    def name(frame: FrameType) -> str:
-        return f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"
-
-    def trace(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "call":
-            frame.f_trace_opcodes = True
-            calls[name(frame)] += 1
-        elif event == "opcode":
-            ops[name(frame)] += 1
-        return trace
-
+    trace, ops, calls = tracer()
     sys.settrace(trace)
     try:
         asyncio.run(_run(n, impl, kind, mode))
