@@ -97,14 +97,26 @@ class _AckMaker:
         return memoryview(bytes(f))
 
 
-def send(n: int, build: bool) -> None:
+def _sender(n: int, build: bool, window: bytes = b"") -> tuple[Host, Connection, int, _Tap, _AckMaker] | None:
+    """The send drivers' set-up: an established connection, a TAP writing to /dev/null and the peer's ACK
+    maker (`window`: its window field); None after a `-build` run, which only builds the N ACK frames."""
     host, conn, una, _ = _established()
     tap = _Tap()
     make = _AckMaker()
+    if window:
+        make.t[48:50] = window
     if build:
         for i in range(n):
             make(una + i, i)
+        return None
+    return host, conn, una, tap, make
+
+
+def send(n: int, build: bool) -> None:
+    s = _sender(n, build)
+    if s is None:
         return
+    host, conn, _una, tap, make = s
     data = bytes(range(256)) * (WRITE // 256)
     now, tx, tsv = 1.0, host.tx, 10
     transmit = tap._transmit_vnet
@@ -132,14 +144,10 @@ def send_clocked(n: int, build: bool) -> None:
     """The real bulk sender's pattern: the send buffer stays full and sends are ACK-driven. Each iteration
     the peer ACKs CLOCK_ACK more bytes (its ACK's output sends what the windows open), then the transport's
     push refills the buffer from queued 64 KiB writes (`conn.send` per piece until one is cut short)."""
-    host, conn, una, _ = _established()
-    tap = _Tap()
-    make = _AckMaker()
-    make.t[48:50] = b"\xff\xff"  # the peer's window: 65535 << 7, as a kernel receiver's grows (not the limit)
-    if build:
-        for i in range(n):
-            make(una + i, i)
+    s = _sender(n, build, b"\xff\xff")  # the peer's window: 65535 << 7, as a kernel receiver's grows (not the limit)
+    if s is None:
         return
+    host, conn, una, tap, make = s
     data = bytes(range(256)) * (WRITE // 256)
     now, tx, tsv = 1.0, host.tx, 10
     transmit = tap._transmit_vnet
