@@ -125,8 +125,8 @@ class UdpLayer:
             # Only the total's residue mod 0xFFFF counts, and 2**16 == 1 (mod 0xFFFF): the addresses are
             # added whole (each is the sum of its two pseudo-header words, to that modulus).
             x = _from(payload if length == n else payload[:length], "big")
-            x = (x << 8 if length & 1 else x) + src + dst
-            if (x + 17 + length) % 0xFFFF:
+            x = (x << 8 if length & 1 else x) % 0xFFFF  # reduced first: no copy of the big int per addition
+            if (x + src + dst + 17 + length) % 0xFFFF:
                 st.rx_bad_checksum += 1
                 return
         b = self.ports.get(dport)
@@ -188,7 +188,9 @@ class UdpLayer:
                 # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
                 x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
                 ip = (t.ip_sum + n + ident) % 0xFFFF  # ip_sum holds the 28 of the total length
-                u = (t.udp_sum + 2 * n + x) % 0xFFFF  # udp_sum holds the 2 * 8 of the two UDP lengths
+                # udp_sum holds the 2 * 8 of the two UDP lengths; the payload's sum is reduced first (adding
+                # small ints to a 1472-byte int would copy it)
+                u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
                 self.stats.tx_datagrams += 1
                 self._ip_stats.tx_packets += 1
                 self._eth_stats.tx_frames += 1
