@@ -6,11 +6,10 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp.emit import ack_template, window_field
+from tcpip.core.tcp.emit import ack_template, send_each, window_field
 from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, WC_DELACK
 from tcpip.core.tcp.scoreboard import Seg
 from tcpip.core.tcp.seq import HALF, MASK
-from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.tcp import ACK
 
 if TYPE_CHECKING:
@@ -121,7 +120,7 @@ def send(conn: Connection, rec: Recovery, now: float) -> bool:  # noqa: PLR0912,
     output = layer.output
     run = getattr(output, "tcp_send_run", None)  # optional in the Output protocol
     if run is None or not run(src, dst, segs, now):
-        _one_by_one(conn, segs, now)
+        send_each(conn, segs, now)
     # output after a send: the retransmission timer, then rec.schedule_pto (of its conditions only these remain)
     if conn.rexmit_at is None:
         conn.persist_backoff = 0
@@ -141,18 +140,3 @@ def send(conn: Connection, rec: Recovery, now: float) -> bool:  # noqa: PLR0912,
         conn.loss_at = now + pto
     return True
 
-
-def _one_by_one(conn: Connection, segs: list[tuple[bytes, memoryview]], now: float) -> None:
-    """The run through `tcp_send`, as emit_run without `tcp_send_run`: a failed send is a lost segment."""
-    src, dst = conn.local_addr, conn.remote_addr
-    layer = conn.layer
-    output = layer.output
-    stats = layer.stats
-    for parts in segs:
-        try:
-            output.tcp_send(src, dst, parts, now)
-        except NoRouteError as e:
-            stats.send_errors += 1
-            conn.send_error = e
-        except TcpipError:
-            stats.send_errors += 1

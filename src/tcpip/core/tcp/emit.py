@@ -142,7 +142,17 @@ def emit_run(conn: Connection, seq: int, count: int, size: int, now: float) -> N
     run = getattr(output, "tcp_send_run", None)  # optional in the Output protocol (the test harnesses lack it)
     if run is not None and run(src, dst, segs, now):
         return
-    for parts in segs:  # one by one, as emit_plain: a failed send is a lost segment
+    send_each(conn, segs, now)
+
+
+def send_each(conn: Connection, segs: Sequence[tuple[bytes, memoryview]], now: float) -> None:
+    """A run's segments through `tcp_send` one by one (no `tcp_send_run`, or it declined), as emit_plain
+    sends: a failed send is a lost segment."""
+    src, dst = conn.local_addr, conn.remote_addr
+    layer = conn.layer
+    output = layer.output
+    stats = layer.stats
+    for parts in segs:
         try:
             output.tcp_send(src, dst, parts, now)
         except NoRouteError as e:
