@@ -9,6 +9,7 @@ from tcpip.core.tcp import output as out
 from tcpip.core.tcp.cc import CongestionControl
 from tcpip.core.tcp.cc import make as make_cc
 from tcpip.core.tcp.rcvbuf import RecvBuffer
+from tcpip.core.tcp.rx_ack import bulk_ack
 from tcpip.core.tcp.seq import seq_add, seq_sub
 from tcpip.core.tcp.sndbuf import SendBuffer
 from tcpip.core.tcp.state import EV_CLOSED, TcpState
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 Buffer = bytes | bytearray | memoryview
 
 S = TcpState
+QUICKACKS = 16  # Linux TCP_MAX_QUICKACKS
 # States in which the application may queue data, and in which segments carry it.
 _WRITABLE = frozenset({S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT})
 # States whose window updates matter: we still receive data.
@@ -38,7 +40,7 @@ class Connection:
         "ack_pending", "ack_tpl", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
         "data_ev", "delack_at", "dsack", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
         "last_ack_sent", "layer", "linger_at", "listener", "local_addr", "local_port", "loss_at",
-        "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "rcv_adv",
+        "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "quick", "rcv_adv",
         "rcv_mss", "rcv_tstamp", "rcv_wscale", "rcvbuf", "rec", "recover", "remote_addr", "remote_port",
         "reported", "retries", "rexmit_at", "rexmit_hint", "rto", "rtt_seq", "rtt_time", "rttvar",
         "sack_ok", "send_error", "sent_ev", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2",
@@ -70,6 +72,7 @@ class Connection:
         self.ack_tpl: AckTemplate | None = None  # rx_ack.bulk_ack's header template, built on first use
         self.ack_pending = 0  # in-order bytes received and not yet acknowledged (delayed ACK)
         self.rcv_mss = cfg.default_mss  # largest segment seen: "full-sized" for the every-2nd-segment rule
+        self.quick = QUICKACKS  # super-segment ACKs still sent at once (Linux's quickack mode at the start)
         # options (RFC 7323, 2018); mss = payload bytes per segment before options
         self.mss = cfg.default_mss
         self.adv_mss = 0
@@ -194,6 +197,15 @@ class Connection:
     def window_update(self, now: float) -> None:
         """The window update recv() sends after a read, when the read opened the window enough."""
         if self.state in _RECEIVING and self.state != S.SYN_RECEIVED:
+            if self.ack_pending >= 2 * self.rcv_mss:
+                # The every-second-segment ACK that input deferred to the read (a super-segment found the
+                # reader behind: input.bulk_data): send it now, as Linux's tcp_cleanup_rbuf does.
+                if self.state is S.ESTABLISHED:
+                    bulk_ack(self, now)  # (it clears only the delayed ACK: no timer to re-arm)
+                else:
+                    out.send_ack(self, now)
+                    self.arm()
+                return
             rb = self.rcvbuf
             # What the window field can carry: without scaling a big buffer still advertises 65535, and
             # a read that cannot move the edge must not cost an ACK.

@@ -183,6 +183,16 @@ def bulk_data(conn: Connection, ack: int, window: int, data: memoryview, dlen: i
         conn.layer.events.append((EV_DATA, conn, None))
     conn.ack_pending += n
     ack_now = conn.ack_pending >= 2 * conn.rcv_mss
+    if ack_now and dlen > conn.adv_mss:
+        # An offloaded super-segment (many MSS at once): Linux's __tcp_ack_snd_check. ACK at once only while
+        # quick ACKs last (the transfer's start) or when the window we would offer now is at least the one
+        # last offered (the reader keeps up). Otherwise the bytes wait unread, as in Linux before recvmsg:
+        # the read's window_update sends the ACK (tcp_cleanup_rbuf), else the delayed-ACK timer does, and a
+        # TAP drain of ~10 super-segments costs one ACK, not ten.
+        if conn.quick:
+            conn.quick -= 1
+        elif rb.capacity - rb.readable < (conn.rcv_adv - conn.last_ack_sent) & MASK:
+            ack_now = False
     if not ack_now and conn.delack_at is None:
         conn.delack_at = now + conn.config.delack
     rec = conn.rec
