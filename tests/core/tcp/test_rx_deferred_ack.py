@@ -173,3 +173,25 @@ def test_window_growth_rule_unchanged_without_a_deferred_ack() -> None:
     h.advance(1.0 + DELACK)
     (r, _), = h.take()
     assert r.ack == (NXT + B * SUPER + small) & 0xFFFFFFFF
+
+
+def test_general_path_super_segments_take_the_same_rule() -> None:
+    """With our own data in flight (bulk_data declines: the segment acknowledges less than snd_max), _text
+    decides the same way: no ACK while the reader is behind, one at the read."""
+    h, conn = _established()
+    conn.send(b"q" * 100, h.now)  # our request, in flight, unacknowledged by the super-segments below
+    (req, payload), = h.take()
+    assert payload == b"q" * 100
+    una = conn.snd_una
+    for i in range(B, B + 3):
+        raw = build(RPORT, LPORT, NXT + i * SUPER, una, ACK | PSH, 1000, _payload(i), timestamp=(200 + i, 5))
+        mv = memoryview(raw)
+        h.layer.input_offloaded(REMOTE, LOCAL, mv, mv, h.now, True, GSO)
+    assert h.take() == []
+    assert conn.readable == 3 * SUPER
+    assert conn.recv(h.now, None, False) == b"".join(_payload(i) for i in range(B, B + 3))
+    conn.window_update(h.now)
+    (r, payload), = h.take()
+    assert payload == b""
+    assert r.ack == (NXT + (B + 3) * SUPER) & 0xFFFFFFFF
+    assert r.seq == (req.seq + 100) & 0xFFFFFFFF

@@ -189,7 +189,7 @@ def bulk_data(conn: Connection, ack: int, window: int, data: memoryview, dlen: i
         # last offered (the reader keeps up). Otherwise the bytes wait unread, as in Linux before recvmsg:
         # the read's window_update sends the ACK (tcp_cleanup_rbuf), else the delayed-ACK timer does, and a
         # TAP drain of ~10 super-segments costs one ACK, not ten.
-        if conn.quick:
+        if conn.quick:  # ack_super(conn), inlined (per super-segment)
             conn.quick -= 1
         elif rb.capacity - rb.readable < (conn.rcv_adv - conn.last_ack_sent) & MASK:
             ack_now = False
@@ -213,6 +213,16 @@ def bulk_data(conn: Connection, ack: int, window: int, data: memoryview, dlen: i
     if x is not None and (conn.timer_at is None or x < conn.timer_at):
         conn.arm()
     return True
+
+
+def ack_super(conn: Connection) -> bool:
+    """Whether in-order super-segment data owed an ACK (two segments' worth or more) gets it at once: while
+    quick ACKs last, or when the window we would offer now is at least the one last offered (bulk_data)."""
+    if conn.quick:
+        conn.quick -= 1
+        return True
+    rb = conn.rcvbuf
+    return rb.capacity - rb.readable >= (conn.rcv_adv - conn.last_ack_sent) & MASK
 
 
 def _dsack(conn: Connection, seq: int, dlen: int, rcv_nxt: int) -> None:
@@ -262,8 +272,8 @@ def _text(conn: Connection, seg: TcpRepr, data: memoryview, dlen: int, seq: int,
                     stats.ofo_queue += 1
         elif n:
             conn.ack_pending += n
-            if conn.ack_pending >= 2 * conn.rcv_mss:
-                ack_now = True
+            if conn.ack_pending >= 2 * conn.rcv_mss and (dlen <= conn.adv_mss or ack_super(conn)):
+                ack_now = True  # (a super-segment: bulk_data's rule; else RFC 1122 4.2.3.2's second segment)
             elif conn.delack_at is None:
                 conn.delack_at = now + conn.config.delack
         if fin_now:
