@@ -12,7 +12,7 @@ PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, 
   pieces (`send_clocked`); per MB of CLOCK_ACK;
 - recv: N super-frames of 45 * 1448 bytes (gso_size 1448, checksum trusted) through the device's
   `_received_offloaded` -> `Host.receive_offloaded` -> `TcpLayer.input_offloaded`, the ACKs to /dev/null;
-  after every DRAIN of them (a TAP drain) the transport's read (`conn.recv(now, 64 KiB, False)` per piece,
+  after every DRAIN of them (a TAP drain) the transport's read (`conn.recv_piece(64 KiB)` per piece,
   one `window_update`) through asyncio's StreamReaderProtocol.data_received into a ChunkReader (as
   open_connection wires them) and `reader.read(256 KiB)` calls as the application reads (N: a multiple of
   DRAIN). (A real run against the kernel gets ~58 KB super-frames,
@@ -232,6 +232,7 @@ def recv(n: int, build: bool) -> None:
     reader = ChunkReader(limit=READ, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)  # as open_connection wires it
     received = protocol.data_received
+    piece = conn.recv_piece
     tx = host.tx
     transmit = tap._transmit_vnet
     unpack = virtio.HDR.unpack_from
@@ -245,7 +246,7 @@ def recv(n: int, build: bool) -> None:
         if i % DRAIN != DRAIN - 1:
             continue  # the TAP drain goes on: the delivery comes after its last frame
         while conn.readable:
-            received(conn.recv(now, WRITE, False))  # TcpTransport._read's piece
+            received(piece(WRITE))  # TcpTransport._read's piece
         conn.window_update(now)
         for t in tx:
             transmit(t)

@@ -67,12 +67,18 @@ class BufSink(asyncio.BufferedProtocol):
 async def test_one_window_update_per_delivery(monkeypatch: pytest.MonkeyPatch, buffered: bool) -> None:
     blob = random.Random(3).randbytes(3 << 20)
     calls: list[Any] = []
-    real_recv, real_update = Connection.recv, Connection.window_update
+    real_recv, real_update, real_piece = Connection.recv, Connection.window_update, Connection.recv_piece
 
     def recv(self: Connection, now: float, n: int | None = None, update: bool = True) -> bytes:
         data = real_recv(self, now, n, update)
         if self.local_port != 9100:  # the client's side only
             calls.append(("recv", len(data), update))
+        return data
+
+    def recv_piece(self: Connection, n: int) -> bytes:  # the data_received path's recv(now, n, False)
+        data = real_piece(self, n)
+        if self.local_port != 9100:
+            calls.append(("recv", len(data), False))
         return data
 
     def window_update(self: Connection, now: float) -> None:
@@ -82,6 +88,7 @@ async def test_one_window_update_per_delivery(monkeypatch: pytest.MonkeyPatch, b
 
     monkeypatch.setattr(Connection, "recv", recv)
     monkeypatch.setattr(Connection, "window_update", window_update)
+    monkeypatch.setattr(Connection, "recv_piece", recv_piece)
 
     async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.write(blob)

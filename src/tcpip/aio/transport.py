@@ -286,7 +286,7 @@ class TcpTransport(WriteFlowControl):
                     buf[:len(data)] = data
                     self._protocol.buffer_updated(len(data))
                 else:
-                    self._protocol.data_received(conn.recv(now(), _READ_MAX, False))
+                    self._protocol.data_received(conn.recv_piece(_READ_MAX))
             if took:
                 took = False
                 conn.window_update(now())

@@ -266,3 +266,26 @@ def test_tiny_segments_are_copied_not_pinned() -> None:
     assert rb.append_next(101, memoryview(big)[54:])
     assert rb._q[-1].obj is big  # payload most of its frame: kept as a view
     assert rb.read() == bytes(range(100)) + b"z" + bytes(range(256)) * 5
+
+
+def test_read_piece_takes_a_big_payload_whole_and_joins_small_ones() -> None:
+    rb = RecvBuffer(1000)
+    frame = bytes(range(200)) * 2  # 400 bytes, as a TAP read gives them: held as a view, not copied
+    big = memoryview(frame)[10:370]  # 360 bytes
+    assert rb.append_next(0, big)
+    for i in range(3):
+        assert rb.append_next(360 + 10 * i, bytes([i]) * 10)
+    assert rb.readable == 390
+    got = rb.read_piece(400)  # 360 is more than half of 400: that payload alone
+    assert type(got) is bytes
+    assert got == frame[10:370]
+    assert rb.readable == 30
+    assert rb.read_piece(25) == bytes(10) + b"\x01" * 10 + b"\x02" * 5  # 10 <= 12: read(25), joined
+    assert rb.readable == 5
+    assert rb.read_piece(400) == b"\x02" * 5  # less than half: read(400), all that is left
+    assert rb.readable == 0
+    assert rb.read_piece(400) == b""
+    assert rb.append_next(390, memoryview(frame)[:300])
+    assert rb.read_piece(200) == frame[:200]  # bigger than n: read(n)'s slice
+    assert rb.read_piece(200) == frame[200:300]
+    assert rb.readable == 0

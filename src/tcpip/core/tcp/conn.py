@@ -188,14 +188,23 @@ class Connection:
         `update=False`: not yet, the caller reads more pieces first and then calls window_update once."""
         data = self.rcvbuf.read(n)
         self.data_ev = False
-        if self.tune is not None:
-            autotune.on_read(self, now)  # may grow the buffer: the window update below announces it
-        if data and update:
-            self.window_update(now)
+        if update:
+            if data:
+                self.window_update(now)
+            elif self.tune is not None:
+                autotune.on_read(self, now)
         return data
+
+    def recv_piece(self, n: int) -> bytes:
+        """`recv(now, n, False)` for the transport's delivery loop: up to n bytes, a super-segment's payload
+        whole when it fits (RecvBuffer.read_piece); window_update follows the loop."""
+        self.data_ev = False
+        return self.rcvbuf.read_piece(n)
 
     def window_update(self, now: float) -> None:
         """The window update recv() sends after a read, when the read opened the window enough."""
+        if self.tune is not None:  # once per read, not per piece of one (recv(update=False) leaves it here)
+            autotune.on_read(self, now)  # may grow the buffer: the window update below announces it
         if self.state in _RECEIVING and self.state != S.SYN_RECEIVED:
             if self.ack_pending >= 2 * self.rcv_mss:
                 # The every-second-segment ACK that input deferred to the read (a super-segment found the

@@ -250,6 +250,21 @@ class RecvBuffer:
                 n = 0
         return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
+    def read_piece(self, n: int) -> bytes:
+        """`read(n)` for a reader that takes pieces: when the first held payload is more than n/2 and at most
+        n bytes (an offloaded super-segment's), that payload alone, copied once and never joined with a slice
+        of the next (the next read starts on a payload boundary); otherwise read(n) (small segments are
+        joined: one piece for many)."""
+        q = self._q
+        if q:
+            c = q[0]
+            k = len(c)
+            if n >> 1 < k <= n:
+                q.popleft()
+                self.readable -= k
+                return c if type(c) is bytes else bytes(c)
+        return self.read(n)
+
     def peek_all(self) -> bytes:
         """All readable bytes, not consumed."""
         return b"".join(self._q)
