@@ -83,8 +83,8 @@ def bulk_ack(conn: Connection, now: float) -> None:
 def pure_ack(conn: Connection, seg: TcpRepr, now: float) -> bool:
     """The bulk sender's commonest input, for header prediction (ESTABLISHED, seq == rcv_nxt, ACK (PSH) only,
     no data, PAWS done): an ACK of new data up to snd_nxt with no SACK blocks, nothing lost, resent or SACKed,
-    no recovery, RACK reordering timer, loss probe or FIN of ours pending. Does exactly what input._process_ack
-    (_new_ack, Recovery.on_ack's in-order branch) and input._text would, in one call. False (nothing
+    no recovery, RACK reordering timer, loss probe or FIN of ours pending. Does exactly what ack_field.process_ack
+    (new_ack, Recovery.on_ack's in-order branch) and input._text would, in one call. False (nothing
     changed): not that case, the general path takes it."""
     if seg.sack or not clean(conn, seg.ack):
         return False
@@ -152,7 +152,7 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
     una = conn.snd_una
     acked = (ack - una) & MASK
     rec = conn.rec
-    # _process_ack: the peer is alive; the window (RFC 9293 3.10.7.4 SND.WL1/WL2 test)
+    # process_ack: the peer is alive; the window (RFC 9293 3.10.7.4 SND.WL1/WL2 test)
     conn.rcv_tstamp = now
     conn.probes = 0
     wl1 = conn.snd_wl1
@@ -164,7 +164,7 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
             conn.max_snd_wnd = max(conn.max_snd_wnd, wnd)
         conn.snd_wl1 = seq
         conn.snd_wl2 = ack
-    # _new_ack: snd_una, the send buffer, the RTT sample, cwnd (no SACK), the retransmission timer
+    # new_ack: snd_una, the send buffer, the RTT sample, cwnd (no SACK), the retransmission timer
     conn.snd_una = ack
     sndbuf = conn.sndbuf
     n = ((ack - conn.buf_seq + HALF) & MASK) - HALF
