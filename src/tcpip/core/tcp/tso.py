@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from tcpip.core.offload import _FRAME_TS, _OPT_TS, GsoTemplate, gso_template
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.emit import tso_defer, window_field
 from tcpip.core.tcp.seq import HALF, MASK
@@ -55,7 +56,8 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
     cc = conn.cc
     sent = 0
     base = -1  # > -1 once the first super-segment set the fields all of this call's share (see _super)
-    window = tsv = tsr = ack = 0
+    window = tsv = tsr = ack = frames = 0
+    g: GsoTemplate | None = None
     # Sending changes neither window nor the scoreboard's byte counts (only input does): the limit on the
     # flight, min(send window, cwnd + sacked + lost - retransmitted), is computed once, offsets from snd_una
     flight = ((nxt - una + HALF) & MASK) - HALF
@@ -99,12 +101,20 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
                 tsr = conn.ts_recent
                 src, dst = conn.local_addr, conn.remote_addr
                 base = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 38  # TCP, 32-byte header
-            _super(conn, nxt, n, eff, now, ack, window, tsv, tsr, base)
+                # the headers' template: its Path still the one routing.path() hands out (checked once here:
+                # nothing in this call changes routes or neighbours), else rebuilt (None: send_gso per frame)
+                g = conn.gso_tpl
+                if g is None or g.mss != eff or not g.fresh(now):
+                    g = conn.gso_tpl = gso_template(layer.send_gso, src, dst, eff, now)
+            frames += _super(conn, nxt, n, eff, now, ack, window, tsv, tsr, base, g)
         else:
             out.send_data(conn, nxt, n, False, now, 0)
         nxt = conn.snd_nxt = (nxt + n) & MASK
         flight += n
         sent = 1
+    if frames:
+        assert g is not None
+        g.sent(frames)
     if sent:
         if conn.rexmit_at is None or conn.persist:
             conn.persist = False
@@ -119,10 +129,12 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
 
 
 def _super(conn: Connection, seq: int, n: int, gso: int, now: float, ack: int, window: int, tsv: int, tsr: int,
-           base: int) -> None:
+           base: int, g: GsoTemplate | None) -> int:
     """`send_data(conn, seq, n, False, now, gso)` for new data (seq == snd_max) without SACK blocks, _emit's
     connection fields already set by push (`ack`, `window`, the timestamps; `base`: the pseudo-header sum
-    without the payload length)."""
+    without the payload length). With a fresh template `g` the whole frame's headers (Ethernet, IPv4, TCP) are
+    packed in one call and queued as send_gso would queue them: returns 1 (its counters are the caller's, for
+    all such frames at once); else send_gso takes the segment: 0."""
     sndbuf = conn.sndbuf
     off = ((seq - conn.buf_seq + HALF) & MASK) - HALF
     parts = sndbuf.view_parts(off, n)
@@ -137,12 +149,23 @@ def _super(conn: Connection, seq: int, n: int, gso: int, now: float, ack: int, w
     c = base + n
     c = (c & 0xFFFF) + (c >> 16)
     c = (c & 0xFFFF) + (c >> 16)  # twice: the sum is below 2**19, one fold leaves at most 0xFFFF + 7
-    hdr = _TS_HDR.pack(conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, 1, 1, 8, 10,
-                       tsv, tsr)
     layer = conn.layer
     stats = layer.stats
     stats.out_segs += -(-n // gso)
     stats.tx_tso_frames += 1
+    total = 52 + n
+    if g is not None and total <= g.tso_max:  # offload.send_gso's frame, from the template
+        dst = g.dst
+        ident = g.ident(dst)
+        x = g.ipsum + total + ident
+        hdr = _FRAME_TS.pack(g.pre, total, ident, 0x4000, g.ttl_proto, 0xFFFE - (x - 1) % 0xFFFF, conn.local_addr,
+                             dst, conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, _OPT_TS,
+                             tsv, tsr)
+        g.tx.append((g.vh, hdr, *parts))
+        conn.snd_max = end
+        return 1
+    hdr = _TS_HDR.pack(conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, 1, 1, 8, 10,
+                       tsv, tsr)
     send = layer.send_gso
     assert send is not None  # tso_max > 0 only with a send_gso (enable_tso)
     try:
@@ -153,3 +176,4 @@ def _super(conn: Connection, seq: int, n: int, gso: int, now: float, ack: int, w
     except TcpipError:
         stats.send_errors += 1
     conn.snd_max = end
+    return 0
