@@ -26,7 +26,8 @@ WRITE = 1 << 16
 
 
 def _run(steps: int, change: Any = None) -> tuple[list[bytes], dict[str, Any], list[Any]]:
-    """An established offload connection sends 64 KiB writes, the peer ACKing all sent after each one;
+    """An established offload connection sends 64 KiB writes, the peer ACKing all sent after each one (once
+    in a while only part of it: the scoreboard then keeps records);
     `change(host, step)` may alter the host between steps. (frames, counters, connection fields per step)."""
     host, layer, conn, _una, _ = paths.established(offload=True)
     make = _AckMaker()
@@ -42,14 +43,18 @@ def _run(steps: int, change: Any = None) -> tuple[list[bytes], dict[str, Any], l
         while sent < WRITE:
             sent += conn.send(data if not sent else memoryview(data)[sent:], now)
             tsv += 1
-            host.receive(make(conn.snd_max, tsv), now)
+            host.receive(make(conn.snd_max if step % 3 else conn.snd_una + 3000, tsv), now)
             now += 0.001
         # a super-frame starts with its virtio header; any other frame gets a zero one here (as the TAP's)
         frames += [b"".join(bytes(p) for p in (f if type(f[0]) is virtio.VnetHeader else (virtio.ZERO, *f)))
                    for f in host.tx]
         host.tx.clear()
+        assert conn.rec is not None
+        sb = conn.rec.sb
         states.append((conn.snd_una, conn.snd_max, conn.snd_nxt, conn.rexmit_at, conn.loss_at, conn.cc.cwnd,
-                       conn.rtt_seq, conn.buf_seq, conn.sndbuf.queued, conn.timer_at))
+                       conn.rtt_seq, conn.rtt_time, conn.buf_seq, conn.sndbuf.queued, conn.timer_at, conn.last_ack_sent,
+                       [(r.start, r.end, r.xmit, r.flags) for r in sb.segs],
+                       [(r.start, r.end) for r in sb.tsorder], sb.fack, sb.d_end, sb.d_xmit))
     counters = {"tcp": vars(layer.stats).copy() if hasattr(layer.stats, "__dict__") else repr(layer.stats),
                 "ip": repr(host.ip_stats), "eth": repr(host.eth_stats)}
     return frames, counters, states
@@ -85,7 +90,7 @@ def test_template_frames_identical(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_template_built_once_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[Any] = []
-    real = tso.gso_template
+    real = offload.gso_template
 
     def spy(*a: Any) -> Any:
         built.append(real(*a))
@@ -93,7 +98,8 @@ def test_template_built_once_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(tso, "gso_template", spy)
     frames, _c, _s = _run(6)
-    assert len(built) == 1 and isinstance(built[0], offload.GsoTemplate)
+    assert len(built) == 1
+    assert isinstance(built[0], offload.GsoTemplate)
     assert len(_supers(frames)) >= 6
 
 

@@ -11,22 +11,31 @@ its partial checksum; anything not a super-segment goes through `output.send_dat
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tcpip.core.offload import _FRAME_TS, _OPT_TS, GsoTemplate, gso_template
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.emit import tso_defer, window_field
+from tcpip.core.tcp.scoreboard import Seg
 from tcpip.core.tcp.seq import HALF, MASK
 from tcpip.core.tcp.state import TcpState
 from tcpip.errors import NoRouteError, TcpipError
 from tcpip.wire.tcp import ACK, PSH
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tcpip.core.tcp.conn import Connection
 
 FAST = True  # off: push() declines and output() does the work (tests compare the two)
 _TS_HDR = struct.Struct("!HHIIHHHHBBBBII")  # a super-segment's header: NOP NOP TS, as TcpRepr lays it out
 ESTABLISHED = TcpState.ESTABLISHED
+_ACK, _PSH = 0x8000 | ACK, 0x8000 | ACK | PSH  # a super-segment's data offset (8 words) and flags
+_new = object.__new__
+
+
+def _unset(*_a: object) -> Any:
+    raise AssertionError("push: a template local used before the template was read")
 
 
 def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - output()'s loop, inlined on purpose
@@ -56,8 +65,15 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
     cc = conn.cc
     sent = 0
     base = -1  # > -1 once the first super-segment set the fields all of this call's share (see _super)
-    window = tsv = tsr = ack = frames = 0
+    window = tsv = tsr = ack = frames = segs_out = src = dst = sp = dp = ipsum = ttlp = buf_seq = 0
+    room = -1  # > 0: super-segments up to this size go out from the template `g` (see below)
     g: GsoTemplate | None = None
+    pre = vh = b""
+    keep: Callable[[Seg], object] | None = None
+    order: dict[Seg, None] = {}
+    view_parts: Callable[[int, int], list[memoryview]] = _unset
+    ident: Callable[[int], int] = _unset
+    add: Callable[[tuple[Any, ...]], None] = _unset
     # Sending changes neither window nor the scoreboard's byte counts (only input does): the limit on the
     # flight, min(send window, cwnd + sacked + lost - retransmitted), is computed once, offsets from snd_una
     flight = ((nxt - una + HALF) & MASK) - HALF
@@ -106,7 +122,40 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
                 g = conn.gso_tpl
                 if g is None or g.mss != eff or not g.fresh(now):
                     g = conn.gso_tpl = gso_template(layer.send_gso, src, dst, eff, now)
-            frames += _super(conn, nxt, n, eff, now, ack, window, tsv, tsr, base, g)
+                if g is not None:  # the loop's constants for the template's frames
+                    room = g.tso_max - 52
+                    view_parts = conn.sndbuf.view_parts
+                    buf_seq = conn.buf_seq
+                    pre, vh, ipsum, ttlp, ident, add = g.pre, g.vh, g.ipsum, g.ttl_proto, g.ident, g.tx.append
+                    sp, dp = conn.local_port, conn.remote_port
+                    if rec is not None:
+                        keep, order = rec.sb.segs.append, rec.sb.tsorder
+            if n <= room:  # _super's frame from the template, inlined (per super-segment)
+                parts = view_parts(((nxt - buf_seq + HALF) & MASK) - HALF, n)
+                e = (nxt + n) & MASK
+                if conn.rtt_seq is None:
+                    conn.rtt_seq, conn.rtt_time = e, now
+                if keep is not None:  # rec.sb.sent(nxt, e, now) without its call
+                    r = _new(Seg)
+                    r.start = nxt
+                    r.end = e
+                    r.xmit = now
+                    r.flags = 0
+                    keep(r)
+                    order[r] = None
+                c = base + n  # the pseudo-header's partial sum, folded twice (below 2**19), not complemented
+                c = (c & 0xFFFF) + (c >> 16)
+                c = (c & 0xFFFF) + (c >> 16)
+                total = 52 + n
+                i = ident(dst)
+                x = ipsum + total + i
+                add((vh, _FRAME_TS.pack(pre, total, i, 0x4000, ttlp, 0xFFFE - (x - 1) % 0xFFFF, src, dst, sp, dp, nxt,
+                                        ack, _PSH if e == end else _ACK, window, c, 0, _OPT_TS, tsv, tsr), *parts))
+                conn.snd_max = e
+                segs_out += -(-n // eff)
+                frames += 1
+            else:
+                _super(conn, nxt, n, eff, now, ack, window, tsv, tsr, base)
         else:
             out.send_data(conn, nxt, n, False, now, 0)
         nxt = conn.snd_nxt = (nxt + n) & MASK
@@ -115,6 +164,9 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
     if frames:
         assert g is not None
         g.sent(frames)
+        stats = layer.stats
+        stats.out_segs += segs_out
+        stats.tx_tso_frames += frames
     if sent:
         if conn.rexmit_at is None or conn.persist:
             conn.persist = False
@@ -129,12 +181,10 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
 
 
 def _super(conn: Connection, seq: int, n: int, gso: int, now: float, ack: int, window: int, tsv: int, tsr: int,
-           base: int, g: GsoTemplate | None) -> int:
+           base: int) -> None:
     """`send_data(conn, seq, n, False, now, gso)` for new data (seq == snd_max) without SACK blocks, _emit's
     connection fields already set by push (`ack`, `window`, the timestamps; `base`: the pseudo-header sum
-    without the payload length). With a fresh template `g` the whole frame's headers (Ethernet, IPv4, TCP) are
-    packed in one call and queued as send_gso would queue them: returns 1 (its counters are the caller's, for
-    all such frames at once); else send_gso takes the segment: 0."""
+    without the payload length), through send_gso (push builds the frame itself from a fresh template)."""
     sndbuf = conn.sndbuf
     off = ((seq - conn.buf_seq + HALF) & MASK) - HALF
     parts = sndbuf.view_parts(off, n)
@@ -149,23 +199,12 @@ def _super(conn: Connection, seq: int, n: int, gso: int, now: float, ack: int, w
     c = base + n
     c = (c & 0xFFFF) + (c >> 16)
     c = (c & 0xFFFF) + (c >> 16)  # twice: the sum is below 2**19, one fold leaves at most 0xFFFF + 7
+    hdr = _TS_HDR.pack(conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, 1, 1, 8, 10,
+                       tsv, tsr)
     layer = conn.layer
     stats = layer.stats
     stats.out_segs += -(-n // gso)
     stats.tx_tso_frames += 1
-    total = 52 + n
-    if g is not None and total <= g.tso_max:  # offload.send_gso's frame, from the template
-        dst = g.dst
-        ident = g.ident(dst)
-        x = g.ipsum + total + ident
-        hdr = _FRAME_TS.pack(g.pre, total, ident, 0x4000, g.ttl_proto, 0xFFFE - (x - 1) % 0xFFFF, conn.local_addr,
-                             dst, conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, _OPT_TS,
-                             tsv, tsr)
-        g.tx.append((g.vh, hdr, *parts))
-        conn.snd_max = end
-        return 1
-    hdr = _TS_HDR.pack(conn.local_port, conn.remote_port, seq, ack, 0x8000 | flags, window, c, 0, 1, 1, 8, 10,
-                       tsv, tsr)
     send = layer.send_gso
     assert send is not None  # tso_max > 0 only with a send_gso (enable_tso)
     try:
@@ -176,4 +215,3 @@ def _super(conn: Connection, seq: int, n: int, gso: int, now: float, ack: int, w
     except TcpipError:
         stats.send_errors += 1
     conn.snd_max = end
-    return 0
