@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcpip.core.offload import _FRAME_TS, _OPT_TS, GsoTemplate, gso_template
 from tcpip.core.tcp import output as out
-from tcpip.core.tcp.emit import tso_defer, window_field
+from tcpip.core.tcp.emit import window_field
 from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, T_REO, WC_DELACK
 from tcpip.core.tcp.scoreboard import Seg
 from tcpip.core.tcp.seq import HALF, MASK
@@ -97,8 +97,9 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
         n = big if big < n else n
         if n <= 0:
             break
-        if n < big and n < unsent and flight > 0 and rec is not None and tso_defer(conn, segs, n, now):
-            break  # an ACK is due: it will open room for a bigger super-segment
+        if n < big and n < unsent and flight > 0 and rec is not None and segs and now - segs[-1].xmit <= 0.001 \
+                and n < (cc.cwnd if cc.cwnd < swnd else swnd) // 3 and now - segs[0].xmit >= conn.srtt / 2:
+            break  # tso_defer(conn, segs, n, now), inlined: an ACK is due, it will open room for a bigger one
         if eff < n < unsent:
             n -= n % eff  # whole segments: no runt in the middle
         if n < eff:
