@@ -5,7 +5,10 @@ to retransmit, no SACK state and new data only, its super-segments built and han
 deferral, sender SWS, Nagle), in the same order and with the same results: frames, counters, scoreboard and
 connection fields (tests/core/tcp/test_tso_fused.py compares the two with FAST on and off). A super-segment
 goes out as `send_data` + `_emit` + `gso_header` + `emit_gso` would send it, with the header packed once with
-its partial checksum; anything not a super-segment goes through `output.send_data` as before.
+its partial checksum: when the Output's send_gso is the Host's, from the connection's `offload.GsoTemplate`
+(Ethernet + IPv4 + TCP in one pack behind the virtio header, queued as offload.send_gso queues it;
+tests/core/tcp/test_gso_template.py compares the two); anything not a super-segment goes through
+`output.send_data` as before.
 """
 
 from __future__ import annotations
