@@ -4,7 +4,8 @@
 PYTHONHASHSEED=0, ASLR off, PYTHONPATH=src:.); Host + TcpLayer with offload on, wired as the aio driver does:
 - both: the Output as TcpDriver has it (pure ACKs through `tcp_send_ack`, i.e. burst.send_one);
 - send: N application writes of 64 KiB (`bytes`, as bench/tcp_peer.py writes read-only views of bytes):
-  `conn.send` -> `output` -> `Host.send_gso` (no second output() call: TcpTransport.write makes none),
+  `conn.send` -> `tso.push` (frames from the connection's header template, `Host.send_gso` without one; no
+  second output() call: TcpTransport.write makes none),
   each frame through a TAP's `_transmit_vnet` (to /dev/null:
   valgrind counts no kernel work), then the peer ACKs everything sent (one ACK per super-segment);
 - send-clocked: the real run's pattern (send buffer full, sends ACK-driven): per iteration one ACK of

@@ -323,7 +323,7 @@ class TcpTransport(WriteFlowControl):
             return
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
-        if not self._buffer:
+        if not self._buffer.size:
             n = self._conn.send(data, self._driver.now())
             if n == len(data):
                 self._driver.kick()
@@ -374,7 +374,7 @@ class TcpTransport(WriteFlowControl):
         if self._lost:
             return
         buf = self._buffer
-        if buf:
+        if buf.size:
             conn, now = self._conn, self._driver.now()
             # Every piece that fits first, then one output for them all (not one per 64 KiB piece: each
             # would find the windows the ACK's own output just filled)

@@ -17,18 +17,18 @@ class WriteQueue:
     then never changes either, so the connection's send buffer can in turn keep every piece by reference:
     one copy at most from write() to the wire. len() is the bytes held (asyncio's write buffer size)."""
 
-    __slots__ = ("_n", "_q")
+    __slots__ = ("_q", "size")
 
     def __init__(self) -> None:
         self._q: deque[bytes | memoryview] = deque()
-        self._n = 0
+        self.size = 0  # bytes held: len(), read as an attribute on the write path (no __len__ call)
 
     def __len__(self) -> int:
-        return self._n
+        return self.size
 
     def clear(self) -> None:
         self._q.clear()
-        self._n = 0
+        self.size = 0
 
     def add(self, data: Buffer) -> None:
         """Queue `data` (by reference when immutable, else a copy)."""
@@ -43,7 +43,7 @@ class WriteQueue:
             q[-1] = bytes(q[-1]) + data
         else:
             q.append(data)
-        self._n += n
+        self.size += n
 
     def push(self, send: Callable[[bytes | memoryview], int]) -> int:
         """Offer the pieces to `send` in order (it returns how many bytes it took) until it takes less
@@ -59,5 +59,5 @@ class WriteQueue:
                     q[0] = memoryview(c)[k:]  # still a view of the same immutable bytes
                 break
             q.popleft()
-        self._n -= took
+        self.size -= took
         return took

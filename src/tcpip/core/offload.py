@@ -17,6 +17,7 @@ from tcpip.wire import virtio
 
 if TYPE_CHECKING:
     from tcpip.core.host import Host
+    from tcpip.core.routing import Path
 
 Buffer = bytes | bytearray | memoryview
 # (src, dst, payload, packet, now, csum_ok, gso_size): TCP input that may skip its checksum check
@@ -68,6 +69,68 @@ def receive_offloaded(host: Host, frame: memoryview, now: float, csum_ok: bool, 
         ph(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
         return
     ist.rx_offload_dropped += 1
+
+
+# A TCP super-frame's headers after the virtio header, in one pack: Ethernet + the first 2 bytes of IPv4
+# (16s: the template's prefix), total length, ident, DF, TTL/protocol, checksum, addresses, then the TCP
+# header with NOP NOP TS (the options' first 4 bytes as one word)
+_FRAME_TS = struct.Struct("!16sHHHHHIIHHIIHHHHIII")
+_OPT_TS = 0x0101080A
+
+
+class GsoTemplate:
+    """One connection's super-frame headers as far as they stay the same (virtio header, Ethernet header,
+    IPv4's constant fields and their checksum sum): the fused TCP sender (core/tcp/tso.py) packs the rest in
+    one call and queues the frame as `send_gso` would have, while `fresh` holds. Built by `gso_template`."""
+
+    __slots__ = ("dst", "host", "ident", "ipsum", "mss", "path", "pre", "tso_max", "ttl_proto", "tx", "vh")
+
+    def __init__(self, host: Host, path: Path, src: int, dst: int, mss: int) -> None:
+        self.host = host
+        self.path = path
+        self.dst = dst
+        self.mss = mss
+        self.tx = host.tx
+        self.ident = host.idents.next
+        self.vh = virtio.tcp_gso_header(14, 20, 32, mss)
+        self.pre = path.eth + b"\x45\x00"
+        self.ttl_proto = host.config.ttl << 8 | 6
+        self.tso_max = host.tso_max
+        # the IPv4 checksum's sum of the fields that do not change (total length and ident are added per frame)
+        self.ipsum = 0x4500 + 0x4000 + self.ttl_proto + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+
+    def sent(self, k: int) -> None:
+        """The counters of `k` super-frames queued from this template (what send_gso counts per frame)."""
+        host = self.host
+        ist = host.ip_stats
+        ist.tx_packets += k
+        ist.tx_gso_packets += k
+        host.eth_stats.tx_frames += k
+
+    def fresh(self, now: float) -> bool:
+        """Still what send_gso would build: routing.path() hands out the same Path (it alone judges its
+        freshness), no path MTU is known, the TTL and the TSO limit are unchanged."""
+        host = self.host
+        r = host.routing
+        return r.path(self.dst, now) is self.path and not r.pmtu and host.config.ttl << 8 | 6 == self.ttl_proto \
+            and host.tso_max == self.tso_max
+
+
+def gso_template(send: object, src: int, dst: int, mss: int, now: float) -> GsoTemplate | None:
+    """The template for super-frames from `src` to `dst` (TCP header of 32 bytes, gso_size `mss`) when `send`
+    is Host.send_gso itself and send_gso would send them whole now; None otherwise (another sender, no
+    fresh path, a path MTU known: send_gso decides per frame)."""
+    from tcpip.core.host import Host  # noqa: PLC0415 - host imports this module (once per template)
+
+    host = getattr(send, "__self__", None)
+    if not isinstance(host, Host) or getattr(send, "__func__", None) is not Host.send_gso or \
+            type(host).send_gso is not Host.send_gso:
+        return None
+    r = host.routing
+    path = r.path(dst, now)
+    if path is None or r.pmtu:
+        return None
+    return GsoTemplate(host, path, src, dst, mss)
 
 
 def send_gso(host: Host, src: int, dst: int, parts: Sequence[Buffer], thl: int, mss: int, now: float) -> None:

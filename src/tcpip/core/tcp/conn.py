@@ -15,6 +15,7 @@ from tcpip.core.tcp.sndbuf import SendBuffer
 from tcpip.core.tcp.state import EV_CLOSED, TcpState
 
 if TYPE_CHECKING:
+    from tcpip.core.offload import GsoTemplate
     from tcpip.core.tcp.autotune import RcvSpace
     from tcpip.core.tcp.layer import TcpLayer
     from tcpip.core.tcp.listener import Listener
@@ -38,7 +39,7 @@ class Connection:
 
     __slots__ = (
         "ack_pending", "ack_tpl", "adv_mss", "app_closed", "buf_seq", "ca_acc", "cc", "closed_reported", "config",
-        "data_ev", "delack_at", "dsack", "dupacks", "fin_queued", "in_recovery", "irs", "iss", "key",
+        "data_ev", "delack_at", "dsack", "dupacks", "fin_queued", "gso_tpl", "in_recovery", "irs", "iss", "key",
         "last_ack_sent", "layer", "linger_at", "listener", "local_addr", "local_port", "loss_at",
         "max_snd_wnd", "mss", "nodelay", "oow_last", "persist", "persist_backoff", "probes", "quick", "rcv_adv",
         "rcv_mss", "rcv_tstamp", "rcv_wscale", "rcvbuf", "rec", "recover", "remote_addr", "remote_port",
@@ -70,6 +71,7 @@ class Connection:
         # receive side (rcv_nxt lives in rcvbuf); rcv_adv = right edge of the window we advertised
         self.irs = self.rcv_adv = self.last_ack_sent = 0
         self.ack_tpl: AckTemplate | None = None  # rx_ack.bulk_ack's header template, built on first use
+        self.gso_tpl: GsoTemplate | None = None  # tso.push's super-frame headers (offload.gso_template)
         self.ack_pending = 0  # in-order bytes received and not yet acknowledged (delayed ACK)
         self.rcv_mss = cfg.default_mss  # largest segment seen: "full-sized" for the every-2nd-segment rule
         self.quick = QUICKACKS  # super-segment ACKs still sent at once (Linux's quickack mode at the start)

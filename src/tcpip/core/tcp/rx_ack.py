@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from tcpip.core.tcp import autotune, clocked
+from tcpip.core.tcp import autotune, clocked, tso
 from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.congestion import CLOCK_G
@@ -266,7 +266,8 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
             conn.arm()
             return
     # _text with no text: whatever output has to send (nothing when no byte waits: skip it), then the timers
-    if not sent and ((conn.buf_seq + sndbuf.queued - conn.snd_nxt + HALF) & MASK) - HALF > 0:
+    if not sent and ((conn.buf_seq + sndbuf.queued - conn.snd_nxt + HALF) & MASK) - HALF > 0 and \
+            tso.push(conn, now) < 0:  # (output's own first step, without output's call)
         out.output(conn, now)
     # conn.arm(), inlined (ESTABLISHED): the heap entry no later than the earliest timer
     due: float | None = conn.rexmit_at

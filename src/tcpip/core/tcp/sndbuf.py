@@ -41,10 +41,22 @@ class SendBuffer:
     def write(self, data: Buffer) -> int:
         """Take as much of `data` as fits (by reference when immutable and large, else a copy); returns
         the number of bytes accepted."""
-        n = min(len(data), self.capacity - self.queued)
+        q = self.queued
+        free = self.capacity - q
+        if free <= 0:
+            return 0
+        size = len(data)
+        blocks = self._blocks
+        if type(data) is bytes and MIN_BLOCK <= size <= free:  # the bulk writer's piece, whole: by reference
+            if blocks and self._fill != len(blocks[-1]):  # seal the partly filled block: its filled part
+                blocks[-1] = memoryview(blocks[-1])[:self._fill]
+            blocks.append(data)
+            self._fill = size
+            self.queued = q + size
+            return size
+        n = size if size < free else free
         if n <= 0:
             return 0
-        blocks = self._blocks
         if n >= MIN_BLOCK and (type(data) is bytes or (
                 type(data) is memoryview and type(data.obj) is bytes and data.itemsize == 1 and data.ndim == 1
                 and data.contiguous)):
@@ -211,9 +223,13 @@ class SendBuffer:
         head = self._head + n
         blocks = self._blocks
         drop = gone = 0
-        while len(blocks) - drop > 1 and head >= len(blocks[drop]):
-            head -= len(blocks[drop])
-            gone += len(blocks[drop])
+        last = len(blocks) - 1
+        while drop < last:  # whole blocks acknowledged (the last one always stays: bytes are queued)
+            size = len(blocks[drop])
+            if head < size:
+                break
+            head -= size
+            gone += size
             drop += 1
         if drop:
             del blocks[:drop]
