@@ -11,7 +11,7 @@ from tcpip.core.arp import STATIC, ArpEntry
 from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
-from tcpip.core.stats import UdpStats
+from tcpip.core.stats import UdpStats, linked
 from tcpip.errors import PortInUseError
 from tcpip.wire import checksum as ck
 
@@ -64,7 +64,8 @@ class UdpLayer:
     def __init__(self, iface: Host, rng: random.Random) -> None:
         self.iface = iface
         self.rng = rng
-        self.stats = UdpStats()
+        self.stats = linked(UdpStats, iface.fast)
+        self._fast = iface.fast  # send's hit path counts one FastPaths.udp_tx for its three counters
         self.ports: dict[int, Binding] = {}
         self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
@@ -73,8 +74,6 @@ class UdpLayer:
         # What send's hit path reads, one load each (none of them is ever replaced)
         self._routing = iface.routing
         self._tx = iface.tx
-        self._ip_stats = iface.ip_stats
-        self._eth_stats = iface.eth_stats
         iface.register(17, self.input, self.icmp_error, self.input)  # offload: no 2nd look at a trusted checksum
 
     # -- ports ---------------------------------------------------------------------------------
@@ -191,9 +190,7 @@ class UdpLayer:
                 # udp_sum holds the 2 * 8 of the two UDP lengths; the payload's sum is reduced first (adding
                 # small ints to a 1472-byte int would copy it)
                 u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
-                self.stats.tx_datagrams += 1
-                self._ip_stats.tx_packets += 1
-                self._eth_stats.tx_frames += 1
+                self._fast.udp_tx += 1  # UDP tx_datagrams, IPv4 tx_packets, Ethernet tx_frames (stats.FAST_ADDS)
                 # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
                 self._tx.append((t.eth + _IPUDP.pack(0x45, 0, 28 + n, ident, 0, t.ttl, 17,
                                                      0xFFFF - ip if ip else 0, t.addr, dst, sport, dport,
