@@ -1,6 +1,7 @@
 """The fast paths count once per frame (`Host.fast`) instead of once per layer counter; every reader adds
 those counts back in. Two hosts get the same traffic, one on the fast paths and one forced onto the general
-paths (any path-MTU entry does that): the frames they send and every counter every reader shows must match."""
+paths (a path-MTU entry for output and ICMP, IPv4 options for UDP input): the frames they send and every
+counter every reader shows must match."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ PEER_MAC = bytes.fromhex("020000000001")
 OUR_IP = 0xC6120002
 PEER = 0xC6120001
 ELSEWHERE = 0xC6120063  # an on-link host we never talk to: its path-MTU entry turns the fast paths off
+NOPS = b"\x01" * 4  # IPv4 options (four NOPs): the general input path, same reply
 
 
 def host(fast: bool) -> tuple[Interface, UdpLayer]:
@@ -43,14 +45,16 @@ def echo_request(seq: int, data: bytes) -> bytes:
     return _frame(1, bytes(m))
 
 
-def udp_request(data: bytes) -> bytes:
+def udp_request(data: bytes, options: bytes = b"") -> bytes:
     length = 8 + len(data)
     c = ck.checksum(data, ck.pseudo_header_sum(PEER, OUR_IP, 17, length) + 40000 + 7 + length) or 0xFFFF
-    return _frame(17, struct.pack("!HHHH", 40000, 7, length, c) + data)
+    return _frame(17, struct.pack("!HHHH", 40000, 7, length, c) + data, options)
 
 
-def _frame(proto: int, payload: bytes) -> bytes:
-    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(payload), 99, 0, 64, proto, 0, PEER, OUR_IP))
+def _frame(proto: int, payload: bytes, options: bytes = b"") -> bytes:
+    hl = 20 + len(options)
+    ip = bytearray(struct.pack("!BBHHHBBHII", 0x40 | hl >> 2, 0, hl + len(payload), 99, 0, 64, proto, 0, PEER,
+                               OUR_IP) + options)
     struct.pack_into("!H", ip, 10, ck.checksum(ip))
     return OUR_MAC + PEER_MAC + b"\x08\x00" + bytes(ip) + payload
 
@@ -65,16 +69,19 @@ def test_every_counter_of_the_fast_paths_matches_the_general_paths() -> None:
     rng = random.Random(5)
     for i in range(40):
         data = rng.randbytes(rng.choice([0, 1, 18, 19, 56, 1400]))
-        req = echo_request(i, data) if i % 2 else udp_request(data + b"x" * 18)
+        reqs = [echo_request(i, data)] * 2 if i % 2 else [udp_request(data + b"x" * 18),
+                                                           udp_request(data + b"x" * 18, NOPS)]
         outs = []
-        for h in (fh, gh):
+        for h, req in zip((fh, gh), reqs, strict=True):
             h.receive(memoryview(req), float(i))
             outs.append([b"".join(f) for f in h.poll_transmit()])
         assert outs[0] == outs[1], i
         assert len(outs[0]) == 1
     # the fast host took the fast paths (UDP: all but the first datagram, which learns the flow)...
-    assert (fh.fast.icmp_echoes, fh.fast.udp_tx) == (20, 19)
-    assert (gh.fast.icmp_echoes, gh.fast.udp_tx) == (0, 0)  # ...and the other never did
+    assert (fh.fast.icmp_echoes, fh.fast.delivered, fh.fast.udp_rx, fh.fast.udp_tx) == (20, 20, 20, 19)
+    # ...and the other none but the host's delivery of the echo requests fast_echo declined and UDP's count
+    # of deliveries (every input path ends there)
+    assert (gh.fast.icmp_echoes, gh.fast.delivered, gh.fast.udp_rx, gh.fast.udp_tx) == (0, 20, 20, 0)
     fast, general = readings(fh, fu), readings(gh, gu)
     assert fast == general
     assert fast["icmp"]["tx_echo_replies"] == fast["icmp"]["rx_echo_requests"] == 20

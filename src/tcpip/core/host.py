@@ -197,18 +197,17 @@ class Host(HostSetup, HostViews):
                 self._receive_general(frame, now)
                 return
         if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
-            return  # counted as a whole (FastPaths.icmp_echoes: these two counters included)
-        self.eth_stats.rx_frames += 1
-        ist = self.ip_stats
-        ist.rx_packets += 1
+            return  # counted as a whole (FastPaths.icmp_echoes)
         t = self.trusted.get(proto) if csum_ok else None
         if t is not None:
-            ist.rx_delivered += 1
+            self.fast.delivered += 1  # Ethernet rx_frames, IPv4 rx_packets and rx_delivered (stats.FAST_ADDS)
             t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
         elif (h := self.protocols.get(proto)) is not None:
-            ist.rx_delivered += 1
+            self.fast.delivered += 1
             h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
         else:
+            self.eth_stats.rx_frames += 1
+            self.ip_stats.rx_packets += 1
             self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
 
     receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)

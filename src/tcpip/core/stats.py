@@ -13,6 +13,8 @@ class FastPaths:
     so `Stack.stats()` and the CLI) add them in; a layer object's raw fields do not include them."""
 
     icmp_echoes: int = 0  # an echo request answered by icmp.fast_echo
+    delivered: int = 0  # a datagram Host.receive's fast path handed to its protocol's handler
+    udp_rx: int = 0  # a datagram UdpLayer.input delivered to a binding
     udp_tx: int = 0  # a datagram sent on a flow's cached headers (udp.send)
 
 
@@ -140,12 +142,12 @@ class UdpStats:
 
 # Layer counters -> the fast-path counts each one includes
 FAST_ADDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "EthernetStats": {"rx_frames": ("icmp_echoes",), "tx_frames": ("icmp_echoes", "udp_tx")},
-    "Ipv4Stats": {"rx_packets": ("icmp_echoes",), "rx_delivered": ("icmp_echoes",),
+    "EthernetStats": {"rx_frames": ("icmp_echoes", "delivered"), "tx_frames": ("icmp_echoes", "udp_tx")},
+    "Ipv4Stats": {"rx_packets": ("icmp_echoes", "delivered"), "rx_delivered": ("icmp_echoes", "delivered"),
                   "tx_packets": ("icmp_echoes", "udp_tx")},
     "IcmpStats": {"rx_messages": ("icmp_echoes",), "rx_echo_requests": ("icmp_echoes",),
                   "tx_echo_replies": ("icmp_echoes",)},
-    "UdpStats": {"tx_datagrams": ("udp_tx",)},
+    "UdpStats": {"rx_datagrams": ("udp_rx",), "rx_delivered": ("udp_rx",), "tx_datagrams": ("udp_tx",)},
 }
 T = TypeVar("T")
 _LINKED: dict[type, type] = {}

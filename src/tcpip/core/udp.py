@@ -65,7 +65,7 @@ class UdpLayer:
         self.iface = iface
         self.rng = rng
         self.stats = linked(UdpStats, iface.fast)
-        self._fast = iface.fast  # send's hit path counts one FastPaths.udp_tx for its three counters
+        self._fast = iface.fast  # input and send's hit path count one FastPaths.udp_rx / udp_tx each
         self.ports: dict[int, Binding] = {}
         self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
@@ -105,19 +105,22 @@ class UdpLayer:
     # -- input ---------------------------------------------------------------------------------
     def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
               broadcast: bool, csum_ok: bool = False) -> None:
-        """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified)."""
+        """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified). A
+        delivered datagram is one FastPaths.udp_rx (rx_datagrams and rx_delivered); a dropped one counts
+        rx_datagrams and its reason."""
         st = self.stats
-        st.rx_datagrams += 1
         n = len(payload)
         if n < 8:
+            st.rx_datagrams += 1
             st.rx_truncated += 1
             return
         sport, dport, length, csum = _HDR.unpack_from(payload, 0)
-        if length < 8:
-            st.rx_bad_length += 1
-            return
-        if length > n:
-            st.rx_truncated += 1
+        if length < 8 or length > n:
+            st.rx_datagrams += 1
+            if length < 8:
+                st.rx_bad_length += 1
+            else:
+                st.rx_truncated += 1
             return
         if csum and not csum_ok and self.verify_checksums:
             # ck.verify(datagram, ck.pseudo_header_sum(src, dst, 17, length)) spelled out: two calls per datagram.
@@ -126,16 +129,19 @@ class UdpLayer:
             x = _from(payload if length == n else payload[:length], "big")
             x = (x << 8 if length & 1 else x) % 0xFFFF  # reduced first: no copy of the big int per addition
             if (x + src + dst + 17 + length) % 0xFFFF:
+                st.rx_datagrams += 1
                 st.rx_bad_checksum += 1
                 return
         b = self.ports.get(dport)
         if b is None or (b.local and b.local != dst and dst == self.iface.addr):
+            st.rx_datagrams += 1
             self._no_port(src, dst, payload, packet, now)
             return
         if b.remote is not None and (b.remote[0] != src or b.remote[1] != sport):
+            st.rx_datagrams += 1
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
-        st.rx_delivered += 1
+        self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         b.receiver(payload[8:length], src, sport, dst, now)
 
     def _no_port(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float) -> None:
