@@ -17,6 +17,7 @@ def main() -> int:
     from bench.frames import OUR_IP, OUR_MAC, PEER_IP, PEER_MAC, icmp_echo
     from tcpip.core.config import InterfaceConfig
     from tcpip.core.interface import Interface
+    from tcpip.core.stats import as_dict
     from tcpip.wire.mac import MacAddress
 
     n = int(sys.argv[1])
@@ -41,8 +42,9 @@ def main() -> int:
     for _ in range(n):
         recv(mv, 1.0)
         tx.clear()
-    if iface.icmp_stats.tx_echo_replies != n:
-        raise SystemExit(f"expected {n} replies, got {iface.icmp_stats.tx_echo_replies}")
+    got = as_dict(iface.icmp_stats)["tx_echo_replies"]
+    if got != n:
+        raise SystemExit(f"expected {n} replies, got {got}")
     return 0
 
 

@@ -15,8 +15,10 @@ the device, then the timer is re-armed if `poll_at()` may have moved. A drain ha
 `transmit()` is the exception for zero-copy sends whose callers may reuse their buffers on return (UDP
 `sendto`, the seed API's `write`): it hands the queued frames to the device at once, without running
 callbacks.
-`add_after_batch(cb)` registers `cb()` to run at the start of every drain (it must be cheap when it has
-nothing to do); a callback that leaves work for another round calls `kick()`.
+`add_after_batch(cb, pending)` registers `cb()` to run at the start of every drain in which `pending()` is
+true (the hook has work: a drain per wake-up then costs one C-level call per hook, not a Python frame);
+without `pending`, every drain (so `cb` must be cheap when it has nothing to do). A callback that leaves
+work for another round calls `kick()`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class Runner:
         self._conflicts: set[tuple[int, bytes]] = set()
         core.icmp.utc_ms = _utc_ms  # ICMP/IP timestamps: the core reads no clock
         self._loop_scheduled = False
-        self._after: list[Callable[[], None]] = []
+        self._after: list[tuple[Callable[[], None], Callable[[], object] | None]] = []
+        self._due: Callable[[], object] | None = None  # any after-batch hook has work (None: no hooks)
         self._kicked = False  # a drain is scheduled with call_soon
         self._draining = False  # the after-batch callbacks are running
         self._rekick = False  # kick() during them: one more round on the next turn
@@ -135,13 +138,28 @@ class Runner:
         elif tx or self._loopback:
             self._send_queued()
 
-    def add_after_batch(self, cb: Callable[[], None]) -> None:
-        """Run `cb()` at the start of every drain, before transmission (application callbacks go here)."""
-        self._after.append(cb)
+    def add_after_batch(self, cb: Callable[[], None], pending: Callable[[], object] | None = None) -> None:
+        """Run `cb()` at the start of every drain, before transmission (application callbacks go here);
+        with `pending`, only in drains where `pending()` is true: make it a C-level callable (a bound
+        `__len__`, `functools.partial(getattr, obj, name)`), it runs once per drain."""
+        self._after.append((cb, pending))
+        self._set_due()
 
     def remove_after_batch(self, cb: Callable[[], None]) -> None:
-        if cb in self._after:
-            self._after.remove(cb)
+        self._after = [h for h in self._after if h[0] != cb]
+        self._set_due()
+
+    def _set_due(self) -> None:
+        """`_due`, the drain's one test: a lone hook's own `pending`, else a function of them all."""
+        checks = [p for _cb, p in self._after]
+        if not checks:
+            self._due = None
+        elif None in checks:
+            self._due = _always
+        elif len(checks) == 1:
+            self._due = checks[0]
+        else:
+            self._due = lambda: any(p() for p in checks)  # type: ignore[misc]  # None excluded above
 
     def kick(self) -> None:
         """Output or deliveries are waiting: drain once on this loop turn (at once without a loop)."""
@@ -165,20 +183,9 @@ class Runner:
 
     def flush(self) -> None:
         """One drain now: after-batch callbacks, the core's frames to the device, the timer re-armed."""
-        after = self._after
-        if after:  # inlined, not a method: this runs per frame (a Stack always has TCP's hook)
-            self._draining = True
-            try:
-                for cb in after:
-                    try:
-                        cb()
-                    except Exception:
-                        log.exception("after-batch callback raised")
-            finally:
-                self._draining = False
-            if self._rekick:
-                self._rekick = False
-                self.kick()
+        due = self._due  # a Stack always has TCP's hook: one C-level test per drain when it has no work
+        if due is not None and due():
+            self._run_after()
         if self._loopback and not self._loop_scheduled:
             self._loop_scheduled = True
             asyncio.get_running_loop().call_soon(self._loop_in)
@@ -192,6 +199,23 @@ class Runner:
                     log.debug("transmit failed: %s", e)
         if self._arp.pending or self.core.timers_dirty:  # only then can a new deadline exist
             self.schedule()
+
+    def _run_after(self) -> None:
+        """The after-batch hooks that have work, in registration order (a kick() from them: one more round)."""
+        self._draining = True
+        try:
+            for cb, pending in self._after:
+                if pending is not None and not pending():
+                    continue
+                try:
+                    cb()
+                except Exception:
+                    log.exception("after-batch callback raised")
+        finally:
+            self._draining = False
+        if self._rekick:
+            self._rekick = False
+            self.kick()
 
     def transmit(self) -> None:
         """The core's queued frames to the device now, no callbacks run (safe inside one): for zero-copy
@@ -302,6 +326,10 @@ class Runner:
             if not f.done():
                 f.set_exception(HostUnreachableError(
                     f"{ip_str(ip)}: no ARP reply after {tries} requests"))
+
+
+def _always() -> bool:
+    return True
 
 
 def _utc_ms() -> int:

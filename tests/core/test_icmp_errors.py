@@ -10,7 +10,6 @@ Hub with a VirtualClock, errors crafted by a raw port, delivered to asyncio `err
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import random
 import struct
@@ -26,7 +25,7 @@ from testlib import Recorder, csum, ip_int, mac_bytes, sent
 
 from tcpip import Stack
 from tcpip.core.interface import Accepted, Interface
-from tcpip.core.stats import unbalanced
+from tcpip.core.stats import as_dict, unbalanced
 from tcpip.core.udp import UdpLayer
 from tcpip.netif.clock import VirtualClock
 from tcpip.netif.hub import Hub
@@ -83,7 +82,7 @@ def counters(iface: Interface, *extra: tuple[str, object]) -> dict[str, int]:
     if iface.reassembler is not None:
         layers.append(("frag", iface.reassembler.stats))
     for name, st in layers:
-        for k, v in dataclasses.asdict(st).items():  # type: ignore[call-overload]
+        for k, v in as_dict(st).items():
             out[f"{name}.{k}"] = v
     return out
 

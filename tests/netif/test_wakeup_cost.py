@@ -166,12 +166,12 @@ async def test_offload_mode_udp_echo_of_kernel_made_datagrams(monkeypatch: pytes
     async with stack_on_socketpair(offload=True) as (stack, peer):
         await stack.udp_echo(7)
         answers = await ping_pong(peer, frames)
-        st = stack.udp.stats
+        st = stack.stats()["udp"]
     assert [a[:10] for a in answers] == [bytes(10)] * 20
     udp = [a[44:44 + struct.unpack_from("!H", a, 48)[0]] for a in answers]  # without the Ethernet padding
     assert [u[8:] for u in udp] == [b"datagram %d" % i for i in range(20)]
     assert all(ck.verify(u, ck.pseudo_header_sum(OUR_IP, PEER_IP, 17, len(u))) for u in udp)
-    assert (st.rx_delivered, st.rx_bad_checksum) == (20, 0)
+    assert (st["rx_delivered"], st["rx_bad_checksum"]) == (20, 0)
 
 
 async def test_backlog_is_still_drained_in_bursts() -> None:
@@ -217,8 +217,8 @@ async def test_offload_mode_udp_checksum_trusted_only_when_the_header_vouches() 
         while not got or not got[-1].endswith(b"last"):
             a = await loop.run_in_executor(None, peer.recv, 2048)
             got.append(a[:44 + struct.unpack_from("!H", a, 48)[0]])
-        st = stack.udp.stats
+        st = stack.stats()["udp"]
         counted = (dev.stats.rx_frames - rx0, dev.stats.rx_bytes - bytes0)
     assert [a[52:] for a in got] == [b"datagram 0", b"datagram 2", b"last"]
-    assert (st.rx_delivered, st.rx_bad_checksum) == (3, 2)
+    assert (st["rx_delivered"], st["rx_bad_checksum"]) == (3, 2)
     assert counted == (5, sum(len(f) - 10 for f in [*frames, last]))

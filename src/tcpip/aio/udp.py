@@ -71,7 +71,7 @@ class UdpEndpoints:
         self._pending.append((t, item, addr))
         if not self._registered:  # only stacks with endpoints pay for the callback
             self._registered = True
-            self.runner.add_after_batch(self.deliver)
+            self.runner.add_after_batch(self.deliver, self._pending.__len__)
         self.runner.kick()  # no-op inside a drain; needed when queued from a timer or outside one
 
     def deliver(self) -> None:

@@ -40,7 +40,7 @@ from tcpip.core.icmp import EchoHandler, ErrorHandler, Icmp
 from tcpip.core.ipv4 import SENT, Accepted, IdentAllocator, Ipv4Input, Ipv4Output, header_into
 from tcpip.core.reassembly import Reassembler
 from tcpip.core.routing import Routing
-from tcpip.core.stats import ArpStats, EthernetStats, IcmpStats, Ipv4Stats
+from tcpip.core.stats import ArpStats, EthernetStats, FastPaths, IcmpStats, Ipv4Stats, linked
 from tcpip.errors import MessageTooLongError
 from tcpip.wire import checksum as ck
 from tcpip.wire.mac import MacAddress
@@ -78,9 +78,10 @@ class Host(HostSetup, HostViews):
         self.tx: list[Frame] = []  # never replaced: the layers append to this very list
         self.loopback: list[bytes] = []
         self.timers_dirty = False  # poll_at() may have moved earlier (ARP sets none: the driver reads pending)
-        self.eth_stats = EthernetStats()
-        self.ip_stats = Ipv4Stats()
-        self.icmp_stats = IcmpStats()
+        self.fast = FastPaths()  # the fast paths' one count each; the layer stats' readers add them in
+        self.eth_stats = linked(EthernetStats, self.fast)
+        self.ip_stats = linked(Ipv4Stats, self.fast)
+        self.icmp_stats = linked(IcmpStats, self.fast)
         self.protocols: dict[int, InputHandler] = {}  # the registry: read once per frame on the fast path
         self.trusted: dict[int, TrustedHandler] = {}  # handlers told when the device vouches for the checksum
         self.error_handlers: dict[int, ErrorHandler] = {}
@@ -195,19 +196,18 @@ class Host(HostSetup, HostViews):
             if x % 0xFFFF or not x:
                 self._receive_general(frame, now)
                 return
-        self.eth_stats.rx_frames += 1
-        ist = self.ip_stats
-        ist.rx_packets += 1
         if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
-            return
+            return  # counted as a whole (FastPaths.icmp_echoes)
         t = self.trusted.get(proto) if csum_ok else None
         if t is not None:
-            ist.rx_delivered += 1
+            self.fast.delivered += 1  # Ethernet rx_frames, IPv4 rx_packets and rx_delivered (stats.FAST_ADDS)
             t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
         elif (h := self.protocols.get(proto)) is not None:
-            ist.rx_delivered += 1
+            self.fast.delivered += 1
             h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
         else:
+            self.eth_stats.rx_frames += 1
+            self.ip_stats.rx_packets += 1
             self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
 
     receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from typing import TypeVar
+
+
+@dataclass(slots=True)
+class FastPaths:
+    """Frames that took a per-path fast path, counted once each instead of once in every layer counter they
+    stand for (FAST_ADDS): a fast echo is one increment, not eight. The readers (`as_dict`, `unbalanced`,
+    so `Stack.stats()` and the CLI) add them in; a layer object's raw fields do not include them."""
+
+    icmp_echoes: int = 0  # an echo request answered by icmp.fast_echo
+    delivered: int = 0  # a datagram Host.receive's fast path handed to its protocol's handler
+    udp_rx: int = 0  # a datagram UdpLayer.input delivered to a binding
+    udp_tx: int = 0  # a datagram sent on a flow's cached headers (udp.send)
 
 
 @dataclass(slots=True)
@@ -127,8 +140,48 @@ class UdpStats:
     tx_arp_failed: int = 0
 
 
+# Layer counters -> the fast-path counts each one includes
+FAST_ADDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "EthernetStats": {"rx_frames": ("icmp_echoes", "delivered"), "tx_frames": ("icmp_echoes", "udp_tx")},
+    "Ipv4Stats": {"rx_packets": ("icmp_echoes", "delivered"), "rx_delivered": ("icmp_echoes", "delivered"),
+                  "tx_packets": ("icmp_echoes", "udp_tx")},
+    "IcmpStats": {"rx_messages": ("icmp_echoes",), "rx_echo_requests": ("icmp_echoes",),
+                  "tx_echo_replies": ("icmp_echoes",)},
+    "UdpStats": {"rx_datagrams": ("udp_rx",), "rx_delivered": ("udp_rx",), "tx_datagrams": ("udp_tx",)},
+}
+T = TypeVar("T")
+_LINKED: dict[type, type] = {}
+
+
+def linked(cls: type[T], fast: FastPaths) -> T:
+    """A fresh `cls()` (a layer's counters) that also holds the host's FastPaths for `as_dict` to add in: an
+    instance of a subclass with one more slot, so the dataclass fields (and `dataclasses.asdict`) are
+    unchanged."""
+    sub = _LINKED.get(cls)
+    if sub is None:
+        sub = _LINKED[cls] = type(cls.__name__, (cls,), {"__slots__": ("fast",), "__module__": cls.__module__,
+                                                         "__qualname__": cls.__qualname__})
+    obj: T = sub()
+    obj.fast = fast  # type: ignore[attr-defined]
+    return obj
+
+
+def fast_of(obj: object) -> FastPaths | None:
+    """The FastPaths a layer's counters are linked to (`linked`), or None."""
+    f = getattr(obj, "fast", None)
+    return f if isinstance(f, FastPaths) else None
+
+
 def as_dict(obj: object) -> dict[str, int]:
-    return asdict(obj)  # type: ignore[call-overload, no-any-return]
+    """A counters object as {name: value}, the fast-path counts it stands for added in (FastPaths): the
+    one way to read a layer's counters (Stack.stats(), the CLI and `unbalanced` read through it)."""
+    out: dict[str, int] = {f.name: getattr(obj, f.name) for f in fields(obj)}  # type: ignore[arg-type]
+    fast = fast_of(obj)
+    if fast is not None:
+        for name, adds in FAST_ADDS[type(obj).__name__].items():
+            for a in adds:
+                out[name] += getattr(fast, a)
+    return out
 
 
 def unbalanced(eth: EthernetStats, arp: ArpStats, ip: Ipv4Stats) -> list[str]:
@@ -136,20 +189,21 @@ def unbalanced(eth: EthernetStats, arp: ArpStats, ip: Ipv4Stats) -> list[str]:
     outcome counter per layer). Returns the violated ones; [] when the books balance.
 
     Holds for frames fed through `Interface.receive`, not for datagrams fed to the layered seed API."""
+    e, a, i = as_dict(eth), as_dict(arp), as_dict(ip)  # fast-path counts added in, as every reader sees them
     bad = []
-    eth_out = (eth.rx_runt + eth.rx_oversize + eth.rx_not_for_us + eth.rx_unknown_ethertype + eth.rx_ipv6
-               + eth.rx_bad_src_mac + eth.rx_vlan
-               + eth.rx_ipv6_no_handler + arp.rx_packets + ip.rx_packets)
-    if eth.rx_frames != eth_out:
-        bad.append(f"ethernet: {eth.rx_frames} frames != {eth_out} outcomes")
-    arp_out = (arp.rx_truncated + arp.rx_bad_type + arp.rx_bad_length + arp.rx_bad_op + arp.rx_from_self
-               + arp.rx_bad_sender_mac + arp.rx_bad_sender_ip + arp.rx_bad_target_ip + arp.requests_received
-               + arp.replies_received)
-    if arp.rx_packets != arp_out:
-        bad.append(f"arp: {arp.rx_packets} packets != {arp_out} outcomes")
-    ip_out = (ip.rx_truncated + ip.rx_bad_version + ip.rx_bad_ihl + ip.rx_bad_total_length + ip.rx_bad_checksum
-              + ip.rx_bad_options + ip.rx_source_route + ip.rx_martian_source + ip.rx_dst_not_ours
-              + ip.rx_unicast_in_l2_broadcast + ip.rx_fragments + ip.rx_delivered - ip.rx_reassembled)
-    if ip.rx_packets != ip_out:
-        bad.append(f"ipv4: {ip.rx_packets} packets != {ip_out} outcomes")
+    eth_out = (e["rx_runt"] + e["rx_oversize"] + e["rx_not_for_us"] + e["rx_unknown_ethertype"] + e["rx_ipv6"]
+               + e["rx_bad_src_mac"] + e["rx_vlan"] + e["rx_ipv6_no_handler"] + a["rx_packets"] + i["rx_packets"])
+    if e["rx_frames"] != eth_out:
+        bad.append(f"ethernet: {e['rx_frames']} frames != {eth_out} outcomes")
+    arp_out = (a["rx_truncated"] + a["rx_bad_type"] + a["rx_bad_length"] + a["rx_bad_op"] + a["rx_from_self"]
+               + a["rx_bad_sender_mac"] + a["rx_bad_sender_ip"] + a["rx_bad_target_ip"] + a["requests_received"]
+               + a["replies_received"])
+    if a["rx_packets"] != arp_out:
+        bad.append(f"arp: {a['rx_packets']} packets != {arp_out} outcomes")
+    ip_out = (i["rx_truncated"] + i["rx_bad_version"] + i["rx_bad_ihl"] + i["rx_bad_total_length"]
+              + i["rx_bad_checksum"] + i["rx_bad_options"] + i["rx_source_route"] + i["rx_martian_source"]
+              + i["rx_dst_not_ours"] + i["rx_unicast_in_l2_broadcast"] + i["rx_fragments"] + i["rx_delivered"]
+              - i["rx_reassembled"])
+    if i["rx_packets"] != ip_out:
+        bad.append(f"ipv4: {i['rx_packets']} packets != {ip_out} outcomes")
     return bad

@@ -11,7 +11,7 @@ from tcpip.core.arp import STATIC, ArpEntry
 from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
-from tcpip.core.stats import UdpStats
+from tcpip.core.stats import UdpStats, linked
 from tcpip.errors import PortInUseError
 from tcpip.wire import checksum as ck
 
@@ -64,7 +64,8 @@ class UdpLayer:
     def __init__(self, iface: Host, rng: random.Random) -> None:
         self.iface = iface
         self.rng = rng
-        self.stats = UdpStats()
+        self.stats = linked(UdpStats, iface.fast)
+        self._fast = iface.fast  # input and send's hit path count one FastPaths.udp_rx / udp_tx each
         self.ports: dict[int, Binding] = {}
         self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
@@ -73,8 +74,6 @@ class UdpLayer:
         # What send's hit path reads, one load each (none of them is ever replaced)
         self._routing = iface.routing
         self._tx = iface.tx
-        self._ip_stats = iface.ip_stats
-        self._eth_stats = iface.eth_stats
         iface.register(17, self.input, self.icmp_error, self.input)  # offload: no 2nd look at a trusted checksum
 
     # -- ports ---------------------------------------------------------------------------------
@@ -106,19 +105,22 @@ class UdpLayer:
     # -- input ---------------------------------------------------------------------------------
     def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
               broadcast: bool, csum_ok: bool = False) -> None:
-        """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified)."""
+        """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified). A
+        delivered datagram is one FastPaths.udp_rx (rx_datagrams and rx_delivered); a dropped one counts
+        rx_datagrams and its reason."""
         st = self.stats
-        st.rx_datagrams += 1
         n = len(payload)
         if n < 8:
+            st.rx_datagrams += 1
             st.rx_truncated += 1
             return
         sport, dport, length, csum = _HDR.unpack_from(payload, 0)
-        if length < 8:
-            st.rx_bad_length += 1
-            return
-        if length > n:
-            st.rx_truncated += 1
+        if length < 8 or length > n:
+            st.rx_datagrams += 1
+            if length < 8:
+                st.rx_bad_length += 1
+            else:
+                st.rx_truncated += 1
             return
         if csum and not csum_ok and self.verify_checksums:
             # ck.verify(datagram, ck.pseudo_header_sum(src, dst, 17, length)) spelled out: two calls per datagram.
@@ -127,16 +129,19 @@ class UdpLayer:
             x = _from(payload if length == n else payload[:length], "big")
             x = (x << 8 if length & 1 else x) % 0xFFFF  # reduced first: no copy of the big int per addition
             if (x + src + dst + 17 + length) % 0xFFFF:
+                st.rx_datagrams += 1
                 st.rx_bad_checksum += 1
                 return
         b = self.ports.get(dport)
         if b is None or (b.local and b.local != dst and dst == self.iface.addr):
+            st.rx_datagrams += 1
             self._no_port(src, dst, payload, packet, now)
             return
         if b.remote is not None and (b.remote[0] != src or b.remote[1] != sport):
+            st.rx_datagrams += 1
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
-        st.rx_delivered += 1
+        self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         b.receiver(payload[8:length], src, sport, dst, now)
 
     def _no_port(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float) -> None:
@@ -191,9 +196,7 @@ class UdpLayer:
                 # udp_sum holds the 2 * 8 of the two UDP lengths; the payload's sum is reduced first (adding
                 # small ints to a 1472-byte int would copy it)
                 u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
-                self.stats.tx_datagrams += 1
-                self._ip_stats.tx_packets += 1
-                self._eth_stats.tx_frames += 1
+                self._fast.udp_tx += 1  # UDP tx_datagrams, IPv4 tx_packets, Ethernet tx_frames (stats.FAST_ADDS)
                 # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
                 self._tx.append((t.eth + _IPUDP.pack(0x45, 0, 28 + n, ident, 0, t.ttl, 17,
                                                      0xFFFF - ip if ip else 0, t.addr, dst, sport, dport,
