@@ -68,6 +68,11 @@ print(sent, round(time.monotonic() - start, 2))
 """
 
 
+def _tap_drops(stack: Stack) -> int:
+    """Frames toward us the kernel's TAP queue dropped (full: the stack read too slowly)."""
+    return stack.stats().get("device", {}).get("kernel_tx_dropped", 0)
+
+
 def _rss_kib() -> int:
     text = Path("/proc/self/status").read_text()
     m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
@@ -104,7 +109,7 @@ async def test_syn_flood_from_1000_spoofed_sources_curl_still_served(flood_ns: N
             flood = asyncio.create_task(flood_ns.run_async(
                 [sys.executable, "-c", _FLOOD, TAP, str(stack.mac), str(base), "1000", STACK_IP, "80",
                  "20000", str(FLOOD_SECONDS)], timeout=25))
-            in0 = layer.stats.in_segs
+            in0, drop0 = layer.stats.in_segs, _tap_drops(stack)
             t_start = time.monotonic()
             for _ in range(200):  # until the flood reaches tcpip (the script first builds its frames)
                 await asyncio.sleep(0.05)
@@ -112,27 +117,42 @@ async def test_syn_flood_from_1000_spoofed_sources_curl_still_served(flood_ns: N
                     break
             waited = time.monotonic() - t_start
             half_open_seen = sum(1 for c in stack.tcp_connections() if c.state == "SYN_RECEIVED")
+            drop1 = _tap_drops(stack)
             t0 = time.monotonic()
-            r = await flood_ns.run_async(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{time_total}",
-                                          f"http://{STACK_IP}/"])
+            r = await flood_ns.run_async(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w",
+                                          "%{time_connect} %{time_total}", f"http://{STACK_IP}/"])
             curl_s = time.monotonic() - t0
+            curl_drops = _tap_drops(stack) - drop1
             flood_running = not flood.done()
             out = await flood
+            sent = int(out.stdout.split()[0])
+            # The script has written every SYN, but a stack slowed by other load may still have up to a TAP
+            # queue of them unread: wait until each one was read or dropped by the kernel's full queue, and
+            # take the counters while the listener is still open (SYNs read after close() get RSTs, 768 of
+            # them in a run under load: rx_no_socket, and SyncookiesSent short by as many).
+            for _ in range(400):
+                if layer.stats.in_segs - in0 + _tap_drops(stack) - drop0 >= sent:
+                    break
+                await asyncio.sleep(0.05)
+            tcp = dict(stack.tcp.stats())
             peak_conns = len(layer.conns)
             rss1 = _rss_kib()
         finally:
             server.close()
             await asyncio.wait_for(server.wait_closed(), 10)
-        tcp = stack.stats()["tcp"]
-        sent = int(out.stdout.split()[0])
         figures = (f"flood: {out.stdout.strip()} (SYNs sent, seconds); reached tcpip after {waited:.1f} s; "
-                   f"curl {curl_s:.2f} s, flood still running: {flood_running}; half-open "
+                   f"curl {curl_s:.2f} s (connect, total: {r.stdout.strip()}; TAP drops during it "
+                   f"{curl_drops}), flood still running: {flood_running}; half-open "
                    f"{half_open_seen}; conns after {peak_conns}; RSS +{rss1 - rss0} KiB; "
                    f"SyncookiesSent={tcp['SyncookiesSent']} ListenDrops={tcp['ListenDrops']} "
-                   f"InSegs={tcp['InSegs']}")
+                   f"InSegs={tcp['InSegs']} rx_no_socket={tcp['rx_no_socket']} TAP drops "
+                   f"{_tap_drops(stack) - drop0}")
         print(figures)
         assert r.returncode == 0, (r.stderr, figures)
-        assert curl_s < 3.0, figures
+        # curl's own time_total, not curl_s: starting a process in the namespace took up to ~0.7 s of
+        # curl_s under CPU load (0.46 s wall for a 0.09 s request), which says nothing about the stack.
+        # 3 s still fails a request whose SYN or ACK went unanswered twice (kernel RTO 1 s, then 2 s).
+        assert float(r.stdout.split()[1]) < 3.0, figures
         assert flood_running, figures  # curl was served during the flood, not after it
         assert sent == 20000, figures
         assert half_open_seen <= 128, figures  # the listener's half-open table is bounded by its backlog
@@ -140,6 +160,7 @@ async def test_syn_flood_from_1000_spoofed_sources_curl_still_served(flood_ns: N
         # every flood SYN that reached tcpip (the TAP queue drops what a busy stack cannot read in time) was
         # answered statelessly, beyond the 128 half-open ones; the two curls add a few dozen segments
         assert tcp["SyncookiesSent"] >= tcp["InSegs"] - 128 - 60, figures
+        assert tcp["rx_no_socket"] == 0, figures  # read while listening: none answered by RST
         assert tcp["InSegs"] > 5000, figures
         assert rss1 - rss0 < 16 * 1024, figures  # bounded: no state per SYN
 
