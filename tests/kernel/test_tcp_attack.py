@@ -9,7 +9,7 @@ import hashlib
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,6 +68,11 @@ print(sent, round(time.monotonic() - start, 2))
 """
 
 
+def _tap_drops(stack: Stack) -> int:
+    """Frames toward us the kernel's TAP queue dropped (full: the stack read too slowly)."""
+    return stack.stats().get("device", {}).get("kernel_tx_dropped", 0)
+
+
 def _rss_kib() -> int:
     text = Path("/proc/self/status").read_text()
     m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
@@ -104,7 +109,7 @@ async def test_syn_flood_from_1000_spoofed_sources_curl_still_served(flood_ns: N
             flood = asyncio.create_task(flood_ns.run_async(
                 [sys.executable, "-c", _FLOOD, TAP, str(stack.mac), str(base), "1000", STACK_IP, "80",
                  "20000", str(FLOOD_SECONDS)], timeout=25))
-            in0 = layer.stats.in_segs
+            in0, drop0 = layer.stats.in_segs, _tap_drops(stack)
             t_start = time.monotonic()
             for _ in range(200):  # until the flood reaches tcpip (the script first builds its frames)
                 await asyncio.sleep(0.05)
@@ -112,27 +117,42 @@ async def test_syn_flood_from_1000_spoofed_sources_curl_still_served(flood_ns: N
                     break
             waited = time.monotonic() - t_start
             half_open_seen = sum(1 for c in stack.tcp_connections() if c.state == "SYN_RECEIVED")
+            drop1 = _tap_drops(stack)
             t0 = time.monotonic()
-            r = await flood_ns.run_async(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{time_total}",
-                                          f"http://{STACK_IP}/"])
+            r = await flood_ns.run_async(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w",
+                                          "%{time_connect} %{time_total}", f"http://{STACK_IP}/"])
             curl_s = time.monotonic() - t0
+            curl_drops = _tap_drops(stack) - drop1
             flood_running = not flood.done()
             out = await flood
+            sent = int(out.stdout.split()[0])
+            # The script has written every SYN, but a stack slowed by other load may still have up to a TAP
+            # queue of them unread: wait until each one was read or dropped by the kernel's full queue, and
+            # take the counters while the listener is still open (SYNs read after close() get RSTs, 768 of
+            # them in a run under load: rx_no_socket, and SyncookiesSent short by as many).
+            for _ in range(400):
+                if layer.stats.in_segs - in0 + _tap_drops(stack) - drop0 >= sent:
+                    break
+                await asyncio.sleep(0.05)
+            tcp = dict(stack.tcp.stats())
             peak_conns = len(layer.conns)
             rss1 = _rss_kib()
         finally:
             server.close()
             await asyncio.wait_for(server.wait_closed(), 10)
-        tcp = stack.stats()["tcp"]
-        sent = int(out.stdout.split()[0])
         figures = (f"flood: {out.stdout.strip()} (SYNs sent, seconds); reached tcpip after {waited:.1f} s; "
-                   f"curl {curl_s:.2f} s, flood still running: {flood_running}; half-open "
+                   f"curl {curl_s:.2f} s (connect, total: {r.stdout.strip()}; TAP drops during it "
+                   f"{curl_drops}), flood still running: {flood_running}; half-open "
                    f"{half_open_seen}; conns after {peak_conns}; RSS +{rss1 - rss0} KiB; "
                    f"SyncookiesSent={tcp['SyncookiesSent']} ListenDrops={tcp['ListenDrops']} "
-                   f"InSegs={tcp['InSegs']}")
+                   f"InSegs={tcp['InSegs']} rx_no_socket={tcp['rx_no_socket']} TAP drops "
+                   f"{_tap_drops(stack) - drop0}")
         print(figures)
         assert r.returncode == 0, (r.stderr, figures)
-        assert curl_s < 3.0, figures
+        # curl's own time_total, not curl_s: starting a process in the namespace took up to ~0.7 s of
+        # curl_s under CPU load (0.46 s wall for a 0.09 s request), which says nothing about the stack.
+        # 3 s still fails a request whose SYN or ACK went unanswered twice (kernel RTO 1 s, then 2 s).
+        assert float(r.stdout.split()[1]) < 3.0, figures
         assert flood_running, figures  # curl was served during the flood, not after it
         assert sent == 20000, figures
         assert half_open_seen <= 128, figures  # the listener's half-open table is bounded by its backlog
@@ -140,38 +160,56 @@ async def test_syn_flood_from_1000_spoofed_sources_curl_still_served(flood_ns: N
         # every flood SYN that reached tcpip (the TAP queue drops what a busy stack cannot read in time) was
         # answered statelessly, beyond the 128 half-open ones; the two curls add a few dozen segments
         assert tcp["SyncookiesSent"] >= tcp["InSegs"] - 128 - 60, figures
+        assert tcp["rx_no_socket"] == 0, figures  # read while listening: none answered by RST
         assert tcp["InSegs"] > 5000, figures
         assert rss1 - rss0 < 16 * 1024, figures  # bounded: no state per SYN
 
 
 # Runs in the namespace: upload `half` bytes, wait for tcpip's "g", upload `half` more, read "ok <sha>",
-# then hold the connection open (the test resets it).
+# then hold the connection open until the test creates `release` (it resets the connection first). A fixed
+# hold of 4 s was shorter than the test's scapy start-up under CPU load (3.4-4.7 s measured): the peer's FIN
+# then moved RCV.NXT past the final RST's sequence number, which tcpip rightly ignored.
 _UPLOADER = r"""
-import hashlib, socket, sys, time
-host, port, half = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import hashlib, os, socket, sys, time
+host, port, half, release = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 data = bytes((i * 31 + 7) & 0xFF for i in range(256)) * (2 * half // 256)
-s = socket.create_connection((host, port), timeout=25)
+s = socket.create_connection((host, port), timeout=80)
 s.sendall(data[:half])
 assert s.recv(1) == b"g"
 s.sendall(data[half:])
 print(s.recv(100).decode().strip(), hashlib.sha256(data).hexdigest(), flush=True)
-time.sleep(4)
+end = time.monotonic() + 80
+while not os.path.exists(release) and time.monotonic() < end:
+    time.sleep(0.05)
 """
 
-# Runs in the namespace: send crafted segments on tap0 with scapy, `gap` seconds apart (one challenge ACK
-# per connection per 0.5 s is allowed).
+# Runs in the namespace: send crafted segments on tap0 with scapy; before each one after the first, wait for
+# the test to create `<gate>.<i>` (it does once tcpip answered the one before and the per-connection
+# challenge-ACK rate limit, 0.5 s, has passed on tcpip's side: a fixed gap between sends is not that when
+# tcpip runs late). An empty `gate`: no waiting.
 _INJECT = r"""
-import sys, time
+import os, sys, time
 from scapy.all import Ether, IP, TCP, sendp, conf
 conf.verb = 0
-iface, src_mac, dst_mac, src, dst, sport, dport, gap = sys.argv[1:9]
-for spec in sys.argv[9:]:
+iface, src_mac, dst_mac, src, dst, sport, dport, gate = sys.argv[1:9]
+for i, spec in enumerate(sys.argv[9:]):
+    end = time.monotonic() + 60
+    while i and gate and not os.path.exists(f"{gate}.{i}") and time.monotonic() < end:
+        time.sleep(0.02)
     flags, seq, ack = spec.split(",")
     p = Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst) / TCP(
         sport=int(sport), dport=int(dport), flags=flags, seq=int(seq), ack=int(ack), window=1000)
     sendp(p, iface=iface)
-    time.sleep(float(gap))
 """
+
+
+async def _until(cond: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll `cond` every 20 ms; fail naming `what` if it does not hold within `seconds` (a bound for a
+    loaded machine, not a figure the test asserts)."""
+    end = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < end, f"not within {seconds} s: {what}"
+        await asyncio.sleep(0.02)
 
 
 def _conn(peer: Peer, port: int) -> Connection:
@@ -203,41 +241,52 @@ async def test_blind_injection_during_20_mb_upload(peer: Peer) -> None:
             reset_seen.append(e)
 
     server = await peer.stack.start_server(handler, None, 5001)
+    release = peer.tmp / "release"
+    gate = peer.tmp / "gate"
     try:
-        up = asyncio.create_task(peer.python(_UPLOADER, STACK_IP, "5001", str(half), timeout=28))
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            conns = [c for c in peer.stack.tcp.layer.conns.values() if c.local_port == 5001]
-            if conns and conns[0].rcvbuf.rcv_nxt - conns[0].irs - 1 >= half and not conns[0].readable:
-                break
-        await asyncio.sleep(0.3)  # quiet: every segment of the first half acknowledged
+        up = asyncio.create_task(peer.python(_UPLOADER, STACK_IP, "5001", str(half), str(release), timeout=120))
+
+        def first_half_read() -> bool:
+            cs = [c for c in peer.stack.tcp.layer.conns.values() if c.local_port == 5001]
+            return bool(cs) and cs[0].rcvbuf.rcv_nxt - cs[0].irs - 1 >= half and not cs[0].readable
+
+        await _until(first_half_read, 60, "the first half received and read")
         c = _conn(peer, 5001)
+        # Quiet: the peer has nothing more to send before "g", and once tcpip has ACKed all of it (by the read's
+        # window update or the delayed ACK, since a bulk receiver ACKs once per delivery batch) no segment
+        # of ours is due either, so RCV.NXT and SND.NXT stay put and the injected segments' next answers are
+        # the challenge ACKs. (A fixed 0.3 s sleep stood for this.)
+        await _until(lambda: c.last_ack_sent == c.rcvbuf.rcv_nxt and not c.ack_pending, 10, "all data ACKed")
         rcv_nxt, snd_nxt = c.rcvbuf.rcv_nxt, c.snd_nxt
-        base = [TAP, peer.kernel_mac, str(peer.stack.mac), KERNEL_IP, STACK_IP, str(c.remote_port), "5001", "0.7"]
-        r = await peer.python(_INJECT, *base, f"R,{(rcv_nxt + 5000) % 2**32},0",
-                              f"S,{(rcv_nxt + 9000) % 2**32},0",
-                              f"A,{rcv_nxt},{(snd_nxt + 1_000_000) % 2**32}", timeout=20)
+        base = [TAP, peer.kernel_mac, str(peer.stack.mac), KERNEL_IP, STACK_IP, str(c.remote_port), "5001"]
+        inject = asyncio.create_task(peer.python(
+            _INJECT, *base, str(gate), f"R,{(rcv_nxt + 5000) % 2**32},0", f"S,{(rcv_nxt + 9000) % 2**32},0",
+            f"A,{rcv_nxt},{(snd_nxt + 1_000_000) % 2**32}", timeout=120))
+        for i in range(1, 4):  # one at a time: each is answered before the next is sent
+            def answered(i: int = i) -> bool:
+                return inject.done() or peer.stack.stats()["tcp"]["TCPChallengeACK"] >= i
+
+            await _until(answered, 60, f"injected segment {i} answered")
+            if i < 3:
+                await asyncio.sleep(c.config.invalid_ratelimit + 0.1)  # past the limit, counted from the answer
+                (peer.tmp / f"gate.{i}").touch()
+        r = await inject
         assert r.returncode == 0, r.stderr
-        for _ in range(250):  # until the three injected segments are answered (they are sent by now)
-            if peer.stack.stats()["tcp"]["TCPChallengeACK"] >= 3:
-                break
-            await asyncio.sleep(0.02)
         stats = dict(peer.stack.stats()["tcp"])
         go.set()
-        await asyncio.wait_for(done.wait(), 20)
+        await asyncio.wait_for(done.wait(), 60)
         c = _conn(peer, 5001)
-        r = await peer.python(_INJECT, *base[:-1], "0", f"R,{c.rcvbuf.rcv_nxt},0", timeout=20)
+        r = await peer.python(_INJECT, *base, "", f"R,{c.rcvbuf.rcv_nxt},0", timeout=60)
         assert r.returncode == 0, r.stderr
-        for _ in range(100):
-            if reset_seen:
-                break
-            await asyncio.sleep(0.02)
+        await _until(lambda: bool(reset_seen), 10, "the exact RST seen by the handler")
+        release.touch()
         res = await up
         assert res.returncode == 0, res.stderr
         words = res.stdout.split()
         assert words[0] == "ok", res.stdout
         assert words[1] == words[2], res.stdout  # the 20 MB arrived intact
     finally:
+        release.touch()
         server.close()
         server.abort_clients()
         await asyncio.wait_for(server.wait_closed(), 10)
