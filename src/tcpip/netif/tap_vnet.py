@@ -33,6 +33,7 @@ IFNAMSIZ = 16
 TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
 # The read loop's globals (one load each per frame instead of an attribute chain)
 _read = os.read
+_writev = os.writev
 _ZERO = virtio.ZERO
 _VNET_HEADER = virtio.VnetHeader
 _VNET_LEN = virtio.VNET_HDR_LEN
@@ -235,24 +236,38 @@ class VnetIO:
                     end()
 
     def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
-        """`transmit` for offload mode: a super-frame brings its own header (first part), any other
-        frame gets the all-zero one."""
+        """`transmit` for offload mode: a super-frame brings its own header (first part, `_transmit_gso`),
+        any other frame gets the all-zero one (this path: no flag kept, one test per frame)."""
+        if type(parts[0]) is _VNET_HEADER:
+            self._transmit_gso(parts)
+            return
+        if self._closed:
+            raise DeviceClosedError(f"TAP {self.name} is closed")
+        if sum(map(len, parts)) > self._maxframe:
+            self.stats.tx_oversize += 1
+            raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
+        try:
+            n = _writev(self.fd, (_ZERO, *parts))
+        except OSError as e:
+            if e.errno in TX_DROP_ERRNOS:
+                self.stats.tx_dropped += 1
+                return
+            self._write_failed(e)
+            raise
+        st = self.stats
+        st.tx_frames += 1
+        st.tx_bytes += n - 10  # the virtio header is not the frame's (VNET_HDR_LEN)
+
+    def _transmit_gso(self, parts: Sequence[Buffer]) -> None:
+        """A TCP super-frame (first part its VnetHeader) for the kernel to segment."""
         if self._closed:
             raise DeviceClosedError(f"TAP {self.name} is closed")
         st = self.stats
-        p0 = parts[0]
-        gso = type(p0) is _VNET_HEADER
-        if gso:
-            if sum(map(len, parts)) > _GSO_LIMIT:
-                st.tx_oversize += 1
-                raise MessageTooLongError("super-frame exceeds 64 KiB")
-        else:
-            if sum(map(len, parts)) > self._maxframe:
-                st.tx_oversize += 1
-                raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
-            parts = (_ZERO, *parts)
+        if sum(map(len, parts)) > _GSO_LIMIT:
+            st.tx_oversize += 1
+            raise MessageTooLongError("super-frame exceeds 64 KiB")
         try:
-            n = os.writev(self.fd, parts)
+            n = _writev(self.fd, parts)
         except OSError as e:
             if e.errno in TX_DROP_ERRNOS:
                 st.tx_dropped += 1
@@ -261,7 +276,6 @@ class VnetIO:
             raise
         st.tx_frames += 1
         st.tx_bytes += n - _VNET_LEN
-        if gso:
-            st.tx_gso_frames += 1
-            _f, _t, hl, mss, _s, _o = _unpack(p0)  # virtio.parse without the call
-            st.tx_gso_segments += -(-(n - _VNET_LEN - hl) // mss) if mss else 1
+        st.tx_gso_frames += 1
+        _f, _t, hl, mss, _s, _o = _unpack(parts[0])  # virtio.parse without the call
+        st.tx_gso_segments += -(-(n - _VNET_LEN - hl) // mss) if mss else 1
