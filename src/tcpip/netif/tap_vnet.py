@@ -39,6 +39,7 @@ _VNET_LEN = virtio.VNET_HDR_LEN
 _GSO_LIMIT = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME  # a super-frame with its virtio header
 _unpack = virtio.HDR.unpack_from  # virtio.parse without the call
 _TRUSTED = virtio.NEEDS_CSUM | virtio.DATA_VALID
+_PAST_HDR = slice(virtio.VNET_HDR_LEN, None)  # [10:] without building the slice per frame
 
 
 class TapError(OSError):
@@ -165,12 +166,12 @@ class VnetIO:
                 elif f.startswith(_ZERO):
                     deliver = self._deliver
                     if deliver is None:
-                        self._received(memoryview(f)[10:])
+                        self._received(memoryview(f)[_PAST_HDR])
                     else:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n - 10
-                        deliver(memoryview(f)[10:])
+                        deliver(memoryview(f)[_PAST_HDR])
                 else:
                     doff = self._deliver_offload
                     # virtio_net_hdr's flags and gso_type are its first two bytes: the rest is read only
@@ -180,10 +181,10 @@ class VnetIO:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n - 10
-                        doff(memoryview(f)[10:], f[0] & _TRUSTED != 0, 0)
+                        doff(memoryview(f)[_PAST_HDR], f[0] & _TRUSTED != 0, 0)
                     else:
                         flags, gso_type, _hl, gso_size, start, off = _unpack(f)
-                        self._received_offloaded(memoryview(f)[10:], flags, gso_type, gso_size, start, off)
+                        self._received_offloaded(memoryview(f)[_PAST_HDR], flags, gso_type, gso_size, start, off)
             finally:
                 end = self.on_burst_end
                 if end is not None:
@@ -218,7 +219,7 @@ class VnetIO:
                             and f[23] == 0):  # UDP in IPv4 (offsets past the 10-byte header)
                         direct += 1
                         nbytes += n - 10
-                        doff(memoryview(f)[10:], f[0] & _TRUSTED != 0, 0)
+                        doff(memoryview(f)[_PAST_HDR], f[0] & _TRUSTED != 0, 0)
                     else:
                         flags, gso_type, _hl, gso_size, start, off = _unpack(f)
                         self._received_offloaded(memoryview(f)[hl:], flags, gso_type, gso_size, start, off)
