@@ -94,3 +94,52 @@ async def test_short_read_in_the_streak_ends_it_quietly(offload: bool) -> None:
     finally:
         dev.close()
         peer.close()
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_rx_wakeups_counts_every_reader_callback(offload: bool) -> None:
+    """A one-frame wake-up only advances the streak; rx_wakeups (read between wake-ups and inside a delivery)
+    must still equal the reader callbacks made, across streaks, the 16th-wake-up probe, bursts and short reads."""
+    dev, peer, got, _ends = await _device(offload)
+    hdr = virtio.ZERO if offload else b""
+    loop = asyncio.get_running_loop()
+    calls = [0]
+    seen: list[tuple[int, int]] = []  # (rx_wakeups, callbacks) as a delivery saw them
+
+    def reader() -> None:
+        calls[0] += 1
+        dev._drain()
+
+    def deliver(f: memoryview) -> None:
+        got.append((bytes(f), None))
+        seen.append((dev.rx_wakeups, calls[0]))
+
+    dev.attach(deliver)
+    loop.remove_reader(dev.fd)
+    loop.add_reader(dev.fd, reader)
+    try:
+        for i in range(20):  # a streak past the 16th-wake-up probe
+            await _one(peer, hdr + FRAME, got, i + 1)
+            assert dev.rx_wakeups == calls[0] == i + 1
+        for _ in range(5):  # a burst: the one-frame path reads one per wake-up until a probe drains the rest
+            peer.send(hdr + FRAME)
+        for _ in range(200):
+            await asyncio.sleep(0)
+            if len(got) == 25:
+                break
+        assert len(got) == 25
+        assert dev.rx_wakeups == calls[0]
+        peer.send(hdr)  # a short read
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if calls[0] > dev.stats.rx_frames and dev._quiet == 0:
+                break
+        assert dev.rx_wakeups == calls[0]
+        for i in range(3):
+            await _one(peer, hdr + FRAME, got, 26 + i)
+        assert dev.rx_wakeups == calls[0]
+        assert seen == [(c, c) for _w, c in seen]  # inside a delivery too
+        assert len(seen) == 28
+    finally:
+        dev.close()
+        peer.close()

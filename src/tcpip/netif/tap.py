@@ -139,13 +139,15 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
         self.fd = fd
         self._ctl = ctl
         self.max_burst = max_burst
-        self.rx_wakeups = 0  # reader callbacks; rx_frames / rx_wakeups = frames per wake-up
+        self._wakeups = 0  # reader callbacks before the current one-frame streak (rx_wakeups)
         self._quiet = 0  # consecutive wake-ups that found exactly one frame (see _drain)
+        self._qbase = 0  # _quiet when the streak was last folded into _wakeups
         self.on_burst_end = None
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self.offload = offload
+        self._hl = virtio.VNET_HDR_LEN if offload else 0  # the framing header each read starts with
         if offload:
             self._readsize = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME
             self.transmit = self._transmit_vnet  # type: ignore[method-assign]
@@ -238,6 +240,12 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
             ctl.close()  # the old control socket is in the same namespace
         self._back(fd, mtu, restore)
         return True
+
+    @property
+    def rx_wakeups(self) -> int:
+        """Reader callbacks so far (rx_frames / rx_wakeups = frames per wake-up); a one-frame wake-up only
+        advances the streak, counted here (see `_drain`)."""
+        return self._wakeups + self._quiet - self._qbase
 
     @property
     def running(self) -> bool:

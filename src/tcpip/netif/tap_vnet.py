@@ -39,6 +39,7 @@ _VNET_LEN = virtio.VNET_HDR_LEN
 _GSO_LIMIT = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME  # a super-frame with its virtio header
 _unpack = virtio.HDR.unpack_from  # virtio.parse without the call
 _TRUSTED = virtio.NEEDS_CSUM | virtio.DATA_VALID
+_PAST_HDR = slice(virtio.VNET_HDR_LEN, None)  # [10:] without building the slice per frame
 
 
 class TapError(OSError):
@@ -97,11 +98,13 @@ class VnetIO:
         name: str
         mtu: int
         max_burst: int
-        rx_wakeups: int
+        _wakeups: int
+        _qbase: int
         offload: bool
         _quiet: int
         stats: DeviceStats
         _readsize: int
+        _hl: int
         _maxframe: int
         _closed: bool
         _deliver: Deliver | None
@@ -121,7 +124,6 @@ class VnetIO:
         path; any other goes to `_received_offloaded` (super-frames, checksums the kernel vouches for),
         except its common case, done here without the call: a UDP datagram that is not a super-frame
         goes straight to the offload consumer with `csum_ok` = NEEDS_CSUM or DATA_VALID, as it would."""
-        self.rx_wakeups += 1
         # After a run of wake-ups that each found one frame, skip the read that would end this drain with
         # EAGAIN (a syscall and a raised exception, per frame under one-in-flight traffic). Safe because the
         # reader is level-triggered (asyncio's selectors and libuv's epoll both are): a frame that is already
@@ -130,6 +132,8 @@ class VnetIO:
         # Measured (issue 10): without the skip an echo costs 8.1k more instructions (callgrind, asyncio UDP,
         # offload mode: the EAGAIN read and its exception); context switches per echo under a real ping -f
         # or UDP echo were about 1.0 with and without it (perf stat, 5 alternated runs each).
+        # `rx_wakeups` is `_wakeups` plus the streak's growth since `_qbase`: a one-frame wake-up only advances
+        # `_quiet` (which it stores anyway), the others fold the streak into `_wakeups` (_end_streak, below).
         quiet = self._quiet
         if quiet >= 2 and quiet & 15 and not self._closed:
             # That one frame, the loop below unrolled for it (no loop, counters, got/direct bookkeeping):
@@ -137,16 +141,16 @@ class VnetIO:
             try:
                 f = _read(self.fd, self._readsize)
             except (BlockingIOError, InterruptedError):
-                self._quiet = 0
+                self._end_streak(quiet)
                 return
             except OSError as e:
-                self._quiet = 0
+                self._end_streak(quiet)
                 self._read_failed(e)
                 return
             n = len(f)
-            hl = 10 if self.offload else 0
+            hl = self._hl
             if n <= hl:
-                self._quiet = 0
+                self._end_streak(quiet)
                 return
             self._quiet = quiet + 1
             try:
@@ -162,12 +166,12 @@ class VnetIO:
                 elif f.startswith(_ZERO):
                     deliver = self._deliver
                     if deliver is None:
-                        self._received(memoryview(f)[10:])
+                        self._received(memoryview(f)[_PAST_HDR])
                     else:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n - 10
-                        deliver(memoryview(f)[10:])
+                        deliver(memoryview(f)[_PAST_HDR])
                 else:
                     doff = self._deliver_offload
                     # virtio_net_hdr's flags and gso_type are its first two bytes: the rest is read only
@@ -177,20 +181,22 @@ class VnetIO:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n - 10
-                        doff(memoryview(f)[10:], f[0] & _TRUSTED != 0, 0)
+                        doff(memoryview(f)[_PAST_HDR], f[0] & _TRUSTED != 0, 0)
                     else:
                         flags, gso_type, _hl, gso_size, start, off = _unpack(f)
-                        self._received_offloaded(memoryview(f)[10:], flags, gso_type, gso_size, start, off)
+                        self._received_offloaded(memoryview(f)[_PAST_HDR], flags, gso_type, gso_size, start, off)
             finally:
                 end = self.on_burst_end
                 if end is not None:
                     end()
             return
+        self._wakeups += quiet - self._qbase + 1  # the streak so far and this wake-up
+        self._qbase = quiet  # nothing pending while this burst is delivered
         fd = self.fd
         size = self._readsize
         deliver = self._deliver
         doff = self._deliver_offload
-        hl = 10 if self.offload else 0  # offload mode: each read starts with the header (VNET_HDR_LEN)
+        hl = self._hl
         got = direct = nbytes = 0
         try:
             for _ in range(self.max_burst):
@@ -213,7 +219,7 @@ class VnetIO:
                             and f[23] == 0):  # UDP in IPv4 (offsets past the 10-byte header)
                         direct += 1
                         nbytes += n - 10
-                        doff(memoryview(f)[10:], f[0] & _TRUSTED != 0, 0)
+                        doff(memoryview(f)[_PAST_HDR], f[0] & _TRUSTED != 0, 0)
                     else:
                         flags, gso_type, _hl, gso_size, start, off = _unpack(f)
                         self._received_offloaded(memoryview(f)[hl:], flags, gso_type, gso_size, start, off)
@@ -224,7 +230,7 @@ class VnetIO:
                     nbytes += n - hl
                     deliver(memoryview(f)[hl:] if hl else memoryview(f))
         finally:
-            self._quiet = quiet + 1 if got == 1 else 0
+            self._quiet = self._qbase = quiet + 1 if got == 1 else 0
             if got:
                 if direct:
                     st = self.stats  # frames delivered here (the others count themselves)
@@ -234,23 +240,42 @@ class VnetIO:
                 if end is not None:
                     end()
 
+    def _end_streak(self, quiet: int) -> None:
+        """A one-frame wake-up that found no frame: the streak and this wake-up into `_wakeups`, streak reset."""
+        self._wakeups += quiet - self._qbase + 1
+        self._quiet = self._qbase = 0
+
     def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
-        """`transmit` for offload mode: a super-frame brings its own header (first part), any other
-        frame gets the all-zero one."""
+        """`transmit` for offload mode: a super-frame brings its own header (first part, `_transmit_gso`),
+        any other frame gets the all-zero one (this path: no flag kept, one test per frame)."""
+        if type(parts[0]) is _VNET_HEADER:
+            self._transmit_gso(parts)
+            return
+        if self._closed:
+            raise DeviceClosedError(f"TAP {self.name} is closed")
+        if sum(map(len, parts)) > self._maxframe:
+            self.stats.tx_oversize += 1
+            raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
+        try:
+            n = os.writev(self.fd, (_ZERO, *parts))
+        except OSError as e:
+            if e.errno in TX_DROP_ERRNOS:
+                self.stats.tx_dropped += 1
+                return
+            self._write_failed(e)
+            raise
+        st = self.stats
+        st.tx_frames += 1
+        st.tx_bytes += n - 10  # the virtio header is not the frame's (VNET_HDR_LEN)
+
+    def _transmit_gso(self, parts: Sequence[Buffer]) -> None:
+        """A TCP super-frame (first part its VnetHeader) for the kernel to segment."""
         if self._closed:
             raise DeviceClosedError(f"TAP {self.name} is closed")
         st = self.stats
-        p0 = parts[0]
-        gso = type(p0) is _VNET_HEADER
-        if gso:
-            if sum(map(len, parts)) > _GSO_LIMIT:
-                st.tx_oversize += 1
-                raise MessageTooLongError("super-frame exceeds 64 KiB")
-        else:
-            if sum(map(len, parts)) > self._maxframe:
-                st.tx_oversize += 1
-                raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
-            parts = (_ZERO, *parts)
+        if sum(map(len, parts)) > _GSO_LIMIT:
+            st.tx_oversize += 1
+            raise MessageTooLongError("super-frame exceeds 64 KiB")
         try:
             n = os.writev(self.fd, parts)
         except OSError as e:
@@ -261,7 +286,6 @@ class VnetIO:
             raise
         st.tx_frames += 1
         st.tx_bytes += n - _VNET_LEN
-        if gso:
-            st.tx_gso_frames += 1
-            _f, _t, hl, mss, _s, _o = _unpack(p0)  # virtio.parse without the call
-            st.tx_gso_segments += -(-(n - _VNET_LEN - hl) // mss) if mss else 1
+        st.tx_gso_frames += 1
+        _f, _t, hl, mss, _s, _o = _unpack(parts[0])  # virtio.parse without the call
+        st.tx_gso_segments += -(-(n - _VNET_LEN - hl) // mss) if mss else 1
