@@ -69,6 +69,7 @@ class TcpTransport(WriteFlowControl):
         # asyncio's _conn_lost: non-zero once close() found nothing buffered or the connection is lost;
         # write() then drops its data (it counts them, and warns from the fifth on, as asyncio does).
         self._conn_lost = 0
+        self._flush_due = False  # write() queued bytes without output: _flush_writes is scheduled
         self.connected: asyncio.Future[None] | None = None  # active open: set by EV_CONNECTED
         early = conn.user
         if type(early) is Early:  # events that happened in the accept queue
@@ -324,7 +325,12 @@ class TcpTransport(WriteFlowControl):
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
         if not self._buffer.size:
-            n = self._conn.send(data, self._driver.now())
+            # Queued only: the output runs once for every write of this loop turn (_flush_writes), not per
+            # write (a writer's write + drain loop makes several writes per turn while not paused)
+            n = self._conn.send(data, self._driver.now(), False)
+            if n and not self._flush_due:
+                self._flush_due = True
+                self._loop.call_soon(self._flush_writes)  # before kick(): it runs before that drain
             if n == len(data):
                 self._driver.kick()
                 return
@@ -332,6 +338,13 @@ class TcpTransport(WriteFlowControl):
         self._buffer.add(data)  # copied unless immutable: the caller may reuse its buffer at once
         self._maybe_pause_protocol()
         self._driver.kick()
+
+    def _flush_writes(self) -> None:
+        """The output of this turn's writes (Connection.flush), then a drain for its frames."""
+        self._flush_due = False
+        if not self._lost:
+            self._conn.flush(self._driver.now())
+            self._driver.kick()
 
     def writelines(self, list_of_data: Iterable[Buffer]) -> None:
         self.write(b"".join(list_of_data))
