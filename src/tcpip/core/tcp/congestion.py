@@ -44,6 +44,8 @@ def init_cwnd(conn: Connection) -> None:
     the connection's kind; ssthresh unbounded. SACK connections get the recovery machinery."""
     conn.cc = make(conn.cc.name, conn.mss, conn.config.initial_cwnd_segments * conn.mss)
     conn.rec = Recovery() if conn.sack_ok else None
+    if conn.rec is not None:  # fack from snd_una: a 0 is seq-behind an ISS above 2**31 (and never catches up)
+        conn.rec.sb.fack = conn.snd_una
 
 
 def on_new_ack(conn: Connection, acked: int, now: float) -> None:
