@@ -147,7 +147,8 @@ def test_a_strided_view_of_bytes_is_copied_not_referenced() -> None:
 
 
 def test_view_parts_is_locate_then_parts() -> None:
-    """The one-pass view_parts gives the slices and leaves the hint exactly as _locate + _parts would."""
+    """The one-pass view_parts gives the slices _locate + _parts give, and leaves the hint at the block of the
+    view's last byte (where the next view of a forward run starts) with that block's true start."""
     big = bytes(range(256)) * 256
     a, b = SendBuffer(1 << 20), SendBuffer(1 << 20)
     for sb in (a, b):
@@ -162,7 +163,10 @@ def test_view_parts_is_locate_then_parts() -> None:
         i, pos = b._locate(off, n)
         want = b._parts(i, pos, n)
         assert [bytes(p) for p in got] == [bytes(p) for p in want]
-        assert a._hint == b._hint
+        i, base = a._hint
+        last = a._head + off + n - 1  # the view's last byte, counted from the first block's start
+        assert base == sum(len(blk) for blk in a._blocks[:i])
+        assert base <= last < base + len(a._blocks[i])
     assert a.view_parts(q, 0) == []
     with pytest.raises(ValueError, match="outside"):
         a.view_parts(q - 1, 2)

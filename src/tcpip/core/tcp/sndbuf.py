@@ -118,18 +118,21 @@ class SendBuffer:
             i += 1
             block = blocks[i]
             size = len(block)
-        self._hint = (i, base)
         end = pos + n
         if end <= size:
+            self._hint = (i, base)
             return [memoryview(block)[pos:end]]
         parts = [memoryview(block)[pos:]]
         left = end - size
         while True:
             i += 1
+            base += size
             block = blocks[i]
             size = len(block)
             if left <= size:
                 parts.append(memoryview(block)[:left])
+                # the hint at the last block: the next super-segment starts in it (no walk from the first)
+                self._hint = (i, base)
                 return parts
             parts.append(memoryview(block)[:])
             left -= size
