@@ -67,17 +67,6 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
     end = (conn.buf_seq + conn.sndbuf.queued) & MASK
     una = conn.snd_una
     cc = conn.cc
-    sent = 0
-    base = -1  # > -1 once the first super-segment set the fields all of this call's share (see _super)
-    window = tsv = tsr = ack = frames = segs_out = src = dst = sp = dp = ipsum = ttlp = buf_seq = 0
-    room = -1  # > 0: super-segments up to this size go out from the template `g` (see below)
-    g: GsoTemplate | None = None
-    pre = vh = b""
-    keep: Callable[[Seg], object] | None = None
-    order: dict[Seg, None] = {}
-    view_parts: Callable[[int, int], list[memoryview]] = _unset
-    ident: Callable[[int], int] = _unset
-    add: Callable[[tuple[Any, ...]], None] = _unset
     # Sending changes neither window nor the scoreboard's byte counts (only input does): the limit on the
     # flight, min(send window, cwnd + sacked + lost - retransmitted), is computed once, offsets from snd_una
     flight = ((nxt - una + HALF) & MASK) - HALF
@@ -91,6 +80,26 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
         segs = []
     swnd = conn.snd_wnd
     cap = swnd if swnd < cap else cap
+    # The loop's first round would stop at once, sending nothing: nothing waits, no room, or room for a runt
+    # only (less than a segment and than what waits: tso_defer or sender SWS stop it): its tail only
+    unsent = qend - flight
+    free = cap - flight
+    if unsent <= 0 or (free < unsent and (free <= 0 or (free < eff and free < conn.max_snd_wnd >> 1))):
+        if unsent > 0 and conn.rexmit_at is None and una == conn.snd_max:
+            conn.persist = True  # data waits for the window with nothing in flight: probe it
+            conn.rexmit_at = now + out.persist_interval(conn)
+        return 0
+    sent = 0
+    base = -1  # > -1 once the first super-segment set the fields all of this call's share (see _super)
+    window = tsv = tsr = ack = frames = segs_out = src = dst = sp = dp = ipsum = ttlp = buf_seq = 0
+    room = -1  # > 0: super-segments up to this size go out from the template `g` (see below)
+    g: GsoTemplate | None = None
+    pre = vh = b""
+    keep: Callable[[Seg], object] | None = None
+    order: dict[Seg, None] = {}
+    view_parts: Callable[[int, int], list[memoryview]] = _unset
+    ident: Callable[[int], int] = _unset
+    add: Callable[[tuple[Any, ...]], None] = _unset
     while True:
         unsent = qend - flight
         if unsent <= 0:
