@@ -7,7 +7,6 @@ import struct
 from typing import TYPE_CHECKING
 
 from tcpip.core.tcp.emit import ack_template, send_each, window_field
-from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, WC_DELACK
 from tcpip.core.tcp.scoreboard import Seg
 from tcpip.core.tcp.seq import HALF, MASK
 from tcpip.wire.tcp import ACK
@@ -25,7 +24,7 @@ _NO = struct.Struct("!HHIIHHHH")  # no options (emit._PLAIN)
 _OFF_TS, _OFF = 0x8000 | ACK, 0x5000 | ACK  # data offset 8 or 5 words, flags ACK (emit's)
 
 
-def send(conn: Connection, rec: Recovery, now: float) -> bool:  # noqa: PLR0912, PLR0915 - inlined (per ACK)
+def send(conn: Connection, rec: Recovery, now: float) -> bool:  # noqa: PLR0915 - inlined (per ACK)
     """`out.output(conn, now)` from rx_ack.take (ESTABLISHED, `clean(conn, ack)` held: a SACK connection, no
     recovery, RACK timer or loss probe) with new data waiting, when output would send one run of full segments
     (emit_run) and then stop (the rest waits for the window, SWS avoidance or Nagle): no TSO, nothing lost or
@@ -121,22 +120,10 @@ def send(conn: Connection, rec: Recovery, now: float) -> bool:  # noqa: PLR0912,
     run = getattr(output, "tcp_send_run", None)  # optional in the Output protocol
     if run is None or not run(src, dst, segs, now):
         send_each(conn, segs, now)
-    # output after a send: the retransmission timer, then rec.schedule_pto (of its conditions only these remain)
+    # output after a send: the retransmission timer, then rec.schedule_pto (its conditions hold: arm_pto)
     if conn.rexmit_at is None:
         conn.persist_backoff = 0
         conn.rexmit_at = now + conn.rto
-    srtt = conn.srtt
-    pto = 2.0 * srtt if srtt else 1.0
-    if ((s - una + HALF) & MASK) - HALF <= conn.mss:
-        pto += WC_DELACK
-    pto = pto if pto > PTO_MIN else PTO_MIN
-    at = conn.rexmit_at
-    if at - now <= pto:
-        if rec.timer == T_PTO:
-            rec.timer = 0
-            conn.loss_at = None
-    else:
-        rec.timer = T_PTO
-        conn.loss_at = now + pto
+    rec.arm_pto(conn, ((s - una + HALF) & MASK) - HALF, now)
     return True
 

@@ -249,20 +249,23 @@ class Recovery:
                 self.timer = 0
                 conn.loss_at = None
             return
+        self.arm_pto(conn, seq_sub(conn.snd_max, conn.snd_una), now)
+
+    def arm_pto(self, conn: Connection, flight: int, now: float) -> None:
+        """schedule_pto once its conditions hold (`flight` bytes outstanding): the fast paths call this."""
         srtt = conn.srtt
         pto = 2.0 * srtt if srtt else 1.0
-        if seq_sub(conn.snd_max, conn.snd_una) <= conn.mss:
+        if flight <= conn.mss:
             pto += WC_DELACK
-        pto = max(pto, PTO_MIN)
-        if conn.rexmit_at is not None:
-            left = conn.rexmit_at - now
-            if left <= pto:
-                if self.timer == T_PTO:
-                    self.timer = 0
-                    conn.loss_at = None
-                return
-        self.timer = T_PTO
-        conn.loss_at = now + pto
+        pto = pto if pto > PTO_MIN else PTO_MIN
+        at = conn.rexmit_at
+        if at is not None and at - now <= pto:
+            if self.timer == T_PTO:
+                self.timer = 0
+                conn.loss_at = None
+        else:
+            self.timer = T_PTO
+            conn.loss_at = now + pto
 
     def on_timer(self, conn: Connection, now: float) -> None:
         kind, self.timer = self.timer, 0

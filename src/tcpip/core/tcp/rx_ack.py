@@ -11,7 +11,7 @@ from tcpip.core.tcp import congestion as cc
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.congestion import CLOCK_G
 from tcpip.core.tcp.emit import ack_template, emit_run, window_field
-from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, T_REO, WC_DELACK
+from tcpip.core.tcp.recovery import T_PTO, T_REO
 from tcpip.core.tcp.scoreboard import SACKED
 from tcpip.core.tcp.seq import HALF, MASK
 from tcpip.core.tcp.state import EV_SENT, TcpState
@@ -240,7 +240,7 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
         # new data waiting: the run this ACK releases, in one call (it re-arms the probe timeout itself)
         sent = clocked.FAST_SEND and out.emit_run is _EMIT_RUN and \
             ((conn.buf_seq + sndbuf.queued - snd_max + HALF) & MASK) - HALF > 0 and clocked.send(conn, rec, now)
-        # rec.schedule_pto, inlined: of its conditions only these can hold here
+        # rec.schedule_pto: of its conditions only these can hold here (arm_pto does the rest)
         if sent:
             pass
         elif ack == snd_max or conn.persist:
@@ -248,19 +248,7 @@ def take(conn: Connection, seq: int, ack: int, window: int, tsecr: int, now: flo
                 rec.timer = 0
                 conn.loss_at = None
         else:
-            srtt = conn.srtt
-            pto = 2.0 * srtt if srtt else 1.0
-            if ((snd_max - ack + HALF) & MASK) - HALF <= conn.mss:
-                pto += WC_DELACK
-            pto = pto if pto > PTO_MIN else PTO_MIN
-            at = conn.rexmit_at
-            if at is not None and at - now <= pto:
-                if rec.timer == T_PTO:
-                    rec.timer = 0
-                    conn.loss_at = None
-            else:
-                rec.timer = T_PTO
-                conn.loss_at = now + pto
+            rec.arm_pto(conn, ((snd_max - ack + HALF) & MASK) - HALF, now)
         if sb.lostq:
             out.output(conn, now)
             conn.arm()

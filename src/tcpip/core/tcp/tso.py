@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tcpip.core.offload import _FRAME_TS, _OPT_TS, GsoTemplate, gso_template
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.emit import window_field
-from tcpip.core.tcp.recovery import PTO_MIN, T_PTO, T_REO, WC_DELACK
+from tcpip.core.tcp.recovery import T_REO
 from tcpip.core.tcp.scoreboard import Seg
 from tcpip.core.tcp.seq import HALF, MASK
 from tcpip.core.tcp.state import TcpState
@@ -187,24 +187,12 @@ def push(conn: Connection, now: float) -> int:  # noqa: PLR0912, PLR0915 - outpu
             conn.persist_backoff = 0
             conn.rexmit_at = now + conn.rto
         if rec is not None:
-            # rec.schedule_pto, inlined: push's own conditions (not in recovery, snd_nxt at snd_max, data in
+            # rec.schedule_pto: push's own conditions (not in recovery, snd_nxt at snd_max, data in
             # flight, no persist) leave only these to test
             if rec.timer == T_REO or rec.tlp_end is not None or rec.loss_until is not None:
                 rec.schedule_pto(conn, now)
             else:
-                srtt = conn.srtt
-                pto = 2.0 * srtt if srtt else 1.0
-                if ((conn.snd_max - una + HALF) & MASK) - HALF <= conn.mss:
-                    pto += WC_DELACK
-                pto = pto if pto > PTO_MIN else PTO_MIN
-                at = conn.rexmit_at
-                if at is not None and at - now <= pto:
-                    if rec.timer == T_PTO:
-                        rec.timer = 0
-                        conn.loss_at = None
-                else:
-                    rec.timer = T_PTO
-                    conn.loss_at = now + pto
+                rec.arm_pto(conn, ((conn.snd_max - una + HALF) & MASK) - HALF, now)
     elif conn.rexmit_at is None and una == conn.snd_max and ((end - nxt + HALF) & MASK) - HALF > 0:
         conn.persist = True  # data waits for the window with nothing in flight: probe it
         conn.rexmit_at = now + out.persist_interval(conn)
