@@ -41,12 +41,14 @@ async def _serve_tcpip(stop: asyncio.Future[None], plain: bool = False) -> dict[
     return out
 
 
-async def _serve_responder(stop: asyncio.Future[None]) -> dict[str, Any]:
+async def _serve_responder(stop: asyncio.Future[None], floor: bool = False) -> dict[str, Any]:
     from bench.e2e import MAC, Responder, open_tap_fd
+    from bench.e2e_floor import FloorResponder
     from bench.frames import OUR_IP_S
 
     fd = open_tap_fd("tap0")
-    r = Responder(fd, bytes.fromhex(MAC.replace(":", "")), bytes(map(int, OUR_IP_S.split("."))))
+    r = (FloorResponder if floor else Responder)(fd, bytes.fromhex(MAC.replace(":", "")),
+                                                 bytes(map(int, OUR_IP_S.split("."))))
     loop = asyncio.get_running_loop()
     loop.add_reader(fd, r.drain)
     print("ready", flush=True)
@@ -54,7 +56,7 @@ async def _serve_responder(stop: asyncio.Future[None]) -> dict[str, Any]:
         await stop
     finally:
         loop.remove_reader(fd)
-    return {"answered": r.answered, "tx_dropped": r.tx_dropped, "rx_wakeups": r.wakeups}
+    return {"answered": r.answered, "tx_dropped": getattr(r, "tx_dropped", 0), "rx_wakeups": r.wakeups}
 
 
 async def _main(impl: str, cap: float, plain: bool = False) -> dict[str, Any]:
@@ -70,12 +72,12 @@ async def _main(impl: str, cap: float, plain: bool = False) -> dict[str, Any]:
     loop.call_later(cap, done)
     if impl == "tcpip":
         return await _serve_tcpip(stop, plain)
-    return await _serve_responder(stop)
+    return await _serve_responder(stop, impl == "floor")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--impl", choices=("tcpip", "responder"), required=True)
+    ap.add_argument("--impl", choices=("tcpip", "responder", "floor"), required=True)
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     ap.add_argument("--src", default=None, help="tcpip source directory to import first")
     ap.add_argument("--cap", type=float, default=900.0, help="exit after this many seconds at most")
