@@ -87,8 +87,9 @@ class Runner:
         return self.clock.now()
 
     # -- the per-frame path --------------------------------------------------------------------
-    def on_frame(self, frame: memoryview) -> None:
-        """Push-model receive: one frame through the core, then one drain (bursting device: its output)."""
+    def on_frame(self, frame: memoryview | bytes) -> None:
+        """Push-model receive: one frame through the core, then one drain (bursting device: its output).
+        Attached with the device's `attach_bytes` where it has one: `frame` may then be `bytes`."""
         self._in_input = True  # kick() from inside receive: the flush below serves it, no call_soon
         try:
             self._receive(frame, self._time())

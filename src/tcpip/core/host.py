@@ -165,7 +165,7 @@ class Host(HostSetup, HostViews):
         return out
 
     # -- input ---------------------------------------------------------------------------------
-    def receive(self, frame: memoryview, now: float, csum_ok: bool = False, gso_size: int = 0) -> None:
+    def receive(self, frame: memoryview | bytes, now: float, csum_ok: bool = False, gso_size: int = 0) -> None:
         """One Ethernet frame in: ARP and ICMP answered here, other protocols to their handlers.
 
         The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
@@ -173,9 +173,13 @@ class Host(HostSetup, HostViews):
         same rules one by one with a counter each. Offload mode (a device's TCP or UDP frame): `csum_ok`,
         the device vouches for the L4 checksum (the protocol's `trusted` handler, if any, skips verifying
         it); `gso_size`, a TCP super-frame standing for segments of that many bytes. TCP then takes
-        `core.offload.receive_offloaded`."""
+        `core.offload.receive_offloaded`.
+
+        `frame` may be the `bytes` a device read (`attach_bytes`): the fast checks and the ICMP echo work on
+        it as it is (cheaper than on a view in CPython); every other path takes a memoryview of it."""
         if (csum_ok or gso_size) and (gso_size or frame[23] == 6):
-            offload.receive_offloaded(self, frame, now, csum_ok, gso_size)
+            offload.receive_offloaded(self, frame if isinstance(frame, memoryview) else memoryview(frame), now,
+                                      csum_ok, gso_size)
             return
         try:
             dmac, smac0, etv, total, ff, proto, src, dst = _FAST.unpack_from(frame, 0)
@@ -198,6 +202,8 @@ class Host(HostSetup, HostViews):
                 return
         if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
             return  # counted as a whole (FastPaths.icmp_echoes)
+        if not isinstance(frame, memoryview):
+            frame = memoryview(frame)  # the protocols keep views of their payload
         t = self.trusted.get(proto) if csum_ok else None
         if t is not None:
             self.fast.delivered += 1  # Ethernet rx_frames, IPv4 rx_packets and rx_delivered (stats.FAST_ADDS)
@@ -212,7 +218,9 @@ class Host(HostSetup, HostViews):
 
     receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)
 
-    def _receive_general(self, frame: memoryview, now: float, csum_ok: bool = False) -> None:
+    def _receive_general(self, frame: memoryview | bytes, now: float, csum_ok: bool = False) -> None:
+        if not isinstance(frame, memoryview):
+            frame = memoryview(frame)
         r = self.eth.demux(frame, now)
         if r is None:
             return

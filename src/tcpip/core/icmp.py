@@ -164,7 +164,7 @@ class Icmp:
         except (NoRouteError, MessageTooLongError):
             return False
 
-    def fast_echo(self, frame: memoryview, total: int, src: int, now: float) -> bool:
+    def fast_echo(self, frame: memoryview | bytes, total: int, src: int, now: float) -> bool:
         """Echo reply for a plain unicast request whose sender's Path is fresh: one copy of the request,
         fields patched in place, checksums updated arithmetically. False = take the general path.
 

@@ -7,7 +7,7 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.guard import CallbackGuard
@@ -17,6 +17,7 @@ from tcpip.wire.mac import MacAddress
 Buffer = bytes | bytearray | memoryview
 FrameCallback = Callable[[memoryview], Awaitable[None] | None]
 Deliver = Callable[[memoryview], None]
+BytesDeliver = Callable[[memoryview | bytes], None]  # attach_bytes: a frame as a view or as bytes
 # Offload receive (a device with `offload`): (TCP/UDP frame, L4 checksum trusted, gso_size: 0 = one segment)
 OffloadDeliver = Callable[[memoryview, bool, int], None]
 _NOT_ECN = ~virtio.GSO_ECN
@@ -71,7 +72,8 @@ class BaseDevice:
         self.mac = mac
         self.mtu = mtu
         self.stats = DeviceStats()
-        self._deliver: Deliver | None = None
+        self._deliver: BytesDeliver | None = None
+        self._raw = False  # _deliver takes bytes too (attach_bytes)
         self._deliver_offload: OffloadDeliver | None = None
         self.offload = False  # TCP super-frames and trusted checksums (see attach_offload)
         self._closed = False
@@ -108,7 +110,16 @@ class BaseDevice:
     # -- receive ----------------------------------------------------------------------------
     def attach(self, deliver: Deliver | None) -> None:
         """Push model: `deliver(frame)` is called synchronously for each received frame."""
+        self._deliver = cast("BytesDeliver", deliver)  # only ever given memoryviews: _raw is False
+        self._raw = False
+
+    def attach_bytes(self, deliver: BytesDeliver | None) -> None:
+        """As `attach`, for a consumer that also takes `bytes`: a device that reads frames into `bytes` (the
+        TAP) may then hand over the bytes object itself, or a copy of the frame past its virtio header,
+        instead of a memoryview. In CPython, making and slicing a view of a frame this small costs more
+        than that copy (issue 10: ~3,600 instructions per echo); super-frames stay views."""
         self._deliver = deliver
+        self._raw = deliver is not None
 
     def attach_offload(self, deliver: OffloadDeliver | None) -> None:
         """Offload mode (only when `offload` is True): TCP and UDP frames that came with offload metadata

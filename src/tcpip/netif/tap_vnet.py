@@ -16,7 +16,7 @@ from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.wire import virtio
 
 if TYPE_CHECKING:
-    from tcpip.netif.device import Buffer, Deliver, DeviceStats, OffloadDeliver
+    from tcpip.netif.device import Buffer, BytesDeliver, DeviceStats, OffloadDeliver
 
 log = logging.getLogger("tcpip.netif.tap")
 
@@ -107,8 +107,9 @@ class VnetIO:
         _hl: int
         _maxframe: int
         _closed: bool
-        _deliver: Deliver | None
+        _deliver: BytesDeliver | None
         _deliver_offload: OffloadDeliver | None
+        _raw: bool
         on_burst_end: Callable[[], None] | None
 
         def _received(self, frame: memoryview) -> None: ...
@@ -162,7 +163,7 @@ class VnetIO:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n
-                        deliver(memoryview(f))
+                        deliver(f if self._raw else memoryview(f))
                 elif f.startswith(_ZERO):
                     deliver = self._deliver
                     if deliver is None:
@@ -171,7 +172,7 @@ class VnetIO:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n - 10
-                        deliver(memoryview(f)[_PAST_HDR])
+                        deliver(f[_PAST_HDR] if self._raw else memoryview(f)[_PAST_HDR])
                 else:
                     doff = self._deliver_offload
                     # virtio_net_hdr's flags and gso_type are its first two bytes: the rest is read only
@@ -197,6 +198,7 @@ class VnetIO:
         deliver = self._deliver
         doff = self._deliver_offload
         hl = self._hl
+        raw = self._raw
         got = direct = nbytes = 0
         try:
             for _ in range(self.max_burst):
@@ -228,7 +230,10 @@ class VnetIO:
                 else:  # plain framing, or an all-zero header (nothing offloaded): push to the stack
                     direct += 1
                     nbytes += n - hl
-                    deliver(memoryview(f)[hl:] if hl else memoryview(f))
+                    if raw:  # attach_bytes: the bytes read (a copy past a virtio header: cheaper than a view)
+                        deliver(f[hl:] if hl else f)
+                    else:
+                        deliver(memoryview(f)[hl:] if hl else memoryview(f))
         finally:
             self._quiet = self._qbase = quiet + 1 if got == 1 else 0
             if got:
