@@ -7,7 +7,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tcpip.core.arp import STATIC, ArpEntry
 from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
@@ -40,8 +39,7 @@ class Binding:
 
 @dataclass(slots=True)
 class _Flow:
-    """A flow's headers to a resolved neighbour: valid while the path's freshness test holds for the copies
-    of its fields kept here (`entry`, `mac`, `nh`, `routes`: one attribute load each on the hit path)."""
+    """A flow's headers to a resolved neighbour: valid while its path is fresh (`Path.fresh`)."""
 
     path: Path
     ip_sum: int  # the IPv4 header's constant words + 28 (header lengths), mod 0xFFFF
@@ -49,10 +47,6 @@ class _Flow:
     addr: int
     ttl: int
     eth: bytes
-    entry: ArpEntry
-    mac: bytes | None
-    nh: int
-    routes: int
     max_n: int  # the largest payload one frame carries (the MTU bumps `routes` when it changes)
 
 
@@ -70,7 +64,6 @@ class UdpLayer:
         self._flows: dict[int, _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
         self._ident_table = iface.idents.idents  # the dict is never replaced (see send)
-        self._arp_entries = iface.arp.entries  # never replaced either (Path keeps it too)
         # What send's hit path reads, one load each (none of them is ever replaced)
         self._routing = iface.routing
         self._tx = iface.tx
@@ -177,31 +170,26 @@ class UdpLayer:
         key = (dst << 32) | (sport << 16) | dport
         t = self._flows.get(key)
         n = len(data)
-        if t is not None and 18 <= n <= t.max_n:
-            routing = self._routing
-            e = t.entry  # Path.fresh(now), inlined from the flow's copy of its fields: this runs per datagram
-            if (e.mac is t.mac and (e.state == STATIC or e.expires > now) and t.routes == routing.routes
-                    and not routing.pmtu and self._arp_entries.get(t.nh) is e):
-                e.used = True
-                ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
-                ident = ids.get(dst)
-                if ident is None:
-                    ident = self.iface.idents.next(dst)
-                else:
-                    ident = ids[dst] = (ident + 1) & 0xFFFF
-                # ck.finish and ck.checksum spelled out (with tcpip/core/host.py's header check, the
-                # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
-                x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
-                ip = (t.ip_sum + n + ident) % 0xFFFF  # ip_sum holds the 28 of the total length
-                # udp_sum holds the 2 * 8 of the two UDP lengths; the payload's sum is reduced first (adding
-                # small ints to a 1472-byte int would copy it)
-                u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
-                self._fast.udp_tx += 1  # UDP tx_datagrams, IPv4 tx_packets, Ethernet tx_frames (stats.FAST_ADDS)
-                # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
-                self._tx.append((t.eth + _IPUDP.pack(0x45, 0, 28 + n, ident, 0, t.ttl, 17,
-                                                     0xFFFF - ip if ip else 0, t.addr, dst, sport, dport,
-                                                     8 + n, 0xFFFF - u), data))
-                return 0
+        if t is not None and 18 <= n <= t.max_n and t.path.fresh(now) and not self._routing.pmtu:
+            ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
+            ident = ids.get(dst)
+            if ident is None:
+                ident = self.iface.idents.next(dst)
+            else:
+                ident = ids[dst] = (ident + 1) & 0xFFFF
+            # ck.finish and ck.checksum spelled out (with tcpip/core/host.py's header check, the
+            # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
+            x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
+            ip = (t.ip_sum + n + ident) % 0xFFFF  # ip_sum holds the 28 of the total length
+            # udp_sum holds the 2 * 8 of the two UDP lengths; the payload's sum is reduced first (adding
+            # small ints to a 1472-byte int would copy it)
+            u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
+            self._fast.udp_tx += 1  # UDP tx_datagrams, IPv4 tx_packets, Ethernet tx_frames (stats.FAST_ADDS)
+            # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
+            self._tx.append((t.eth + _IPUDP.pack(0x45, 0, 28 + n, ident, 0, t.ttl, 17,
+                                                 0xFFFF - ip if ip else 0, t.addr, dst, sport, dport,
+                                                 8 + n, 0xFFFF - u), data))
+            return 0
         r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
         routing = self._routing
         if routing.mtu - 28 >= n >= 18 and not routing.pmtu:
@@ -233,5 +221,4 @@ class UdpLayer:
         # Partial sums of the constant words; per datagram only lengths, ident and the payload are added.
         ip_sum = ck.fold(0x4500 + (ttl << 8 | 17) + ck.addr_sum(a) + ck.addr_sum(dst) + 28)
         udp_sum = ck.fold(ck.pseudo_header_sum(a, dst, 17, 0) + sport + dport + 16)
-        self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl, path.eth, path.entry, path.mac, path.nh,
-                                 path.routes, iface.routing.mtu - 28)
+        self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl, path.eth, iface.routing.mtu - 28)
