@@ -192,11 +192,10 @@ class Icmp:
             out += PAD[:60 - end]
         out[0:14] = p.eth
         ids = self._ident_table
-        ident = ids.get(src)
-        if ident is None:
+        try:
+            ident = ids[src] = (ids[src] + 1) & 0xFFFF
+        except KeyError:
             ident = self.idents.next(src)  # a new destination: random start, table bound
-        else:
-            ident = ids[src] = (ident + 1) & 0xFFFF
         ttl = self.config.ttl
         addr = r.addr
         # The header's words summed; an address whole counts as its two words since 2**16 == 1 (mod 0xFFFF),

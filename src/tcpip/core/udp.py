@@ -100,15 +100,16 @@ class UdpLayer:
               broadcast: bool, csum_ok: bool = False) -> None:
         """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified). A
         delivered datagram is one FastPaths.udp_rx (rx_datagrams and rx_delivered); a dropped one counts
-        rx_datagrams and its reason."""
-        st = self.stats
+        rx_datagrams and its reason (the counters object is loaded on those paths only)."""
         n = len(payload)
         if n < 8:
+            st = self.stats
             st.rx_datagrams += 1
             st.rx_truncated += 1
             return
         sport, dport, length, csum = _HDR.unpack_from(payload, 0)
         if length < 8 or length > n:
+            st = self.stats
             st.rx_datagrams += 1
             if length < 8:
                 st.rx_bad_length += 1
@@ -122,15 +123,17 @@ class UdpLayer:
             x = _from(payload if length == n else payload[:length], "big")
             x = (x << 8 if length & 1 else x) % 0xFFFF  # reduced first: no copy of the big int per addition
             if (x + src + dst + 17 + length) % 0xFFFF:
+                st = self.stats
                 st.rx_datagrams += 1
                 st.rx_bad_checksum += 1
                 return
         b = self.ports.get(dport)
         if b is None or (b.local and b.local != dst and dst == self.iface.addr):
-            st.rx_datagrams += 1
+            self.stats.rx_datagrams += 1
             self._no_port(src, dst, payload, packet, now)
             return
         if b.remote is not None and (b.remote[0] != src or b.remote[1] != sport):
+            st = self.stats
             st.rx_datagrams += 1
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
@@ -172,11 +175,10 @@ class UdpLayer:
         n = len(data)
         if t is not None and 18 <= n <= t.max_n and t.path.fresh(now) and not self._routing.pmtu:
             ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
-            ident = ids.get(dst)
-            if ident is None:
+            try:
+                ident = ids[dst] = (ids[dst] + 1) & 0xFFFF
+            except KeyError:
                 ident = self.iface.idents.next(dst)
-            else:
-                ident = ids[dst] = (ident + 1) & 0xFFFF
             # ck.finish and ck.checksum spelled out (with tcpip/core/host.py's header check, the
             # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
             x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
