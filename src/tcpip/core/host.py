@@ -198,8 +198,7 @@ class Host(HostSetup, HostViews):
                 return
         if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
             return  # counted as a whole (FastPaths.icmp_echoes)
-        t = self.trusted.get(proto) if csum_ok else None
-        if t is not None:
+        if csum_ok and (t := self.trusted.get(proto)) is not None:
             self.fast.delivered += 1  # Ethernet rx_frames, IPv4 rx_packets and rx_delivered (stats.FAST_ADDS)
             t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
         elif (h := self.protocols.get(proto)) is not None:

@@ -16,7 +16,9 @@ from tcpip.wire import checksum as ck
 
 Buffer = bytes | bytearray | memoryview
 _HDR = struct.Struct("!HHHH")
-_IPUDP = struct.Struct("!BBHHHBBHIIHHHH")  # IPv4 header (no options) + UDP header
+# Ethernet header, IPv4 header (no options; flags and fragment offset zero), UDP header: what a flow sends
+# (per flow: the Ethernet header, TTL+protocol, both addresses, both ports; per datagram: the rest)
+_ETH_IPUDP = struct.Struct("!14sHHH2xHH8sIHH")
 _from = int.from_bytes
 PortInUse = PortInUseError  # the old name
 EPHEMERAL_LOW = 49152
@@ -44,9 +46,10 @@ class _Flow:
     path: Path
     ip_sum: int  # the IPv4 header's constant words + 28 (header lengths), mod 0xFFFF
     udp_sum: int  # pseudo-header addresses + protocol + ports + 16 (the two 8s of the UDP lengths), mod 0xFFFF
-    addr: int
-    ttl: int
     eth: bytes
+    ttl_proto: int  # the IPv4 header's TTL and protocol words
+    addrs: bytes  # source and destination addresses
+    ports: int  # source and destination ports
     max_n: int  # the largest payload one frame carries (the MTU bumps `routes` when it changes)
 
 
@@ -188,9 +191,8 @@ class UdpLayer:
             u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
             self._fast.udp_tx += 1  # UDP tx_datagrams, IPv4 tx_packets, Ethernet tx_frames (stats.FAST_ADDS)
             # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
-            self._tx.append((t.eth + _IPUDP.pack(0x45, 0, 28 + n, ident, 0, t.ttl, 17,
-                                                 0xFFFF - ip if ip else 0, t.addr, dst, sport, dport,
-                                                 8 + n, 0xFFFF - u), data))
+            self._tx.append((_ETH_IPUDP.pack(t.eth, 0x4500, 28 + n, ident, t.ttl_proto, 0xFFFF - ip if ip else 0,
+                                             t.addrs, t.ports, 8 + n, 0xFFFF - u), data))
             return 0
         r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
         routing = self._routing
@@ -223,4 +225,6 @@ class UdpLayer:
         # Partial sums of the constant words; per datagram only lengths, ident and the payload are added.
         ip_sum = ck.fold(0x4500 + (ttl << 8 | 17) + ck.addr_sum(a) + ck.addr_sum(dst) + 28)
         udp_sum = ck.fold(ck.pseudo_header_sum(a, dst, 17, 0) + sport + dport + 16)
-        self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl, path.eth, iface.routing.mtu - 28)
+        self._flows[key] = _Flow(path, ip_sum, udp_sum, path.eth, ttl << 8 | 17,
+                                 a.to_bytes(4, "big") + dst.to_bytes(4, "big"), sport << 16 | dport,
+                                 iface.routing.mtu - 28)
