@@ -64,7 +64,7 @@ class UdpLayer:
         self.stats = linked(UdpStats, iface.fast)
         self._fast = iface.fast  # input and send's hit path count one FastPaths.udp_rx / udp_tx each
         self.ports: dict[int, Binding] = {}
-        self._flows: dict[int, _Flow] = {}
+        self._flows: dict[tuple[int, int, int], _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
         self._ident_table = iface.idents.idents  # the dict is never replaced (see send)
         # What send's hit path reads, one load each (none of them is ever replaced)
@@ -173,7 +173,7 @@ class UdpLayer:
         lengths, the ident and the payload's sum are added, and both headers are packed at once."""
         if src is not None:
             return self._send_slow(sport, dst, dport, data, now, src, on_fail)
-        key = (dst << 32) | (sport << 16) | dport
+        key = (dst, sport, dport)
         t = self._flows.get(key)
         n = len(data)
         if t is not None and 18 <= n <= t.max_n and t.path.fresh(now) and not self._routing.pmtu:
@@ -212,7 +212,7 @@ class UdpLayer:
         self.stats.tx_datagrams += 1
         return iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail, src=s)
 
-    def _learn_flow(self, key: int, dst: int, sport: int, dport: int, now: float) -> None:
+    def _learn_flow(self, key: tuple[int, int, int], dst: int, sport: int, dport: int, now: float) -> None:
         """Remember the header of a flow whose next hop is resolved (bounded; cleared when full)."""
         iface = self.iface
         path = iface.routing.path(dst, now)
