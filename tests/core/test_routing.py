@@ -70,7 +70,6 @@ def test_path_goes_stale_on_expiry_routing_change_new_mac_and_eviction() -> None
     _learn(arp, PEER, PEER_MAC, 0.0)
     p = r.path(PEER, 1.0)
     assert p is not None
-    p.entry.used = False
     assert p.fresh(59.9)
     assert p.entry.used  # the cache's CLOCK bit
     assert not p.fresh(60.0)  # reachable time over: the general path refreshes it

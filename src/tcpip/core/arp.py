@@ -59,6 +59,10 @@ class ArpCache:
         self.defend_interval = defend_interval
         self._defended = float("-inf")
         self.entries: OrderedDict[int, ArpEntry] = OrderedDict()
+        # The neighbour generation: bumped by every change of `entries` (membership) or of an entry's `mac`,
+        # `state` or `expires`, and by `invalidate()`. A route resolved under generation g (routing.Path)
+        # is unchanged while `gen == g`: its fast test is this one comparison and its expiry time.
+        self.gen = 0
         self.pending: dict[int, ArpEntry] = {}
         self.mac = _ZERO_MAC
         self.ip = 0
@@ -68,6 +72,10 @@ class ArpCache:
         self.on_failed: Callable[[int], None] | None = None
         # (our ip, the other MAC): another host claims our address (defended once per interval)
         self.on_conflict: Callable[[int, bytes], None] | None = None
+
+    def invalidate(self) -> None:
+        """Something a resolved route depends on changed outside the table (routes, our MAC, the MTU)."""
+        self.gen += 1
 
     # -- lookups -------------------------------------------------------------------------------
     def lookup(self, ip: int, now: float) -> bytes | None:
@@ -80,6 +88,7 @@ class ArpCache:
             e.refreshing = True
             e.tries = 1
             e.expires = now + self.interval
+            self.gen += 1
             self.pending[ip] = e
             self._request(ip)
         self.entries.move_to_end(ip)
@@ -122,10 +131,14 @@ class ArpCache:
             self._emit_queued(mac, e.queue)
 
     def remove(self, ip: int) -> None:
+        self.gen += 1
         self.entries.pop(ip, None)
         self.pending.pop(ip, None)
 
     def _insert(self, ip: int, e: ArpEntry) -> None:
+        # (Covers the eviction loop below too: the entries it drops, and the `used` bits it clears, which
+        # routing.path() sets again on the next use of a route because the generation moved.)
+        self.gen += 1
         self.entries[ip] = e
         self.entries.move_to_end(ip)
         while len(self.entries) > self.size:
@@ -154,6 +167,7 @@ class ArpCache:
         for ip, e in list(self.pending.items()):
             if e.expires > now:
                 break  # ordered by deadline: nothing later is due
+            self.gen += 1  # an entry dropped or its deadline moved
             if e.tries >= self.tries:
                 del self.pending[ip]
                 if e.mac is None:
@@ -268,6 +282,7 @@ class ArpCache:
             # Linux locktime: within 1 s of an update another MAC does not replace it (first reply wins).
             self.stats.locktime_ignored += 1
             return
+        self.gen += 1
         e.updated = now
         e.mac = mac
         e.state = REACHABLE

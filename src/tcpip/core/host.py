@@ -188,10 +188,10 @@ class Host(HostSetup, HostViews):
             return
         n = len(frame)
         # `_fast_dst` is our address, or -1 while we have none; IPv4 with a 20-byte header (any TOS); then
-        # the unicast host source ranges.
+        # the unicast host source ranges, except our address and the subnet broadcast (`_fast_martians`).
         if (dst != self._fast_dst or dmac != self.mac or etv >> 8 != 0x080045 or ff & 0x3FFF
                 or total + 14 > n or total < 20 or n > self.max_frame or not _UNICAST_SRC[src >> 24]
-                or src == dst or src == self.bcast or smac0 & 1):
+                or src in self._fast_martians or smac0 & 1):
             self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)  # a fragment: verified whole
             return
         if self._verify:
@@ -204,8 +204,7 @@ class Host(HostSetup, HostViews):
             return  # counted as a whole (FastPaths.icmp_echoes)
         if not isinstance(frame, memoryview):
             frame = memoryview(frame)  # the protocols keep views of their payload
-        t = self.trusted.get(proto) if csum_ok else None
-        if t is not None:
+        if csum_ok and (t := self.trusted.get(proto)) is not None:
             self.fast.delivered += 1  # Ethernet rx_frames, IPv4 rx_packets and rx_delivered (stats.FAST_ADDS)
             t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
         elif (h := self.protocols.get(proto)) is not None:

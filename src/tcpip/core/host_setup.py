@@ -28,6 +28,7 @@ class HostSetup:
         mask: int
         bcast: int
         _fast_dst: int
+        _fast_martians: frozenset[int]
 
     def set_mac(self, mac: bytes) -> None:
         self.config.mac = MacAddress(mac)
@@ -120,3 +121,4 @@ class HostSetup:
         self._apply_locals()
         self.arp.mask = c.netmask
         self._fast_dst = c.address if c.address else -1
+        self._fast_martians = frozenset((r.addr, r.bcast))  # sources the fast path refuses (general: counted)

@@ -30,8 +30,9 @@ QUOTE_LIMIT = 576  # an ICMP error is at most this long (RFC 1812 4.3.2.3; Linux
 
 _HDR = struct.Struct("!BBHI")
 _IP = struct.Struct("!BBHHHBBHII")
-# IPv4 header (no options) from the ident on, then ICMP type, code, checksum
-_IP_ICMP_TAIL = struct.Struct("!HHBBHIIBBH")
+# An echo reply's headers: Ethernet, IPv4 (no options, TOS 0, flags and fragment offset 0), then ICMP type
+# and code as one word, and the checksum
+_ECHO_REPLY = struct.Struct("!14sHHH2xBBHIIHH")
 _U16 = struct.Struct("!H")
 _from = int.from_bytes
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
@@ -166,7 +167,7 @@ class Icmp:
 
     def fast_echo(self, frame: memoryview | bytes, total: int, src: int, now: float) -> bool:
         """Echo reply for a plain unicast request whose sender's Path is fresh: one copy of the request,
-        fields patched in place, checksums updated arithmetically. False = take the general path.
+        its headers packed over it, checksums updated arithmetically. False = take the general path.
 
         Per ping this is most of the work, so the helpers it would call are spelled out (each a call per
         frame): ck.verify, IdentAllocator.next when the destination is known, ck.ipv4_header_checksum and
@@ -190,13 +191,11 @@ class Icmp:
         out = bytearray(frame[:end])
         if end < 60:
             out += PAD[:60 - end]
-        out[0:14] = p.eth
         ids = self._ident_table
-        ident = ids.get(src)
-        if ident is None:
+        try:
+            ident = ids[src] = (ids[src] + 1) & 0xFFFF
+        except KeyError:
             ident = self.idents.next(src)  # a new destination: random start, table bound
-        else:
-            ident = ids[src] = (ident + 1) & 0xFFFF
         ttl = self.config.ttl
         addr = r.addr
         # The header's words summed; an address whole counts as its two words since 2**16 == 1 (mod 0xFFFF),
@@ -205,9 +204,9 @@ class Icmp:
         # RFC 1624 for type 8 -> 0, ~(~h + ~0x0800) with the end-around carry, solved for the two cases
         # of the carry (equal to ck.echo_reply_checksum for all 65536 values of h: the fast-echo tests).
         h = frame[36] << 8 | frame[37]
-        # From the ident on: version/IHL, TOS (0, checked above) and total length are the request's.
-        _IP_ICMP_TAIL.pack_into(out, 18, ident, 0, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src, 0, frame[35],
-                                h + 0x800 if h < 0xF7FF else (h - 0xF7FF or 0xFFFF))
+        # Every header field from the Ethernet header to the ICMP checksum: type 0, the request's code.
+        _ECHO_REPLY.pack_into(out, 0, p.eth, 0x4500, total, ident, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src,
+                              frame[35], h + 0x800 if h < 0xF7FF else (h - 0xF7FF or 0xFFFF))
         self.tx.append((out,))
         return True
 

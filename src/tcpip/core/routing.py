@@ -7,8 +7,11 @@ which always mirrors the primary address and the gateways. Either way a Path cac
 
 A `Path` is a resolved route to one unicast destination: its next hop's neighbour entry and the Ethernet
 header to reach it. Every fast path (host output, echo replies, UDP flows, the seed API's frame templates)
-keeps a Path and asks `path.fresh(now)` before using it, instead of reading ARP entries itself: one test
-for "same routes, same neighbour entry, same MAC, still reachable".
+keeps a Path and asks `path.fresh(now)` (or `routing.path(dst, now)`) before using it, instead of reading
+ARP entries itself: one test, `Routing.check`, for "same routes, same neighbour entry, same MAC, still
+reachable". A Path that passes it is stamped with the ARP cache's generation (which every neighbour change
+and every route change bumps) and the time its entry stops being reachable; while neither has moved the
+test's answer cannot change, so the per-frame test is those two comparisons.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tcpip.errors import NoRouteError
 from tcpip.wire.ipv4 import ip_str
 
 _BCAST = b"\xff" * 6
+_INF = float("inf")
 _PMTU_PLATEAUS = (32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68)  # RFC 1191 section 7
 PATH_CACHE = 4096
 
@@ -29,11 +33,13 @@ PATH_CACHE = 4096
 class Path:
     """The resolved route to `dst` through neighbour `nh`; valid while `fresh(now)`."""
 
-    __slots__ = ("_entries", "_routing", "dst", "entry", "eth", "mac", "nh", "routes", "src")
+    __slots__ = ("_arp", "_routing", "dst", "entry", "eth", "gen", "mac", "nh", "routes", "src", "until")
 
     def __init__(self, routing: Routing, dst: int, nh: int, entry: ArpEntry, mac: bytes) -> None:
         self._routing = routing
-        self._entries = routing.arp.entries
+        self._arp = routing.arp
+        self.gen = -1  # the stamp (Routing.check): the ARP generation and the entry's reachable time
+        self.until = 0.0
         self.dst = dst
         self.nh = nh
         self.entry = entry
@@ -43,19 +49,17 @@ class Path:
         self.src = routing.source(dst)  # the source address of datagrams on this path
 
     def fresh(self, now: float) -> bool:
-        """Still usable: no routing change since, and the neighbour entry is the cache's, with the same
-        MAC, static or within its reachable time. Marks the entry used (the cache's CLOCK eviction)."""
-        e = self.entry
-        if (e.mac is self.mac and (e.state == STATIC or e.expires > now) and self.routes == self._routing.routes
-                and self._entries.get(self.nh) is e):
-            e.used = True
+        """Still usable (Routing.check): no routing change since, and the neighbour entry is the cache's,
+        with the same MAC, static or within its reachable time."""
+        if self.gen == self._arp.gen and now < self.until:
             return True
-        return False
+        return self._routing.check(self, now)
 
 
 class Routing:
     """Address, netmask, gateways and the path MTU table of one interface; `routes` is a generation
-    number bumped by every change, so anything derived from a route can tell it is stale."""
+    number bumped by every change, so anything derived from a route can tell it is stale (and every
+    bump bumps the ARP cache's generation too, which stamped Paths compare)."""
 
     def __init__(self, arp: ArpCache, stats: Ipv4Stats, *, mtu: int, min_pmtu: int, pmtu_expiry: float,
                  pmtu_table_size: int) -> None:
@@ -72,13 +76,22 @@ class Routing:
         self.net = 0
         self.bcast = -1
         self.gateways: list[int] = []
-        self.routes = 0
+        self._routes = 0
         self.pmtu: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._paths: dict[int, Path] = {}
         self.table = RouteTable()  # every address and route (authoritative while `extra`)
         self.extra = False  # secondary addresses or static routes exist
         self.locals: frozenset[int] = frozenset()  # every configured address
         self.bcasts: frozenset[int] = frozenset()  # the subnet broadcasts of every primary address
+
+    @property
+    def routes(self) -> int:
+        return self._routes
+
+    @routes.setter
+    def routes(self, value: int) -> None:  # `routing.routes += 1` from anywhere reaches the Paths' stamps
+        self._routes = value
+        self.arp.invalidate()
 
     # -- configuration -------------------------------------------------------------------------
     def set_mac(self, mac: bytes) -> None:
@@ -181,25 +194,38 @@ class Routing:
             raise NoRouteError(f"no route to {ip_str(dst)}: off-link and no gateway")
         return nh
 
+    def check(self, p: Path, now: float) -> bool:
+        """The freshness test of a Path (the only one): built under the current routes, its neighbour
+        entry still the cache's, with the same MAC object, and static or within its reachable time. A
+        Path passing it is stamped (the ARP generation, and when its entry stops being reachable) and its
+        entry marked used (the cache's CLOCK eviction: any eviction pass bumps the generation, so the next
+        use comes back here and marks it again)."""
+        e = p.entry
+        if (e.mac is p.mac and (e.state == STATIC or e.expires > now) and p.routes == self._routes
+                and self._entries.get(p.nh) is e):
+            e.used = True
+            p.gen = self.arp.gen
+            p.until = _INF if e.state == STATIC else e.expires
+            return True
+        return False
+
     def path(self, dst: int, now: float) -> Path | None:
         """The fresh resolved Path to unicast `dst`, or None (no route, broadcast, ourselves, unresolved)."""
         p = self._paths.get(dst)
         if p is not None:
-            pe = p.entry  # Path.fresh, inlined: this runs per frame on the fast paths
-            if (pe.mac is p.mac and (pe.state == STATIC or pe.expires > now) and p.routes == self.routes
-                    and self._entries.get(p.nh) is pe):
-                pe.used = True
+            # Path.fresh, inlined (per frame on the fast paths): the stamp, else the full test
+            if (p.gen == self.arp.gen and now < p.until) or self.check(p, now):
                 return p
         nh = self._hop(dst)
         if type(nh) is not int or dst in self.locals:
             return None
-        e = self.arp.entries.get(nh)
+        e = self._entries.get(nh)
         if e is None or e.mac is None or not (e.state == STATIC or e.expires > now):
             return None
         if len(self._paths) >= PATH_CACHE:
             self._paths.clear()
-        e.used = True
         p = self._paths[dst] = Path(self, dst, nh, e, e.mac)
+        self.check(p, now)  # stamps it (it passes: just built from a fresh entry)
         return p
 
     # -- path MTU (RFC 1191) -------------------------------------------------------------------

@@ -7,7 +7,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tcpip.core.arp import STATIC, ArpEntry
 from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
@@ -17,7 +16,9 @@ from tcpip.wire import checksum as ck
 
 Buffer = bytes | bytearray | memoryview
 _HDR = struct.Struct("!HHHH")
-_IPUDP = struct.Struct("!BBHHHBBHIIHHHH")  # IPv4 header (no options) + UDP header
+# Ethernet header, IPv4 header (no options; flags and fragment offset zero), UDP header: what a flow sends
+# (per flow: the Ethernet header, TTL+protocol, both addresses, both ports; per datagram: the rest)
+_ETH_IPUDP = struct.Struct("!14sHHH2xHH8sIHH")
 _from = int.from_bytes
 PortInUse = PortInUseError  # the old name
 EPHEMERAL_LOW = 49152
@@ -40,19 +41,15 @@ class Binding:
 
 @dataclass(slots=True)
 class _Flow:
-    """A flow's headers to a resolved neighbour: valid while the path's freshness test holds for the copies
-    of its fields kept here (`entry`, `mac`, `nh`, `routes`: one attribute load each on the hit path)."""
+    """A flow's headers to a resolved neighbour: valid while its path is fresh (`Path.fresh`)."""
 
     path: Path
     ip_sum: int  # the IPv4 header's constant words + 28 (header lengths), mod 0xFFFF
     udp_sum: int  # pseudo-header addresses + protocol + ports + 16 (the two 8s of the UDP lengths), mod 0xFFFF
-    addr: int
-    ttl: int
     eth: bytes
-    entry: ArpEntry
-    mac: bytes | None
-    nh: int
-    routes: int
+    ttl_proto: int  # the IPv4 header's TTL and protocol words
+    addrs: bytes  # source and destination addresses
+    ports: int  # source and destination ports
     max_n: int  # the largest payload one frame carries (the MTU bumps `routes` when it changes)
 
 
@@ -67,10 +64,9 @@ class UdpLayer:
         self.stats = linked(UdpStats, iface.fast)
         self._fast = iface.fast  # input and send's hit path count one FastPaths.udp_rx / udp_tx each
         self.ports: dict[int, Binding] = {}
-        self._flows: dict[int, _Flow] = {}
+        self._flows: dict[tuple[int, int, int], _Flow] = {}
         self.verify_checksums = iface.config.verify_checksums
         self._ident_table = iface.idents.idents  # the dict is never replaced (see send)
-        self._arp_entries = iface.arp.entries  # never replaced either (Path keeps it too)
         # What send's hit path reads, one load each (none of them is ever replaced)
         self._routing = iface.routing
         self._tx = iface.tx
@@ -107,15 +103,16 @@ class UdpLayer:
               broadcast: bool, csum_ok: bool = False) -> None:
         """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified). A
         delivered datagram is one FastPaths.udp_rx (rx_datagrams and rx_delivered); a dropped one counts
-        rx_datagrams and its reason."""
-        st = self.stats
+        rx_datagrams and its reason (the counters object is loaded on those paths only)."""
         n = len(payload)
         if n < 8:
+            st = self.stats
             st.rx_datagrams += 1
             st.rx_truncated += 1
             return
         sport, dport, length, csum = _HDR.unpack_from(payload, 0)
         if length < 8 or length > n:
+            st = self.stats
             st.rx_datagrams += 1
             if length < 8:
                 st.rx_bad_length += 1
@@ -129,15 +126,17 @@ class UdpLayer:
             x = _from(payload if length == n else payload[:length], "big")
             x = (x << 8 if length & 1 else x) % 0xFFFF  # reduced first: no copy of the big int per addition
             if (x + src + dst + 17 + length) % 0xFFFF:
+                st = self.stats
                 st.rx_datagrams += 1
                 st.rx_bad_checksum += 1
                 return
         b = self.ports.get(dport)
         if b is None or (b.local and b.local != dst and dst == self.iface.addr):
-            st.rx_datagrams += 1
+            self.stats.rx_datagrams += 1
             self._no_port(src, dst, payload, packet, now)
             return
         if b.remote is not None and (b.remote[0] != src or b.remote[1] != sport):
+            st = self.stats
             st.rx_datagrams += 1
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
@@ -174,34 +173,27 @@ class UdpLayer:
         lengths, the ident and the payload's sum are added, and both headers are packed at once."""
         if src is not None:
             return self._send_slow(sport, dst, dport, data, now, src, on_fail)
-        key = (dst << 32) | (sport << 16) | dport
+        key = (dst, sport, dport)
         t = self._flows.get(key)
         n = len(data)
-        if t is not None and 18 <= n <= t.max_n:
-            routing = self._routing
-            e = t.entry  # Path.fresh(now), inlined from the flow's copy of its fields: this runs per datagram
-            if (e.mac is t.mac and (e.state == STATIC or e.expires > now) and t.routes == routing.routes
-                    and not routing.pmtu and self._arp_entries.get(t.nh) is e):
-                e.used = True
-                ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
-                ident = ids.get(dst)
-                if ident is None:
-                    ident = self.iface.idents.next(dst)
-                else:
-                    ident = ids[dst] = (ident + 1) & 0xFFFF
-                # ck.finish and ck.checksum spelled out (with tcpip/core/host.py's header check, the
-                # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
-                x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
-                ip = (t.ip_sum + n + ident) % 0xFFFF  # ip_sum holds the 28 of the total length
-                # udp_sum holds the 2 * 8 of the two UDP lengths; the payload's sum is reduced first (adding
-                # small ints to a 1472-byte int would copy it)
-                u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
-                self._fast.udp_tx += 1  # UDP tx_datagrams, IPv4 tx_packets, Ethernet tx_frames (stats.FAST_ADDS)
-                # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
-                self._tx.append((t.eth + _IPUDP.pack(0x45, 0, 28 + n, ident, 0, t.ttl, 17,
-                                                     0xFFFF - ip if ip else 0, t.addr, dst, sport, dport,
-                                                     8 + n, 0xFFFF - u), data))
-                return 0
+        if t is not None and 18 <= n <= t.max_n and t.path.fresh(now) and not self._routing.pmtu:
+            ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
+            try:
+                ident = ids[dst] = (ids[dst] + 1) & 0xFFFF
+            except KeyError:
+                ident = self.iface.idents.next(dst)
+            # ck.finish and ck.checksum spelled out (with tcpip/core/host.py's header check, the
+            # only such place): each call would cost 5% of this path. 2**16 == 1 (mod 0xFFFF).
+            x = _from(data, "big") << 8 if n & 1 else _from(data, "big")
+            ip = (t.ip_sum + n + ident) % 0xFFFF  # ip_sum holds the 28 of the total length
+            # udp_sum holds the 2 * 8 of the two UDP lengths; the payload's sum is reduced first (adding
+            # small ints to a 1472-byte int would copy it)
+            u = (t.udp_sum + 2 * n + x % 0xFFFF) % 0xFFFF
+            self._fast.udp_tx += 1  # UDP tx_datagrams, IPv4 tx_packets, Ethernet tx_frames (stats.FAST_ADDS)
+            # u == 0: a sum of 0xFFFF, sent as 0xFFFF (RFC 768)
+            self._tx.append((_ETH_IPUDP.pack(t.eth, 0x4500, 28 + n, ident, t.ttl_proto, 0xFFFF - ip if ip else 0,
+                                             t.addrs, t.ports, 8 + n, 0xFFFF - u), data))
+            return 0
         r = self._send_slow(sport, dst, dport, data, now, None, on_fail)
         routing = self._routing
         if routing.mtu - 28 >= n >= 18 and not routing.pmtu:
@@ -220,7 +212,7 @@ class UdpLayer:
         self.stats.tx_datagrams += 1
         return iface.send(dst, 17, (hdr, data) if n else (hdr,), now, on_fail=on_fail, src=s)
 
-    def _learn_flow(self, key: int, dst: int, sport: int, dport: int, now: float) -> None:
+    def _learn_flow(self, key: tuple[int, int, int], dst: int, sport: int, dport: int, now: float) -> None:
         """Remember the header of a flow whose next hop is resolved (bounded; cleared when full)."""
         iface = self.iface
         path = iface.routing.path(dst, now)
@@ -233,5 +225,6 @@ class UdpLayer:
         # Partial sums of the constant words; per datagram only lengths, ident and the payload are added.
         ip_sum = ck.fold(0x4500 + (ttl << 8 | 17) + ck.addr_sum(a) + ck.addr_sum(dst) + 28)
         udp_sum = ck.fold(ck.pseudo_header_sum(a, dst, 17, 0) + sport + dport + 16)
-        self._flows[key] = _Flow(path, ip_sum, udp_sum, a, ttl, path.eth, path.entry, path.mac, path.nh,
-                                 path.routes, iface.routing.mtu - 28)
+        self._flows[key] = _Flow(path, ip_sum, udp_sum, path.eth, ttl << 8 | 17,
+                                 a.to_bytes(4, "big") + dst.to_bytes(4, "big"), sport << 16 | dport,
+                                 iface.routing.mtu - 28)
