@@ -253,16 +253,30 @@ class VnetIO:
     def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
         """`transmit` for offload mode: a super-frame brings its own header (first part, `_transmit_gso`),
         any other frame gets the all-zero one (this path: no flag kept, one test per frame)."""
-        if type(parts[0]) is _VNET_HEADER:
+        p0 = parts[0]
+        if type(p0) is _VNET_HEADER:
             self._transmit_gso(parts)
             return
         if self._closed:
             raise DeviceClosedError(f"TAP {self.name} is closed")
-        if sum(map(len, parts)) > self._maxframe:
+        # One or two parts (an echo reply; headers + payload) spelled out: the size without sum(map()) and
+        # the write's vector without unpacking, about a third of their cost per frame.
+        k = len(parts)
+        if k == 1:
+            size = len(p0)
+            iov: tuple[Buffer, ...] = (_ZERO, p0)
+        elif k == 2:
+            p1 = parts[1]
+            size = len(p0) + len(p1)
+            iov = (_ZERO, p0, p1)
+        else:
+            size = sum(map(len, parts))
+            iov = (_ZERO, *parts)
+        if size > self._maxframe:
             self.stats.tx_oversize += 1
             raise MessageTooLongError(f"frame exceeds MTU {self.mtu} + 14")
         try:
-            n = os.writev(self.fd, (_ZERO, *parts))
+            n = os.writev(self.fd, iov)
         except OSError as e:
             if e.errno in TX_DROP_ERRNOS:
                 self.stats.tx_dropped += 1
