@@ -46,6 +46,15 @@ def test_super_frame_and_plain_frame_counters() -> None:
             dev._transmit_vnet((b"z" * 1515,))
         assert st.tx_oversize == 2
         assert st.tx_frames == 2
+        # one, two and three parts (each sized its own way): at the limit sent whole, one byte over refused
+        for parts in ((b"a" * 1514,), (b"a" * 14, b"b" * 1500), (b"a" * 14, b"b" * 20, b"c" * 1480)):
+            dev._transmit_vnet(parts)
+            assert b.recv(4096) == virtio.ZERO + b"".join(parts)
+            with pytest.raises(MessageTooLongError):
+                dev._transmit_vnet((*parts[:-1], parts[-1] + b"!"))
+        assert st.tx_oversize == 5
+        assert st.tx_frames == 5
+        assert st.tx_bytes == 14 + 20 + 32 + 3 * 1448 + 5 + 14 + 20 + 30 + 3 * 1514
         os.close(dev.fd)
     finally:
         a.close()
