@@ -1,0 +1,98 @@
+"""Instructions per echo in the TAP device's two regimes, deterministic: a burst of 64 requests per wake-up
+(what a pinned ping -f or UDP echo gives: the peer runs at each of our writes, so a wake-up drains dozens of
+frames and the loop's cost vanishes) and one request per wake-up (the one-frame streak of an unpinned peer).
+
+`python bench/callgrind_burst.py [icmp|udp] [vnet|plain] [burst|one]` runs a real Stack on a TapDevice whose
+read and write are replaced in-process (no syscalls: only the Python between them is counted), calls the
+device's reader callback N times under callgrind for two N (PYTHONHASHSEED=0, no ASLR) and prints
+(I(N2) - I(N1)) / (N2 - N1) per frame. `--child N` is the workload itself. Needs valgrind and setarch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BURST = 64
+
+
+async def _workload(n: int, kind: str, mode: str, what: str) -> None:
+    from bench.callgrind_wakeup import vnet_request
+    from bench.frames import OUR_IP_S, OUR_MAC, PEER_IP, PEER_MAC, icmp_echo, udp_frame
+    from tcpip.netif import tap_vnet
+    from tcpip.netif.tap import TapDevice
+    from tcpip.stack import Stack
+    from tcpip.wire.mac import MacAddress
+
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setblocking(False)
+    dev = TapDevice(ours.detach(), "sockpair", mac=MacAddress(OUR_MAC), loop=asyncio.get_running_loop(),
+                    offload=mode == "vnet")
+    stack = await Stack.connect(dev, ipv4=f"{OUR_IP_S}/24")
+    stack.core.arp.add_static(PEER_IP, PEER_MAC)
+    await stack.udp_echo(7)
+    await asyncio.sleep(0.01)
+    req = icmp_echo(56) if kind == "icmp" else udp_frame(32)
+    if mode == "vnet":
+        req = vnet_request(req, kind)
+    queued: list[bytes] = []
+    written = [0]
+
+    def fake_read(_fd: int, _n: int) -> bytes:
+        if queued:
+            return queued.pop()
+        raise BlockingIOError
+
+    def fake_writev(_fd: int, parts: list[bytes]) -> int:
+        written[0] += 1
+        return sum(map(len, parts))
+
+    tap_vnet._read = fake_read  # type: ignore[assignment]
+    os.writev = fake_writev  # type: ignore[assignment]
+    reader = dev._on_readable
+    per = BURST if what == "burst" else 1
+    for _ in range(n):
+        queued[:] = [req] * per
+        dev._quiet = 0 if what == "burst" else 5  # the burst loop, or the one-frame streak's unrolled path
+        reader()
+    if written[0] != n * per:
+        raise SystemExit(f"expected {n * per} replies, got {written[0]}")
+    await stack.disconnect()
+    peer.close()
+
+
+def _collected(n: int, kind: str, mode: str, what: str) -> int:
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    cmd = ["setarch", "-R", "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           str(Path(__file__).resolve()), kind, mode, what, "--child", str(n)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
+    m = re.search(r"Collected : (\d+)", r.stderr)
+    if r.returncode or not m:
+        raise SystemExit(f"callgrind failed: {r.stderr[-500:]}")
+    return int(m.group(1))
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    args = sys.argv[1:]
+    kind = args[0] if args else "icmp"
+    mode = args[1] if len(args) > 1 else "vnet"
+    what = args[2] if len(args) > 2 else "burst"
+    if "--child" in args:
+        asyncio.run(_workload(int(args[args.index("--child") + 1]), kind, mode, what))
+        return 0
+    n1, n2 = (20, 120) if what == "burst" else (1000, 6000)
+    per = BURST if what == "burst" else 1
+    a, b = _collected(n1, kind, mode, what), _collected(n2, kind, mode, what)
+    print(f"{kind} {mode} {what}: {(b - a) / ((n2 - n1) * per):.0f} instructions per echo")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
