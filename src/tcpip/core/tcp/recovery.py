@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from tcpip.core.tcp import autotune
 from tcpip.core.tcp import output as out
 from tcpip.core.tcp.rack import Rack
-from tcpip.core.tcp.scoreboard import BY_RACK, BY_RTO, LOST, RETRANS, SACKED, Scoreboard, Seg
+from tcpip.core.tcp.resend import resend, send_one_new
+from tcpip.core.tcp.scoreboard import BY_RACK, BY_RTO, LOST, RETRANS, SACKED, Scoreboard
 from tcpip.core.tcp.seq import seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class Recovery:
                 stats.fast_retrans += 1
             if s.start == conn.snd_una:  # the head went again: its timer starts over (as Linux)
                 conn.rexmit_at = now + conn.rto
-            _resend(conn, s, now)
+            resend(conn, s, now)
 
     # -- ACK processing ----------------------------------------------------------------------------------
     def on_ack(self, conn: Connection, seg: TcpRepr, acked: int, now: float) -> None:
@@ -217,7 +218,7 @@ class Recovery:
                 if not s.flags & RETRANS:
                     self.rescued = True
                     conn.layer.stats.rescue_retrans += 1
-                    _resend(conn, s, now)
+                    resend(conn, s, now)
                 return
 
     # -- D-SACK undo ----------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ class Recovery:
         unsent = seq_sub(seq_add(conn.buf_seq, conn.sndbuf.queued), conn.snd_max)
         flight = seq_sub(conn.snd_max, conn.snd_una)
         self.tlp_retrans = False
-        if not (unsent > 0 and conn.snd_wnd - flight >= min(unsent, conn.mss) and _send_one_new(conn, now)):
+        if not (unsent > 0 and conn.snd_wnd - flight >= min(unsent, conn.mss) and send_one_new(conn, now)):
             segs = self.sb.segs
             if not segs:
                 return
@@ -299,7 +300,7 @@ class Recovery:
                 return
             self.tlp_retrans = True
             stats.tlp_retrans += 1
-            _resend(conn, s, now)
+            resend(conn, s, now)
         self.tlp_end = conn.snd_max
 
     def _tlp_done(self, conn: Connection, dsack: bool, now: float) -> None:
@@ -338,25 +339,3 @@ class Recovery:
         self.undo_marker = conn.snd_una
         self.undo_seqs = None
 
-
-def _resend(conn: Connection, s: Seg, now: float) -> None:
-    """Retransmit one scoreboard record (at most one MSS of it) with the FIN if it carries one."""
-    end = seq_add(conn.buf_seq, conn.sndbuf.queued)
-    data_end = s.end if seq_le(s.end, end) else end
-    n = min(seq_sub(data_end, s.start), conn.mss - out.options_len(conn))
-    fin = n == seq_sub(data_end, s.start) and s.end != data_end
-    conn.rtt_seq = None  # Karn
-    out.send_data(conn, s.start, n, fin, now)
-
-
-def _send_one_new(conn: Connection, now: float) -> bool:
-    """One segment of new data for a loss probe, whatever cwnd says."""
-    c = conn.cc
-    saved = c.cwnd
-    c.cwnd = seq_sub(conn.snd_max, conn.snd_una) + conn.mss + (1 << 20)
-    try:
-        nxt = conn.snd_max
-        sent = out.output(conn, now, force=True, max_segs=1)
-    finally:
-        c.cwnd = saved
-    return sent and conn.snd_max != nxt
