@@ -62,13 +62,9 @@ class Stack:
         self.resolver = DnsAgent(self)
         self.dhcp: DhcpAgent | None = None  # set by connect(..., dhcp=True)
         self.link = StackLink(self.device, self.core, self.runner)  # link lost/back, MTU (tcpip.linkstate)
-        # The core takes a frame as bytes too (cheaper than a view for a small one): a device that can hand
-        # over what it read says so with `attach_bytes`, declared by its class (a wrapper forwarding
-        # attribute reads must not be bypassed).
-        if hasattr(type(self.device), "attach_bytes"):
-            self.device.attach_bytes(self.runner.on_frame)  # type: ignore[attr-defined]
-        else:
-            self.device.attach(self.runner.on_frame)
+        # Frames as bytes where the device can (cheaper than a view for a small one), the fast echo's reply
+        # written by the device itself where it can (Runner.attach).
+        self.runner.attach()
         if getattr(self.device, "offload", False):  # TAP/Hub offload mode: super-frames both ways
             self.device.attach_offload(self.runner.on_frame_offloaded)  # type: ignore[attr-defined]
             self.core.set_offload(0xFFFF)
@@ -313,7 +309,7 @@ class Stack:
             t.close()
         self.tcp.close()
         self.link.close()
-        self.device.attach(None)
+        self.runner.detach()
         if getattr(self.device, "offload", False):
             self.device.attach_offload(None)  # type: ignore[attr-defined]
         await self.ethif.disconnect()

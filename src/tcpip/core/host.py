@@ -78,6 +78,9 @@ class Host(HostSetup, HostViews):
         self.tx: list[Frame] = []  # never replaced: the layers append to this very list
         self.loopback: list[bytes] = []
         self.timers_dirty = False  # poll_at() may have moved earlier (ARP sets none: the driver reads pending)
+        # The driver writes the fast echo's reply itself: `receive` returns it instead of queueing it (set by a
+        # driver whose device takes answers, `Runner.answering`; off, every frame out is in poll_transmit()).
+        self.answer_direct = False
         self.fast = FastPaths()  # the fast paths' one count each; the layer stats' readers add them in
         self.eth_stats = linked(EthernetStats, self.fast)
         self.ip_stats = linked(Ipv4Stats, self.fast)
@@ -165,7 +168,8 @@ class Host(HostSetup, HostViews):
         return out
 
     # -- input ---------------------------------------------------------------------------------
-    def receive(self, frame: memoryview | bytes, now: float, csum_ok: bool = False, gso_size: int = 0) -> None:
+    def receive(self, frame: memoryview | bytes, now: float, csum_ok: bool = False,  # noqa: PLR0911 - flat
+                gso_size: int = 0) -> bytearray | None:
         """One Ethernet frame in: ARP and ICMP answered here, other protocols to their handlers.
 
         The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
@@ -176,16 +180,19 @@ class Host(HostSetup, HostViews):
         `core.offload.receive_offloaded`.
 
         `frame` may be the `bytes` a device read (`attach_bytes`): the fast checks and the ICMP echo work on
-        it as it is (cheaper than on a view in CPython); every other path takes a memoryview of it."""
+        it as it is (cheaper than on a view in CPython); every other path takes a memoryview of it.
+
+        Returns None, except with `answer_direct` set: then the reply of a fast-path echo is returned, not
+        queued, and the driver sends it at once (the one frame such an input produces)."""
         if (csum_ok or gso_size) and (gso_size or frame[23] == 6):
             offload.receive_offloaded(self, frame if isinstance(frame, memoryview) else memoryview(frame), now,
                                       csum_ok, gso_size)
-            return
+            return None
         try:
             dmac, smac0, etv, total, ff, proto, src, dst = _FAST.unpack_from(frame, 0)
         except struct.error:
             self._receive_general(frame, now)
-            return
+            return None
         n = len(frame)
         # `_fast_dst` is our address, or -1 while we have none; IPv4 with a 20-byte header (any TOS); then
         # the unicast host source ranges, except our address and the subnet broadcast (`_fast_martians`).
@@ -193,15 +200,19 @@ class Host(HostSetup, HostViews):
                 or total + 14 > n or total < 20 or n > self.max_frame or not _UNICAST_SRC[src >> 24]
                 or src in self._fast_martians or smac0 & 1):
             self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)  # a fragment: verified whole
-            return
+            return None
         if self._verify:
             # ck.verify spelled out (the only place): on this path a call costs 4% of the frame.
             x = _from(frame[14:34], "big")
             if x % 0xFFFF or not x:
                 self._receive_general(frame, now)
-                return
-        if proto == 1 and total >= 28 and frame[34] == 8 and self._fast_echo(frame, total, src, now):
-            return  # counted as a whole (FastPaths.icmp_echoes)
+                return None
+        if proto == 1 and total >= 28 and frame[34] == 8 and (out := self._fast_echo(frame, total, src, now)):
+            # counted as a whole (FastPaths.icmp_echoes)
+            if self.answer_direct:
+                return out
+            self.tx.append((out,))
+            return None
         if not isinstance(frame, memoryview):
             frame = memoryview(frame)  # the protocols keep views of their payload
         if csum_ok and (t := self.trusted.get(proto)) is not None:
@@ -214,6 +225,7 @@ class Host(HostSetup, HostViews):
             self.eth_stats.rx_frames += 1
             self.ip_stats.rx_packets += 1
             self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
+        return None
 
     receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)
 

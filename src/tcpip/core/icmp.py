@@ -165,26 +165,27 @@ class Icmp:
         except (NoRouteError, MessageTooLongError):
             return False
 
-    def fast_echo(self, frame: memoryview | bytes, total: int, src: int, now: float) -> bool:
+    def fast_echo(self, frame: memoryview | bytes, total: int, src: int, now: float) -> bytearray | None:
         """Echo reply for a plain unicast request whose sender's Path is fresh: one copy of the request,
-        its headers packed over it, checksums updated arithmetically. False = take the general path.
+        its headers packed over it, checksums updated arithmetically: the reply frame (the host queues it or
+        hands it to its driver, `Host.receive`), or None = take the general path.
 
         Per ping this is most of the work, so the helpers it would call are spelled out (each a call per
         frame): ck.verify, IdentAllocator.next when the destination is known, ck.ipv4_header_checksum and
         ck.echo_reply_checksum (same arithmetic; tests/core/test_icmp_fast_echo.py checks it bit for bit)."""
         end = 14 + total
         if frame[15]:  # a TOS to keep: the general path
-            return False
+            return None
         if self.verify:  # the ICMP checksum (a bad one: the general path counts it)
             x = _from(frame[34:end], "big") << 8 if total & 1 else _from(frame[34:end], "big")
             if x % 0xFFFF or not x:
-                return False
+                return None
         r = self.routing
         if r.pmtu:  # a lowered path MTU may call for fragments: general path
-            return False
+            return None
         p = r.path(src, now)  # the routing module owns the freshness test (not another copy here)
         if p is None:
-            return False
+            return None
         # One count for the eight this echo stands for (stats.FAST_ADDS): Ethernet rx/tx frames, IPv4
         # rx/tx packets and rx_delivered, ICMP rx_messages, rx_echo_requests and tx_echo_replies.
         self.fast.icmp_echoes += 1
@@ -207,8 +208,7 @@ class Icmp:
         # Every header field from the Ethernet header to the ICMP checksum: type 0, the request's code.
         _ECHO_REPLY.pack_into(out, 0, p.eth, 0x4500, total, ident, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src,
                               frame[35], h + 0x800 if h < 0xF7FF else (h - 0xF7FF or 0xFFFF))
-        self.tx.append((out,))
-        return True
+        return out
 
     def _error_input(self, a: Accepted, t: int, code: int, now: float) -> None:
         st = self.stats

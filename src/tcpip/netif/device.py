@@ -18,6 +18,8 @@ Buffer = bytes | bytearray | memoryview
 FrameCallback = Callable[[memoryview], Awaitable[None] | None]
 Deliver = Callable[[memoryview], None]
 BytesDeliver = Callable[[memoryview | bytes], None]  # attach_bytes: a frame as a view or as bytes
+# attach_answering (the TAP): as BytesDeliver, and it may return one frame for the device to write at once
+AnswerDeliver = Callable[[memoryview | bytes], "Buffer | None"]
 # Offload receive (a device with `offload`): (TCP/UDP frame, L4 checksum trusted, gso_size: 0 = one segment)
 OffloadDeliver = Callable[[memoryview, bool, int], None]
 _NOT_ECN = ~virtio.GSO_ECN
@@ -49,7 +51,7 @@ class DeviceStats:
     rx_bytes: int = 0
     tx_frames: int = 0
     tx_bytes: int = 0
-    tx_dropped: int = 0  # full kernel queue (EAGAIN) or a fault injector
+    tx_dropped: int = 0  # full kernel queue (EAGAIN), a fault injector, a direct answer's failed write
     rx_dropped: int = 0  # nobody listening, or the listen queue was full
     tx_oversize: int = 0
     rx_callback_errors: int = 0  # the `listen` callback raised: contained, listening goes on
@@ -72,7 +74,7 @@ class BaseDevice:
         self.mac = mac
         self.mtu = mtu
         self.stats = DeviceStats()
-        self._deliver: BytesDeliver | None = None
+        self._deliver: AnswerDeliver | None = None  # only a TAP's attach_answering ever returns a frame
         self._raw = False  # _deliver takes bytes too (attach_bytes)
         self._deliver_offload: OffloadDeliver | None = None
         self.offload = False  # TCP super-frames and trusted checksums (see attach_offload)
@@ -178,13 +180,22 @@ class BaseDevice:
         self.stats.rx_bytes += len(frame)
         d = self._deliver
         if d is not None:
-            d(frame)
+            if (out := d(frame)) is not None:  # only an answering consumer returns a frame (the TAP's)
+                self._answer(out)
             return
         if self._wakeup is None or len(self._queue) >= self.LISTEN_QUEUE:
             self.stats.rx_dropped += 1
             return
         self._queue.append(frame)
         self._wakeup.set()
+
+    def _answer(self, out: Buffer) -> None:
+        """Send the frame an answering consumer returned (see `tcpip.netif.tap_vnet.VnetIO.attach_answering`);
+        a frame that cannot go is dropped and counted, as the runner would."""
+        try:
+            self.transmit((out,))
+        except (DeviceClosedError, MessageTooLongError, OSError):
+            self.stats.tx_dropped += 1
 
     async def listen(self, callback: FrameCallback) -> None:
         """Call `callback(frame)` for each frame (awaiting it when it returns an awaitable) until

@@ -16,7 +16,7 @@ from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.wire import virtio
 
 if TYPE_CHECKING:
-    from tcpip.netif.device import Buffer, BytesDeliver, DeviceStats, OffloadDeliver
+    from tcpip.netif.device import AnswerDeliver, Buffer, DeviceStats, OffloadDeliver
 
 log = logging.getLogger("tcpip.netif.tap")
 
@@ -33,6 +33,8 @@ IFNAMSIZ = 16
 TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
 # The read loop's globals (one load each per frame instead of an attribute chain)
 _read = os.read
+_write = os.write
+_writev = os.writev
 _ZERO = virtio.ZERO
 _VNET_HEADER = virtio.VnetHeader
 _VNET_LEN = virtio.VNET_HDR_LEN
@@ -107,7 +109,7 @@ class VnetIO:
         _hl: int
         _maxframe: int
         _closed: bool
-        _deliver: BytesDeliver | None
+        _deliver: AnswerDeliver | None
         _deliver_offload: OffloadDeliver | None
         _raw: bool
         on_burst_end: Callable[[], None] | None
@@ -163,7 +165,8 @@ class VnetIO:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n
-                        deliver(f if self._raw else memoryview(f))
+                        if (out := deliver(f if self._raw else memoryview(f))) is not None:
+                            self._answer(out)
                 elif f.startswith(_ZERO):
                     deliver = self._deliver
                     if deliver is None:
@@ -172,7 +175,8 @@ class VnetIO:
                         st = self.stats
                         st.rx_frames += 1
                         st.rx_bytes += n - 10
-                        deliver(f[_PAST_HDR] if self._raw else memoryview(f)[_PAST_HDR])
+                        if (out := deliver(f[_PAST_HDR] if self._raw else memoryview(f)[_PAST_HDR])) is not None:
+                            self._answer(out)
                 else:
                     doff = self._deliver_offload
                     # virtio_net_hdr's flags and gso_type are its first two bytes: the rest is read only
@@ -199,7 +203,7 @@ class VnetIO:
         doff = self._deliver_offload
         hl = self._hl
         raw = self._raw
-        got = direct = nbytes = 0
+        got = direct = nbytes = sent = sbytes = 0
         try:
             for _ in range(self.max_burst):
                 if self._closed:
@@ -231,7 +235,16 @@ class VnetIO:
                     direct += 1
                     nbytes += n - hl
                     if raw:  # attach_bytes: the bytes read (a copy past a virtio header: cheaper than a view)
-                        deliver(f[hl:] if hl else f)
+                        if (out := deliver(f[hl:] if hl else f)) is not None:
+                            # attach_answering: the reply, written now (_answer inlined). Only the core's fast
+                            # echo answers; it runs no callback, so the device is still open here.
+                            try:
+                                w = _writev(fd, (_ZERO, out)) if hl else _write(fd, out)
+                            except OSError as e:
+                                self._answer_failed(e)
+                            else:
+                                sent += 1
+                                sbytes += w
                     else:
                         deliver(memoryview(f)[hl:] if hl else memoryview(f))
         finally:
@@ -241,9 +254,40 @@ class VnetIO:
                     st = self.stats  # frames delivered here (the others count themselves)
                     st.rx_frames += direct
                     st.rx_bytes += nbytes
+                    if sent:
+                        st.tx_frames += sent
+                        st.tx_bytes += sbytes - sent * hl
                 end = self.on_burst_end
                 if end is not None:
                     end()
+
+    def attach_answering(self, deliver: AnswerDeliver | None) -> None:
+        """As `attach_bytes`, for a consumer that may answer: when `deliver(frame)` returns a buffer, that is
+        one whole frame (its reply to this one, the consumer's only output for it) and it is written at once,
+        before the next read, without a `transmit` call (the Stack's echo fast path: issue 10)."""
+        self._deliver = deliver
+        self._raw = deliver is not None
+
+    def _answer(self, out: Buffer) -> None:
+        """Write a consumer's answer: one buffer, built by the core from a frame that fitted (no size check)."""
+        hl = self._hl
+        try:
+            n = _writev(self.fd, (_ZERO, out)) if hl else _write(self.fd, out)
+        except OSError as e:
+            self._answer_failed(e)
+            return
+        st = self.stats
+        st.tx_frames += 1
+        st.tx_bytes += n - hl
+
+    def _answer_failed(self, e: OSError) -> None:
+        """An answer not written is a dropped frame (as `transmit` would count it); a lost link is handled."""
+        self.stats.tx_dropped += 1
+        if e.errno not in TX_DROP_ERRNOS:
+            try:
+                self._write_failed(e)
+            except DeviceClosedError:
+                pass  # the reader stops on its next read; nobody to raise to inside the drain
 
     def _end_streak(self, quiet: int) -> None:
         """A one-frame wake-up that found no frame: the streak and this wake-up into `_wakeups`, streak reset."""
