@@ -255,20 +255,29 @@ def cpu_ns(pid: int) -> int:
 
 def cpu_ticks_s(pid: int) -> float:
     """utime + stime of `pid` from /proc/<pid>/stat, in seconds (tick resolution: a cross-check)."""
+    u, s = cpu_user_sys_s(pid)
+    return u + s
+
+
+def cpu_user_sys_s(pid: int) -> tuple[float, float]:
+    """utime and stime of `pid` from /proc/<pid>/stat, in seconds (tick-sampled: which side of a syscall
+    each tick landed on)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / hz, int(fields[12]) / hz
 
 
 async def measured(pid: int, load: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     """Run one load and add the responder's CPU time per echo answered (the load's own warm-up included
     in both the time and the count: `warmup_ok` of the UDP client)."""
-    c0, t0 = cpu_ns(pid), cpu_ticks_s(pid)
+    c0, (u0, s0) = cpu_ns(pid), cpu_user_sys_s(pid)
     r = await load
-    c1, t1 = cpu_ns(pid), cpu_ticks_s(pid)
+    c1, (u1, s1) = cpu_ns(pid), cpu_user_sys_s(pid)
     answered = int(r.get("received", 0)) + int(r.get("warmup_ok", 0))
     r["cpu_s"] = round((c1 - c0) / 1e9, 4)
-    r["cpu_ticks_s"] = round(t1 - t0, 3)
+    r["cpu_ticks_s"] = round(u1 - u0 + s1 - s0, 3)
+    r["cpu_user_share"] = round((u1 - u0) / (u1 - u0 + s1 - s0), 3) if u1 - u0 + s1 - s0 > 0 else None
     r["cpu_us_per_echo"] = round((c1 - c0) / 1e3 / answered, 2) if answered else None
     return r
 

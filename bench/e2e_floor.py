@@ -124,7 +124,8 @@ async def _session(impls: list[str], loop_name: str, count: int, cap: int, reps:
                 res[i]["udp"].append(await e2e.measured(pid, e2e.udp_rtt(nss[i], OUR_IP_S, count, cap)))
                 p, u = res[i]["ping"][-1], res[i]["udp"][-1]
                 print(f"  {i:9} #{rep + 1} ping {p.get('per_s', 0):8.0f}/s {p.get('cpu_us_per_echo') or 0:6.1f} us"
-                      f"  udp {u.get('per_s', 0):8.0f}/s {u.get('cpu_us_per_echo') or 0:6.1f} us CPU/echo", flush=True)
+                      f"  udp {u.get('per_s', 0):8.0f}/s {u.get('cpu_us_per_echo') or 0:6.1f} us CPU/echo"
+                      f"  (user share {p.get('cpu_user_share')}, {u.get('cpu_user_share')})", flush=True)
     finally:
         for p in procs.values():
             await Namespace.stop(p)
