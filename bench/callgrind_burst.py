@@ -53,8 +53,15 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
         written[0] += 1
         return sum(map(len, parts))
 
+    def fake_write(_fd: int, data: bytes) -> int:
+        written[0] += 1
+        return len(data)
+
     tap_vnet._read = fake_read  # type: ignore[assignment]
     os.writev = fake_writev  # type: ignore[assignment]
+    # the device's own writes of the answers it is handed (attach_answering)
+    tap_vnet._writev = fake_writev  # type: ignore[assignment]
+    tap_vnet._write = fake_write  # type: ignore[assignment]
     reader = dev._on_readable
     per = BURST if what == "burst" else 1
     for _ in range(n):
