@@ -110,7 +110,7 @@ class Runner:
     def on_frame(self, frame: memoryview | bytes) -> bytearray | None:
         """Push-model receive: one frame through the core, then one drain (bursting device: its output).
         Attached with the device's `attach_bytes` where it has one: `frame` may then be `bytes`. Attached
-        with `attach_answering` (the core's `answer_direct` set, see `answering`), a fast-path echo's reply
+        with `attach_answering` (the core's `answer_direct` set, see `attach`), a fast-path echo's reply
         is returned for the device to write: no transmit call, no queue (issue 10: ~80 bytecodes per ping);
         otherwise None."""
         self._in_input = True  # kick() from inside receive: the flush below serves it, no call_soon

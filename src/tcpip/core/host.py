@@ -79,7 +79,7 @@ class Host(HostSetup, HostViews):
         self.loopback: list[bytes] = []
         self.timers_dirty = False  # poll_at() may have moved earlier (ARP sets none: the driver reads pending)
         # The driver writes the fast echo's reply itself: `receive` returns it instead of queueing it (set by a
-        # driver whose device takes answers, `Runner.answering`; off, every frame out is in poll_transmit()).
+        # driver whose device takes answers, `Runner.attach`; off, every frame out is in poll_transmit()).
         self.answer_direct = False
         self.fast = FastPaths()  # the fast paths' one count each; the layer stats' readers add them in
         self.eth_stats = linked(EthernetStats, self.fast)
