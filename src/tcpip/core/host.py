@@ -4,6 +4,7 @@ protocol registry, timer sources and the one output path.
 The surface a driver uses: `receive(frame, now)`; `poll_transmit()` -> the frames queued since the last
 call (each a sequence of buffers, ready for `os.writev`); `poll_at()` -> when `handle_timeout(now)` is next
 due (None: never); datagrams to our own address wait in `loopback` for `loopback_input(now)` on a later turn.
+With `answer_direct` set, `receive` returns a fast-path echo's reply (its input's only output) unqueued.
 
 Hooks for upper layers (UDP today, TCP next); every callable is synchronous and `now` is always an argument:
 - `register(proto, on_input, on_error=None)`: the protocol registry, the only place protocol numbers meet
@@ -78,9 +79,7 @@ class Host(HostSetup, HostViews):
         self.tx: list[Frame] = []  # never replaced: the layers append to this very list
         self.loopback: list[bytes] = []
         self.timers_dirty = False  # poll_at() may have moved earlier (ARP sets none: the driver reads pending)
-        # The driver writes the fast echo's reply itself: `receive` returns it instead of queueing it (set by a
-        # driver whose device takes answers, `Runner.attach`; off, every frame out is in poll_transmit()).
-        self.answer_direct = False
+        self.answer_direct = False  # receive returns the fast echo's reply, unqueued (set by Runner.attach)
         self.fast = FastPaths()  # the fast paths' one count each; the layer stats' readers add them in
         self.eth_stats = linked(EthernetStats, self.fast)
         self.ip_stats = linked(Ipv4Stats, self.fast)
@@ -180,10 +179,7 @@ class Host(HostSetup, HostViews):
         `core.offload.receive_offloaded`.
 
         `frame` may be the `bytes` a device read (`attach_bytes`): the fast checks and the ICMP echo work on
-        it as it is (cheaper than on a view in CPython); every other path takes a memoryview of it.
-
-        Returns None, except with `answer_direct` set: then the reply of a fast-path echo is returned, not
-        queued, and the driver sends it at once (the one frame such an input produces)."""
+        it as it is (cheaper than on a view in CPython); every other path takes a memoryview of it."""
         if (csum_ok or gso_size) and (gso_size or frame[23] == 6):
             offload.receive_offloaded(self, frame if isinstance(frame, memoryview) else memoryview(frame), now,
                                       csum_ok, gso_size)
@@ -201,16 +197,13 @@ class Host(HostSetup, HostViews):
                 or src in self._fast_martians or smac0 & 1):
             self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)  # a fragment: verified whole
             return None
-        if self._verify:
-            # ck.verify spelled out (the only place): on this path a call costs 4% of the frame.
-            x = _from(frame[14:34], "big")
-            if x % 0xFFFF or not x:
-                self._receive_general(frame, now)
-                return None
+        # ck.verify spelled out (the only place): on this path a call costs 4% of the frame.
+        if self._verify and ((x := _from(frame[14:34], "big")) % 0xFFFF or not x):
+            self._receive_general(frame, now)
+            return None
         if proto == 1 and total >= 28 and frame[34] == 8 and (out := self._fast_echo(frame, total, src, now)):
-            # counted as a whole (FastPaths.icmp_echoes)
             if self.answer_direct:
-                return out
+                return out  # counted as a whole (FastPaths.icmp_echoes), as when queued
             self.tx.append((out,))
             return None
         if not isinstance(frame, memoryview):
