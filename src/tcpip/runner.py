@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from tcpip.core.ethernet import Frame
 from tcpip.core.interface import Interface
 from tcpip.errors import DeviceClosedError, HostUnreachableError, TcpipError
 from tcpip.netif.clock import Clock, LoopClock, TimerHandle
@@ -64,6 +65,8 @@ class Runner:
         self._rekick = False  # kick() during them: one more round on the next turn
         self._in_input = False  # inside on_frame's receive: a drain follows at once
         self._closed = False
+        self._offload = False  # attach_offload() was called
+        self._answer_offloaded = False  # on_frame_offloaded returns an input's one frame (attach_offload)
         # The per-frame clock read: the loop's own time() when the clock is the loop's; asyncio's is a Python
         # method returning time.monotonic(), so call that directly (same clock, one frame less per frame).
         self._time = clock.now
@@ -101,10 +104,25 @@ class Runner:
         else:
             dev.attach(cast("Deliver", self.on_frame))  # answer_direct is off: it returns None
 
+    def attach_offload(self) -> None:
+        """Take an offload-mode device's TCP and UDP frames with their metadata (`on_frame_offloaded`): with
+        `attach_offload_answering` where its class has it (a UDP frame may then come as bytes, and an
+        input's one output frame is returned for the device to write), else `attach_offload`."""
+        dev, cls = self.device, type(self.device)
+        if hasattr(cls, "attach_offload_answering"):
+            dev.attach_offload_answering(self.on_frame_offloaded)  # type: ignore[attr-defined]
+            self._answer_offloaded = True
+        else:
+            dev.attach_offload(self.on_frame_offloaded)  # type: ignore[attr-defined]
+        self._offload = True
+
     def detach(self) -> None:
-        """Stop taking frames (and answering them directly)."""
+        """Stop taking frames (and answering them directly), offloaded ones too."""
         self.core.answer_direct = False
         self.device.attach(None)
+        if self._offload:
+            self._offload = self._answer_offloaded = False
+            self.device.attach_offload(None)  # type: ignore[attr-defined]
 
     # -- the per-frame path --------------------------------------------------------------------
     def on_frame(self, frame: memoryview | bytes) -> bytearray | None:
@@ -142,8 +160,11 @@ class Runner:
             self._send_queued()
         return None
 
-    def on_frame_offloaded(self, frame: memoryview, csum_ok: bool, gso_size: int) -> None:
-        """Push-model receive of an offloading device's TCP or UDP frame (trusted checksum / super-frame)."""
+    def on_frame_offloaded(self, frame: memoryview | bytes, csum_ok: bool, gso_size: int) -> Frame | None:
+        """Push-model receive of an offloading device's TCP or UDP frame (trusted checksum / super-frame).
+        Attached with `attach_offload_answering` (see `attach_offload`), a UDP frame may be `bytes`, and when
+        the input queued exactly one frame (a UDP echo's reply, a TCP ACK) that frame is returned for the
+        device to write (issue 10: the transmit call and its checks, ~1,000 instructions per datagram)."""
         self._in_input = True
         try:
             self._receive_offloaded(frame, self._time(), csum_ok, gso_size)
@@ -154,9 +175,11 @@ class Runner:
             self._in_input = False
         if not self._bursts:
             self.flush()
-            return
+            return None
         tx = self._tx  # as in on_frame
         if len(tx) == 1 and not self._loopback:
+            if self._answer_offloaded:
+                return tx.pop()
             f = tx.pop()
             try:
                 self.device.transmit(f)
@@ -165,6 +188,7 @@ class Runner:
                 log.debug("transmit failed: %s", e)
         elif tx or self._loopback:
             self._send_queued()
+        return None
 
     def add_after_batch(self, cb: Callable[[], None], pending: Callable[[], object] | None = None) -> None:
         """Run `cb()` at the start of every drain, before transmission (application callbacks go here);

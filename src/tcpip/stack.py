@@ -66,7 +66,7 @@ class Stack:
         # written by the device itself where it can (Runner.attach).
         self.runner.attach()
         if getattr(self.device, "offload", False):  # TAP/Hub offload mode: super-frames both ways
-            self.device.attach_offload(self.runner.on_frame_offloaded)  # type: ignore[attr-defined]
+            self.runner.attach_offload()
             self.core.set_offload(0xFFFF)
             self.tcp.enable_offload(self.core.tso_max)
 
@@ -243,7 +243,7 @@ class Stack:
         """A zero-copy UDP echo service on `port` (RFC 862)."""
         layer = self.udp
 
-        def echo(payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
+        def echo(payload: memoryview | bytes, src: int, sport: int, dst: int, now: float) -> None:
             try:
                 layer.send(port, src, sport, payload, now)
             except TcpipError:
@@ -310,8 +310,6 @@ class Stack:
         self.tcp.close()
         self.link.close()
         self.runner.detach()
-        if getattr(self.device, "offload", False):
-            self.device.attach_offload(None)  # type: ignore[attr-defined]
         await self.ethif.disconnect()
 
     async def __aenter__(self) -> Stack:

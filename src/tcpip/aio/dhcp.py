@@ -113,7 +113,7 @@ class DhcpAgent:
         return out
 
     # -- the core's callbacks -----------------------------------------------------------------------
-    def _received(self, payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
+    def _received(self, payload: memoryview | bytes, src: int, sport: int, dst: int, now: float) -> None:
         if sport != SERVER_PORT:
             self.stats.rx_wrong_port += 1
             return

@@ -189,7 +189,7 @@ class DnsAgent:
         if b is not None:
             self.stack.udp.unbind(b)
 
-    def _received(self, payload: memoryview, src: int, sport: int, dst: int, now: float, port: int) -> None:
+    def _received(self, payload: memoryview | bytes, src: int, sport: int, dst: int, now: float, port: int) -> None:
         self._done(self.resolver.receive(payload, src, sport, port, now))
         self._flush()
 
@@ -207,7 +207,8 @@ class DnsAgent:
         for q in self.resolver.poll_transmit():
             port = q.src_port
             if port not in self._bindings:
-                def rx(payload: memoryview, src: int, sport: int, dst: int, now: float, port: int = port) -> None:
+                def rx(payload: memoryview | bytes, src: int, sport: int, dst: int, now: float,
+                       port: int = port) -> None:
                     self._received(payload, src, sport, dst, now, port)
                 try:
                     self._bindings[port] = udp.bind(port, 0, rx)

@@ -204,9 +204,9 @@ class UdpTransport(asyncio.DatagramTransport):
                 f"{ip_str(ip)}: no ARP reply after {self._layer.iface.config.arp_tries} requests"), None)
 
     # -- receiving (queued by the core's callbacks, delivered after the batch) -------------------
-    def _received(self, payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
+    def _received(self, payload: memoryview | bytes, src: int, sport: int, dst: int, now: float) -> None:
         if not self._closing:
-            self._endpoints.queue(self, payload.tobytes(), (_src_str(src), sport))
+            self._endpoints.queue(self, bytes(payload), (_src_str(src), sport))  # bytes: no copy
 
     def _deliver(self, item: bytes | Exception, addr: Address | None) -> None:
         if self._closing:

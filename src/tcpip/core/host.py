@@ -9,7 +9,8 @@ With `answer_direct` set, `receive` returns a fast-path echo's reply (its input'
 Hooks for upper layers (UDP today, TCP next); every callable is synchronous and `now` is always an argument:
 - `register(proto, on_input, on_error=None)`: the protocol registry, the only place protocol numbers meet
   handlers. `on_input(src, dst, payload, packet, now, broadcast)` gets each accepted datagram (addresses as
-  ints; `payload`/`packet` are views valid during the call only; `broadcast`: sent to a broadcast or
+  ints; `payload`/`packet` are views valid during the call only, or bytes for a protocol registered with
+  `takes_bytes` when the device read the frame into bytes; `broadcast`: sent to a broadcast or
   multicast address); `on_error(icmp_type, code, rest, quote, now)` gets each ICMP error quoting one of our
   datagrams of that protocol (`rest`: the ICMP header's second word; `quote`: the quoted IPv4 header and
   at least 8 bytes after it). No handler: ICMP protocol unreachable.
@@ -86,6 +87,7 @@ class Host(HostSetup, HostViews):
         self.icmp_stats = linked(IcmpStats, self.fast)
         self.protocols: dict[int, InputHandler] = {}  # the registry: read once per frame on the fast path
         self.trusted: dict[int, TrustedHandler] = {}  # handlers told when the device vouches for the checksum
+        self.takes_bytes: set[int] = set()  # protocols whose handlers take bytes too (register)
         self.error_handlers: dict[int, ErrorHandler] = {}
         self.timer_sources: list[TimerSource] = []
         self.ipv6_handler: Callable[[memoryview], None] | None = None
@@ -119,21 +121,22 @@ class Host(HostSetup, HostViews):
 
     # -- hooks for upper layers ----------------------------------------------------------------
     def register(self, proto: int, on_input: InputHandler, on_error: ErrorHandler | None = None,
-                 trusted: TrustedHandler | None = None) -> None:
+                 trusted: TrustedHandler | None = None, *, takes_bytes: bool = False) -> None:
         """Deliver protocol `proto`'s datagrams to `on_input` and ICMP errors about it to `on_error`; those
-        whose device vouches for the L4 checksum (offload mode) to `trusted(..., broadcast, True)`."""
+        whose device vouches for the L4 checksum (offload mode) to `trusted(..., broadcast, True)`.
+        `takes_bytes`: they take `bytes` too (no view made of a frame read into bytes: issue 10)."""
+        self.unregister(proto)
         self.protocols[proto] = on_input
         if on_error is not None:
             self.error_handlers[proto] = on_error
-        else:
-            self.error_handlers.pop(proto, None)
         if trusted is not None:
             self.trusted[proto] = trusted
-        else:
-            self.trusted.pop(proto, None)
+        if takes_bytes:
+            self.takes_bytes.add(proto)
 
     def unregister(self, proto: int) -> None:
         self.protocols.pop(proto, None)
+        self.takes_bytes.discard(proto)
         self.trusted.pop(proto, None)
         self.error_handlers.pop(proto, None)
 
@@ -173,13 +176,10 @@ class Host(HostSetup, HostViews):
 
         The common case (unicast IPv4 to our MAC and address, no options, not a fragment) is checked in
         one struct unpack and one checksum; everything else takes the general path, which applies the
-        same rules one by one with a counter each. Offload mode (a device's TCP or UDP frame): `csum_ok`,
-        the device vouches for the L4 checksum (the protocol's `trusted` handler, if any, skips verifying
-        it); `gso_size`, a TCP super-frame standing for segments of that many bytes. TCP then takes
-        `core.offload.receive_offloaded`.
-
-        `frame` may be the `bytes` a device read (`attach_bytes`): the fast checks and the ICMP echo work on
-        it as it is (cheaper than on a view in CPython); every other path takes a memoryview of it."""
+        same rules one by one with a counter each. Offload mode: `csum_ok`, the device vouches for the L4
+        checksum (the protocol's `trusted` handler skips verifying it); `gso_size`, a TCP super-frame of
+        segments that size (`core.offload.receive_offloaded`). `frame` may be the `bytes` a device read: the
+        fast path and `takes_bytes` protocols use it as it is (cheaper than a view); the rest take a view."""
         if (csum_ok or gso_size) and (gso_size or frame[23] == 6):
             offload.receive_offloaded(self, frame if isinstance(frame, memoryview) else memoryview(frame), now,
                                       csum_ok, gso_size)
@@ -206,18 +206,19 @@ class Host(HostSetup, HostViews):
                 return out  # counted as a whole (FastPaths.icmp_echoes), as when queued
             self.tx.append((out,))
             return None
-        if not isinstance(frame, memoryview):
-            frame = memoryview(frame)  # the protocols keep views of their payload
+        if not isinstance(frame, memoryview) and proto not in self.takes_bytes:
+            frame = memoryview(frame)  # the protocols keep views of their payload (takes_bytes: see register)
         if csum_ok and (t := self.trusted.get(proto)) is not None:
             self.fast.delivered += 1  # Ethernet rx_frames, IPv4 rx_packets and rx_delivered (stats.FAST_ADDS)
-            t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)
+            t(src, dst, frame[34:14 + total], frame[14:14 + total], now, False, True)  # type: ignore[arg-type]
         elif (h := self.protocols.get(proto)) is not None:
             self.fast.delivered += 1
-            h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)
+            h(src, dst, frame[34:14 + total], frame[14:14 + total], now, False)  # type: ignore[arg-type]
         else:
             self.eth_stats.rx_frames += 1
             self.ip_stats.rx_packets += 1
-            self.dispatch(Accepted(src, dst, proto, frame[34:14 + total], frame[14:14 + total], False), now)
+            mv = memoryview(frame)
+            self.dispatch(Accepted(src, dst, proto, mv[34:14 + total], mv[14:14 + total], False), now)
         return None
 
     receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)

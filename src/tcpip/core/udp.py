@@ -24,8 +24,9 @@ PortInUse = PortInUseError  # the old name
 EPHEMERAL_LOW = 49152
 EPHEMERAL_HIGH = 65535
 
-# (payload, src ip, src port, dst ip, now) -> None
-Receiver = Callable[[memoryview, int, int, int, float], None]
+# (payload, src ip, src port, dst ip, now) -> None; the payload is a view valid during the call only, or
+# bytes (a small frame the device read into bytes: Host.register's takes_bytes)
+Receiver = Callable[[memoryview | bytes, int, int, int, float], None]
 # (icmp type, code, rest, quoted dst ip, quoted dst port) -> None
 ErrorReceiver = Callable[[int, int, int, int, int], None]
 
@@ -69,8 +70,10 @@ class UdpLayer:
         self._ident_table = iface.idents.idents  # the dict is never replaced (see send)
         # What send's hit path reads, one load each (none of them is ever replaced)
         self._routing = iface.routing
+        self._arp = iface.arp
         self._tx = iface.tx
-        iface.register(17, self.input, self.icmp_error, self.input)  # offload: no 2nd look at a trusted checksum
+        # offload: no 2nd look at a trusted checksum; bytes: every receiver takes them (Receiver)
+        iface.register(17, self.input, self.icmp_error, self.input, takes_bytes=True)
 
     # -- ports ---------------------------------------------------------------------------------
     def bind(self, port: int, local: int, receiver: Receiver, on_error: ErrorReceiver | None = None,
@@ -99,7 +102,7 @@ class UdpLayer:
         raise PortInUseError(0)
 
     # -- input ---------------------------------------------------------------------------------
-    def input(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float,
+    def input(self, src: int, dst: int, payload: memoryview | bytes, packet: memoryview | bytes, now: float,
               broadcast: bool, csum_ok: bool = False) -> None:
         """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified). A
         delivered datagram is one FastPaths.udp_rx (rx_datagrams and rx_delivered); a dropped one counts
@@ -143,13 +146,14 @@ class UdpLayer:
         self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         b.receiver(payload[8:length], src, sport, dst, now)
 
-    def _no_port(self, src: int, dst: int, payload: memoryview, packet: memoryview, now: float) -> None:
+    def _no_port(self, src: int, dst: int, payload: memoryview | bytes, packet: memoryview | bytes,
+                 now: float) -> None:
         iface = self.iface
         if dst not in iface.routing.locals:
             self.stats.rx_broadcast_no_port += 1
             return
         self.stats.rx_no_port += 1
-        iface.send_icmp_error(Accepted(src, dst, 17, payload, packet, False), 3, 3, 0, now)
+        iface.send_icmp_error(Accepted(src, dst, 17, memoryview(payload), memoryview(packet), False), 3, 3, 0, now)
 
     def icmp_error(self, t: int, code: int, rest: int, quote: memoryview, now: float) -> None:
         hl = (quote[0] & 15) << 2
@@ -176,7 +180,9 @@ class UdpLayer:
         key = (dst, sport, dport)
         t = self._flows.get(key)
         n = len(data)
-        if t is not None and 18 <= n <= t.max_n and t.path.fresh(now) and not self._routing.pmtu:
+        # t.path.fresh(now), its stamp test inlined (as routing.path does): a call is 4% of this path
+        if (t is not None and 18 <= n <= t.max_n and not self._routing.pmtu
+                and (((p := t.path).gen == self._arp.gen and now < p.until) or p.fresh(now))):
             ids = self._ident_table  # IdentAllocator.next, inlined for a known destination
             try:
                 ident = ids[dst] = (ids[dst] + 1) & 0xFFFF

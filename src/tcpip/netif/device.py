@@ -22,6 +22,9 @@ BytesDeliver = Callable[[memoryview | bytes], None]  # attach_bytes: a frame as 
 AnswerDeliver = Callable[[memoryview | bytes], "Buffer | None"]
 # Offload receive (a device with `offload`): (TCP/UDP frame, L4 checksum trusted, gso_size: 0 = one segment)
 OffloadDeliver = Callable[[memoryview, bool, int], None]
+# attach_offload_answering (the TAP): as OffloadDeliver, a small UDP frame may come as bytes, and it may
+# return one frame (a sequence of buffers, as transmit takes) for the device to write at once
+OffloadAnswerDeliver = Callable[[memoryview | bytes, bool, int], "Sequence[Buffer] | None"]
 _NOT_ECN = ~virtio.GSO_ECN
 _GSO_TCPV4 = virtio.GSO_TCPV4
 _TRUSTED = virtio.NEEDS_CSUM | virtio.DATA_VALID  # header flags that vouch for the L4 checksum
@@ -76,7 +79,8 @@ class BaseDevice:
         self.stats = DeviceStats()
         self._deliver: AnswerDeliver | None = None  # only a TAP's attach_answering ever returns a frame
         self._raw = False  # _deliver takes bytes too (attach_bytes)
-        self._deliver_offload: OffloadDeliver | None = None
+        self._raw_offload = False  # _deliver_offload takes bytes and may answer (attach_offload_answering)
+        self._deliver_offload: OffloadAnswerDeliver | None = None
         self.offload = False  # TCP super-frames and trusted checksums (see attach_offload)
         self._closed = False
         self._queue: deque[memoryview] = deque()
@@ -131,7 +135,8 @@ class BaseDevice:
         checksums in software."""
         if deliver is not None and not self.offload:
             raise ValueError("device is not in offload mode")
-        self._deliver_offload = deliver
+        self._deliver_offload = cast("OffloadAnswerDeliver", deliver)  # memoryviews only; returns None
+        self._raw_offload = False
 
     def _received_offloaded(self, frame: memoryview, flags: int, gso_type: int, gso_size: int,
                             csum_start: int, csum_offset: int) -> None:
@@ -147,7 +152,8 @@ class BaseDevice:
             st.rx_gso_segments += -(-pay // gso_size) if pay > 0 else 1
             st.rx_frames += 1
             st.rx_bytes += n
-            d(frame, flags & _TRUSTED != 0, gso_size)
+            if (out := d(frame, flags & _TRUSTED != 0, gso_size)) is not None:
+                self._answer_parts(out)
             return
         gso = gso_type & _NOT_ECN
         if gso:
@@ -164,7 +170,8 @@ class BaseDevice:
                 ((p := frame[23]) == 6 and n > 46) or p == 17):
             st.rx_frames += 1
             st.rx_bytes += n
-            d(frame, flags & _TRUSTED != 0, gso_size if gso else 0)
+            if (out := d(frame, flags & _TRUSTED != 0, gso_size if gso else 0)) is not None:
+                self._answer_parts(out)
             return
         if gso:
             st.rx_gso_split += 1
@@ -194,6 +201,13 @@ class BaseDevice:
         a frame that cannot go is dropped and counted, as the runner would."""
         try:
             self.transmit((out,))
+        except (DeviceClosedError, MessageTooLongError, OSError):
+            self.stats.tx_dropped += 1
+
+    def _answer_parts(self, parts: Sequence[Buffer]) -> None:
+        """Send the frame an answering offload consumer returned (`_answer`'s twin for a frame in parts)."""
+        try:
+            self.transmit(parts)
         except (DeviceClosedError, MessageTooLongError, OSError):
             self.stats.tx_dropped += 1
 
@@ -231,6 +245,7 @@ class BaseDevice:
         self._closed = True
         self._deliver = None
         self._deliver_offload = None
+        self._raw_offload = False
         self._queue.clear()
         if self._wakeup is not None:
             self._wakeup.set()

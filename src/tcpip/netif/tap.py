@@ -115,6 +115,7 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
     """A TAP interface as a tcpip device. Open with `await TapDevice.open("tap0")`."""
 
     _answer = VnetIO._answer  # an answer written directly, both framings (not BaseDevice's transmit)
+    _answer_parts = VnetIO._answer_parts
     MAX_BURST = 256  # frames per wake-up: under a flood, timers and the application still get loop turns
     # Called after each wake-up that pushed frames (Runner: application deliveries once per burst); declared
     # here so that a driver can tell a bursting device from a wrapper that forwards attribute reads.
