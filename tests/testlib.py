@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import socket
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address
@@ -120,3 +121,29 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data:
         return n, h.hexdigest()
 
     return (await asyncio.gather(send(), receive()))[1]
+
+
+async def sockpair_stack(offload: bool, *, mac: bytes = bytes.fromhex("020000000002"),
+                         peer_ip: str = "198.18.0.1", peer_mac: bytes = bytes.fromhex("020000000001"),
+                         ) -> tuple[Any, Any, socket.socket, list[int]]:
+    """A Stack (198.18.0.2/24, `peer_ip` static at `peer_mac`) on a TapDevice whose fd is one end of an
+    AF_UNIX datagram socketpair: (stack, device, the other end (non-blocking), [transmit calls so far])."""
+    from tcpip.netif.tap import TapDevice
+    from tcpip.stack import Stack
+
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setblocking(False)
+    peer.setblocking(False)
+    dev = TapDevice(ours.detach(), "sockpair", mac=MacAddress(mac), loop=asyncio.get_running_loop(),
+                    offload=offload)
+    transmits = [0]
+    inner = dev.transmit
+
+    def counting(parts: Any) -> None:
+        transmits[0] += 1
+        inner(parts)
+
+    dev.transmit = counting  # type: ignore[method-assign]
+    stack = await Stack.connect(dev, ipv4="198.18.0.2/24")
+    stack.core.arp.add_static(ip_int(peer_ip), peer_mac)
+    return stack, dev, peer, transmits

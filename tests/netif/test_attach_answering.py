@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from testlib import make_iface
+from testlib import make_iface, sockpair_stack
 
 from tcpip.netif import tap_vnet
 from tcpip.netif.fault import FaultInjector
@@ -83,20 +83,7 @@ class _Peer:
 
 
 async def _stack(offload: bool) -> tuple[Stack, TapDevice, _Peer, list[int]]:
-    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    ours.setblocking(False)
-    dev = TapDevice(ours.detach(), "sockpair", mac=MacAddress(OUR_MAC), loop=asyncio.get_running_loop(),
-                    offload=offload)
-    transmits = [0]
-    inner = dev.transmit
-
-    def counting(parts: object) -> None:
-        transmits[0] += 1
-        inner(parts)  # type: ignore[arg-type]
-
-    dev.transmit = counting  # type: ignore[method-assign]
-    stack = await Stack.connect(dev, ipv4="198.18.0.2/24")
-    stack.core.arp.add_static(int.from_bytes(PEER_IP, "big"), PEER_MAC)
+    stack, dev, peer, transmits = await sockpair_stack(offload)
     p = _Peer(peer, virtio.ZERO if offload else b"")
     await asyncio.sleep(0.01)
     p.drain()  # the start-up announcements
