@@ -240,16 +240,8 @@ class Stack:
         return t, p
 
     async def udp_echo(self, port: int = 7) -> Binding:
-        """A zero-copy UDP echo service on `port` (RFC 862)."""
-        layer = self.udp
-
-        def echo(payload: memoryview | bytes, src: int, sport: int, dst: int, now: float) -> None:
-            try:
-                layer.send(port, src, sport, payload, now)
-            except TcpipError:
-                pass
-
-        b = layer.bind(port, 0, echo)
+        """A zero-copy UDP echo service on `port` (RFC 862), answered by the UDP layer itself."""
+        b = self.udp.bind_echo(port)
         self._services.append(b)
         return b
 

@@ -104,3 +104,38 @@ def test_mtu_change_pmtu_and_neighbour_change_leave_the_flow() -> None:
     (f,) = sent(iface)
     assert f[:6] == b"\x02\x00\x00\x00\x00\x09"
     assert slow == [1, 1, 1, 1, 1]
+
+
+def _datagram(sport: int, dport: int, data: bytes, src: int = PEER) -> bytes:
+    ip = IP(src=f"{src >> 24}.{src >> 16 & 255}.{src >> 8 & 255}.{src & 255}", dst="198.18.0.2", ttl=64)
+    return b"\x02\x00\x00\x00\x00\x02" + PEER_MAC + b"\x08\x00" + bytes(ip / UDP(sport=sport, dport=dport) / data)
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_echo_binding_answers_from_input(as_bytes: bool) -> None:
+    udp, _slow = _layer()
+    b = udp.bind_echo(7)
+    assert b.echo
+    for i, data in enumerate([b"", b"x", bytes(range(256)) * 5]):
+        f = _datagram(5000 + i, 7, data)
+        udp.iface.receive(f if as_bytes else memoryview(f), 1.0)
+        (out,) = sent(udp.iface)
+        ref = IP(src="198.18.0.2", dst="198.18.0.1", ttl=64, id=IP(out[14:]).id) / UDP(sport=7, dport=5000 + i) / data
+        assert out[:14] == PEER_MAC + b"\x02\x00\x00\x00\x00\x02\x08\x00"
+        assert out[14:14 + len(ref)] == bytes(ref)  # scapy's own datagram: headers and both checksums
+    st = as_dict(udp.stats)
+    assert st["rx_delivered"] == st["tx_datagrams"] == 3
+    udp.unbind(b)
+    udp.iface.receive(_datagram(5000, 7, b"gone"), 2.0)
+    (unreach,) = sent(udp.iface)
+    assert unreach[23] == 1  # ICMP port unreachable now
+    assert unreach[34:36] == b"\x03\x03"
+
+
+def test_echo_binding_swallows_a_failed_send() -> None:
+    udp, _slow = _layer()
+    udp.bind_echo(7)
+    # From an off-link source with no gateway: the reply has no route (NoRouteError inside input)
+    udp.iface.receive(_datagram(5000, 7, b"lost", src=0xC6130005), 1.0)
+    assert sent(udp.iface) == []
+    assert as_dict(udp.stats)["rx_delivered"] == 1

@@ -78,7 +78,7 @@ class Routing:
         self.gateways: list[int] = []
         self._routes = 0
         self.pmtu: OrderedDict[int, tuple[int, float]] = OrderedDict()
-        self._paths: dict[int, Path] = {}
+        self.paths: dict[int, Path] = {}  # by destination; never replaced (the fast echo reads it: path())
         self.table = RouteTable()  # every address and route (authoritative while `extra`)
         self.extra = False  # secondary addresses or static routes exist
         self.locals: frozenset[int] = frozenset()  # every configured address
@@ -211,7 +211,7 @@ class Routing:
 
     def path(self, dst: int, now: float) -> Path | None:
         """The fresh resolved Path to unicast `dst`, or None (no route, broadcast, ourselves, unresolved)."""
-        p = self._paths.get(dst)
+        p = self.paths.get(dst)
         if p is not None:
             # Path.fresh, inlined (per frame on the fast paths): the stamp, else the full test
             if (p.gen == self.arp.gen and now < p.until) or self.check(p, now):
@@ -222,9 +222,9 @@ class Routing:
         e = self._entries.get(nh)
         if e is None or e.mac is None or not (e.state == STATIC or e.expires > now):
             return None
-        if len(self._paths) >= PATH_CACHE:
-            self._paths.clear()
-        p = self._paths[dst] = Path(self, dst, nh, e, e.mac)
+        if len(self.paths) >= PATH_CACHE:
+            self.paths.clear()
+        p = self.paths[dst] = Path(self, dst, nh, e, e.mac)
         self.check(p, now)  # stamps it (it passes: just built from a fresh entry)
         return p
 

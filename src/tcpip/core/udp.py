@@ -11,7 +11,7 @@ from tcpip.core.host import Host
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
 from tcpip.core.stats import UdpStats, linked
-from tcpip.errors import PortInUseError
+from tcpip.errors import PortInUseError, TcpipError
 from tcpip.wire import checksum as ck
 
 Buffer = bytes | bytearray | memoryview
@@ -38,6 +38,7 @@ class Binding:
     receiver: Receiver
     on_error: ErrorReceiver | None = None
     remote: tuple[int, int] | None = None  # connected: only this peer is heard
+    echo: bool = False  # the echo service (bind_echo): input sends each datagram back, `receiver` unused
 
 
 @dataclass(slots=True)
@@ -84,6 +85,13 @@ class UdpLayer:
             raise PortInUseError(port)
         b = Binding(port, local, receiver, on_error, remote)
         self.ports[port] = b
+        return b
+
+    def bind_echo(self, port: int) -> Binding:
+        """The echo service (RFC 862) on `port`: each datagram is sent back to its sender from `input` itself,
+        zero-copy (no receiver call per datagram: issue 10); unbind as any binding."""
+        b = self.bind(port, 0, _no_receiver)
+        b.echo = True
         return b
 
     def unbind(self, b: Binding) -> None:
@@ -144,6 +152,12 @@ class UdpLayer:
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
         self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
+        if b.echo:
+            try:
+                self.send(dport, src, sport, payload[8:length], now)
+            except TcpipError:
+                pass  # no route back, too big for DF...: counted where it failed, like any send
+            return
         b.receiver(payload[8:length], src, sport, dst, now)
 
     def _no_port(self, src: int, dst: int, payload: memoryview | bytes, packet: memoryview | bytes,
@@ -234,3 +248,7 @@ class UdpLayer:
         self._flows[key] = _Flow(path, ip_sum, udp_sum, path.eth, ttl << 8 | 17,
                                  a.to_bytes(4, "big") + dst.to_bytes(4, "big"), sport << 16 | dport,
                                  iface.routing.mtu - 28)
+
+
+def _no_receiver(payload: memoryview | bytes, src: int, sport: int, dst: int, now: float) -> None:
+    """An echo binding's receiver: never called (input answers itself)."""
