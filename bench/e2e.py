@@ -268,13 +268,30 @@ def cpu_user_sys_s(pid: int) -> tuple[float, float]:
     return int(fields[11]) / hz, int(fields[12]) / hz
 
 
+def ctx_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of `pid`'s main thread (/proc/<pid>/status): the regime of
+    a load. Pinned, the load preempts the responder at (nearly) each of its writes: ~1 involuntary switch
+    per echo; a responder that empties its queue and sleeps switches voluntarily."""
+    v = n = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches"):
+                v = int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches"):
+                n = int(line.split()[1])
+    return v, n
+
+
 async def measured(pid: int, load: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     """Run one load and add the responder's CPU time per echo answered (the load's own warm-up included
-    in both the time and the count: `warmup_ok` of the UDP client)."""
-    c0, (u0, s0) = cpu_ns(pid), cpu_user_sys_s(pid)
+    in both the time and the count: `warmup_ok` of the UDP client) and its context switches per echo."""
+    c0, (u0, s0), (v0, n0) = cpu_ns(pid), cpu_user_sys_s(pid), ctx_switches(pid)
     r = await load
-    c1, (u1, s1) = cpu_ns(pid), cpu_user_sys_s(pid)
+    c1, (u1, s1), (v1, n1) = cpu_ns(pid), cpu_user_sys_s(pid), ctx_switches(pid)
     answered = int(r.get("received", 0)) + int(r.get("warmup_ok", 0))
+    if answered:
+        r["ctx_vol_per_echo"] = round((v1 - v0) / answered, 3)
+        r["ctx_invol_per_echo"] = round((n1 - n0) / answered, 3)
     r["cpu_s"] = round((c1 - c0) / 1e9, 4)
     r["cpu_ticks_s"] = round(u1 - u0 + s1 - s0, 3)
     r["cpu_user_share"] = round((u1 - u0) / (u1 - u0 + s1 - s0), 3) if u1 - u0 + s1 - s0 > 0 else None
@@ -338,7 +355,9 @@ async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log
                 samples[label]["udp"].append(await measured(pid, udp_rtt(ns, OUR_IP_S, count, cap)))
                 p, u = samples[label]["ping"][-1], samples[label]["udp"][-1]
                 log(f"    {label:16} #{rep + 1} ping {p.get('per_s', 0):8.0f}/s {p.get('cpu_us_per_echo') or 0:6.1f} us"
-                    f"  udp {u.get('per_s', 0):8.0f}/s {u.get('cpu_us_per_echo') or 0:6.1f} us CPU/echo")
+                    f"  udp {u.get('per_s', 0):8.0f}/s {u.get('cpu_us_per_echo') or 0:6.1f} us CPU/echo"
+                    f"  (switches per echo, voluntary+involuntary: ping {p.get('ctx_vol_per_echo')}"
+                    f"+{p.get('ctx_invol_per_echo')}, udp {u.get('ctx_vol_per_echo')}+{u.get('ctx_invol_per_echo')})")
     finally:
         for label, proc in procs.items():
             out, _err = await Namespace.stop(proc)

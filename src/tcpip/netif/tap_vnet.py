@@ -232,8 +232,18 @@ class VnetIO:
                         direct += 1
                         nbytes += n - 10
                         if raw_off:  # attach_offload_answering: bytes in, maybe a reply out
-                            if (reply := doff(f[_PAST_HDR], f[0] & _TRUSTED != 0, 0)) is not None:
-                                self._answer_parts(reply)
+                            if (reply := doff(f[_PAST_HDR], f[0] & _TRUSTED != 0, 0)) is None:
+                                pass
+                            elif type(reply[0]) is _VNET_HEADER:
+                                self._answer_parts(reply)  # a TCP super-frame
+                            else:  # _answer_parts inlined, as for the plain answers below
+                                try:
+                                    w = _writev(fd, (_ZERO, *reply))
+                                except OSError as e:
+                                    self._answer_failed(e)
+                                else:
+                                    sent += 1
+                                    sbytes += w
                         else:
                             doff(memoryview(f)[_PAST_HDR], f[0] & _TRUSTED != 0, 0)
                     else:
