@@ -2,10 +2,11 @@
 (what a pinned ping -f or UDP echo gives: the peer runs at each of our writes, so a wake-up drains dozens of
 frames and the loop's cost vanishes) and one request per wake-up (the one-frame streak of an unpinned peer).
 
-`python bench/callgrind_burst.py [icmp|udp] [vnet|plain] [burst|one]` runs a real Stack on a TapDevice whose
-read and write are replaced in-process (no syscalls: only the Python between them is counted), calls the
-device's reader callback N times under callgrind for two N (PYTHONHASHSEED=0, no ASLR) and prints
-(I(N2) - I(N1)) / (N2 - N1) per frame. `--child N` is the workload itself. Needs valgrind and setarch.
+`python bench/callgrind_burst.py [icmp|udp] [vnet|plain|responder] [burst|one]` runs a real Stack on a
+TapDevice whose read and write are replaced in-process (no syscalls: only the Python between them is
+counted), calls the device's reader callback N times under callgrind for two N (PYTHONHASHSEED=0, no ASLR)
+and prints (I(N2) - I(N1)) / (N2 - N1) per frame; `responder` runs the minimal responder's reader instead
+(the reference). `--child N` is the workload itself. Needs valgrind and setarch.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
     from tcpip.stack import Stack
     from tcpip.wire.mac import MacAddress
 
+    if mode == "responder":
+        _responder(n, kind, what)
+        return
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     ours.setblocking(False)
     dev = TapDevice(ours.detach(), "sockpair", mac=MacAddress(OUR_MAC), loop=asyncio.get_running_loop(),
@@ -72,6 +76,34 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
         raise SystemExit(f"expected {n * per} replies, got {written[0]}")
     await stack.disconnect()
     peer.close()
+
+
+def _responder(n: int, kind: str, what: str) -> None:
+    """The same for the minimal responder (`bench.e2e.Responder`, plain framing): its drain reads until
+    EAGAIN, so a one-frame wake-up costs it a raised BlockingIOError that tcpip's streak skips."""
+    from bench.e2e import Responder
+    from bench.frames import OUR_IP_S, OUR_MAC, icmp_echo, udp_frame
+
+    req = icmp_echo(56) if kind == "icmp" else udp_frame(32)
+    queued: list[bytes] = []
+
+    def fake_read(_fd: int, _n: int) -> bytes:
+        if queued:
+            return queued.pop()
+        raise BlockingIOError
+
+    def fake_write(_fd: int, data: bytes) -> int:
+        return len(data)
+
+    os.read = fake_read  # type: ignore[assignment]
+    os.write = fake_write  # type: ignore[assignment]
+    r = Responder(-1, OUR_MAC, bytes(map(int, OUR_IP_S.split("."))))
+    per = BURST if what == "burst" else 1
+    for _ in range(n):
+        queued[:] = [req] * per
+        r.drain()
+    if r.answered != n * per:
+        raise SystemExit(f"expected {n * per} replies, got {r.answered}")
 
 
 def _collected(n: int, kind: str, mode: str, what: str) -> int:
