@@ -209,7 +209,7 @@ class VnetIO:
         hl = self._hl
         raw = self._raw
         raw_off = self._raw_offload
-        got = direct = nbytes = sent = sbytes = 0
+        got = others = nbytes = sent = sbytes = 0  # others: frames that count themselves (not delivered here)
         try:
             for _ in range(self.max_burst):
                 if self._closed:
@@ -225,12 +225,11 @@ class VnetIO:
                 if n <= hl:
                     return
                 got += 1
+                nbytes += n
                 if hl and not f.startswith(_ZERO):
                     # f[0], f[1]: the header's flags and gso_type (the rest only off this path)
                     if (not f[1] and doff is not None and n >= 52 and f[33] == 17 and f[22] == 8
                             and f[23] == 0):  # UDP in IPv4 (offsets past the 10-byte header)
-                        direct += 1
-                        nbytes += n - 10
                         if raw_off:  # attach_offload_answering: bytes in, maybe a reply out
                             if (reply := doff(f[_PAST_HDR], f[0] & _TRUSTED != 0, 0)) is None:
                                 pass
@@ -247,33 +246,36 @@ class VnetIO:
                         else:
                             doff(memoryview(f)[_PAST_HDR], f[0] & _TRUSTED != 0, 0)
                     else:
+                        others += 1
+                        nbytes -= n
                         flags, gso_type, _hl, gso_size, start, off = _unpack(f)
                         self._received_offloaded(memoryview(f)[hl:], flags, gso_type, gso_size, start, off)
                 elif deliver is None:
+                    others += 1
+                    nbytes -= n
                     self._received(memoryview(f)[hl:] if hl else memoryview(f))
-                else:  # plain framing, or an all-zero header (nothing offloaded): push to the stack
-                    direct += 1
-                    nbytes += n - hl
-                    if raw:  # attach_bytes: the bytes read (a copy past a virtio header: cheaper than a view)
-                        if (out := deliver(f[hl:] if hl else f)) is not None:
-                            # attach_answering: the reply, written now (_answer inlined). Only the core's fast
-                            # echo answers; it runs no callback, so the device is still open here.
-                            try:
-                                w = _writev(fd, (_ZERO, out)) if hl else _write(fd, out)
-                            except OSError as e:
-                                self._answer_failed(e)
-                            else:
-                                sent += 1
-                                sbytes += w
-                    else:
-                        deliver(memoryview(f)[hl:] if hl else memoryview(f))
+                # Below: plain framing, or an all-zero header (nothing offloaded), pushed to the stack. With
+                # attach_bytes, the bytes read (a copy past a virtio header: cheaper than a view)
+                elif raw:
+                    if (out := deliver(f[hl:] if hl else f)) is not None:
+                        # attach_answering: the reply, written now (_answer inlined). Only the core's fast
+                        # echo answers; it runs no callback, so the device is still open here.
+                        try:
+                            w = _writev(fd, (_ZERO, out)) if hl else _write(fd, out)
+                        except OSError as e:
+                            self._answer_failed(e)
+                        else:
+                            sent += 1
+                            sbytes += w
+                else:
+                    deliver(memoryview(f)[hl:] if hl else memoryview(f))
         finally:
             self._quiet = self._qbase = quiet + 1 if got == 1 else 0
             if got:
-                if direct:
+                if (direct := got - others) > 0:
                     st = self.stats  # frames delivered here (the others count themselves)
                     st.rx_frames += direct
-                    st.rx_bytes += nbytes
+                    st.rx_bytes += nbytes - direct * hl
                     if sent:
                         st.tx_frames += sent
                         st.tx_bytes += sbytes - sent * hl
