@@ -195,7 +195,7 @@ class Icmp:
         # One count for the eight this echo stands for (stats.FAST_ADDS): Ethernet rx/tx frames, IPv4
         # rx/tx packets and rx_delivered, ICMP rx_messages, rx_echo_requests and tx_echo_replies.
         self.fast.icmp_echoes += 1
-        out = bytearray(frame[:end])
+        out = bytearray(frame) if len(frame) == end else bytearray(frame[:end])  # no slice copy when unpadded
         if end < 60:
             out += PAD[:60 - end]
         ids = self._ident_table
