@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from testlib import make_iface, sockpair_stack
+from testlib import SockPeer, make_iface, sockpair_stack
 
 from tcpip.netif import tap_vnet
 from tcpip.netif.fault import FaultInjector
@@ -55,36 +55,9 @@ def _check_reply(r: bytes, req: bytes) -> None:
     assert r[len(req):] == bytes(len(r) - len(req))  # then the Ethernet padding, if any
 
 
-class _Peer:
-    def __init__(self, sock: socket.socket, hdr: bytes) -> None:
-        self.sock = sock
-        self.hdr = hdr
-        sock.setblocking(False)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.send(self.hdr + frame)
-
-    def drain(self) -> list[bytes]:
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recv(65600)[len(self.hdr):])
-            except BlockingIOError:
-                return out
-
-    async def recv(self, n: int) -> list[bytes]:
-        got: list[bytes] = []
-        for _ in range(600):
-            await asyncio.sleep(0)
-            got += self.drain()
-            if len(got) >= n:
-                return got
-        raise AssertionError(f"{len(got)} of {n} replies")
-
-
-async def _stack(offload: bool) -> tuple[Stack, TapDevice, _Peer, list[int]]:
+async def _stack(offload: bool) -> tuple[Stack, TapDevice, SockPeer, list[int]]:
     stack, dev, peer, transmits = await sockpair_stack(offload)
-    p = _Peer(peer, virtio.ZERO if offload else b"")
+    p = SockPeer(peer, virtio.ZERO if offload else b"")
     await asyncio.sleep(0.01)
     p.drain()  # the start-up announcements
     return stack, dev, p, transmits

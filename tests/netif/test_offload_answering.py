@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import socket
 import struct
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from testlib import make_iface, sockpair_stack
+from testlib import SockPeer, make_iface, sockpair_stack
 
 from tcpip.netif import tap_vnet
 from tcpip.netif.hub import Hub
@@ -80,34 +79,9 @@ def _check_udp_reply(r: bytes, sport: int, data: bytes) -> None:
     assert r[42 + len(data):] == bytes(len(r) - 42 - len(data))  # the Ethernet padding
 
 
-class _Peer:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        sock.setblocking(False)
-
-    def drain(self) -> list[bytes]:
-        out = []
-        while True:
-            try:
-                f = self.sock.recv(65600)
-            except BlockingIOError:
-                return out
-            assert f[:10] == virtio.ZERO  # nothing offloaded in a reply
-            out.append(f[10:])
-
-    async def recv(self, n: int) -> list[bytes]:
-        got: list[bytes] = []
-        for _ in range(600):
-            await asyncio.sleep(0)
-            got += self.drain()
-            if len(got) >= n:
-                return got
-        raise AssertionError(f"{len(got)} of {n} replies")
-
-
-async def _stack() -> tuple[Stack, TapDevice, _Peer, list[int]]:
+async def _stack() -> tuple[Stack, TapDevice, SockPeer, list[int]]:
     stack, dev, peer, transmits = await sockpair_stack(True)
-    p = _Peer(peer)
+    p = SockPeer(peer, virtio.ZERO)
     await asyncio.sleep(0.01)
     p.drain()  # the start-up announcements
     return stack, dev, p, transmits

@@ -199,13 +199,10 @@ class BaseDevice:
     def _answer(self, out: Buffer) -> None:
         """Send the frame an answering consumer returned (see `tcpip.netif.tap_vnet.VnetIO.attach_answering`);
         a frame that cannot go is dropped and counted, as the runner would."""
-        try:
-            self.transmit((out,))
-        except (DeviceClosedError, MessageTooLongError, OSError):
-            self.stats.tx_dropped += 1
+        self._answer_parts((out,))
 
     def _answer_parts(self, parts: Sequence[Buffer]) -> None:
-        """Send the frame an answering offload consumer returned (`_answer`'s twin for a frame in parts)."""
+        """`_answer` for a frame in parts (an answering offload consumer's, or any answer here)."""
         try:
             self.transmit(parts)
         except (DeviceClosedError, MessageTooLongError, OSError):
