@@ -1,7 +1,8 @@
 """A/B of tcpip source trees end to end on a TAP: each tree's server beside the minimal responder, the loads
 alternated, so that a change is compared with its base in the same minutes of a noisy machine.
 
-`python -m bench.e2e_ab [--reps N] [--count N] [--no-pin] [--loop asyncio|uvloop] SRC [SRC ...]` (root): one
+`python -m bench.e2e_ab [--reps N] [--count N] [--no-pin] [--loop asyncio|uvloop] SRC [SRC ...]` (root; `SRC:plain`:
+that tree's TAP in plain framing, so one tree can be compared in both framings): one
 namespace and one `bench/e2e_server.py` per source tree (`--src SRC`: e.g. a `git worktree` of the base
 commit's `src`) and one for the minimal responder, all up at once; per repeat, for each server in turn, the
 loads of `python -m bench --e2e` (ping -f, then the one-in-flight UDP echo), and each tree's rate and CPU per
@@ -23,8 +24,9 @@ HERE = Path(__file__).resolve().parent
 async def _start(ns: Any, impl: str, loop: str, src: str) -> Any:
     from bench import e2e
 
+    src, _, framing = src.partition(":")  # SRC:plain runs that tree's TAP in plain framing
     argv = [sys.executable, str(HERE / "e2e_server.py"), "--impl", impl, "--loop", loop, "--src", src,
-            "--cap", "1800"]
+            "--cap", "1800", *(("--framing", framing) if framing and impl == "tcpip" else ())]
     proc = await ns.start(e2e.pinned(argv))
     line = await asyncio.wait_for(proc.stdout.readline(), 20)
     if line.strip() != b"ready":
@@ -37,7 +39,7 @@ async def _session(srcs: list[str], loop: str, reps: int, count: int) -> None:
     from bench.frames import OUR_IP_S
     from tcpip.netns import Namespace
 
-    servers = [("tcpip", s) for s in srcs] + [("responder", srcs[0])]
+    servers = [("tcpip", s) for s in srcs] + [("responder", srcs[0].partition(":")[0])]
     nss = {s: e2e.tap_namespace() for s in servers}
     procs: dict[tuple[str, str], Any] = {}
     res: dict[tuple[tuple[str, str], str], list[tuple[float, float]]] = {
@@ -70,7 +72,8 @@ async def _session(srcs: list[str], loop: str, reps: int, count: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.e2e_ab", description=__doc__.splitlines()[0])
-    ap.add_argument("srcs", nargs="+", help="tcpip source directories (each holding the tcpip package)")
+    ap.add_argument("srcs", nargs="+", help="tcpip source directories (each holding the tcpip package); "
+                    "SRC:plain runs that one's TAP in plain framing")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
