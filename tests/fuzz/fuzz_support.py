@@ -54,17 +54,19 @@ _ip = lambda s: int(IPv4Address(s))  # noqa: E731
 
 
 def make_iface(config: InterfaceConfig | None = None, *, seed: int = 1) -> tuple[Interface, UdpLayer]:
-    """A bare sans-I/O host at OUR_IP/24 (gateway PEER_IP) with UDP on top and an echo service on port 7."""
+    """A bare sans-I/O host at OUR_IP/24 (gateway PEER_IP) with UDP on top: the echo service on port 7
+    (`bind_echo`) and an application echo on port 8007 (a receiver sending what it got back)."""
     cfg = config if config is not None else InterfaceConfig(mac=MacAddress(OUR_MAC))
     cfg.mac = MacAddress(OUR_MAC)
     cfg.address, cfg.netmask, cfg.gateways = _ip(OUR_IP), 0xFFFFFF00, [_ip(PEER_IP)]
     iface = Interface(cfg, now=0.0, rng=random.Random(seed))
     udp = UdpLayer(iface, random.Random(seed + 1))
 
-    def echo(payload: memoryview, src: int, sport: int, dst: int, now: float) -> None:
-        udp.send(7, src, sport, payload, now)
+    def echo(payload: memoryview | bytes, src: int, sport: int, dst: int, now: float) -> None:
+        udp.send(8007, src, sport, bytes(payload), now)
 
-    udp.bind(7, 0, echo)
+    udp.bind_echo(7)
+    udp.bind(8007, 0, echo)
     return iface, udp
 
 

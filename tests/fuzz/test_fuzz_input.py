@@ -43,9 +43,10 @@ CORPUS = load_corpus()
 
 
 def feed(iface: Interface, frames: list[bytes], now: float = 1.0, step: float = 0.001) -> float:
-    """Each frame in; the timers run when due; every emitted frame checked."""
-    for f in frames:
-        iface.receive(memoryview(f), now)
+    """Each frame in, as a device hands it over: bytes and memoryviews alternately (a TAP gives bytes, UDP
+    keeps them: Host.register's takes_bytes); the timers run when due; every emitted frame checked."""
+    for i, f in enumerate(frames):
+        iface.receive(memoryview(f) if i & 1 else f, now)
         at = iface.poll_at()
         if at is not None and at <= now:
             iface.handle_timeout(now)
