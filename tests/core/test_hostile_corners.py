@@ -196,3 +196,19 @@ def test_ecn_of_fragments(tos1: int, tos2: int, result: int | None) -> None:
     else:
         assert [o[1] & 3 for o in outs] == [result]
         assert ck.verify(memoryview(outs[0])[:20])
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_runts_with_offload_flags_are_counted_drops(iface: Interface, as_bytes: bool) -> None:
+    # A driver's csum_ok / gso_size on a frame too short to hold an IPv4 header: a counted drop, never an
+    # exception out of receive (the TAP never hands these over, but the sans-I/O API must not trust it).
+    for n in (0, 10, 14, 23):
+        for csum_ok, gso in ((True, 0), (False, 1400), (True, 1400)):
+            f = bytes.fromhex(OUR_MAC.replace(":", "")) + bytes(max(0, n - 6)) if n >= 6 else bytes(n)
+            iface.receive(f if as_bytes else memoryview(f), 1.0, csum_ok=csum_ok, gso_size=gso)
+    st = as_dict(iface.eth_stats)
+    # csum_ok alone: the general path's drops (shorter than an Ethernet header; ethertype 0)
+    assert st["rx_frames"] == 4
+    assert st["rx_runt"] == st["rx_unknown_ethertype"] == 2
+    assert as_dict(iface.ip_stats)["rx_offload_dropped"] == 8  # a super-frame's: the offload path's drop
+    assert sent(iface) == []

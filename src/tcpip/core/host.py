@@ -180,7 +180,7 @@ class Host(HostSetup, HostViews):
         checksum (the protocol's `trusted` handler skips verifying it); `gso_size`, a TCP super-frame of
         segments that size (`core.offload.receive_offloaded`). `frame` may be the `bytes` a device read: the
         fast path and `takes_bytes` protocols use it as it is (cheaper than a view); the rest take a view."""
-        if (csum_ok or gso_size) and (gso_size or frame[23] == 6):
+        if (csum_ok or gso_size) and (gso_size or (len(frame) > 23 and frame[23] == 6)):  # a runt: general path
             offload.receive_offloaded(self, frame if isinstance(frame, memoryview) else memoryview(frame), now,
                                       csum_ok, gso_size)
             return None
