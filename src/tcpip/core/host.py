@@ -14,6 +14,9 @@ Hooks for upper layers (UDP today, TCP next); every callable is synchronous and 
   multicast address); `on_error(icmp_type, code, rest, quote, now)` gets each ICMP error quoting one of our
   datagrams of that protocol (`rest`: the ICMP header's second word; `quote`: the quoted IPv4 header and
   at least 8 bytes after it). No handler: ICMP protocol unreachable.
+- `set_answerer(proto, answer)`: `answer(frame, total, src, dst, now, csum_ok)` is tried first for each
+  plain unicast datagram of `proto` on the fast path; a frame it returns is the datagram's only output
+  (counted by the answerer), None hands the datagram to the registry as usual (UDP's echo service).
 - `add_timer_source(poll_at, handle_timeout)`: `poll_at() -> float | None` is folded into the host's
   `poll_at()`, and `handle_timeout(now)` is called on every host `handle_timeout(now)` (it must do nothing
   when nothing is due). A source whose deadline moves *earlier* calls `timers_changed()` so the driver
@@ -38,7 +41,7 @@ from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import ETHERTYPE_IPV4, Ethernet, Frame
 from tcpip.core.host_setup import HostSetup
 from tcpip.core.host_views import HostViews
-from tcpip.core.icmp import EchoHandler, ErrorHandler, Icmp
+from tcpip.core.icmp import ErrorHandler, Icmp
 from tcpip.core.ipv4 import SENT, Accepted, IdentAllocator, Ipv4Input, Ipv4Output, header_into
 from tcpip.core.reassembly import Reassembler
 from tcpip.core.routing import Routing
@@ -52,6 +55,8 @@ Buffer = bytes | bytearray | memoryview
 InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 # The same plus `csum_ok`: the device vouches for the L4 checksum (offload mode), skip verifying it
 TrustedHandler = Callable[[int, int, memoryview, memoryview, float, bool, bool], None]
+# (frame, IPv4 total length, src, dst, now, csum_ok) -> the reply frame (the input's only output) or None
+Answerer = Callable[[memoryview | bytes, int, int, int, float, bool], bytearray | None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 # Ethernet dst, src's first byte, then of the IPv4 header: type+version/IHL+TOS as one word, total length,
@@ -88,6 +93,7 @@ class Host(HostSetup, HostViews):
         self.protocols: dict[int, InputHandler] = {}  # the registry: read once per frame on the fast path
         self.trusted: dict[int, TrustedHandler] = {}  # handlers told when the device vouches for the checksum
         self.takes_bytes: set[int] = set()  # protocols whose handlers take bytes too (register)
+        self.answerers: dict[int, Answerer] = {}  # fast answers tried before the handler (set_answerer)
         self.error_handlers: dict[int, ErrorHandler] = {}
         self.timer_sources: list[TimerSource] = []
         self.ipv6_handler: Callable[[memoryview], None] | None = None
@@ -150,10 +156,6 @@ class Host(HostSetup, HostViews):
         """A deadline may have moved earlier: the driver re-reads `poll_at()` after this batch."""
         self.timers_dirty = True
 
-    def set_echo_handler(self, handler: EchoHandler | None) -> None:
-        """`handler(src, ident, seq, data, now)` for each echo reply received."""
-        self.icmp.echo_handler = handler
-
     # -- offloads (core/offload.py) -------------------------------------------------------------
     def set_offload(self, tso_max: int = 65535) -> None:
         """The device segments TCP super-frames (up to `tso_max` bytes of IPv4 datagram; 0: no TSO)."""
@@ -170,7 +172,7 @@ class Host(HostSetup, HostViews):
         return out
 
     # -- input ---------------------------------------------------------------------------------
-    def receive(self, frame: memoryview | bytes, now: float, csum_ok: bool = False,  # noqa: PLR0911 - flat
+    def receive(self, frame: memoryview | bytes, now: float, csum_ok: bool = False,  # noqa: PLR0911,PLR0912 - flat
                 gso_size: int = 0) -> bytearray | None:
         """One Ethernet frame in: ARP and ICMP answered here, other protocols to their handlers.
 
@@ -201,9 +203,15 @@ class Host(HostSetup, HostViews):
         if self._verify and ((x := _from(frame[14:34], "big")) % 0xFFFF or not x):
             self._receive_general(frame, now)
             return None
-        if proto == 1 and total >= 28 and frame[34] == 8 and (out := self._fast_echo(frame, total, src, now)):
+        if proto == 1 and total >= 28 and frame[34] == 8:
+            out = self._fast_echo(frame, total, src, now)
+        elif (ans := self.answerers) and (a := ans.get(proto)) is not None:
+            out = a(frame, total, src, dst, now, csum_ok)  # the UDP echo service (set_answerer)
+        else:
+            out = None
+        if out is not None:  # counted as a whole (FastPaths), as when queued
             if self.answer_direct:
-                return out  # counted as a whole (FastPaths.icmp_echoes), as when queued
+                return out
             self.tx.append((out,))
             return None
         if not isinstance(frame, memoryview) and proto not in self.takes_bytes:
@@ -304,16 +312,6 @@ class Host(HostSetup, HostViews):
     # `send` of several (header, payload) datagrams to one destination in one call; False: nothing sent, the
     # caller sends them one by one. core/burst.py's function itself (no forwarding frame: it runs per ACK)
     send_run = burst.send_run
-
-    def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
-                    parts: Sequence[Buffer], total: int, now: float, *,
-                    on_fail: Callable[[int], None] | None = None) -> int:
-        """Send a datagram whose header is complete (see Ipv4Output.send_packet)."""
-        return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
-
-    def send_prebuilt(self, frame: memoryview, parts: Sequence[Buffer], now: float) -> int:
-        """Finish and send a frame from `allocate_frame` (see Ipv4Output.send_prebuilt)."""
-        return self.output.send_prebuilt(frame, parts, now)
 
     def loopback_input(self, now: float) -> None:
         """Deliver the datagrams we sent to ourselves (the driver calls this on a later turn)."""

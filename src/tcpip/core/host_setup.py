@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tcpip.core.arp import ArpCache
     from tcpip.core.config import InterfaceConfig
     from tcpip.core.ethernet import Ethernet
+    from tcpip.core.host import Answerer
     from tcpip.core.routing import Routing
 
 
@@ -29,6 +30,14 @@ class HostSetup:
         bcast: int
         _fast_dst: int
         _fast_martians: frozenset[int]
+        answerers: dict[int, Answerer]
+
+    def set_answerer(self, proto: int, answer: Answerer | None) -> None:
+        """Try `answer` first for `proto`'s plain unicast datagrams (see Host); None removes it."""
+        if answer is None:
+            self.answerers.pop(proto, None)
+        else:
+            self.answerers[proto] = answer
 
     def set_mac(self, mac: bytes) -> None:
         self.config.mac = MacAddress(mac)

@@ -1,15 +1,15 @@
-"""Compatibility views of a Host's layers (the names wave 1's Interface had): thin delegations, no state."""
+"""Thin delegations of a Host to its layers (wave 1's Interface names, and a few hooks): no state."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from tcpip.core.ethernet import Ethernet
-    from tcpip.core.icmp import Icmp
-    from tcpip.core.ipv4 import Accepted, IdentAllocator, Ipv4Input
+    from tcpip.core.icmp import EchoHandler, Icmp
+    from tcpip.core.ipv4 import Accepted, IdentAllocator, Ipv4Input, Ipv4Output
     from tcpip.core.ratelimit import PeerLimiter
     from tcpip.core.routing import Routing
 
@@ -25,6 +25,7 @@ class HostViews:
         idents: IdentAllocator
         eth: Ethernet
         ipv4: Ipv4Input
+        output: Ipv4Output
 
         def send(self, dst: int, proto: int, parts: Sequence[Buffer], now: float, *,
                  dont_frag: bool = False) -> int: ...
@@ -56,6 +57,20 @@ class HostViews:
     def send_echo(self, dst: int, ident: int, seq: int, data: Buffer, now: float, *,
                   dont_frag: bool = False) -> int:
         return self.send(dst, 1, (self.icmp.echo_request(ident, seq, data), data), now, dont_frag=dont_frag)
+
+    def set_echo_handler(self, handler: EchoHandler | None) -> None:
+        """`handler(src, ident, seq, data, now)` for each echo reply received."""
+        self.icmp.echo_handler = handler
+
+    def send_packet(self, dst: int, nh: int | bytes, hdr: bytearray | memoryview,
+                    parts: Sequence[Buffer], total: int, now: float, *,
+                    on_fail: Callable[[int], None] | None = None) -> int:
+        """Send a datagram whose header is complete (see Ipv4Output.send_packet)."""
+        return self.output.send_packet(dst, nh, hdr, parts, total, now, on_fail=on_fail)
+
+    def send_prebuilt(self, frame: memoryview, parts: Sequence[Buffer], now: float) -> int:
+        """Finish and send a frame from `allocate_frame` (see Ipv4Output.send_prebuilt)."""
+        return self.output.send_prebuilt(frame, parts, now)
 
     def eth_demux(self, frame: memoryview, now: float) -> tuple[int, memoryview, bool] | None:
         return self.eth.demux(frame, now)

@@ -16,6 +16,7 @@ class FastPaths:
     delivered: int = 0  # a datagram Host.receive's fast path handed to its protocol's handler
     udp_rx: int = 0  # a datagram UdpLayer.input delivered to a binding
     udp_tx: int = 0  # a datagram sent on a flow's cached headers (udp.send)
+    udp_echoes: int = 0  # a datagram the echo service answered from Host.receive (udp.fast_echo)
 
 
 @dataclass(slots=True)
@@ -142,12 +143,15 @@ class UdpStats:
 
 # Layer counters -> the fast-path counts each one includes
 FAST_ADDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "EthernetStats": {"rx_frames": ("icmp_echoes", "delivered"), "tx_frames": ("icmp_echoes", "udp_tx")},
-    "Ipv4Stats": {"rx_packets": ("icmp_echoes", "delivered"), "rx_delivered": ("icmp_echoes", "delivered"),
-                  "tx_packets": ("icmp_echoes", "udp_tx")},
+    "EthernetStats": {"rx_frames": ("icmp_echoes", "delivered", "udp_echoes"),
+                      "tx_frames": ("icmp_echoes", "udp_tx", "udp_echoes")},
+    "Ipv4Stats": {"rx_packets": ("icmp_echoes", "delivered", "udp_echoes"),
+                  "rx_delivered": ("icmp_echoes", "delivered", "udp_echoes"),
+                  "tx_packets": ("icmp_echoes", "udp_tx", "udp_echoes")},
     "IcmpStats": {"rx_messages": ("icmp_echoes",), "rx_echo_requests": ("icmp_echoes",),
                   "tx_echo_replies": ("icmp_echoes",)},
-    "UdpStats": {"rx_datagrams": ("udp_rx",), "rx_delivered": ("udp_rx",), "tx_datagrams": ("udp_tx",)},
+    "UdpStats": {"rx_datagrams": ("udp_rx", "udp_echoes"), "rx_delivered": ("udp_rx", "udp_echoes"),
+                 "tx_datagrams": ("udp_tx", "udp_echoes")},
 }
 T = TypeVar("T")
 _LINKED: dict[type, type] = {}

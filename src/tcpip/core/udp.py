@@ -19,6 +19,8 @@ _HDR = struct.Struct("!HHHH")
 # Ethernet header, IPv4 header (no options; flags and fragment offset zero), UDP header: what a flow sends
 # (per flow: the Ethernet header, TTL+protocol, both addresses, both ports; per datagram: the rest)
 _ETH_IPUDP = struct.Struct("!14sHHH2xHH8sIHH")
+# The same with the addresses and ports as ints: the echo service's reply, packed over a copy of its request
+_ECHO = struct.Struct("!14sHHH2xHHIIHHHH")
 _from = int.from_bytes
 PortInUse = PortInUseError  # the old name
 EPHEMERAL_LOW = 49152
@@ -73,6 +75,7 @@ class UdpLayer:
         self._routing = iface.routing
         self._arp = iface.arp
         self._tx = iface.tx
+        self._config = iface.config  # its TTL may change
         # offload: no 2nd look at a trusted checksum; bytes: every receiver takes them (Receiver)
         iface.register(17, self.input, self.icmp_error, self.input, takes_bytes=True)
 
@@ -92,11 +95,14 @@ class UdpLayer:
         zero-copy (no receiver call per datagram: issue 10); unbind as any binding."""
         b = self.bind(port, 0, _no_receiver)
         b.echo = True
+        self.iface.set_answerer(17, self.fast_echo)  # the common case, answered from Host.receive
         return b
 
     def unbind(self, b: Binding) -> None:
         if self.ports.get(b.port) is b:
             del self.ports[b.port]
+            if b.echo and not any(e.echo for e in self.ports.values()):
+                self.iface.set_answerer(17, None)  # no fast_echo call per datagram with no echo service
 
     def ephemeral_port(self) -> int:
         span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
@@ -159,6 +165,47 @@ class UdpLayer:
                 pass  # no route back, too big for DF...: counted where it failed, like any send
             return
         b.receiver(payload[8:length], src, sport, dst, now)
+
+    def fast_echo(self, frame: memoryview | bytes, total: int, src: int, dst: int, now: float,
+                  csum_ok: bool) -> bytearray | None:
+        """The echo service's reply to a plain unicast datagram (Host.receive's fast path: `dst` is our
+        address) whose sender's Path is fresh: one copy of the request, its headers packed over it with the
+        addresses and ports swapped. A verified checksum is kept (swapping changes no sum); a trusted one
+        (`csum_ok`: maybe the kernel's partial sum) or none is computed. None: `input` takes it (and counts
+        whatever it drops). What `input` and `send` do for an echo binding, in one pass (issue 10)."""
+        if total < 28:
+            return None  # no UDP header: input counts the runt
+        sport, dport, length, c = _HDR.unpack_from(frame, 34)
+        b = self.ports.get(dport)
+        if b is None or not b.echo or length != total - 20 or self._routing.pmtu:
+            return None  # no echo here, trailing bytes or a runt, or a path MTU that may call for fragments
+        end = 14 + total
+        x = _from(frame[34:end], "big") << 8 if length & 1 else _from(frame[34:end], "big")
+        if csum_ok or not c or not self.verify_checksums:
+            u = (x - c + src + dst + 17 + length) % 0xFFFF  # the sum with a zero field: 2**16 == 1 (mod 0xFFFF)
+            c = 0xFFFF - u  # never 0 (RFC 768: 0 means none)
+        elif (x + src + dst + 17 + length) % 0xFFFF:
+            return None  # a bad checksum: input counts it
+        r = self._routing  # r.path(src, now), its cache hit inlined (as icmp.fast_echo)
+        p = r.paths.get(src)
+        if p is None or not ((p.gen == self._arp.gen and now < p.until) or r.check(p, now)):
+            p = r.path(src, now)
+            if p is None:
+                return None
+        self._fast.udp_echoes += 1  # the eight counts it stands for: stats.FAST_ADDS
+        out = bytearray(frame) if len(frame) == end else bytearray(frame[:end])
+        if end < 60:
+            out += bytes(60 - end)
+        ids = self._ident_table
+        try:
+            ident = ids[src] = (ids[src] + 1) & 0xFFFF
+        except KeyError:
+            ident = self.iface.idents.next(src)
+        tp = self._config.ttl << 8 | 17
+        ip = (0x4500 + total + ident + tp + dst + src) % 0xFFFF
+        _ECHO.pack_into(out, 0, p.eth, 0x4500, total, ident, tp, 0xFFFF - ip if ip else 0, dst, src, dport, sport,
+                        length, c)
+        return out
 
     def _no_port(self, src: int, dst: int, payload: memoryview | bytes, packet: memoryview | bytes,
                  now: float) -> None:
