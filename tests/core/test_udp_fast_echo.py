@@ -14,7 +14,7 @@ from testlib import make_iface, sent
 
 from tcpip.core.host import Host
 from tcpip.core.stats import as_dict
-from tcpip.core.udp import UdpLayer
+from tcpip.core.udp import ECHO_REFUSED, UdpLayer
 from tcpip.wire import checksum as ck
 
 PEER = 0xC6120001
@@ -63,9 +63,9 @@ def _counts(u: UdpLayer) -> dict[str, dict[str, int]]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=st.binary(max_size=1472), sport=st.integers(1, 65535), mode=st.sampled_from(
-    ["valid", "none", "partial", "garbage"]), garbage=st.integers(0, 0xFFFF), as_bytes=st.booleans(),
-    rounds=st.integers(1, 3))
+@given(data=st.binary(max_size=1472), sport=st.integers(1, 65535).filter(lambda p: p not in ECHO_REFUSED),
+       mode=st.sampled_from(["valid", "none", "partial", "garbage"]), garbage=st.integers(0, 0xFFFF),
+       as_bytes=st.booleans(), rounds=st.integers(1, 3))
 def test_fast_echo_is_the_general_path_bit_for_bit(data: bytes, sport: int, mode: str, garbage: int,
                                                    as_bytes: bool, rounds: int) -> None:
     length = 8 + len(data)
@@ -217,3 +217,19 @@ def test_host_type_exposes_set_answerer() -> None:
     iface.receive(OUR_MAC + PEER_MAC + b"\x08\x00" + ip, 1.0)
     assert calls == [(len(ip), PEER, OUR)]
     assert iface.ip_stats.rx_unknown_protocol == 1  # then the registry: no handler, counted
+
+
+def test_no_echo_to_ports_that_may_echo_back() -> None:
+    """A spoofed datagram from another host's echo or chargen port must not start an endless exchange
+    (CVE-1999-0103): neither path answers one, and each is counted."""
+    assert {0, 7, 9, 13, 19, 37} == ECHO_REFUSED
+    for u in _pair():
+        for sport in sorted(ECHO_REFUSED):
+            u.iface.receive(_frame(b"loop?", sport=sport), 1.0)
+        assert sent(u.iface) == []
+        st_ = as_dict(u.stats)
+        assert st_["rx_echo_refused"] == len(ECHO_REFUSED)
+        assert st_["rx_datagrams"] == len(ECHO_REFUSED)
+        assert st_["rx_delivered"] == st_["tx_datagrams"] == 0
+        u.iface.receive(_frame(b"fine", sport=1024), 1.0)
+        assert len(sent(u.iface)) == 1

@@ -135,6 +135,7 @@ class UdpStats:
     rx_no_port: int = 0
     rx_delivered: int = 0
     rx_broadcast_no_port: int = 0
+    rx_echo_refused: int = 0  # to the echo service from a port that may answer it back (udp.ECHO_REFUSED)
     rx_icmp_errors: int = 0
     rx_callback_errors: int = 0  # a protocol's datagram_received/error_received raised: contained
     tx_datagrams: int = 0

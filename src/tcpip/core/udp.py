@@ -23,6 +23,10 @@ _ETH_IPUDP = struct.Struct("!14sHHH2xHH8sIHH")
 _ECHO = struct.Struct("!14sHHH2xHHIIHHHH")
 _from = int.from_bytes
 PortInUse = PortInUseError  # the old name
+# Source ports the echo service never answers: services that answer on their own (echo, discard, daytime,
+# chargen, time) could bounce a spoofed datagram between two hosts forever (CVE-1999-0103; inetd's
+# check_loop refuses the same), and 0 is no port to answer to.
+ECHO_REFUSED = frozenset((0, 7, 9, 13, 19, 37))
 EPHEMERAL_LOW = 49152
 EPHEMERAL_HIGH = 65535
 
@@ -91,8 +95,9 @@ class UdpLayer:
         return b
 
     def bind_echo(self, port: int) -> Binding:
-        """The echo service (RFC 862) on `port`: each datagram is sent back to its sender from `input` itself,
-        zero-copy (no receiver call per datagram: issue 10); unbind as any binding."""
+        """The echo service (RFC 862) on `port`: each datagram is sent back to its sender, from Host.receive
+        (`fast_echo`) or `input` itself, with no receiver call per datagram (issue 10); never to a port in
+        ECHO_REFUSED (counted, rx_echo_refused). Unbind as any binding."""
         b = self.bind(port, 0, _no_receiver)
         b.echo = True
         self.iface.set_answerer(17, self.fast_echo)  # the common case, answered from Host.receive
@@ -116,8 +121,8 @@ class UdpLayer:
         raise PortInUseError(0)
 
     # -- input ---------------------------------------------------------------------------------
-    def input(self, src: int, dst: int, payload: memoryview | bytes, packet: memoryview | bytes, now: float,
-              broadcast: bool, csum_ok: bool = False) -> None:
+    def input(self, src: int, dst: int, payload: memoryview | bytes, packet: memoryview | bytes,  # noqa: PLR0911
+              now: float, broadcast: bool, csum_ok: bool = False) -> None:  # (one return per counted drop)
         """One datagram from the host; `csum_ok`: the device vouches for its checksum (not verified). A
         delivered datagram is one FastPaths.udp_rx (rx_datagrams and rx_delivered); a dropped one counts
         rx_datagrams and its reason (the counters object is loaded on those paths only)."""
@@ -157,6 +162,11 @@ class UdpLayer:
             st.rx_datagrams += 1
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
+        if b.echo and sport in ECHO_REFUSED:
+            st = self.stats
+            st.rx_datagrams += 1
+            st.rx_echo_refused += 1
+            return
         self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         if b.echo:
             try:
@@ -177,8 +187,9 @@ class UdpLayer:
             return None  # no UDP header: input counts the runt
         sport, dport, length, c = _HDR.unpack_from(frame, 34)
         b = self.ports.get(dport)
-        if b is None or not b.echo or length != total - 20 or self._routing.pmtu:
-            return None  # no echo here, trailing bytes or a runt, or a path MTU that may call for fragments
+        if b is None or not b.echo or length != total - 20 or sport in ECHO_REFUSED or self._routing.pmtu:
+            return None  # no echo here, trailing bytes or a runt, a refused port (input counts those), or a
+            # path MTU that may call for fragments
         end = 14 + total
         x = _from(frame[34:end], "big") << 8 if length & 1 else _from(frame[34:end], "big")
         if csum_ok or not c or not self.verify_checksums:
