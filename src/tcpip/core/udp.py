@@ -191,7 +191,8 @@ class UdpLayer:
             return None  # no echo here, trailing bytes or a runt, a refused port (input counts those), or a
             # path MTU that may call for fragments
         end = 14 + total
-        x = _from(frame[34:end], "big") << 8 if length & 1 else _from(frame[34:end], "big")
+        # Reduced first, as in input: each addition to the whole datagram's int would copy it
+        x = (_from(frame[34:end], "big") << 8 if length & 1 else _from(frame[34:end], "big")) % 0xFFFF
         if csum_ok or not c or not self.verify_checksums:
             u = (x - c + src + dst + 17 + length) % 0xFFFF  # the sum with a zero field: 2**16 == 1 (mod 0xFFFF)
             c = 0xFFFF - u  # never 0 (RFC 768: 0 means none)
