@@ -162,18 +162,19 @@ class UdpLayer:
             st.rx_datagrams += 1
             st.rx_no_port += 1  # a connected endpoint hears only its peer (no ICMP: like Linux)
             return
-        if b.echo and sport in ECHO_REFUSED:
-            st = self.stats
-            st.rx_datagrams += 1
-            st.rx_echo_refused += 1
-            return
-        self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         if b.echo:
+            if sport in ECHO_REFUSED:
+                st = self.stats
+                st.rx_datagrams += 1
+                st.rx_echo_refused += 1
+                return
+            self._fast.udp_rx += 1
             try:
                 self.send(dport, src, sport, payload[8:length], now)
             except TcpipError:
                 pass  # no route back, too big for DF...: counted where it failed, like any send
             return
+        self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         b.receiver(payload[8:length], src, sport, dst, now)
 
     def fast_echo(self, frame: memoryview | bytes, total: int, src: int, dst: int, now: float,
