@@ -2,7 +2,7 @@
 (what a pinned ping -f or UDP echo gives: the peer runs at each of our writes, so a wake-up drains dozens of
 frames and the loop's cost vanishes) and one request per wake-up (the one-frame streak of an unpinned peer).
 
-`python bench/callgrind_burst.py [icmp|udp] [vnet|plain|responder] [burst|one]` runs a real Stack on a
+`python bench/callgrind_burst.py [icmp|udp|udpapp] [vnet|plain|responder] [burst|one]` runs a real Stack on a
 TapDevice whose read and write are replaced in-process (no syscalls: only the Python between them is
 counted), calls the device's reader callback N times under callgrind for two N (PYTHONHASHSEED=0, no ASLR)
 and prints (I(N2) - I(N1)) / (N2 - N1) per frame; `responder` runs the minimal responder's reader instead
@@ -40,11 +40,14 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
                     offload=mode == "vnet")
     stack = await Stack.connect(dev, ipv4=f"{OUR_IP_S}/24")
     stack.core.arp.add_static(PEER_IP, PEER_MAC)
-    await stack.udp_echo(7)
+    if kind == "udpapp":  # an application's echo: asyncio's DatagramProtocol, as user code writes one
+        await stack.create_datagram_endpoint(_EchoProtocol, local_addr=("0.0.0.0", 7))
+    else:
+        await stack.udp_echo(7)
     await asyncio.sleep(0.01)
     req = icmp_echo(56) if kind == "icmp" else udp_frame(32)
     if mode == "vnet":
-        req = vnet_request(req, kind)
+        req = vnet_request(req, "udp" if kind == "udpapp" else kind)
     queued: list[bytes] = []
     written = [0]
 
@@ -76,6 +79,17 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
         raise SystemExit(f"expected {n * per} replies, got {written[0]}")
     await stack.disconnect()
     peer.close()
+
+
+class _EchoProtocol(asyncio.DatagramProtocol):
+    """`udpapp`: each datagram sent back from `datagram_received`, the application path (issue 10's UDP echo
+    written as user code, not `stack.udp_echo`)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(data, addr)
 
 
 def _responder(n: int, kind: str, what: str) -> None:

@@ -274,9 +274,14 @@ class Runner:
             self._rekick = False
             self.kick()
 
-    def transmit(self) -> None:
+    def transmit(self, immutable: bool = False) -> None:
         """The core's queued frames to the device now, no callbacks run (safe inside one): for zero-copy
-        sends (a transport's sendto, the seed API's write) whose callers may reuse their buffers on return."""
+        sends (a transport's sendto, the seed API's write) whose callers may reuse their buffers on return.
+        `immutable`: the caller's buffers cannot change (bytes), so inside a drain's after-batch callbacks
+        (an application answering from datagram_received) the frames wait for that drain's own transmit,
+        one pass for the whole batch."""
+        if immutable and self._draining:
+            return
         self._send_queued()
         if self.core.arp.pending or self.core.timers_dirty:  # only then can a new deadline exist
             self.schedule()

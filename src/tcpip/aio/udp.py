@@ -3,7 +3,8 @@
 Protocol callbacks never run inside the core's `receive()`: datagrams and errors for the endpoints are
 queued and delivered by `UdpEndpoints.deliver`, an after-batch callback of the stack's runner (the order
 of arrival is kept). `sendto` hands its datagram to the device before it returns (`runner.transmit()`):
-zero-copy, and the caller may reuse its buffer at once, as with asyncio's own sendto.
+zero-copy, and the caller may reuse its buffer at once, as with asyncio's own sendto. `bytes` (which nobody
+can change) sent from a protocol callback leave with the rest of that batch instead, in one pass.
 """
 
 from __future__ import annotations
@@ -194,8 +195,9 @@ class UdpTransport(asyncio.DatagramTransport):
             raise OSError(errno.EMSGSIZE, str(e)) from e
         finally:
             # Zero-copy like asyncio's own sendto: the datagram reaches the device before sendto returns
-            # (or was copied into the ARP queue), so the caller may reuse its buffer at once.
-            runner.transmit()
+            # (or was copied into the ARP queue), so the caller may reuse its buffer at once; bytes sent
+            # from a protocol callback leave with the rest of the batch (Runner.transmit)
+            runner.transmit(type(data) is bytes)
 
     def _arp_failed(self, ip: int) -> None:
         self._layer.stats.tx_arp_failed += 1
