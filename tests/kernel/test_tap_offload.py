@@ -191,6 +191,65 @@ async def test_plain_reader_after_offload_run(ns: Namespace) -> None:
     print(f"\nplain: get {20 * MB * 8 / t_get / 1e6:.0f} Mbit/s, put {20 * MB * 8 / t_put / 1e6:.0f} Mbit/s")
 
 
+def _udp_sum_ok(frame: bytes) -> bool:
+    """The IPv4/UDP frame's checksum verifies over the pseudo-header (a partial one does not)."""
+    ihl = (frame[14] & 15) * 4
+    udp = frame[14 + ihl:14 + int.from_bytes(frame[16:18], "big")]
+    data = frame[26:34] + b"\0\x11" + len(udp).to_bytes(2, "big") + udp + b"\0" * (len(udp) & 1)
+    s = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF
+
+
+async def test_foreign_plain_reader_after_an_offload_close(ns: Namespace) -> None:
+    """Closing an offload-mode device clears the device's offloads, so a program that is not tcpip (no
+    virtio header, no TUNSETOFFLOAD of its own: a minimal responder, a capture tool) opening the persistent
+    device afterwards is handed frames with finished checksums, not the kernel's partial sums."""
+    dev = await ns.open_tap(TAP, offload=True)
+    async with await Stack.connect(dev, ipv4=f"{STACK_IP}/{PREFIX}") as stack:
+        await stack.udp_echo(7)
+        r = await ns.run_async([sys.executable, "-c", UDP_ONE, STACK_IP, "7"])
+        assert r.stdout.strip() == "echo", r.stderr  # the offload path carried a datagram
+        assert stack.core.fast.udp_echoes == 1
+    assert dev.closed
+    with enter(ns.name):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", TAP.encode(), 0x0002 | 0x1000).ljust(40, b"\0"))
+        await ns.run_async(["ip", "neigh", "replace", STACK_IP, "lladdr", "02:00:00:00:99:01", "dev", TAP,
+                            "nud", "permanent"])
+        await ns.run_async([sys.executable, "-c", UDP_SEND, STACK_IP, "9"])
+        frames: list[bytes] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                f = os.read(fd, 2048)
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+                continue
+            if f[12:14] == b"\x08\x00" and f[23] == 17 and f[36:38] == b"\x00\x09":
+                frames.append(f)
+                break
+        assert frames, "the kernel's datagram never reached the plain reader"
+        assert frames[0][42:75] == b"q" * 33
+        assert _udp_sum_ok(frames[0]), frames[0].hex()
+    finally:
+        os.close(fd)
+
+
+UDP_ONE = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.sendto(b"p" * 33, (sys.argv[1], int(sys.argv[2])))
+print("echo" if s.recv(100) == b"p" * 33 else "wrong")
+"""
+UDP_SEND = r"""
+import socket, sys
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"q" * 33, (sys.argv[1], int(sys.argv[2])))
+"""
+
+
 async def test_offload_device_with_a_plain_consumer_cuts_super_frames(ns: Namespace) -> None:
     """An offload-mode TAP under a middleware that knows nothing of offloads (here: a Stack on a wrapper
     without `offload`) still works: super-frames are cut and checksums finished in software."""

@@ -19,7 +19,8 @@ Offload mode (`offload=None`: where the kernel supports it; True: required; Fals
 a 10-byte virtio_net_hdr before every frame both ways (TUNSETVNETHDRSZ 10) and TUNSETOFFLOAD
 TUN_F_CSUM | TUN_F_TSO4, so the kernel hands us TCP super-frames of up to 64 KiB with checksums it
 vouches for, and segments the super-frames we write. Plain mode sets TUNSETOFFLOAD 0 every time: the
-flags live on the (persistent) device, and a reader without the header must not inherit them. Offload
+flags live on the (persistent) device, and a reader without the header must not inherit them; for the same
+reason an offload-mode device clears them when it closes, for whatever reads the device after us. Offload
 mode writes with `_transmit_vnet`; `_drain` reads both framings; `dev.offload` says which mode is on.
 """
 
@@ -37,7 +38,15 @@ from collections.abc import Callable, Sequence
 from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.netif.device import BaseDevice, Buffer
 from tcpip.netif.link import SIOCGIFINDEX, get_ifint, in_netns, netns_of
-from tcpip.netif.tap_vnet import IFF_VNET_HDR, TapError, VnetIO, fd_has_vnet, set_offloads, vnet_supported
+from tcpip.netif.tap_vnet import (
+    IFF_VNET_HDR,
+    TapError,
+    VnetIO,
+    clear_offloads,
+    fd_has_vnet,
+    set_offloads,
+    vnet_supported,
+)
 from tcpip.netif.taplink import LOST_ERRNOS, TXQUEUELEN, TapLink, prepare_link
 from tcpip.wire import virtio
 from tcpip.wire.mac import MacAddress
@@ -315,6 +324,9 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
                 self._loop.remove_reader(self.fd)
             except (RuntimeError, ValueError):  # loop already closed
                 pass
+            if self.offload:  # the flags outlive us on a persistent device: a plain reader after us (another
+                # program, without the virtio header) would be handed partial checksums it cannot finish
+                clear_offloads(self.fd)
             os.close(self.fd)
         self.fd = -1
         if self._ctl is not None:

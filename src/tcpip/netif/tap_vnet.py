@@ -4,6 +4,7 @@ TapDevice (both framings) and the write loop of one whose frames carry a virtio_
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -67,6 +68,12 @@ def set_offloads(fd: int, ifname: str, vnet: bool, offload: bool | None) -> bool
     except OSError as e:
         raise TapError(e.errno, f"cannot clear offloads on {ifname!r}: {os.strerror(e.errno or 0)}") from None
     return True
+
+
+def clear_offloads(fd: int) -> None:
+    """TUNSETOFFLOAD 0 on closing an offload-mode fd, best effort (an interface already gone refuses it)."""
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
 
 
 def vnet_supported(fd: int, required: bool | None) -> bool:
