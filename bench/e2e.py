@@ -346,8 +346,14 @@ async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log
     try:
         for label, ns in nss.items():
             procs[label] = await start_server(ns, *SPECS[label], reps * (2 * cap + 60) + 120)
+        labels = list(nss)
         for rep in range(reps):
-            for label, ns in nss.items():
+            # Counterbalanced: each pair of adjacent labels (tcpip, then its responder on the same loop) swaps
+            # order every other repeat, so neither is always measured first after the other's load
+            order = labels if rep % 2 == 0 else [labels[i ^ 1] if (i ^ 1) < len(labels) else labels[i]
+                                                 for i in range(len(labels))]
+            for label in order:
+                ns = nss[label]
                 pid = procs[label].pid
                 if rep == 0:  # ARP resolution and a warm path, not counted
                     await ns.run_async(pinned(["ping", "-c", "3", "-i", "0.2", "-W", "1", OUR_IP_S]), timeout=10)
