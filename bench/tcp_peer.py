@@ -166,6 +166,8 @@ async def tcpip_client(a: argparse.Namespace) -> dict[str, Any]:
         dev.close()
         return {"unavailable": f"TapDevice opened with offload={mode}, asked {a.offload}"}
     stack = await Stack.connect(dev, ipv4=a.ipv4, gateways=[a.gateway] if a.gateway else [])
+    if a.watchdog:
+        asyncio.get_running_loop().call_later(a.watchdog, _watchdog, stack)
     try:
         res = await _timed(lambda: stack.open_connection(a.host, a.port, limit=READ), a.cmd, a.n)
         st = stack.stats()
@@ -175,6 +177,36 @@ async def tcpip_client(a: argparse.Namespace) -> dict[str, Any]:
         return res
     finally:
         await stack.disconnect()
+
+
+_CONN_FIELDS = ("state", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "fin_queued", "rto", "retries", "timer_at",
+                "rexmit_at", "persist", "delack_at", "linger_at", "in_recovery", "recover", "loss_at", "app_closed",
+                "cwnd", "ssthresh")
+
+
+def _watchdog(stack: Any) -> None:
+    """`--watchdog S`: the transfer is not done after S seconds. Print what a stall needs to be understood
+    (every connection's send and timer state, sequence numbers relative to the ISS; the TCP counters; the
+    host's next deadline; where each task waits) to stderr and exit 3."""
+    out = sys.stderr
+    now = stack.runner.now()
+    print(f"watchdog: not done after the deadline; now {now:.3f}, next deadline {stack.core.poll_at()}", file=out)
+    print("tcp counters", {k: v for k, v in stack.stats().get("tcp", {}).items() if v}, file=out)
+    for c in stack.tcp.layer.conns.values():
+        d = {k: getattr(c, k, None) for k in _CONN_FIELDS}
+        for k in ("snd_una", "snd_nxt", "snd_max", "recover"):
+            d[k] = (d[k] - c.iss) & 0xFFFFFFFF
+        d["rcv_nxt"] = (c.rcvbuf.rcv_nxt - c.irs) & 0xFFFFFFFF
+        print("connection", c.key, d, file=out)
+    for t in asyncio.all_tasks():
+        chain, co = [], t.get_coro()
+        while co is not None:
+            f = getattr(co, "cr_frame", None)
+            chain.append(f"{getattr(co, '__qualname__', type(co).__name__)}:{f.f_lineno if f else '?'}")
+            co = getattr(co, "cr_await", None)
+        print("task", " -> ".join(chain), file=out)
+    out.flush()
+    os._exit(3)
 
 
 def _loop_factory() -> Any:
@@ -199,6 +231,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--mac", default="02:00:00:00:00:02")
     ap.add_argument("--gateway", default=None, help="tcpip: a router for off-link peers (the loss runs)")
     ap.add_argument("--offload", action="store_true")
+    ap.add_argument("--watchdog", type=float, default=0.0,
+                    help="tcpip: after this many seconds, print the connections' state to stderr and exit 3")
     a = ap.parse_args(argv)
     if a.mode == "server":
         asyncio.run(serve(a.host, a.port))
