@@ -11,17 +11,15 @@ tcpip-t<pid>-<n> (198.18.0.0/15 only) and removed at the end; only processes sta
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
 
 async def _soak(a: argparse.Namespace) -> int:
-    from bench import tcp
+    from bench import e2e, tcp
 
     row = "tcpip-offload" if a.offload else "tcpip-plain"
     site = tcp.Site(row, "routed")
@@ -33,13 +31,7 @@ async def _soak(a: argparse.Namespace) -> int:
         for i in range(a.runs):
             argv = [*tcp.subject(row, a.cmd, a.bytes, site.host), "--watchdog", str(a.watch)]
             r = await site.ns.run_async(argv, timeout=a.watch + 30)
-            res: dict[str, Any] = {}
-            for line in reversed(r.stdout.strip().splitlines()):
-                try:
-                    res = json.loads(line)
-                    break
-                except ValueError:
-                    continue
+            res = e2e._counters(r.stdout)  # the client's JSON line
             if r.returncode != 0 or not res.get("ok"):
                 failures += 1
                 print(f"run {i + 1}: FAILED (exit {r.returncode}, timed out {r.timed_out})\n{r.stderr[-8000:]}",
