@@ -181,3 +181,28 @@ def test_a_path_in_use_keeps_its_entry_through_evictions() -> None:
         w.arp.resolve(ip_int(f"198.18.0.{100 + k}"), None, 1.0 + k)  # a new entry: the oldest must go
     assert hot in w.arp.entries
     assert cold not in w.arp.entries
+
+
+def test_newcomer_is_not_its_own_victim() -> None:
+    """A full cache whose entries were all used since last ordered (every one had its second chance): a
+    request from a new neighbour evicts the oldest of them, not the newcomer it is learning (hypothesis
+    found this: the newcomer was deleted, then learnt into, and `move_to_end` raised KeyError)."""
+    w = _world(3)
+    for ip in NEIGHBOURS[:3]:
+        _arp_packet(w, 1, ip, MACS[0], OUR)
+        assert w.r.path(ip, w.now) is not None  # used: marked for the CLOCK's second chance
+    _arp_packet(w, 1, NEIGHBOURS[3], MACS[1], OUR)
+    assert list(w.arp.entries) == [*NEIGHBOURS[1:3], NEIGHBOURS[3]]
+    assert w.arp.entries[NEIGHBOURS[3]].mac == MACS[1]
+    assert w.arp.stats.evictions == 1
+
+
+def test_request_into_a_cache_full_of_statics() -> None:
+    """Statics are never evicted while others exist: the newcomer is the only candidate and goes; learning it
+    must not raise (the request is still answered by the caller)."""
+    w = _world(2)
+    for ip in NEIGHBOURS[:2]:
+        w.arp.add_static(ip, MACS[0])
+    _arp_packet(w, 1, NEIGHBOURS[2], MACS[1], OUR)
+    assert list(w.arp.entries) == NEIGHBOURS[:2]
+    assert w.arp.stats.evictions == 1

@@ -141,8 +141,13 @@ class ArpCache:
         self.gen += 1
         self.entries[ip] = e
         self.entries.move_to_end(ip)
+        spared = False
         while len(self.entries) > self.size:
             old_ip, old = next(iter(self.entries.items()))
+            if old is e and not spared:  # every other entry had its second chance: the newcomer is not the
+                spared = True  # victim (it would be learnt into a deleted entry); the loop goes round once more
+                self.entries.move_to_end(old_ip)
+                continue
             if old.used and old is not e:  # used by a fast path since it was last ordered: second chance
                 old.used = False
                 self.entries.move_to_end(old_ip)
@@ -290,7 +295,8 @@ class ArpCache:
         e.tries = 0
         e.refreshing = False
         self.pending.pop(e.ip, None)
-        self.entries.move_to_end(e.ip)
+        if self.entries.get(e.ip) is e:  # (evicted on insertion only when every other entry is static)
+            self.entries.move_to_end(e.ip)
         if was is not None:
             self.stats.entries_refreshed += 1
         q, e.queue = e.queue, None
