@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from tcpip.core.echo import fast_answer
 from tcpip.core.ethernet import Frame
 from tcpip.core.interface import Interface
 from tcpip.errors import DeviceClosedError, HostUnreachableError, TcpipError
@@ -99,6 +100,9 @@ class Runner:
         if hasattr(cls, "attach_answering"):
             dev.attach_answering(self.on_frame)  # type: ignore[attr-defined]
             self.core.answer_direct = True
+            if hasattr(cls, "attach_fast"):  # echoes answered in the device's read (core.echo), without on_frame,
+                # receive or a flush: issue 10, about a quarter fewer cache lines touched per ping
+                dev.attach_fast(fast_answer(self.core), self._time)  # type: ignore[attr-defined]
         elif hasattr(cls, "attach_bytes"):
             dev.attach_bytes(self.on_frame)  # type: ignore[attr-defined]
         else:
@@ -119,6 +123,8 @@ class Runner:
     def detach(self) -> None:
         """Stop taking frames (and answering them directly), offloaded ones too."""
         self.core.answer_direct = False
+        if hasattr(type(self.device), "attach_fast"):
+            self.device.attach_fast(None)  # type: ignore[attr-defined]
         self.device.attach(None)
         if self._offload:
             self._offload = self._answer_offloaded = False

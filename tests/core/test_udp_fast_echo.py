@@ -207,8 +207,9 @@ def test_host_type_exposes_set_answerer() -> None:
     iface: Host = make_iface()
     calls: list[tuple[int, int, int]] = []
 
-    def answer(frame: memoryview | bytes, total: int, src: int, dst: int, now: float,
+    def answer(frame: memoryview | bytes, off: int, total: int, src: int, dst: int, now: float,
                csum_ok: bool) -> bytearray | None:
+        assert off == 0  # Host.receive: the frame itself (core.echo passes a device's framing offset)
         calls.append((total, src, dst))
         return None
 

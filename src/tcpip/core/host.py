@@ -14,9 +14,10 @@ Hooks for upper layers (UDP today, TCP next); every callable is synchronous and 
   multicast address); `on_error(icmp_type, code, rest, quote, now)` gets each ICMP error quoting one of our
   datagrams of that protocol (`rest`: the ICMP header's second word; `quote`: the quoted IPv4 header and
   at least 8 bytes after it). No handler: ICMP protocol unreachable.
-- `set_answerer(proto, answer)`: `answer(frame, total, src, dst, now, csum_ok)` is tried first for each
-  plain unicast datagram of `proto` on the fast path; a frame it returns is the datagram's only output
-  (counted by the answerer), None hands the datagram to the registry as usual (UDP's echo service).
+- `set_answerer(proto, answer)`: `answer(buf, off, total, src, dst, now, csum_ok)` is tried first for each
+  plain unicast datagram of `proto` on the fast path (the frame at `off` in `buf`: 0 here, a device's
+  framing header before it from `core.echo`); the copy of `buf` it returns, the reply at `off`, is the
+  datagram's only output (counted by the answerer); None hands it to the registry (UDP's echo service).
 - `add_timer_source(poll_at, handle_timeout)`: `poll_at() -> float | None` is folded into the host's
   `poll_at()`, and `handle_timeout(now)` is called on every host `handle_timeout(now)` (it must do nothing
   when nothing is due). A source whose deadline moves *earlier* calls `timers_changed()` so the driver
@@ -55,8 +56,9 @@ Buffer = bytes | bytearray | memoryview
 InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 # The same plus `csum_ok`: the device vouches for the L4 checksum (offload mode), skip verifying it
 TrustedHandler = Callable[[int, int, memoryview, memoryview, float, bool, bool], None]
-# (frame, IPv4 total length, src, dst, now, csum_ok) -> the reply frame (the input's only output) or None
-Answerer = Callable[[memoryview | bytes, int, int, int, float, bool], bytearray | None]
+# (buffer, offset of the Ethernet frame in it, IPv4 total length, src, dst, now, csum_ok) -> the reply (the
+# buffer's copy, the frame at the same offset: the input's only output) or None
+Answerer = Callable[[memoryview | bytes, int, int, int, int, float, bool], bytearray | None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 # Ethernet dst, src's first byte, then of the IPv4 header: type+version/IHL+TOS as one word, total length,
@@ -204,9 +206,9 @@ class Host(HostSetup, HostViews):
             self._receive_general(frame, now)
             return None
         if proto == 1 and total >= 28 and frame[34] == 8:
-            out = self._fast_echo(frame, total, src, now)
+            out = self._fast_echo(frame, 0, total, src, now)
         elif (ans := self.answerers) and (a := ans.get(proto)) is not None:
-            out = a(frame, total, src, dst, now, csum_ok)  # the UDP echo service (set_answerer)
+            out = a(frame, 0, total, src, dst, now, csum_ok)  # the UDP echo service (set_answerer)
         else:
             out = None
         if out is not None:  # counted as a whole (FastPaths), as when queued

@@ -167,19 +167,20 @@ class Icmp:
         except (NoRouteError, MessageTooLongError):
             return False
 
-    def fast_echo(self, frame: memoryview | bytes, total: int, src: int, now: float) -> bytearray | None:
-        """Echo reply for a plain unicast request whose sender's Path is fresh: one copy of the request,
-        its headers packed over it, checksums updated arithmetically: the reply frame (the host queues it or
-        hands it to its driver, `Host.receive`), or None = take the general path.
+    def fast_echo(self, frame: memoryview | bytes, off: int, total: int, src: int, now: float) -> bytearray | None:
+        """Echo reply for a plain unicast request whose sender's Path is fresh, the Ethernet frame at `off` in
+        `frame` (a device's framing header before it): one copy of the request, the `off` bytes before it
+        included, its headers packed over it, checksums updated arithmetically: the reply (the host queues it
+        or hands it to its driver, `Host.receive`, `core.echo`), or None = take the general path.
 
         Per ping this is most of the work, so the helpers it would call are spelled out (each a call per
         frame): ck.verify, IdentAllocator.next when the destination is known, ck.ipv4_header_checksum and
         ck.echo_reply_checksum (same arithmetic; tests/core/test_icmp_fast_echo.py checks it bit for bit)."""
-        end = 14 + total
-        if frame[15]:  # a TOS to keep: the general path
+        end = off + 14 + total
+        if frame[off + 15]:  # a TOS to keep: the general path
             return None
         if self.verify:  # the ICMP checksum (a bad one: the general path counts it)
-            x = _from(frame[34:end], "big") << 8 if total & 1 else _from(frame[34:end], "big")
+            x = _from(frame[off + 34:end], "big") << 8 if total & 1 else _from(frame[off + 34:end], "big")
             if x % 0xFFFF or not x:
                 return None
         r = self.routing
@@ -196,8 +197,8 @@ class Icmp:
         # rx/tx packets and rx_delivered, ICMP rx_messages, rx_echo_requests and tx_echo_replies.
         self.fast.icmp_echoes += 1
         out = bytearray(frame) if len(frame) == end else bytearray(frame[:end])  # no slice copy when unpadded
-        if end < 60:
-            out += PAD[:60 - end]
+        if end - off < 60:
+            out += PAD[:60 - end + off]
         ids = self._ident_table
         try:
             ident = ids[src] = (ids[src] + 1) & 0xFFFF
@@ -210,10 +211,10 @@ class Icmp:
         x = 0x4501 + total + ident + (ttl << 8) + addr + src
         # RFC 1624 for type 8 -> 0, ~(~h + ~0x0800) with the end-around carry, solved for the two cases
         # of the carry (equal to ck.echo_reply_checksum for all 65536 values of h: the fast-echo tests).
-        h = frame[36] << 8 | frame[37]
+        h = frame[off + 36] << 8 | frame[off + 37]
         # Every header field from the Ethernet header to the ICMP checksum: type 0, the request's code.
-        _ECHO_REPLY.pack_into(out, 0, p.eth, 0x4500, total, ident, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src,
-                              frame[35], h + 0x800 if h < 0xF7FF else (h - 0xF7FF or 0xFFFF))
+        _ECHO_REPLY.pack_into(out, off, p.eth, 0x4500, total, ident, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src,
+                              frame[off + 35], h + 0x800 if h < 0xF7FF else (h - 0xF7FF or 0xFFFF))
         return out
 
     def _error_input(self, a: Accepted, t: int, code: int, now: float) -> None:

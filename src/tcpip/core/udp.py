@@ -177,23 +177,24 @@ class UdpLayer:
         self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         b.receiver(payload[8:length], src, sport, dst, now)
 
-    def fast_echo(self, frame: memoryview | bytes, total: int, src: int, dst: int, now: float,
+    def fast_echo(self, frame: memoryview | bytes, off: int, total: int, src: int, dst: int, now: float,
                   csum_ok: bool) -> bytearray | None:
-        """The echo service's reply to a plain unicast datagram (Host.receive's fast path: `dst` is our
-        address) whose sender's Path is fresh: one copy of the request, its headers packed over it with the
-        addresses and ports swapped. A verified checksum is kept (swapping changes no sum); a trusted one
+        """The echo service's reply to a plain unicast datagram (Host.receive's fast path and `core.echo`:
+        `dst` is our address, the Ethernet frame at `off` in `frame`) whose sender's Path is fresh: one copy
+        of the request, the `off` bytes before it included, its headers packed over it with the addresses
+        and ports swapped. A verified checksum is kept (swapping changes no sum); a trusted one
         (`csum_ok`: maybe the kernel's partial sum) or none is computed. None: `input` takes it (and counts
         whatever it drops). What `input` and `send` do for an echo binding, in one pass (issue 10)."""
         if total < 28:
             return None  # no UDP header: input counts the runt
-        sport, dport, length, c = _HDR.unpack_from(frame, 34)
+        sport, dport, length, c = _HDR.unpack_from(frame, off + 34)
         b = self.ports.get(dport)
         if b is None or not b.echo or length != total - 20 or sport in ECHO_REFUSED or self._routing.pmtu:
             return None  # no echo here, trailing bytes or a runt, a refused port (input counts those), or a
             # path MTU that may call for fragments
-        end = 14 + total
+        end = off + 14 + total
         # Reduced first, as in input: each addition to the whole datagram's int would copy it
-        x = (_from(frame[34:end], "big") << 8 if length & 1 else _from(frame[34:end], "big")) % 0xFFFF
+        x = (_from(frame[off + 34:end], "big") << 8 if length & 1 else _from(frame[off + 34:end], "big")) % 0xFFFF
         if csum_ok or not c or not self.verify_checksums:
             u = (x - c + src + dst + 17 + length) % 0xFFFF  # the sum with a zero field: 2**16 == 1 (mod 0xFFFF)
             c = 0xFFFF - u  # never 0 (RFC 768: 0 means none)
@@ -207,8 +208,8 @@ class UdpLayer:
                 return None
         self._fast.udp_echoes += 1  # the eight counts it stands for: stats.FAST_ADDS
         out = bytearray(frame) if len(frame) == end else bytearray(frame[:end])
-        if end < 60:
-            out += bytes(60 - end)
+        if end - off < 60:
+            out += bytes(60 - end + off)
         ids = self._ident_table
         try:
             ident = ids[src] = (ids[src] + 1) & 0xFFFF
@@ -216,7 +217,7 @@ class UdpLayer:
             ident = self.iface.idents.next(src)
         tp = self._config.ttl << 8 | 17
         ip = (0x4500 + total + ident + tp + dst + src) % 0xFFFF
-        _ECHO.pack_into(out, 0, p.eth, 0x4500, total, ident, tp, 0xFFFF - ip if ip else 0, dst, src, dport, sport,
+        _ECHO.pack_into(out, off, p.eth, 0x4500, total, ident, tp, 0xFFFF - ip if ip else 0, dst, src, dport, sport,
                         length, c)
         return out
 

@@ -1,0 +1,141 @@
+"""TapDevice.attach_fast, the core's echo answer tried first in a one-frame wake-up (core.echo): the echoes it
+answers never reach the driver (no on_frame, no flush), their replies and counts are the usual path's, an
+offloaded request's virtio header does not leak into the reply, and a failing answer falls back to the
+usual path. An AF_UNIX datagram socketpair stands in for the TAP fd (testlib.sockpair_stack)."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+import pytest
+from testlib import SockPeer, sockpair_stack
+
+from tcpip.wire import checksum as ck
+from tcpip.wire import virtio
+
+OURS = 0xC6120002
+PEER = 0xC6120001
+OUR_MAC = bytes.fromhex("020000000002")
+PEER_MAC = bytes.fromhex("020000000001")
+
+
+def _ping(seq: int, data: bytes = b"p" * 56) -> bytes:
+    m = bytearray(struct.pack("!BBHHH", 8, 0, 0, 0x77, seq) + data)
+    m[2:4] = ck.checksum(m).to_bytes(2, "big")
+    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(m), seq, 0, 64, 1, 0, PEER, OURS))
+    ip[10:12] = ck.checksum(ip).to_bytes(2, "big")
+    return OUR_MAC + PEER_MAC + b"\x08\x00" + bytes(ip) + bytes(m)
+
+
+def _udp_partial(sport: int, data: bytes) -> bytes:
+    """A datagram to port 7 as the kernel hands it over in offload mode: NEEDS_CSUM, the pseudo-header sum."""
+    n = 8 + len(data)
+    u = bytearray(struct.pack("!HHHH", sport, 7, n, 0) + data)
+    u[6:8] = (ck.pseudo_header_sum(PEER, OURS, 17, n) % 0xFFFF or 0xFFFF).to_bytes(2, "big")
+    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 20 + n, 5, 0, 64, 17, 0, PEER, OURS))
+    ip[10:12] = ck.checksum(ip).to_bytes(2, "big")
+    return (struct.pack("<BBHHHH", virtio.NEEDS_CSUM, 0, 0, 0, 34, 6) + OUR_MAC + PEER_MAC + b"\x08\x00"
+            + bytes(ip) + bytes(u))
+
+
+async def _setup(offload: bool) -> tuple[Any, Any, SockPeer, list[int]]:
+    stack, dev, sock, _ = await sockpair_stack(offload)
+    peer = SockPeer(sock, virtio.ZERO if offload else b"")
+    await peer.recv(0)
+    peer.drain()  # the start-up announcements
+    delivered = [0]
+    inner = dev._deliver
+
+    def counting(f: Any) -> Any:
+        delivered[0] += 1
+        return inner(f)
+
+    dev._deliver = counting
+    return stack, dev, peer, delivered
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_pings_answered_in_the_read(offload: bool) -> None:
+    stack, dev, peer, delivered = await _setup(offload)
+    try:
+        assert dev._fast_answer is not None
+        n = 40
+        for seq in range(n):
+            peer.send(_ping(seq))
+            (rep,) = await peer.recv(1)
+            assert rep[:12] == PEER_MAC + OUR_MAC and rep[34] == 0
+            assert struct.unpack_from("!HH", rep, 38) == (0x77, seq)
+            assert ck.checksum(rep[14:34]) == 0 and ck.checksum(rep[34:98]) == 0
+        # the first wake-ups start the one-frame streak and every 16th probes for a backlog: only those
+        # went through the driver
+        assert delivered[0] <= 2 + n // 16
+        icmp = stack.stats()["icmp"]
+        assert icmp["rx_echo_requests"] == n and icmp["tx_echo_replies"] == n
+    finally:
+        await stack.disconnect()
+        peer.sock.close()
+
+
+async def test_device_counts_fast_answers_like_delivered_ones() -> None:
+    stack, dev, peer, _ = await _setup(True)
+    try:
+        rx0, rxb0, tx0, txb0 = dev.stats.rx_frames, dev.stats.rx_bytes, dev.stats.tx_frames, dev.stats.tx_bytes
+        for seq in range(20):
+            peer.send(_ping(seq))
+            await peer.recv(1)
+        f = len(_ping(0))
+        assert (dev.stats.rx_frames - rx0, dev.stats.rx_bytes - rxb0) == (20, 20 * f)
+        assert (dev.stats.tx_frames - tx0, dev.stats.tx_bytes - txb0) == (20, 20 * f)  # no virtio bytes
+    finally:
+        await stack.disconnect()
+        peer.sock.close()
+
+
+async def test_offloaded_udp_request_gets_a_plain_reply() -> None:
+    stack, dev, peer, delivered = await _setup(True)
+    try:
+        await stack.udp_echo(7)
+        for i in range(20):
+            peer.sock.send(_udp_partial(40000 + i, b"echo %d" % i))
+            (rep,) = await peer.recv(1)  # SockPeer checks the virtio header is all zero
+            n = 8 + len(b"echo %d" % i)
+            assert struct.unpack_from("!HH", rep, 34) == (7, 40000 + i)
+            assert ck.checksum(rep[34:34 + n], ck.pseudo_header_sum(OURS, PEER, 17, n)) == 0
+            assert rep[42:42 + n - 8] == b"echo %d" % i
+        assert delivered[0] <= 2 + 20 // 16
+        assert stack.stats()["udp"]["tx_datagrams"] == 20
+    finally:
+        await stack.disconnect()
+        peer.sock.close()
+
+
+async def test_failing_answer_falls_back_to_the_usual_path(caplog: pytest.LogCaptureFixture) -> None:
+    stack, dev, peer, delivered = await _setup(True)
+    try:
+        def broken(*_a: object) -> None:
+            raise RuntimeError("bug")
+
+        dev._fast_answer = broken
+        with caplog.at_level(logging.ERROR, logger="tcpip.netif.tap"):
+            for seq in range(5):
+                peer.send(_ping(seq))
+                (rep,) = await peer.recv(1)
+                assert struct.unpack_from("!HH", rep, 38) == (0x77, seq)
+        assert delivered[0] == 5  # every one delivered and answered the usual way
+        assert sum("fast answer failed" in r.getMessage() for r in caplog.records) >= 3
+    finally:
+        await stack.disconnect()
+        peer.sock.close()
+
+
+async def test_detach_removes_it() -> None:
+    stack, dev, peer, _ = await _setup(False)
+    try:
+        assert dev._fast_answer is not None
+        stack.runner.detach()
+        assert dev._fast_answer is None
+    finally:
+        await stack.disconnect()
+        peer.sock.close()
