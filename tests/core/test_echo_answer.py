@@ -88,8 +88,11 @@ def test_ping_reply_is_receives(off: int) -> None:
     out = _compare(ping(b"x" * 56, ident=0x1234, seq=7), off)
     assert out is not None
     f = out[off:]
-    assert f[:12] == PEER_MAC + OUR_MAC and f[23] == 1 and f[34] == 0
-    assert ck.checksum(f[14:34]) == 0 and ck.checksum(f[34:98]) == 0
+    assert f[:12] == PEER_MAC + OUR_MAC
+    assert f[23] == 1
+    assert f[34] == 0
+    assert ck.checksum(f[14:34]) == 0
+    assert ck.checksum(f[34:98]) == 0
     assert struct.unpack_from("!II", f, 26) == (OUR, PEER)
 
 
