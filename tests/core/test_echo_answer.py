@@ -61,6 +61,10 @@ def udp(data: bytes, sport: int = 5000, dport: int = 7, partial: bool = False) -
     return _eth(_ip(17, bytes(u)))
 
 
+def _now() -> float:
+    return 1.0
+
+
 def _state(h: Host, u: UdpLayer) -> tuple[Any, ...]:
     return (as_dict(h.eth_stats), as_dict(h.ip_stats), as_dict(h.icmp_stats), as_dict(u.stats),
             dict(h.idents.idents), list(h.tx), list(h.loopback))
@@ -72,7 +76,7 @@ def _compare(frame: bytes, off: int, csum_ok: bool = False) -> bytearray | None:
     b, ub = _host()
     prefix = PREFIXES[off]
     before = _state(a, ua)
-    out = fast_answer(a)(prefix + frame, off, 1.0, csum_ok)
+    out = fast_answer(a, _now)(prefix + frame, off, csum_ok)
     b.receive(frame, 1.0, csum_ok)
     if out is None:
         assert _state(a, ua) == before  # declined: nothing changed
@@ -170,7 +174,7 @@ DECLINED = {
 def test_declined_without_effect(name: str, off: int) -> None:
     h, u = _host()
     before = _state(h, u)
-    assert fast_answer(h)(bytes(off) + DECLINED[name], off, 1.0, False) is None
+    assert fast_answer(h, _now)(bytes(off) + DECLINED[name], off, 0) is None
     assert _state(h, u) == before
 
 
@@ -179,20 +183,20 @@ def test_declined_without_a_fresh_path() -> None:
     h, u = _host()
     req = ping(b"abcd", src=0xC6120005)
     before = _state(h, u)
-    assert fast_answer(h)(req, 0, 1.0, False) is None
+    assert fast_answer(h, _now)(req, 0, 0) is None
     assert _state(h, u) == before
 
 
 def test_follows_the_host() -> None:
     """A new address, MAC or echo service is read on every call: the same function keeps up."""
     h, u = _host()
-    answer = fast_answer(h)
-    assert answer(udp(b"x"), 0, 1.0, False) is not None
+    answer = fast_answer(h, _now)
+    assert answer(udp(b"x"), 0, 0) is not None
     u.unbind(u.ports[7])
-    assert answer(udp(b"x"), 0, 1.0, False) is None
+    assert answer(udp(b"x"), 0, 0) is None
     h.set_address(0xC6120003, 1.0)
-    assert answer(ping(b"abcd"), 0, 1.0, False) is None  # to the old address: not ours any more
-    assert answer(ping(b"abcd", dst=0xC6120003), 0, 1.0, False) is not None
+    assert answer(ping(b"abcd"), 0, 0) is None  # to the old address: not ours any more
+    assert answer(ping(b"abcd", dst=0xC6120003), 0, 0) is not None
 
 
 @given(data=st.binary(min_size=1, max_size=120), at=st.integers(0, 200), byte=st.integers(0, 255),

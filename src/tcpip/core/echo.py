@@ -1,7 +1,9 @@
 """The fast answer: an echo request read by a device answered in one call, or declined with nothing changed.
 
 A device that reads a frame into a buffer, maybe behind a framing header of its own (a TAP's virtio_net_hdr),
-calls `answer(buf, off, now, csum_ok)`: the Ethernet frame is `buf[off:]`. An ICMP echo request or a
+calls `answer(buf, off, csum_ok)`: the Ethernet frame is `buf[off:]`; `csum_ok` nonzero, the device vouches
+for the L4 checksum. `now` comes from the driver's clock, given to `fast_answer` (read only for a frame
+that passes the checks: the core reads no clock of its own). An ICMP echo request or a
 datagram for an answerer (`Host.set_answerer`: the UDP echo service) that `Host.receive` would answer on
 its fast path gets the same reply here, from the same code (`Icmp.fast_echo`, the answerer), as a copy of
 `buf` with the reply frame at `off` (the bytes before it are the device's: copied as they were); the device
@@ -26,8 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FastAnswer", "fast_answer"]
 
-# (buffer, offset of the Ethernet frame, now, csum_ok) -> the buffer to write back, or None: declined
-FastAnswer = Callable[[bytes, int, float, bool], "bytearray | None"]
+# (buffer, offset of the Ethernet frame, csum_ok) -> the buffer to write back, or None: declined
+FastAnswer = Callable[[bytes, int, int], "bytearray | None"]
 
 # Host.receive's: Ethernet dst, src's first byte, type+version/IHL+TOS, total length, flags+fragment
 # offset, protocol, source, destination
@@ -37,15 +39,15 @@ _UNICAST_SRC = bytes(0 < i < 224 and i != 127 for i in range(256))
 _from = int.from_bytes
 
 
-def fast_answer(host: Host) -> FastAnswer:
-    """The answer function of `host` (see the module docstring). It reads the host's current address,
-    MAC, MTU and answerers on every call: nothing to rebuild when they change."""
+def fast_answer(host: Host, clock: Callable[[], float]) -> FastAnswer:
+    """The answer function of `host` on the driver's `clock` (see the module docstring). It reads the host's
+    current address, MAC, MTU and answerers on every call: nothing to rebuild when they change."""
     unpack = _FAST.unpack_from
     usrc = _UNICAST_SRC
     answerers = host.answerers  # never replaced
     icmp_echo = host.icmp.fast_echo
 
-    def answer(buf: bytes, off: int, now: float, csum_ok: bool) -> bytearray | None:  # noqa: PLR0911 - flat
+    def answer(buf: bytes, off: int, csum_ok: int) -> bytearray | None:  # noqa: PLR0911 - flat
         try:
             dmac, smac0, etv, total, ff, proto, src, dst = unpack(buf, off)
         except struct.error:
@@ -66,7 +68,7 @@ def fast_answer(host: Host) -> FastAnswer:
         if h._verify and ((x := _from(buf[off + 14:off + 34], "big")) % 0xFFFF or not x):
             return None  # a bad header checksum: the general path counts it
         if a is None:
-            return icmp_echo(buf, off, total, src, now)
-        return a(buf, off, total, src, dst, now, csum_ok)
+            return icmp_echo(buf, off, total, src, clock())
+        return a(buf, off, total, src, dst, clock(), csum_ok)
 
     return answer

@@ -58,7 +58,7 @@ InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 TrustedHandler = Callable[[int, int, memoryview, memoryview, float, bool, bool], None]
 # (buffer, offset of the Ethernet frame in it, IPv4 total length, src, dst, now, csum_ok) -> the reply (the
 # buffer's copy, the frame at the same offset: the input's only output) or None
-Answerer = Callable[[memoryview | bytes, int, int, int, int, float, bool], bytearray | None]
+Answerer = Callable[[memoryview | bytes, int, int, int, int, float, int], bytearray | None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 # Ethernet dst, src's first byte, then of the IPv4 header: type+version/IHL+TOS as one word, total length,

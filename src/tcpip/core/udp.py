@@ -178,7 +178,7 @@ class UdpLayer:
         b.receiver(payload[8:length], src, sport, dst, now)
 
     def fast_echo(self, frame: memoryview | bytes, off: int, total: int, src: int, dst: int, now: float,
-                  csum_ok: bool) -> bytearray | None:
+                  csum_ok: int) -> bytearray | None:
         """The echo service's reply to a plain unicast datagram (Host.receive's fast path and `core.echo`:
         `dst` is our address, the Ethernet frame at `off` in `frame`) whose sender's Path is fresh: one copy
         of the request, the `off` bytes before it included, its headers packed over it with the addresses

@@ -33,7 +33,6 @@ import logging
 import os
 import socket
 import struct
-import time
 from collections.abc import Callable, Sequence
 
 from tcpip.errors import DeviceClosedError, MessageTooLongError
@@ -156,7 +155,6 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
         self._qbase = 0  # _quiet when the streak was last folded into _wakeups
         self.on_burst_end = None
         self._fast_answer = None  # attach_fast: the core's echo answer, tried first in a one-frame wake-up
-        self._clock = time.monotonic
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()

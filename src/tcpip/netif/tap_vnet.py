@@ -120,7 +120,6 @@ class VnetIO:
         _deliver: AnswerDeliver | None
         _deliver_offload: OffloadAnswerDeliver | None
         _fast_answer: FastAnswer | None
-        _clock: Callable[[], float]
         _raw: bool
         _raw_offload: bool
         on_burst_end: Callable[[], None] | None
@@ -173,13 +172,13 @@ class VnetIO:
             # written here; core.echo says why), then, declined, the frame's usual delivery below. A
             # super-frame (gso_type set) is never an echo request.
             if (fa := self._fast_answer) is not None and not (hl and f[1]):
-                try:
-                    ans = fa(f, hl, self._clock(), hl != 0 and f[0] & _TRUSTED != 0)
+                try:  # the header's flags, NEEDS_CSUM or DATA_VALID: a checksum the kernel vouches for
+                    ans = fa(f, hl, f[0] & _TRUSTED if hl else 0)
                 except Exception:  # a bug: the usual path below takes the frame (and counts its errors)
                     log.exception("TAP %s: fast answer failed", self.name)
                     ans = None
                 if ans is not None:
-                    if hl and not f.startswith(_ZERO):
+                    if hl and f[0]:  # (no flags and no gso_type: the kernel's header is all zero)
                         ans[:hl] = _ZERO  # the request's offload header (a partial sum to finish) is not ours
                     try:
                         w = _write(self.fd, ans)
@@ -317,15 +316,13 @@ class VnetIO:
                 if end is not None:
                     end()
 
-    def attach_fast(self, answer: FastAnswer | None, clock: Callable[[], float] | None = None) -> None:
-        """Try `answer(buf, off, clock(), csum_ok)` (`tcpip.core.echo`) first for a frame read alone in its
-        wake-up: `buf` is what was read, the frame at `off` (past the virtio header in offload mode),
-        `csum_ok` the header's NEEDS_CSUM or DATA_VALID. A buffer it returns is written as it is (its
-        offload header zeroed: a reply carries full checksums), and the frame is not delivered; None hands
-        the frame to the attached consumer as usual. None as `answer` detaches it."""
+    def attach_fast(self, answer: FastAnswer | None) -> None:
+        """Try `answer(buf, off, csum_ok)` (`tcpip.core.echo`) first for a frame read alone in its wake-up:
+        `buf` is what was read, the frame at `off` (past the virtio header in offload mode), `csum_ok` the
+        header's NEEDS_CSUM or DATA_VALID flags. A buffer it returns is written as it is (its offload header
+        zeroed: a reply carries full checksums), and the frame is not delivered; None hands the frame to the
+        attached consumer as usual. None as `answer` detaches it."""
         self._fast_answer = answer
-        if clock is not None:
-            self._clock = clock
 
     def attach_answering(self, deliver: AnswerDeliver | None) -> None:
         """As `attach_bytes`, for a consumer that may answer: when `deliver(frame)` returns a buffer, that is
