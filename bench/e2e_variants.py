@@ -12,7 +12,8 @@ FLAGS:
   one      one frame per wake-up, no read ending in EAGAIN (tcpip's one-frame streak);
   fat      300 attribute loads before each write, on 300 objects apart in memory;
   warm     (fat) the same 300 loads on one object (the instructions without the footprint);
-  env      two tcpip Stacks on a Hub in the same process (tcpip's imports, objects and timers, idle).
+  env      two tcpip Stacks on a Hub in the same process (tcpip's imports, objects and timers, idle);
+  timer    a 1 s timer always pending (as tcpip's TAP watch): the loop sleeps in epoll_wait with a timeout.
 Regimes: `nopin` lets the scheduler place server and load (`python -m bench --e2e --no-pin`); `cross` pins
 the server to CPU 0 and the load to CPU 1 (every echo crosses CPUs); `pinned` puts both on the last CPU
 (`python -m bench --e2e`). Prints each load's rate and CPU per echo and each IMPL's median rate over the
@@ -137,6 +138,14 @@ async def _serve(flags: set[str]) -> None:
                 .ljust(40, b"\0"))
     set_offloads(fd, "tap0", vnet, vnet)
     keep: list[Any] = []
+    if "timer" in flags:  # a timer always pending, as tcpip's (the TAP's MTU watch): epoll_wait with a timeout
+        loop0 = asyncio.get_running_loop()
+        timer: list[asyncio.TimerHandle] = []
+
+        def tick() -> None:
+            timer[:] = [loop0.call_later(1.0, tick)]
+
+        tick()
     if "env" in flags:
         from tcpip import Stack
         from tcpip.netif import Hub
