@@ -7,14 +7,15 @@ that passes the checks: the core reads no clock of its own). An ICMP echo reques
 datagram for an answerer (`Host.set_answerer`: the UDP echo service) that `Host.receive` would answer on
 its fast path gets the same reply here, from the same code (`Icmp.fast_echo`, the answerer), as a copy of
 `buf` with the reply frame at `off` (the bytes before it are the device's: copied as they were); the device
-writes it. Anything else is declined (None) before any effect, and the device hands the frame to the
-driver as usual, so every rule and counter of the general path still applies to it.
+writes it. Anything else is declined (None) with no counter, queue or ident changed (at most the route
+cache consulted), and the device hands the frame to the driver as usual, so every rule and counter of the
+general path still applies to it.
 
 Why a second entry beside `Host.receive`: under one-in-flight traffic each echo runs on a cold CPU (the
 vCPU halted between echoes), where its cost is the cache lines it touches. Going device -> driver -> host
--> protocol and back touched ~270 more lines per ping than the minimal responder (callgrind's cache
-simulation, caches flushed between echoes); this path touches the host, the echo's protocol and the
-device, and its checks are `Host.receive`'s fast-path checks, the same expression (issue 10).
+-> protocol and back touched ~200 more lines per ping than the minimal responder, this path about as many
+(`python -m bench.cold`: callgrind's cache simulation, caches flushed between echoes). Its checks are
+`Host.receive`'s fast-path checks, the same expression (issue 10).
 """
 
 from __future__ import annotations
