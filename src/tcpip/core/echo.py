@@ -49,23 +49,24 @@ def fast_answer(host: Host, clock: Callable[[], float]) -> FastAnswer:
     icmp_echo = host.icmp.fast_echo
 
     def answer(buf: bytes, off: int, csum_ok: int) -> bytearray | None:  # noqa: PLR0911 - flat
-        try:
-            dmac, smac0, etv, total, ff, proto, src, dst = unpack(buf, off)
-        except struct.error:
-            return None
-        h = host
         n = len(buf) - off
+        if n < 34:
+            return None
+        # The protocol byte first: a frame no echo answers (a TCP segment) is declined in two tests, before
+        # the unpack and the checks that Host.receive makes again
+        if (proto := buf[off + 23]) == 1:
+            a = None
+        elif (a := answerers.get(proto)) is None:
+            return None
+        dmac, smac0, etv, total, ff, _, src, dst = unpack(buf, off)
+        h = host
         # Host.receive's fast-path test, the same expression (see there)
         if (dst != h._fast_dst or dmac != h.mac or etv >> 8 != 0x080045 or ff & 0x3FFF
                 or total + 14 > n or total < 20 or n > h.max_frame or not usrc[src >> 24]
                 or src in h._fast_martians or smac0 & 1):
             return None
-        if proto == 1:
-            if total < 28 or buf[off + 34] != 8:
-                return None
-            a = None
-        elif (a := answerers.get(proto)) is None:
-            return None
+        if a is None and (total < 28 or buf[off + 34] != 8):
+            return None  # ICMP but not an echo request
         if h._verify and ((x := _from(buf[off + 14:off + 34], "big")) % 0xFFFF or not x):
             return None  # a bad header checksum: the general path counts it
         if a is None:
