@@ -20,23 +20,15 @@ vCPU halted between echoes), where its cost is the cache lines it touches. Going
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from tcpip.core.host import Host
+from tcpip.core.host import _FAST, _UNICAST_SRC, Host  # Host.receive's unpack and source test, the same ones
 
 __all__ = ["FastAnswer", "fast_answer"]
 
 # (buffer, offset of the Ethernet frame, csum_ok) -> the buffer to write back, or None: declined
 FastAnswer = Callable[[bytes, int, int], "bytearray | None"]
 
-# Host.receive's: Ethernet dst, src's first byte, type+version/IHL+TOS, total length, flags+fragment
-# offset, protocol, source, destination
-_FAST = struct.Struct("!6sB5xIH2xHxB2xII")
-# First octet of a source address the fast path takes: not 0/8, 127/8, 224/4 or 240/4 (RFC 1122 3.2.1.3)
-_UNICAST_SRC = bytes(0 < i < 224 and i != 127 for i in range(256))
 _from = int.from_bytes
 
 
