@@ -142,3 +142,47 @@ async def test_detach_removes_it() -> None:
     finally:
         await stack.disconnect()
         peer.sock.close()
+
+
+def _udp_to(dport: int, data: bytes) -> bytes:
+    """A plain datagram (full checksum) from the peer's port 5000 to `dport`."""
+    n = 8 + len(data)
+    u = bytearray(struct.pack("!HHHH", 5000, dport, n, 0) + data)
+    u[6:8] = (ck.checksum(u, ck.pseudo_header_sum(PEER, OURS, 17, n)) or 0xFFFF).to_bytes(2, "big")
+    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 20 + n, 9, 0, 64, 17, 0, PEER, OURS))
+    ip[10:12] = ck.checksum(ip).to_bytes(2, "big")
+    return OUR_MAC + PEER_MAC + b"\x08\x00" + bytes(ip) + bytes(u)
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_a_burst_is_answered_in_the_read_in_order(offload: bool) -> None:
+    """Frames queued before the device reads (a pinned peer's burst): the echoes in it are answered by the
+    fast answer, the frame it declines (a datagram to a closed port) takes the usual path, replies in order."""
+    stack, dev, peer, delivered = await _setup(offload)
+    try:
+        await stack.udp_echo(7)
+        dev._quiet = 0  # the burst loop, not the one-frame streak
+        burst: list[bytes] = [_ping(seq) for seq in range(10)]
+        burst.append(_udp_to(9, b"nobody"))
+        burst += [_ping(seq) for seq in range(10, 20)]
+        burst.append(_udp_partial(40001, b"echo!") if offload else _udp_to(7, b"echo!"))
+        for f in burst:
+            if offload and f[:1] == bytes([virtio.NEEDS_CSUM]):
+                peer.sock.send(f)
+            else:
+                peer.send(f)
+        reps = await peer.recv(len(burst))
+        assert len(reps) == len(burst)
+        seqs = [struct.unpack_from("!H", r, 40)[0] for r in reps[:10] + reps[11:21]]
+        assert seqs == list(range(20))
+        assert all(r[23] == 1 and r[34] == 0 and ck.checksum(r[14:34]) == 0 for r in reps[:10] + reps[11:21])
+        assert (reps[10][23], reps[10][34], reps[10][35]) == (1, 3, 3)  # port unreachable, usual path
+        assert struct.unpack_from("!HH", reps[21], 34) == (7, 40001 if offload else 5000)
+        assert reps[21][42:47] == b"echo!"
+        assert delivered[0] == 1  # only the datagram to the closed port reached the driver
+        icmp = stack.stats()["icmp"]
+        assert (icmp["rx_echo_requests"], icmp["tx_echo_replies"]) == (20, 20)
+        assert dev.stats.rx_frames >= len(burst) and dev.stats.tx_frames >= len(burst)
+    finally:
+        await stack.disconnect()
+        peer.sock.close()

@@ -242,6 +242,7 @@ class VnetIO:
         hl = self._hl
         raw = self._raw
         raw_off = self._raw_offload
+        fa = self._fast_answer
         got = others = nbytes = sent = sbytes = 0  # others: frames that count themselves (not delivered here)
         try:
             for _ in range(self.max_burst):
@@ -259,6 +260,26 @@ class VnetIO:
                     return
                 got += 1
                 nbytes += n
+                # The fast answer here too: a pinned peer (ping -f, a UDP echo client on our CPU) runs at each
+                # of our writes, so its next request is queued when we read again and every echo comes in a
+                # burst (issue 10: ~9k instructions per ping less than on_frame's way). Not a super-frame.
+                if fa is not None and not (hl and f[1]):
+                    try:
+                        ans = fa(f, hl, f[0] & _TRUSTED if hl else 0)
+                    except Exception:  # a bug: the usual path below takes the frame (and counts its errors)
+                        log.exception("TAP %s: fast answer failed", self.name)
+                        ans = None
+                    if ans is not None:
+                        if hl and f[0]:
+                            ans[:hl] = _ZERO  # the request's offload header is not ours (as above)
+                        try:
+                            w = _write(fd, ans)
+                        except OSError as e:
+                            self._answer_failed(e)
+                        else:
+                            sent += 1
+                            sbytes += w
+                        continue
                 if hl and not f.startswith(_ZERO):
                     # f[0], f[1]: the header's flags and gso_type (the rest only off this path)
                     if (not f[1] and doff is not None and n >= 52 and f[33] == 17 and f[22] == 8
