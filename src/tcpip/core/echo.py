@@ -2,8 +2,8 @@
 
 A device that reads a frame into a buffer, maybe behind a framing header of its own (a TAP's virtio_net_hdr),
 calls `answer(buf, off, csum_ok)`: the Ethernet frame is `buf[off:]`; `csum_ok` nonzero, the device vouches
-for the L4 checksum. `now` comes from the driver's clock, given to `fast_answer` (read only for a frame
-that passes the checks: the core reads no clock of its own). An ICMP echo request or a
+for the L4 checksum. `now` comes from the driver's clock, given to `fast_answer` (read for ICMP frames and
+datagrams that pass the checks: the core reads no clock of its own). An ICMP echo request or a
 datagram for an answerer (`Host.set_answerer`: the UDP echo service) that `Host.receive` would answer on
 its fast path gets the same reply here, from the same code (`Icmp.fast_echo`, the answerer), as a copy of
 `buf` with the reply frame at `off` (the bytes before it are the device's: copied as they were); the device
@@ -15,14 +15,16 @@ Why a second entry beside `Host.receive`: under one-in-flight traffic each echo 
 vCPU halted between echoes), where its cost is the cache lines it touches. Going device -> driver -> host
 -> protocol and back touched ~200 more lines per ping than the minimal responder, this path about as many
 (`python -m bench.cold`: callgrind's cache simulation, caches flushed between echoes). Its checks are
-`Host.receive`'s fast-path checks, the same expression (issue 10).
+`Host.receive`'s fast-path checks, the same expression (issue 10); an ICMP frame goes straight to
+`Icmp.fast_echo`, which makes them itself (Host.receive calls it the same way), from one unpack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from tcpip.core.host import _FAST, _UNICAST_SRC, Host  # Host.receive's unpack and source test, the same ones
+from tcpip.core.host import _FAST, Host  # Host.receive's unpack, the same one
+from tcpip.core.icmp import UNICAST_SRC
 
 __all__ = ["FastAnswer", "fast_answer"]
 
@@ -36,19 +38,18 @@ def fast_answer(host: Host, clock: Callable[[], float]) -> FastAnswer:
     """The answer function of `host` on the driver's `clock` (see the module docstring). It reads the host's
     current address, MAC, MTU and answerers on every call: nothing to rebuild when they change."""
     unpack = _FAST.unpack_from
-    usrc = _UNICAST_SRC
+    usrc = UNICAST_SRC
     answerers = host.answerers  # never replaced
     icmp_echo = host.icmp.fast_echo
 
-    def answer(buf: bytes, off: int, csum_ok: int) -> bytearray | None:  # noqa: PLR0911 - flat
+    def answer(buf: bytes, off: int, csum_ok: int) -> bytearray | None:
         n = len(buf) - off
-        if n < 34:
+        if n < 42:  # shorter than an ICMP echo or a UDP header behind IPv4's
             return None
-        # The protocol byte first: a frame no echo answers (a TCP segment) is declined in two tests, before
-        # the unpack and the checks that Host.receive makes again
+        # The protocol byte first: a frame no echo answers (a TCP segment) is declined in two tests
         if (proto := buf[off + 23]) == 1:
-            a = None
-        elif (a := answerers.get(proto)) is None:
+            return icmp_echo(buf, off, clock())  # its own checks: Host.receive's rules
+        if (a := answerers.get(proto)) is None:
             return None
         dmac, smac0, etv, total, ff, _, src, dst = unpack(buf, off)
         h = host
@@ -57,12 +58,8 @@ def fast_answer(host: Host, clock: Callable[[], float]) -> FastAnswer:
                 or total + 14 > n or total < 20 or n > h.max_frame or not usrc[src >> 24]
                 or src in h._fast_martians or smac0 & 1):
             return None
-        if a is None and (total < 28 or buf[off + 34] != 8):
-            return None  # ICMP but not an echo request
         if h._verify and ((x := _from(buf[off + 14:off + 34], "big")) % 0xFFFF or not x):
             return None  # a bad header checksum: the general path counts it
-        if a is None:
-            return icmp_echo(buf, off, total, src, clock())
         return a(buf, off, total, src, dst, clock(), csum_ok)
 
     return answer

@@ -42,7 +42,7 @@ from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import ETHERTYPE_IPV4, Ethernet, Frame
 from tcpip.core.host_setup import HostSetup
 from tcpip.core.host_views import HostViews
-from tcpip.core.icmp import ErrorHandler, Icmp
+from tcpip.core.icmp import UNICAST_SRC, ErrorHandler, Icmp
 from tcpip.core.ipv4 import SENT, Accepted, IdentAllocator, Ipv4Input, Ipv4Output, header_into
 from tcpip.core.reassembly import Reassembler
 from tcpip.core.routing import Routing
@@ -64,8 +64,6 @@ TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 # Ethernet dst, src's first byte, then of the IPv4 header: type+version/IHL+TOS as one word, total length,
 # flags+fragment offset, protocol, source, destination (ident, TTL and checksum skipped: unused here)
 _FAST = struct.Struct("!6sB5xIH2xHxB2xII")
-# First octet of a source address the fast path takes: not 0/8, 127/8, 224/4 or 240/4 (RFC 1122 3.2.1.3)
-_UNICAST_SRC = bytes(0 < i < 224 and i != 127 for i in range(256))
 _from = int.from_bytes
 _U16 = struct.Struct("!H")
 _IPV4 = struct.Struct("!BBHHHHHII")  # version/IHL, TOS, length, ident, flags+fragment, TTL+protocol, checksum, src, dst
@@ -121,6 +119,7 @@ class Host(HostSetup, HostViews):
         self.icmp = Icmp(config, self.routing, self.idents, self.send, self.error_handlers, self.tx,
                          self.icmp_stats, self.ip_stats, self.eth_stats, now)
         self.icmp.send_packet = self.output.send_packet
+        self.icmp.host = self  # fast_echo reads the fast path's mirrors (set_mac, _apply_address keep them)
         self._fast_echo = self.icmp.fast_echo  # bound once: receive calls it per ping
         self.ipv4.param_problem = lambda a, ptr, now: self.icmp.send_error(a, 12, 0, ptr << 24, now)
         self.set_mac(config.mac.packed)
@@ -189,15 +188,21 @@ class Host(HostSetup, HostViews):
                                       csum_ok, gso_size)
             return None
         try:
+            # An echo request: Icmp.fast_echo makes this path's checks itself (as it does for core.echo)
+            if frame[23] == 1 and (out := self._fast_echo(frame, 0, now)) is not None:
+                if self.answer_direct:  # counted as a whole (FastPaths), as when queued
+                    return out
+                self.tx.append((out,))
+                return None
             dmac, smac0, etv, total, ff, proto, src, dst = _FAST.unpack_from(frame, 0)
-        except struct.error:
+        except (struct.error, IndexError):
             self._receive_general(frame, now)
             return None
         n = len(frame)
         # `_fast_dst` is our address, or -1 while we have none; IPv4 with a 20-byte header (any TOS); then
         # the unicast host source ranges, except our address and the subnet broadcast (`_fast_martians`).
         if (dst != self._fast_dst or dmac != self.mac or etv >> 8 != 0x080045 or ff & 0x3FFF
-                or total + 14 > n or total < 20 or n > self.max_frame or not _UNICAST_SRC[src >> 24]
+                or total + 14 > n or total < 20 or n > self.max_frame or not UNICAST_SRC[src >> 24]
                 or src in self._fast_martians or smac0 & 1):
             self._receive_general(frame, now, csum_ok and not ff & 0x3FFF)  # a fragment: verified whole
             return None
@@ -205,9 +210,7 @@ class Host(HostSetup, HostViews):
         if self._verify and ((x := _from(frame[14:34], "big")) % 0xFFFF or not x):
             self._receive_general(frame, now)
             return None
-        if proto == 1 and total >= 28 and frame[34] == 8:
-            out = self._fast_echo(frame, 0, total, src, now)
-        elif (ans := self.answerers) and (a := ans.get(proto)) is not None:
+        if (ans := self.answerers) and (a := ans.get(proto)) is not None:
             out = a(frame, 0, total, src, dst, now, csum_ok)  # the UDP echo service (set_answerer)
         else:
             out = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from tcpip.core.config import InterfaceConfig
 from tcpip.core.ethernet import PAD
@@ -33,10 +34,37 @@ _IP = struct.Struct("!BBHHHBBHII")
 # An echo reply's headers: Ethernet, IPv4 (no options, TOS 0, flags and fragment offset 0), then ICMP type
 # and code as one word, and the checksum
 _ECHO_REPLY = struct.Struct("!14sHHH2xBBHIIHH")
+# What fast_echo reads of a request: Ethernet dst, src's first byte, then type+version/IHL+TOS as one word,
+# total length, flags+fragment offset, source, destination, and the ICMP type, code and checksum
+_REQUEST = struct.Struct("!6sB5xIH2xH4xIIBBH")
+# First octet of a source address the fast paths take: not 0/8, 127/8, 224/4 or 240/4 (RFC 1122 3.2.1.3)
+UNICAST_SRC = bytes(0 < i < 224 and i != 127 for i in range(256))
 _U16 = struct.Struct("!H")
 _from = int.from_bytes
 ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
 _ECHO_TYPES = frozenset({0, 8})
+
+
+class FastMirrors(Protocol):
+    """What fast_echo reads of its host (a Host is one): our MAC, our address (-1: none), the largest frame
+    taken and the sources refused (our address, the subnet broadcast)."""
+
+    mac: bytes
+    _fast_dst: int
+    max_frame: int
+    _fast_martians: frozenset[int]
+
+
+class _NoHost:
+    """An Icmp on no host (as some tests build one): fast_echo matches nothing."""
+
+    mac = b""
+    _fast_dst = -1
+    max_frame = 0
+    _fast_martians: frozenset[int] = frozenset()
+
+
+_NO_HOST = _NoHost()
 
 
 class Icmp:
@@ -60,6 +88,7 @@ class Icmp:
         # fast_echo's one count: the host's, which the readers of these three counters objects add in
         self.fast = fast_of(stats) or FastPaths()
         self.verify = config.verify_checksums
+        self.host: FastMirrors = _NO_HOST  # the host's fast-path mirrors (its MAC, address...): Host sets itself
         self.echo_handler: EchoHandler | None = None
         self.reply_ttl = 0  # TTL of the echo reply being handed to echo_handler
         self.error_src = 0  # source of the ICMP error being handed to an error handler
@@ -167,22 +196,36 @@ class Icmp:
         except (NoRouteError, MessageTooLongError):
             return False
 
-    def fast_echo(self, frame: memoryview | bytes, off: int, total: int, src: int, now: float) -> bytearray | None:
-        """Echo reply for a plain unicast request whose sender's Path is fresh, the Ethernet frame at `off` in
-        `frame` (a device's framing header before it): one copy of the request, the `off` bytes before it
-        included, its headers packed over it, checksums updated arithmetically: the reply (the host queues it
-        or hands it to its driver, `Host.receive`, `core.echo`), or None = take the general path.
+    def fast_echo(self, frame: memoryview | bytes, off: int, now: float) -> bytearray | None:
+        """Echo reply for a plain unicast echo request whose sender's Path is fresh, the Ethernet frame at
+        `off` in `frame` (a device's framing header before it): one copy of the request, the `off` bytes
+        before it included, its headers packed over it, checksums updated arithmetically: the reply (the
+        host queues it or hands it to its driver, `Host.receive`, `core.echo`), or None with nothing changed
+        (no counter, queue or ident; at most the route cache consulted): the general path takes the frame.
 
-        Per ping this is most of the work, so the helpers it would call are spelled out (each a call per
-        frame): ck.verify, IdentAllocator.next when the destination is known, ck.ipv4_header_checksum and
-        ck.echo_reply_checksum (same arithmetic; tests/core/test_icmp_fast_echo.py checks it bit for bit)."""
-        end = off + 14 + total
-        if frame[off + 15]:  # a TOS to keep: the general path
+        Its own checks are Host.receive's fast-path rules (the same expression, plus TOS 0 and type 8), so a
+        device can call it on what it read (`core.echo`). Per ping this is all the work, so the helpers it
+        would call are spelled out (each a call per frame): ck.verify, IdentAllocator.next when the
+        destination is known, ck.ipv4_header_checksum and ck.echo_reply_checksum (same arithmetic;
+        tests/core/test_icmp_fast_echo.py checks it bit for bit, tests/core/test_echo_answer.py the rules)."""
+        try:
+            dmac, smac0, etv, total, ff, src, dst, t, code, c = _REQUEST.unpack_from(frame, off)
+        except struct.error:
             return None
-        if self.verify:  # the ICMP checksum (a bad one: the general path counts it)
-            x = _from(frame[off + 34:end], "big") << 8 if total & 1 else _from(frame[off + 34:end], "big")
-            if x % 0xFFFF or not x:
-                return None
+        n = len(frame) - off
+        h = self.host
+        # Host.receive's expression (see there), with TOS 0 (etv: type, version/IHL, TOS) and type 8
+        if (dst != h._fast_dst or dmac != h.mac or etv != 0x08004500 or t != 8 or ff & 0x3FFF
+                or total + 14 > n or total < 28 or n > h.max_frame or not UNICAST_SRC[src >> 24]
+                or src in h._fast_martians or smac0 & 1):
+            return None
+        end = off + 14 + total
+        if self.verify:  # both sums from one int: the header's 20 bytes, then the message (odd: padded)
+            x = _from(frame[off + 14:end], "big")
+            # 2**16 == 1 (mod 0xFFFF): the header's int alone, then the whole (the header's part is 0 mod
+            # 0xFFFF once it verifies); neither part can be all zero (0x45, type 8)
+            if (x >> (total << 3) - 160) % 0xFFFF or (x << 8 if total & 1 else x) % 0xFFFF:
+                return None  # a bad checksum: the general path counts it
         r = self.routing
         if r.pmtu:  # a lowered path MTU may call for fragments: general path
             return None
@@ -197,24 +240,22 @@ class Icmp:
         # rx/tx packets and rx_delivered, ICMP rx_messages, rx_echo_requests and tx_echo_replies.
         self.fast.icmp_echoes += 1
         out = bytearray(frame) if len(frame) == end else bytearray(frame[:end])  # no slice copy when unpadded
-        if end - off < 60:
-            out += PAD[:60 - end + off]
+        if total < 46:
+            out += PAD[:46 - total]
         ids = self._ident_table
         try:
             ident = ids[src] = (ids[src] + 1) & 0xFFFF
         except KeyError:
             ident = self.idents.next(src)  # a new destination: random start, table bound
         ttl = self.config.ttl
-        addr = r.addr
         # The header's words summed; an address whole counts as its two words since 2**16 == 1 (mod 0xFFFF),
         # and only the residue matters to the final expression.
-        x = 0x4501 + total + ident + (ttl << 8) + addr + src
-        # RFC 1624 for type 8 -> 0, ~(~h + ~0x0800) with the end-around carry, solved for the two cases
-        # of the carry (equal to ck.echo_reply_checksum for all 65536 values of h: the fast-echo tests).
-        h = frame[off + 36] << 8 | frame[off + 37]
-        # Every header field from the Ethernet header to the ICMP checksum: type 0, the request's code.
-        _ECHO_REPLY.pack_into(out, off, p.eth, 0x4500, total, ident, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, addr, src,
-                              frame[off + 35], h + 0x800 if h < 0xF7FF else (h - 0xF7FF or 0xFFFF))
+        x = 0x4501 + total + ident + (ttl << 8) + dst + src
+        # Every header field from the Ethernet header to the ICMP checksum: type 0, the request's code, and
+        # RFC 1624 for type 8 -> 0, ~(~c + ~0x0800) with the end-around carry, solved for the two cases of
+        # the carry (equal to ck.echo_reply_checksum for all 65536 values of c: the fast-echo tests).
+        _ECHO_REPLY.pack_into(out, off, p.eth, 0x4500, total, ident, ttl, 1, 0xFFFE - (x - 1) % 0xFFFF, dst, src,
+                              code, c + 0x800 if c < 0xF7FF else (c - 0xF7FF or 0xFFFF))
         return out
 
     def _error_input(self, a: Accepted, t: int, code: int, now: float) -> None:
