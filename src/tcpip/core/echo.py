@@ -2,8 +2,8 @@
 
 A device that reads a frame into a buffer, maybe behind a framing header of its own (a TAP's virtio_net_hdr),
 calls `answer(buf, off, csum_ok)`: the Ethernet frame is `buf[off:]`; `csum_ok` nonzero, the device vouches
-for the L4 checksum. `now` comes from the driver's clock, given to `fast_answer` (read for ICMP frames and
-datagrams that pass the checks: the core reads no clock of its own). An ICMP echo request or a
+for the L4 checksum. `now` comes from the driver's clock, given to `fast_answer` (read for each ICMP frame and
+each frame of an answerer's protocol: the core reads no clock of its own). An ICMP echo request or a
 datagram for an answerer (`Host.set_answerer`: the UDP echo service) that `Host.receive` would answer on
 its fast path gets the same reply here, from the same code (`Icmp.fast_echo`, the answerer), as a copy of
 `buf` with the reply frame at `off` (the bytes before it are the device's: copied as they were); the device
@@ -15,18 +15,19 @@ Why a second entry beside `Host.receive`: under one-in-flight traffic each echo 
 vCPU halted between echoes), where its cost is the cache lines it touches. Going device -> driver -> host
 -> protocol and back touched ~200 more lines per ping than the minimal responder, this path about as many
 (`python -m bench.cold`: callgrind's cache simulation, caches flushed between echoes). Its checks are
-`Host.receive`'s fast-path checks, the same expression (issue 10); an ICMP frame goes straight to
-`Icmp.fast_echo`, which makes them itself (Host.receive calls it the same way), from one unpack.
+`Host.receive`'s fast-path rules (issue 10), made by `Icmp.fast_echo` and the answerer themselves, each
+from one unpack (Host.receive calls them the same way, before its own checks).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from tcpip.core.host import _FAST, Host  # Host.receive's unpack, the same one
 from tcpip.core.icmp import UNICAST_SRC
 
-__all__ = ["FastAnswer", "fast_answer"]
+__all__ = ["FastAnswer", "fast_answer", "plain_unicast"]
 
 # (buffer, offset of the Ethernet frame, csum_ok) -> the buffer to write back, or None: declined
 FastAnswer = Callable[[bytes, int, int], "bytearray | None"]
@@ -34,32 +35,42 @@ FastAnswer = Callable[[bytes, int, int], "bytearray | None"]
 _from = int.from_bytes
 
 
+def plain_unicast(host: Host, buf: memoryview | bytes, off: int) -> tuple[int, int, int] | None:
+    """(IPv4 total length, source, destination) of the datagram in the Ethernet frame at `off` in `buf` if
+    Host.receive's fast path takes it: to our MAC and address, from a unicast MAC and host address, IPv4
+    with a 20-byte header, not a fragment, its length within the frame and its header checksum verified
+    (the same expression as there). None: the usual path decides (and counts). For an answerer
+    (`Host.set_answerer`) that does not spell the rules out itself."""
+    try:
+        dmac, smac0, etv, total, ff, _, src, dst = _FAST.unpack_from(buf, off)
+    except struct.error:
+        return None
+    n = len(buf) - off
+    h = host
+    if (dst != h._fast_dst or dmac != h.mac or etv >> 8 != 0x080045 or ff & 0x3FFF
+            or total + 14 > n or total < 20 or n > h.max_frame or not UNICAST_SRC[src >> 24]
+            or src in h._fast_martians or smac0 & 1):
+        return None
+    if h._verify and ((x := _from(buf[off + 14:off + 34], "big")) % 0xFFFF or not x):
+        return None
+    return total, src, dst
+
+
 def fast_answer(host: Host, clock: Callable[[], float]) -> FastAnswer:
     """The answer function of `host` on the driver's `clock` (see the module docstring). It reads the host's
-    current address, MAC, MTU and answerers on every call: nothing to rebuild when they change."""
-    unpack = _FAST.unpack_from
-    usrc = UNICAST_SRC
+    current answerers on every call: nothing to rebuild when they change."""
     answerers = host.answerers  # never replaced
     icmp_echo = host.icmp.fast_echo
 
     def answer(buf: bytes, off: int, csum_ok: int) -> bytearray | None:
-        n = len(buf) - off
-        if n < 42:  # shorter than an ICMP echo or a UDP header behind IPv4's
+        if len(buf) - off < 42:  # shorter than an ICMP echo or a UDP header behind IPv4's
             return None
-        # The protocol byte first: a frame no echo answers (a TCP segment) is declined in two tests
+        # The protocol byte first: a frame no echo answers (a TCP segment) is declined in two tests. Both
+        # answers make Host.receive's fast-path checks themselves, from one unpack.
         if (proto := buf[off + 23]) == 1:
-            return icmp_echo(buf, off, clock())  # its own checks: Host.receive's rules
+            return icmp_echo(buf, off, clock())
         if (a := answerers.get(proto)) is None:
             return None
-        dmac, smac0, etv, total, ff, _, src, dst = unpack(buf, off)
-        h = host
-        # Host.receive's fast-path test, the same expression (see there)
-        if (dst != h._fast_dst or dmac != h.mac or etv >> 8 != 0x080045 or ff & 0x3FFF
-                or total + 14 > n or total < 20 or n > h.max_frame or not usrc[src >> 24]
-                or src in h._fast_martians or smac0 & 1):
-            return None
-        if h._verify and ((x := _from(buf[off + 14:off + 34], "big")) % 0xFFFF or not x):
-            return None  # a bad header checksum: the general path counts it
-        return a(buf, off, total, src, dst, clock(), csum_ok)
+        return a(buf, off, clock(), csum_ok)
 
     return answer

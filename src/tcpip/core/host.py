@@ -14,10 +14,12 @@ Hooks for upper layers (UDP today, TCP next); every callable is synchronous and 
   multicast address); `on_error(icmp_type, code, rest, quote, now)` gets each ICMP error quoting one of our
   datagrams of that protocol (`rest`: the ICMP header's second word; `quote`: the quoted IPv4 header and
   at least 8 bytes after it). No handler: ICMP protocol unreachable.
-- `set_answerer(proto, answer)`: `answer(buf, off, total, src, dst, now, csum_ok)` is tried first for each
-  plain unicast datagram of `proto` on the fast path (the frame at `off` in `buf`: 0 here, a device's
-  framing header before it from `core.echo`); the copy of `buf` it returns, the reply at `off`, is the
-  datagram's only output (counted by the answerer); None hands it to the registry (UDP's echo service).
+- `set_answerer(proto, answer)`: `answer(buf, off, now, csum_ok)` is tried first for each frame of `proto`
+  (the frame at `off` in `buf`: 0 here, a device's framing header before it from `core.echo`), as read: it
+  answers only a plain unicast datagram the fast path takes (`core.echo.plain_unicast` gives its rules and
+  fields, or the answerer makes them itself: UDP's echo service, from one unpack); the copy of `buf` it
+  returns, the reply at `off`, is the datagram's only output (counted by the answerer); None, with nothing
+  changed, hands the frame to the usual path.
 - `add_timer_source(poll_at, handle_timeout)`: `poll_at() -> float | None` is folded into the host's
   `poll_at()`, and `handle_timeout(now)` is called on every host `handle_timeout(now)` (it must do nothing
   when nothing is due). A source whose deadline moves *earlier* calls `timers_changed()` so the driver
@@ -56,9 +58,9 @@ Buffer = bytes | bytearray | memoryview
 InputHandler = Callable[[int, int, memoryview, memoryview, float, bool], None]
 # The same plus `csum_ok`: the device vouches for the L4 checksum (offload mode), skip verifying it
 TrustedHandler = Callable[[int, int, memoryview, memoryview, float, bool, bool], None]
-# (buffer, offset of the Ethernet frame in it, IPv4 total length, src, dst, now, csum_ok) -> the reply (the
-# buffer's copy, the frame at the same offset: the input's only output) or None
-Answerer = Callable[[memoryview | bytes, int, int, int, int, float, int], bytearray | None]
+# (buffer, offset of the Ethernet frame in it, now, csum_ok) -> the reply (the buffer's copy, the frame at the
+# same offset: the input's only output) or None; it makes the fast path's checks (core.echo.plain_unicast)
+Answerer = Callable[[memoryview | bytes, int, float, int], bytearray | None]
 TimerSource = tuple[Callable[[], float | None], Callable[[float], None]]
 
 # Ethernet dst, src's first byte, then of the IPv4 header: type+version/IHL+TOS as one word, total length,
@@ -188,8 +190,15 @@ class Host(HostSetup, HostViews):
                                       csum_ok, gso_size)
             return None
         try:
-            # An echo request: Icmp.fast_echo makes this path's checks itself (as it does for core.echo)
-            if frame[23] == 1 and (out := self._fast_echo(frame, 0, now)) is not None:
+            # An echo request, or a datagram for an answerer (the UDP echo service): Icmp.fast_echo and the
+            # answerers make this path's checks themselves (as for core.echo, which calls them the same way)
+            if (p := frame[23]) == 1:
+                out = self._fast_echo(frame, 0, now)
+            elif (ans := self.answerers) and (a := ans.get(p)) is not None:
+                out = a(frame, 0, now, csum_ok)
+            else:
+                out = None
+            if out is not None:
                 if self.answer_direct:  # counted as a whole (FastPaths), as when queued
                     return out
                 self.tx.append((out,))
@@ -209,15 +218,6 @@ class Host(HostSetup, HostViews):
         # ck.verify spelled out (the only place): on this path a call costs 4% of the frame.
         if self._verify and ((x := _from(frame[14:34], "big")) % 0xFFFF or not x):
             self._receive_general(frame, now)
-            return None
-        if (ans := self.answerers) and (a := ans.get(proto)) is not None:
-            out = a(frame, 0, total, src, dst, now, csum_ok)  # the UDP echo service (set_answerer)
-        else:
-            out = None
-        if out is not None:  # counted as a whole (FastPaths), as when queued
-            if self.answer_direct:
-                return out
-            self.tx.append((out,))
             return None
         if not isinstance(frame, memoryview) and proto not in self.takes_bytes:
             frame = memoryview(frame)  # the protocols keep views of their payload (takes_bytes: see register)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tcpip.core.host import Host
+from tcpip.core.icmp import UNICAST_SRC
 from tcpip.core.ipv4 import Accepted
 from tcpip.core.routing import Path
 from tcpip.core.stats import UdpStats, linked
@@ -21,6 +22,9 @@ _HDR = struct.Struct("!HHHH")
 _ETH_IPUDP = struct.Struct("!14sHHH2xHH8sIHH")
 # The same with the addresses and ports as ints: the echo service's reply, packed over a copy of its request
 _ECHO = struct.Struct("!14sHHH2xHHIIHHHH")
+# What the echo service reads of a request: Ethernet dst, src's first byte, type+version/IHL+TOS as one word,
+# total length, flags+fragment offset, source, destination, then the UDP header
+_REQUEST = struct.Struct("!6sB5xIH2xH4xIIHHHH")
 _from = int.from_bytes
 PortInUse = PortInUseError  # the old name
 # Source ports the echo service never answers: services that answer on their own (echo, discard, daytime,
@@ -177,24 +181,38 @@ class UdpLayer:
         self._fast.udp_rx += 1  # rx_datagrams and rx_delivered (stats.FAST_ADDS)
         b.receiver(payload[8:length], src, sport, dst, now)
 
-    def fast_echo(self, frame: memoryview | bytes, off: int, total: int, src: int, dst: int, now: float,
-                  csum_ok: int) -> bytearray | None:
-        """The echo service's reply to a plain unicast datagram (Host.receive's fast path and `core.echo`:
-        `dst` is our address, the Ethernet frame at `off` in `frame`) whose sender's Path is fresh: one copy
-        of the request, the `off` bytes before it included, its headers packed over it with the addresses
-        and ports swapped. A verified checksum is kept (swapping changes no sum); a trusted one
-        (`csum_ok`: maybe the kernel's partial sum) or none is computed. None: `input` takes it (and counts
-        whatever it drops). What `input` and `send` do for an echo binding, in one pass (issue 10)."""
-        if total < 28:
-            return None  # no UDP header: input counts the runt
-        sport, dport, length, c = _HDR.unpack_from(frame, off + 34)
+    def fast_echo(self, frame: memoryview | bytes, off: int, now: float, csum_ok: int) -> bytearray | None:  # noqa: PLR0911 - flat
+        """The echo service's answerer (Host.set_answerer): the reply to a plain unicast datagram to an echo
+        port, the Ethernet frame at `off` in `frame` as read (Host.receive: 0; `core.echo`: past a device's
+        framing header), whose sender's Path is fresh: one copy of the request, the `off` bytes before it
+        included, its headers packed over it with the addresses and ports swapped. A verified checksum is
+        kept (swapping changes no sum); a trusted one (`csum_ok`: maybe the kernel's partial sum) or none is
+        computed. None, with nothing changed: Host.receive's usual path and `input` take it (and count
+        whatever they drop). What `input` and `send` do for an echo binding, in one pass (issue 10), with
+        Host.receive's fast-path checks made here, from one unpack (`core.echo.plain_unicast`'s rules)."""
+        try:
+            dmac, smac0, etv, total, ff, src, dst, sport, dport, length, c = _REQUEST.unpack_from(frame, off)
+        except struct.error:
+            return None
         b = self.ports.get(dport)
-        if b is None or not b.echo or length != total - 20 or sport in ECHO_REFUSED or self._routing.pmtu:
-            return None  # no echo here, trailing bytes or a runt, a refused port (input counts those), or a
-            # path MTU that may call for fragments
+        if b is None or not b.echo:
+            return None  # not for the echo service (the answerer sees every datagram while one is bound)
+        n = len(frame) - off
+        h = self.iface
+        if (dst != h._fast_dst or dmac != h.mac or etv >> 8 != 0x080045 or ff & 0x3FFF or total + 14 > n
+                or n > h.max_frame or not UNICAST_SRC[src >> 24] or src in h._fast_martians or smac0 & 1
+                or length != total - 20 or length < 8 or sport in ECHO_REFUSED or self._routing.pmtu):
+            return None  # the host's fast-path rules; trailing bytes or a runt, a refused port (input counts
+            # those), or a path MTU that may call for fragments
         end = off + 14 + total
-        # Reduced first, as in input: each addition to the whole datagram's int would copy it
-        x = (_from(frame[off + 34:end], "big") << 8 if length & 1 else _from(frame[off + 34:end], "big")) % 0xFFFF
+        # Both sums from one int: the IPv4 header's (its 20 bytes above the datagram's `length`), then the
+        # whole, reduced (each addition to the whole int would copy it); 2**16 == 1 (mod 0xFFFF), so the
+        # datagram's sum (odd: padded) is the whole's minus the header's
+        x = _from(frame[off + 14:end], "big")
+        hs = (x >> (length << 3)) % 0xFFFF
+        if hs and h._verify:
+            return None  # a bad header checksum (a zero header cannot get here: it has 0x45)
+        x = ((x << 8 if length & 1 else x) - hs) % 0xFFFF
         if csum_ok or not c or not self.verify_checksums:
             u = (x - c + src + dst + 17 + length) % 0xFFFF  # the sum with a zero field: 2**16 == 1 (mod 0xFFFF)
             c = 0xFFFF - u  # never 0 (RFC 768: 0 means none)
