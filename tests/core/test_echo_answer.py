@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from testlib import make_iface, sent
 
-from tcpip.core.echo import fast_answer
+from tcpip.core.echo import fast_answer, plain_unicast
 from tcpip.core.host import Host
 from tcpip.core.stats import as_dict
 from tcpip.core.udp import UdpLayer
@@ -206,3 +206,64 @@ def test_any_mutation_is_receives_or_declined(data: bytes, at: int, byte: int, p
     f = bytearray(ping(data) if proto == 1 else udp(data))
     f[at % len(f)] = byte
     _compare(bytes(f), 10)
+
+
+def _udp_ip(data: bytes, **kw: Any) -> bytes:
+    """A datagram to the echo port with its full checksum, the IPv4 header's fields from `kw`."""
+    n = 8 + len(data)
+    u = bytearray(struct.pack("!HHHH", 5000, 7, n, 0) + data)
+    src, dst = kw.get("src", PEER), kw.get("dst", OUR)
+    u[6:8] = (ck.checksum(u, ck.pseudo_header_sum(src, dst, 17, n)) or 0xFFFF).to_bytes(2, "big")
+    return _eth(_ip(17, bytes(u), **kw))
+
+
+def _flip(frame: bytes, at: int) -> bytes:
+    f = bytearray(frame)
+    f[at] ^= 1
+    return bytes(f)
+
+
+# The host's fast-path rules again, for UDP: the echo service's answerer makes them itself (udp.fast_echo)
+UDP_DECLINED = {
+    "bad ip checksum": _flip(udp(b"abcd"), 24),
+    "bad udp checksum": _flip(udp(b"abcd"), 43),
+    "fragment": _udp_ip(b"abcd", ff=0x2000),
+    "not our mac": _eth(udp(b"abcd")[14:], dmac=bytes.fromhex("020000000009")),
+    "multicast source mac": _eth(udp(b"abcd")[14:], smac=bytes.fromhex("010000000001")),
+    "not our address": _udp_ip(b"abcd", dst=0xC6120003),
+    "from ourselves": _udp_ip(b"abcd", src=OUR),
+    "from loopback": _udp_ip(b"abcd", src=0x7F000001),
+    "from the subnet broadcast": _udp_ip(b"abcd", src=0xC61200FF),
+    "from 224/4": _udp_ip(b"abcd", src=0xE0000001),
+    "trailing bytes": _eth(_ip(17, udp(b"abcd")[34:42] + b"abcdXY")),
+    "truncated": udp(b"x" * 100)[:80],
+    "oversize": udp(b"x" * 1500),
+    "runt": udp(b"abcd")[:40],
+}
+
+
+@pytest.mark.parametrize("off", [0, 10])
+@pytest.mark.parametrize("name", sorted(UDP_DECLINED))
+def test_udp_declined_without_effect(name: str, off: int) -> None:
+    h, u = _host()
+    before = _state(h, u)
+    assert fast_answer(h, _now)(bytes(off) + UDP_DECLINED[name], off, 0) is None
+    assert _state(h, u) == before
+    _compare(UDP_DECLINED[name], 0)  # and Host.receive, which takes it the usual way, agrees
+
+
+def test_udp_with_a_tos_is_answered() -> None:
+    """Host.receive's fast path takes any TOS for an answerer (the ICMP echo wants 0): so does this one."""
+    assert _compare(_udp_ip(b"abcd", tos=0x10), 0) is not None
+
+
+def test_plain_unicast() -> None:
+    """The fast path's rules for an answerer: (total, src, dst) of a datagram it takes, else None."""
+    h, _ = _host()
+    f = _udp_ip(b"abcd")
+    assert plain_unicast(h, f, 0) == (32, PEER, OUR)
+    assert plain_unicast(h, bytes(10) + f, 10) == (32, PEER, OUR)
+    for name in ("bad ip checksum", "fragment", "not our mac", "multicast source mac", "not our address",
+                 "from ourselves", "from loopback", "from the subnet broadcast", "from 224/4", "truncated",
+                 "oversize", "runt"):
+        assert plain_unicast(h, UDP_DECLINED[name], 0) is None, name
