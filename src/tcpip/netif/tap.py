@@ -154,7 +154,7 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
         self._quiet = 0  # consecutive wake-ups that found exactly one frame (see _drain)
         self._qbase = 0  # _quiet when the streak was last folded into _wakeups
         self.on_burst_end = None
-        self._fast_answer = None  # attach_fast: the core's echo answer, tried first in a one-frame wake-up
+        self._fast_answer = None  # attach_fast: the core's echo answer, tried first for each frame read
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()

@@ -338,8 +338,8 @@ class VnetIO:
                     end()
 
     def attach_fast(self, answer: FastAnswer | None) -> None:
-        """Try `answer(buf, off, csum_ok)` (`tcpip.core.echo`) first for a frame read alone in its wake-up:
-        `buf` is what was read, the frame at `off` (past the virtio header in offload mode), `csum_ok` the
+        """Try `answer(buf, off, csum_ok)` (`tcpip.core.echo`) first for every frame read that is not a
+        super-frame, alone in its wake-up or in a burst: `buf` is what was read, the frame at `off` (past the virtio header in offload mode), `csum_ok` the
         header's NEEDS_CSUM or DATA_VALID flags. A buffer it returns is written as it is (its offload header
         zeroed: a reply carries full checksums), and the frame is not delivered; None hands the frame to the
         attached consumer as usual. None as `answer` detaches it."""
