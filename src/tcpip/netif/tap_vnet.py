@@ -339,10 +339,11 @@ class VnetIO:
 
     def attach_fast(self, answer: FastAnswer | None) -> None:
         """Try `answer(buf, off, csum_ok)` (`tcpip.core.echo`) first for every frame read that is not a
-        super-frame, alone in its wake-up or in a burst: `buf` is what was read, the frame at `off` (past the virtio header in offload mode), `csum_ok` the
-        header's NEEDS_CSUM or DATA_VALID flags. A buffer it returns is written as it is (its offload header
-        zeroed: a reply carries full checksums), and the frame is not delivered; None hands the frame to the
-        attached consumer as usual. None as `answer` detaches it."""
+        super-frame, alone in its wake-up or in a burst: `buf` is what was read, the frame at `off` (past the
+        virtio header in offload mode), `csum_ok` the header's NEEDS_CSUM or DATA_VALID flags. A buffer it
+        returns is written as it is (its offload header zeroed: a reply carries full checksums), and the
+        frame is not delivered; None hands the frame to the attached consumer as usual. None as `answer`
+        detaches it."""
         self._fast_answer = answer
 
     def attach_answering(self, deliver: AnswerDeliver | None) -> None:
