@@ -187,3 +187,32 @@ async def test_a_burst_is_answered_in_the_read_in_order(offload: bool) -> None:
     finally:
         await stack.disconnect()
         peer.sock.close()
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_tcp_segments_are_not_offered(offload: bool) -> None:
+    """A TCP segment never goes to the fast answer (no call per segment of a bulk transfer), alone or in a
+    burst; a ping still does."""
+    stack, dev, peer, _ = await _setup(offload)
+    try:
+        offered: list[int] = []
+        inner = dev._fast_answer
+
+        def spy(buf: bytes, off: int, csum_ok: int) -> Any:
+            offered.append(buf[off + 23])
+            return inner(buf, off, csum_ok)
+
+        dev._fast_answer = spy
+        ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 40, 1, 0, 64, 6, 0, PEER, OURS) + bytes(20))
+        ip[10:12] = ck.checksum(ip[:20]).to_bytes(2, "big")
+        seg = OUR_MAC + PEER_MAC + b"\x08\x00" + bytes(ip)
+        for quiet in (5, 0):  # the one-frame streak, then the burst loop
+            dev._quiet = quiet
+            peer.send(seg)
+            peer.send(_ping(quiet))
+            (rep,) = await peer.recv(1)  # the ping's reply (the segment's bad checksum: dropped, counted)
+            assert struct.unpack_from("!HH", rep, 38) == (0x77, quiet)
+        assert offered == [1, 1]
+    finally:
+        await stack.disconnect()
+        peer.sock.close()

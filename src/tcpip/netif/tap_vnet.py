@@ -170,8 +170,9 @@ class VnetIO:
             self._quiet = quiet + 1
             # The core's fast answer first (`attach_fast`: an echo request answered in one call, the reply
             # written here; core.echo says why), then, declined, the frame's usual delivery below. A
-            # super-frame (gso_type set) is never an echo request.
-            if (fa := self._fast_answer) is not None and not (hl and f[1]):
+            # super-frame (gso_type set) is never an echo request, nor is a TCP segment (IPv4's protocol
+            # byte: no call per segment of a bulk transfer, its ACKs included).
+            if (fa := self._fast_answer) is not None and not (hl and f[1]) and n > hl + 23 and f[hl + 23] != 6:
                 try:  # the header's flags, NEEDS_CSUM or DATA_VALID: a checksum the kernel vouches for
                     ans = fa(f, hl, f[0] & _TRUSTED if hl else 0)
                 except Exception:  # a bug: the usual path below takes the frame (and counts its errors)
@@ -262,8 +263,9 @@ class VnetIO:
                 nbytes += n
                 # The fast answer here too: a pinned peer (ping -f, a UDP echo client on our CPU) runs at each
                 # of our writes, so its next request is queued when we read again and every echo comes in a
-                # burst (issue 10: ~9k instructions per ping less than on_frame's way). Not a super-frame.
-                if fa is not None and not (hl and f[1]):
+                # burst (issue 10: ~3.3k instructions per ping, ~4.6k per UDP echo, less than on_frame's way;
+                # bench/callgrind_burst.py). Not a super-frame or a TCP segment (as above).
+                if fa is not None and not (hl and f[1]) and n > hl + 23 and f[hl + 23] != 6:
                     try:
                         ans = fa(f, hl, f[0] & _TRUSTED if hl else 0)
                     except Exception:  # a bug: the usual path below takes the frame (and counts its errors)
@@ -339,11 +341,11 @@ class VnetIO:
 
     def attach_fast(self, answer: FastAnswer | None) -> None:
         """Try `answer(buf, off, csum_ok)` (`tcpip.core.echo`) first for every frame read that is not a
-        super-frame, alone in its wake-up or in a burst: `buf` is what was read, the frame at `off` (past the
-        virtio header in offload mode), `csum_ok` the header's NEEDS_CSUM or DATA_VALID flags. A buffer it
-        returns is written as it is (its offload header zeroed: a reply carries full checksums), and the
-        frame is not delivered; None hands the frame to the attached consumer as usual. None as `answer`
-        detaches it."""
+        super-frame or a TCP segment, alone in its wake-up or in a burst: `buf` is what was read, the frame at
+        `off` (past the virtio header in offload mode), `csum_ok` the header's NEEDS_CSUM or DATA_VALID
+        flags. A buffer it returns is written as it is (its offload header zeroed: a reply carries full
+        checksums), and the frame is not delivered; None hands the frame to the attached consumer as usual.
+        None as `answer` detaches it."""
         self._fast_answer = answer
 
     def attach_answering(self, deliver: AnswerDeliver | None) -> None:
