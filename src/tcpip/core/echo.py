@@ -16,7 +16,8 @@ vCPU halted between echoes), where its cost is the cache lines it touches. Going
 -> protocol and back touched ~200 more lines per ping than the minimal responder, this path about as many
 (`python -m bench.cold`: callgrind's cache simulation, caches flushed between echoes). Its checks are
 `Host.receive`'s fast-path rules (issue 10), made by `Icmp.fast_echo` and the answerer themselves, each
-from one unpack (Host.receive calls them the same way, before its own checks).
+from one unpack (Host.receive calls Icmp.fast_echo the same way, before its own checks, and an answerer
+after them).
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ Hooks for upper layers (UDP today, TCP next); every callable is synchronous and 
   multicast address); `on_error(icmp_type, code, rest, quote, now)` gets each ICMP error quoting one of our
   datagrams of that protocol (`rest`: the ICMP header's second word; `quote`: the quoted IPv4 header and
   at least 8 bytes after it). No handler: ICMP protocol unreachable.
-- `set_answerer(proto, answer)`: `answer(buf, off, now, csum_ok)` is tried first for each frame of `proto`
-  (the frame at `off` in `buf`: 0 here, a device's framing header before it from `core.echo`), as read: it
-  answers only a plain unicast datagram the fast path takes (`core.echo.plain_unicast` gives its rules and
-  fields, or the answerer makes them itself: UDP's echo service, from one unpack); the copy of `buf` it
-  returns, the reply at `off`, is the datagram's only output (counted by the answerer); None, with nothing
-  changed, hands the frame to the usual path.
+- `set_answerer(proto, answer)`: `answer(buf, off, now, csum_ok)` is tried for each datagram of `proto`
+  that passes the fast path's checks, before its handler (the frame at `off` in `buf`: 0 here), and by
+  `core.echo` first on the frame as a device read it (a framing header before it): so it answers only a
+  plain unicast datagram the fast path takes, making the checks itself (`core.echo.plain_unicast`, or spelled
+  out: UDP's echo service, from one unpack); the copy of `buf` it returns, the reply at `off`, is the
+  datagram's only output (counted by the answerer); None, with nothing changed, hands it on.
 - `add_timer_source(poll_at, handle_timeout)`: `poll_at() -> float | None` is folded into the host's
   `poll_at()`, and `handle_timeout(now)` is called on every host `handle_timeout(now)` (it must do nothing
   when nothing is due). A source whose deadline moves *earlier* calls `timers_changed()` so the driver
@@ -175,7 +175,7 @@ class Host(HostSetup, HostViews):
         return out
 
     # -- input ---------------------------------------------------------------------------------
-    def receive(self, frame: memoryview | bytes, now: float, csum_ok: bool = False,  # noqa: PLR0911,PLR0912 - flat
+    def receive(self, frame: memoryview | bytes, now: float, csum_ok: bool = False,  # noqa: PLR0911 - flat
                 gso_size: int = 0) -> bytearray | None:
         """One Ethernet frame in: ARP and ICMP answered here, other protocols to their handlers.
 
@@ -190,19 +190,10 @@ class Host(HostSetup, HostViews):
                                       csum_ok, gso_size)
             return None
         try:
-            # An echo request, or a datagram for an answerer (the UDP echo service): Icmp.fast_echo and the
-            # answerers make this path's checks themselves (as for core.echo, which calls them the same way)
-            if (p := frame[23]) == 1:
-                out = self._fast_echo(frame, 0, now)
-            elif (ans := self.answerers) and (a := ans.get(p)) is not None:
-                out = a(frame, 0, now, csum_ok)
-            else:
-                out = None
-            if out is not None:
-                if self.answer_direct:  # counted as a whole (FastPaths), as when queued
-                    return out
-                self.tx.append((out,))
-                return None
+            # An echo request: Icmp.fast_echo makes this path's checks itself (as for core.echo, which calls
+            # it the same way), so an echo is not checked twice
+            if frame[23] == 1 and (out := self._fast_echo(frame, 0, now)) is not None:
+                return self._answered(out)
             dmac, smac0, etv, total, ff, proto, src, dst = _FAST.unpack_from(frame, 0)
         except (struct.error, IndexError):
             self._receive_general(frame, now)
@@ -219,6 +210,11 @@ class Host(HostSetup, HostViews):
         if self._verify and ((x := _from(frame[14:34], "big")) % 0xFFFF or not x):
             self._receive_general(frame, now)
             return None
+        # An answerer (the UDP echo service) makes these checks again: a call per datagram of its protocol
+        # (core.echo, a TAP's path, calls it first); tried before the handler
+        if (ans := self.answerers) and (a := ans.get(proto)) is not None and (
+                out := a(frame, 0, now, csum_ok)) is not None:
+            return self._answered(out)
         if not isinstance(frame, memoryview) and proto not in self.takes_bytes:
             frame = memoryview(frame)  # the protocols keep views of their payload (takes_bytes: see register)
         if csum_ok and (t := self.trusted.get(proto)) is not None:
@@ -235,6 +231,13 @@ class Host(HostSetup, HostViews):
         return None
 
     receive_offloaded = receive  # the name offloading drivers call (Runner.on_frame_offloaded)
+
+    def _answered(self, out: bytearray) -> bytearray | None:
+        """A fast answer (counted as a whole, FastPaths): handed back to the driver, or queued."""
+        if self.answer_direct:
+            return out
+        self.tx.append((out,))
+        return None
 
     def _receive_general(self, frame: memoryview | bytes, now: float, csum_ok: bool = False) -> None:
         if not isinstance(frame, memoryview):
