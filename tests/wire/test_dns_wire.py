@@ -64,6 +64,15 @@ def test_round_trip(m: DnsMessage) -> None:
     assert DnsMessage.parse(m.emit()) == m
 
 
+def test_compression_keeps_each_names_case() -> None:
+    """Hypothesis's example: "W" then "w" came back "W", "W" (a pointer to the first copy, matched without case)."""
+    m = DnsMessage(0, 0, (), (Record("W", RType.A, 0, 0), Record("w", RType.A, 0, 0),
+                              Record("a.Example", RType.A, 0, 1), Record("b.example", RType.A, 0, 2)), None)
+    wire = m.emit()
+    assert DnsMessage.parse(wire) == m
+    assert [r.name for r in DnsMessage.parse(wire).answers] == ["W", "w", "a.Example", "b.example"]
+
+
 @given(names())
 def test_name_text_round_trip(name: str) -> None:
     assert to_text(encode_name(name)) == name

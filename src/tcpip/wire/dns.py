@@ -291,10 +291,12 @@ def canonical(name: str) -> str:
 
 
 def write_name(out: bytearray, name: str, table: dict[tuple[bytes, ...], int]) -> None:
-    """Append `name`, pointing at an earlier copy of its longest known suffix (RFC 1035 4.1.4)."""
+    """Append `name`, pointing at an earlier copy of its longest known suffix (RFC 1035 4.1.4). Suffixes
+    match byte for byte: a pointer to a copy in another case would change the name's case, which a
+    message must carry as it was given (RFC 4343 4; hypothesis found "W" then "w" read back as "W", "W")."""
     labels = encode_name(name)
     for i in range(len(labels)):
-        key = tuple(lb.lower() for lb in labels[i:])
+        key = tuple(labels[i:])
         if key in table:
             out += struct.pack("!H", 0xC000 | table[key])
             return
