@@ -169,45 +169,6 @@ DECLINED = {
 }
 
 
-@pytest.mark.parametrize("off", [0, 10])
-@pytest.mark.parametrize("name", sorted(DECLINED))
-def test_declined_without_effect(name: str, off: int) -> None:
-    h, u = _host()
-    before = _state(h, u)
-    assert fast_answer(h, _now)(bytes(off) + DECLINED[name], off, 0) is None
-    assert _state(h, u) == before
-
-
-def test_declined_without_a_fresh_path() -> None:
-    """No neighbour entry for the source: declined (receive resolves it and counts), nothing changed."""
-    h, u = _host()
-    req = ping(b"abcd", src=0xC6120005)
-    before = _state(h, u)
-    assert fast_answer(h, _now)(req, 0, 0) is None
-    assert _state(h, u) == before
-
-
-def test_follows_the_host() -> None:
-    """A new address, MAC or echo service is read on every call: the same function keeps up."""
-    h, u = _host()
-    answer = fast_answer(h, _now)
-    assert answer(udp(b"x"), 0, 0) is not None
-    u.unbind(u.ports[7])
-    assert answer(udp(b"x"), 0, 0) is None
-    h.set_address(0xC6120003, 1.0)
-    assert answer(ping(b"abcd"), 0, 0) is None  # to the old address: not ours any more
-    assert answer(ping(b"abcd", dst=0xC6120003), 0, 0) is not None
-
-
-@given(data=st.binary(min_size=1, max_size=120), at=st.integers(0, 200), byte=st.integers(0, 255),
-       proto=st.sampled_from([1, 17]))
-@settings(max_examples=300, deadline=None)
-def test_any_mutation_is_receives_or_declined(data: bytes, at: int, byte: int, proto: int) -> None:
-    f = bytearray(ping(data) if proto == 1 else udp(data))
-    f[at % len(f)] = byte
-    _compare(bytes(f), 10)
-
-
 def _udp_ip(data: bytes, **kw: Any) -> bytes:
     """A datagram to the echo port with its full checksum, the IPv4 header's fields from `kw`."""
     n = 8 + len(data)
@@ -242,14 +203,47 @@ UDP_DECLINED = {
 }
 
 
+
+
 @pytest.mark.parametrize("off", [0, 10])
-@pytest.mark.parametrize("name", sorted(UDP_DECLINED))
-def test_udp_declined_without_effect(name: str, off: int) -> None:
+@pytest.mark.parametrize("name", sorted(DECLINED) + [f"udp: {k}" for k in sorted(UDP_DECLINED)])
+def test_declined_without_effect(name: str, off: int) -> None:
+    frame = UDP_DECLINED[name[5:]] if name.startswith("udp: ") else DECLINED[name]
     h, u = _host()
     before = _state(h, u)
-    assert fast_answer(h, _now)(bytes(off) + UDP_DECLINED[name], off, 0) is None
+    assert fast_answer(h, _now)(bytes(off) + frame, off, 0) is None
     assert _state(h, u) == before
-    _compare(UDP_DECLINED[name], 0)  # and Host.receive, which takes it the usual way, agrees
+    _compare(frame, 0)  # and Host.receive, which takes it the usual way, agrees
+
+
+def test_declined_without_a_fresh_path() -> None:
+    """No neighbour entry for the source: declined (receive resolves it and counts), nothing changed."""
+    h, u = _host()
+    req = ping(b"abcd", src=0xC6120005)
+    before = _state(h, u)
+    assert fast_answer(h, _now)(req, 0, 0) is None
+    assert _state(h, u) == before
+
+
+def test_follows_the_host() -> None:
+    """A new address, MAC or echo service is read on every call: the same function keeps up."""
+    h, u = _host()
+    answer = fast_answer(h, _now)
+    assert answer(udp(b"x"), 0, 0) is not None
+    u.unbind(u.ports[7])
+    assert answer(udp(b"x"), 0, 0) is None
+    h.set_address(0xC6120003, 1.0)
+    assert answer(ping(b"abcd"), 0, 0) is None  # to the old address: not ours any more
+    assert answer(ping(b"abcd", dst=0xC6120003), 0, 0) is not None
+
+
+@given(data=st.binary(min_size=1, max_size=120), at=st.integers(0, 200), byte=st.integers(0, 255),
+       proto=st.sampled_from([1, 17]))
+@settings(max_examples=300, deadline=None)
+def test_any_mutation_is_receives_or_declined(data: bytes, at: int, byte: int, proto: int) -> None:
+    f = bytearray(ping(data) if proto == 1 else udp(data))
+    f[at % len(f)] = byte
+    _compare(bytes(f), 10)
 
 
 def test_udp_with_a_tos_is_answered() -> None:
