@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -144,31 +145,6 @@ def _options() -> bytes:
     return _eth(bytes(ip) + bytes(m))
 
 
-DECLINED = {
-    "tcp": _eth(_ip(6, bytes(20))),
-    "arp": OUR_MAC + PEER_MAC + b"\x08\x06" + bytes(46),
-    "echo reply": ping(b"abcd")[:34] + b"\x00" + ping(b"abcd")[35:],
-    "bad icmp checksum": _bad_icmp_sum(),
-    "bad ip checksum": _bad_ip_sum(),
-    "tos": ping(b"abcd", tos=0x10),
-    "fragment": ping(b"abcd", ff=0x2000),
-    "options": _options(),
-    "not our mac": _eth(ping(b"abcd")[14:], dmac=bytes.fromhex("020000000009")),
-    "broadcast mac": _eth(ping(b"abcd")[14:], dmac=b"\xff" * 6),
-    "multicast source mac": _eth(ping(b"abcd")[14:], smac=bytes.fromhex("010000000001")),
-    "not our address": ping(b"abcd", dst=0xC6120003),
-    "from ourselves": ping(b"abcd", src=OUR),
-    "from loopback": ping(b"abcd", src=0x7F000001),
-    "from the subnet broadcast": ping(b"abcd", src=0xC61200FF),
-    "from 0/8": ping(b"abcd", src=0x00000001),
-    "udp to no echo": udp(b"x", dport=9),
-    "udp from an echo port": udp(b"x", sport=19),
-    "runt": ping(b"abcd")[:30],
-    "truncated": ping(b"x" * 100)[:80],
-    "oversize": ping(b"x" * 1500),
-}
-
-
 def _udp_ip(data: bytes, **kw: Any) -> bytes:
     """A datagram to the echo port with its full checksum, the IPv4 header's fields from `kw`."""
     n = 8 + len(data)
@@ -176,6 +152,40 @@ def _udp_ip(data: bytes, **kw: Any) -> bytes:
     src, dst = kw.get("src", PEER), kw.get("dst", OUR)
     u[6:8] = (ck.checksum(u, ck.pseudo_header_sum(src, dst, 17, n)) or 0xFFFF).to_bytes(2, "big")
     return _eth(_ip(17, bytes(u), **kw))
+
+
+def _host_rules(build: Callable[..., bytes]) -> dict[str, bytes]:
+    """The host's fast-path rules, one frame breaking each, built by `build(data, **ip_fields)` (a ping or a
+    datagram to the echo port): the answers make these checks themselves, each for its protocol."""
+    ok = build(b"abcd")
+    return {
+        "fragment": build(b"abcd", ff=0x2000),
+        "not our mac": _eth(ok[14:], dmac=bytes.fromhex("020000000009")),
+        "broadcast mac": _eth(ok[14:], dmac=b"\xff" * 6),
+        "multicast source mac": _eth(ok[14:], smac=bytes.fromhex("010000000001")),
+        "not our address": build(b"abcd", dst=0xC6120003),
+        "from ourselves": build(b"abcd", src=OUR),
+        "from loopback": build(b"abcd", src=0x7F000001),
+        "from the subnet broadcast": build(b"abcd", src=0xC61200FF),
+        "from 0/8": build(b"abcd", src=0x00000001),
+    }
+
+
+DECLINED = {
+    "tcp": _eth(_ip(6, bytes(20))),
+    "arp": OUR_MAC + PEER_MAC + b"\x08\x06" + bytes(46),
+    "echo reply": ping(b"abcd")[:34] + b"\x00" + ping(b"abcd")[35:],
+    "bad icmp checksum": _bad_icmp_sum(),
+    "bad ip checksum": _bad_ip_sum(),
+    "tos": ping(b"abcd", tos=0x10),
+    "options": _options(),
+    **_host_rules(ping),
+    "udp to no echo": udp(b"x", dport=9),
+    "udp from an echo port": udp(b"x", sport=19),
+    "runt": ping(b"abcd")[:30],
+    "truncated": ping(b"x" * 100)[:80],
+    "oversize": ping(b"x" * 1500),
+}
 
 
 def _flip(frame: bytes, at: int) -> bytes:
@@ -188,13 +198,7 @@ def _flip(frame: bytes, at: int) -> bytes:
 UDP_DECLINED = {
     "bad ip checksum": _flip(udp(b"abcd"), 24),
     "bad udp checksum": _flip(udp(b"abcd"), 43),
-    "fragment": _udp_ip(b"abcd", ff=0x2000),
-    "not our mac": _eth(udp(b"abcd")[14:], dmac=bytes.fromhex("020000000009")),
-    "multicast source mac": _eth(udp(b"abcd")[14:], smac=bytes.fromhex("010000000001")),
-    "not our address": _udp_ip(b"abcd", dst=0xC6120003),
-    "from ourselves": _udp_ip(b"abcd", src=OUR),
-    "from loopback": _udp_ip(b"abcd", src=0x7F000001),
-    "from the subnet broadcast": _udp_ip(b"abcd", src=0xC61200FF),
+    **_host_rules(_udp_ip),
     "from 224/4": _udp_ip(b"abcd", src=0xE0000001),
     "trailing bytes": _eth(_ip(17, udp(b"abcd")[34:42] + b"abcdXY")),
     "truncated": udp(b"x" * 100)[:80],
