@@ -1,6 +1,7 @@
 """Instructions per echo in the TAP device's two regimes, deterministic: a burst of 64 requests per wake-up
 (what a pinned ping -f or UDP echo gives: the peer runs at each of our writes, so a wake-up drains dozens of
-frames and the loop's cost vanishes) and one request per wake-up (the one-frame streak of an unpinned peer).
+frames and the loop's cost vanishes) and one request per wake-up (an unpinned peer: the frame, then the read
+that finds nothing).
 
 `python bench/callgrind_burst.py [icmp|udp|udpapp] [vnet|plain|responder] [burst|one]` runs a real Stack on a
 TapDevice whose read and write are replaced in-process (no syscalls: only the Python between them is
@@ -51,10 +52,9 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
     queued: list[bytes] = []
     written = [0]
 
-    def fake_read(_fd: int, _n: int) -> bytes:
-        if queued:
-            return queued.pop()
-        raise BlockingIOError
+    class FakeReads:
+        def read(self, _n: int) -> bytes | None:  # FileIO.read: None on EAGAIN
+            return queued.pop() if queued else None
 
     def fake_writev(_fd: int, parts: list[bytes]) -> int:
         written[0] += 1
@@ -64,7 +64,7 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
         written[0] += 1
         return len(data)
 
-    tap_vnet._read = fake_read  # type: ignore[assignment]
+    dev._rfile = FakeReads()  # type: ignore[assignment]
     os.writev = fake_writev  # type: ignore[assignment]
     # the device's own writes of the answers it is handed (attach_answering)
     tap_vnet._writev = fake_writev  # type: ignore[assignment]
@@ -73,7 +73,6 @@ async def _workload(n: int, kind: str, mode: str, what: str) -> None:
     per = BURST if what == "burst" else 1
     for _ in range(n):
         queued[:] = [req] * per
-        dev._quiet = 0 if what == "burst" else 5  # the burst loop, or the one-frame streak's unrolled path
         reader()
     if written[0] != n * per:
         raise SystemExit(f"expected {n * per} replies, got {written[0]}")
@@ -94,7 +93,7 @@ class _EchoProtocol(asyncio.DatagramProtocol):
 
 def _responder(n: int, kind: str, what: str) -> None:
     """The same for the minimal responder (`bench.e2e.Responder`, plain framing): its drain reads until
-    EAGAIN, so a one-frame wake-up costs it a raised BlockingIOError that tcpip's streak skips."""
+    EAGAIN, a raised BlockingIOError (tcpip's read returns None there)."""
     from bench.e2e import Responder
     from bench.frames import OUR_IP_S, OUR_MAC, icmp_echo, udp_frame
 

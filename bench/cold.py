@@ -70,7 +70,7 @@ async def _workload(impl: str, kind: str, n: int, echo: bool) -> None:
             peer.recv(4096)
         except BlockingIOError:
             break
-    for _ in range(40):  # warm: the one-frame streak, the path cache
+    for _ in range(40):  # warm: the path cache, the code
         peer.send(req)
         drain()
         peer.recv(4096)

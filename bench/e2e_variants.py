@@ -9,7 +9,7 @@ FLAGS:
   full     (vnet) a UDP reply's checksum finished here, written with a zero virtio header (as tcpip does),
            not handed back to the kernel as partial;
   small    (vnet) 2 KiB reads;
-  one      one frame per wake-up, no read ending in EAGAIN (tcpip's one-frame streak);
+  one      one frame per wake-up, no read ending in EAGAIN (what tcpip's TAP did until issue 10's stop 30);
   fat      300 attribute loads before each write, on 300 objects apart in memory;
   warm     (fat) the same 300 loads on one object (the instructions without the footprint);
   env      two tcpip Stacks on a Hub in the same process (tcpip's imports, objects and timers, idle);

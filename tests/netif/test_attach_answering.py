@@ -79,11 +79,11 @@ async def test_echo_replies_written_by_the_device_in_both_regimes(offload: bool)
         assert stack.core.answer_direct
         t0, tx0, txb0 = transmits[0], dev.stats.tx_frames, dev.stats.tx_bytes
         reqs = [_echo_request(i) for i in range(24)]
-        for r in reqs:  # one per wake-up: the one-frame streak starts after two
+        for r in reqs:  # one per wake-up
             peer.send(r)
             (rep,) = await peer.recv(1)
             _check_reply(rep, r)
-        burst = [_echo_request(100 + i, 8 + 100 * i) for i in range(6)]  # then a burst: the loop path
+        burst = [_echo_request(100 + i, 8 + 100 * i) for i in range(6)]  # then a burst, one wake-up
         for r in burst:
             peer.send(r)
         reps = await peer.recv(6)
@@ -112,7 +112,7 @@ async def test_failed_answer_is_a_counted_drop(offload: bool, no_write_patch: No
             raise OSError(errno.EAGAIN, "queue full")
 
         tap_vnet._write = tap_vnet._writev = full  # type: ignore[assignment]
-        for i in range(20):  # one-frame wake-ups (the streak's _answer) then a burst (the loop's)
+        for i in range(20):  # one-frame wake-ups, then a burst
             peer.send(_echo_request(i))
             for _ in range(50):
                 await asyncio.sleep(0)

@@ -44,10 +44,10 @@ async def test_bytes_consumer_gets_bytes_view_consumer_gets_views(offload: bool)
     got: list[object] = []
     try:
         dev.attach_bytes(got.append)
-        for i in range(24):  # long enough for the one-frame streak to start (every 16th wake-up probes)
+        for i in range(24):  # one per wake-up
             peer.send(hdr + FRAME[:-1] + bytes([i]))
             await _wait(lambda i=i: len(got) > i, f"frame {i} never delivered")
-        peer.send(hdr + FRAME)  # then a burst of three: the loop path
+        peer.send(hdr + FRAME)  # then a burst of three in one wake-up
         peer.send(hdr + FRAME)
         peer.send(hdr + FRAME)
         await _wait(lambda: len(got) == 27, "burst never delivered")

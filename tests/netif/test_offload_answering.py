@@ -106,7 +106,7 @@ async def test_udp_echo_answered_by_the_device() -> None:
         await stack.udp_echo(7)
         t0, tx0, txb0 = transmits[0], dev.stats.tx_frames, dev.stats.tx_bytes
         sizes: list[int] = []
-        for i in range(24):  # one per wake-up: the one-frame streak starts after two
+        for i in range(24):  # one per wake-up
             data = bytes((i + j) & 0xFF for j in range(i * 7))
             peer.sock.send(_udp_request(40000 + i, data, partial=i % 2 == 0))
             (rep,) = await peer.recv(1)

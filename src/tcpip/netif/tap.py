@@ -5,8 +5,7 @@ our side has its own MAC. Frames the kernel sends out of `tap0` are read from th
 frames we write are received by the kernel as if they came in on `tap0`.
 
 Receive: one `loop.add_reader` callback reads frames until EAGAIN (at most `max_burst` per wake-up, then
-it returns to the loop; the reader is level-triggered, so a longer backlog wakes it again at once); under
-one-frame-per-wake-up traffic it returns after the frame instead of reading on to EAGAIN (see `_drain`).
+it returns to the loop; the reader is level-triggered, so a longer backlog wakes it again at once).
 Each frame is read into a fresh buffer, because the stack may keep views of what it was given.
 Transmit: `os.writev` of the frame's parts (scatter-gather); a full or unavailable kernel queue
 (EAGAIN, ENOBUFS, EIO while the link is down) is counted in `stats.tx_dropped`, never raised.
@@ -29,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import io
 import logging
 import os
 import socket
@@ -126,7 +126,8 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
     _answer = VnetIO._answer  # an answer written directly, both framings (not BaseDevice's transmit)
     _answer_parts = VnetIO._answer_parts
     MAX_BURST = 256  # frames per wake-up: under a flood, timers and the application still get loop turns
-    # Called after each wake-up that pushed frames (Runner: application deliveries once per burst); declared
+    # Called after each wake-up that pushed frames to the driver (Runner: application deliveries once per
+    # burst; not after one whose frames the fast answer all took: nothing to flush); declared
     # here so that a driver can tell a bursting device from a wrapper that forwards attribute reads.
     on_burst_end: Callable[[], None] | None = None
 
@@ -150,9 +151,9 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
         self.fd = fd
         self._ctl = ctl
         self.max_burst = max_burst
-        self._wakeups = 0  # reader callbacks before the current one-frame streak (rx_wakeups)
-        self._quiet = 0  # consecutive wake-ups that found exactly one frame (see _drain)
-        self._qbase = 0  # _quiet when the streak was last folded into _wakeups
+        self._wakeups = 0  # reader callbacks (rx_wakeups)
+        # The reads: FileIO.read returns None on EAGAIN where os.read raises (see _drain); it never closes fd
+        self._rfile = io.FileIO(fd, "rb", closefd=False)
         self.on_burst_end = None
         self._fast_answer = None  # attach_fast: the core's echo answer, tried first for each frame read
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
@@ -255,9 +256,8 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
 
     @property
     def rx_wakeups(self) -> int:
-        """Reader callbacks so far (rx_frames / rx_wakeups = frames per wake-up); a one-frame wake-up only
-        advances the streak, counted here (see `_drain`)."""
-        return self._wakeups + self._quiet - self._qbase
+        """Reader callbacks so far (rx_frames / rx_wakeups = frames per wake-up)."""
+        return self._wakeups
 
     @property
     def running(self) -> bool:

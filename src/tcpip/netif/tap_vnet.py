@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import logging
 import os
 import struct
@@ -34,7 +35,6 @@ OFFLOAD_FLAGS = TUN_F_CSUM | TUN_F_TSO4
 IFNAMSIZ = 16
 TX_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENOMEM})
 # The read loop's globals (one load each per frame instead of an attribute chain)
-_read = os.read
 _write = os.write
 _writev = os.writev
 _ZERO = virtio.ZERO
@@ -109,9 +109,8 @@ class VnetIO:
         mtu: int
         max_burst: int
         _wakeups: int
-        _qbase: int
+        _rfile: io.FileIO
         offload: bool
-        _quiet: int
         stats: DeviceStats
         _readsize: int
         _hl: int
@@ -132,111 +131,23 @@ class VnetIO:
         def _read_failed(self, e: OSError) -> None: ...
         def _write_failed(self, e: OSError) -> None: ...
 
-    def _drain(self) -> None:  # noqa: PLR0911, PLR0912, PLR0915 - both framings, the one-frame path, flat
+    def _drain(self) -> None:  # noqa: PLR0912, PLR0915 - both framings and the fast answer, flat: per frame
         """The reader callback, both framings: frames until EAGAIN (at most `max_burst`). In offload mode
         each read starts with a virtio_net_hdr: an all-zero one is stripped and the frame takes the plain
         path; any other goes to `_received_offloaded` (super-frames, checksums the kernel vouches for),
         except its common case, done here without the call: a UDP datagram that is not a super-frame
         goes straight to the offload consumer with `csum_ok` = NEEDS_CSUM or DATA_VALID, as it would (as
         bytes, and its answer written, for an `attach_offload_answering` consumer)."""
-        # After a run of wake-ups that each found one frame, skip the read that would end this drain with
-        # EAGAIN (a syscall and a raised exception, per frame under one-in-flight traffic). Safe because the
-        # reader is level-triggered (asyncio's selectors and libuv's epoll both are): a frame that is already
-        # queued wakes us again on the next loop turn. Every 16th such wake-up still probes, so a backlog
-        # (bursts, bulk TCP) is noticed within 16 wake-ups and then drained up to max_burst at a time.
-        # Measured (issue 10): without the skip an echo costs 8.1k more instructions (callgrind, asyncio UDP,
-        # offload mode: the EAGAIN read and its exception); context switches per echo under a real ping -f
-        # or UDP echo were about 1.0 with and without it (perf stat, 5 alternated runs each).
-        # `rx_wakeups` is `_wakeups` plus the streak's growth since `_qbase`: a one-frame wake-up only advances
-        # `_quiet` (which it stores anyway), the others fold the streak into `_wakeups` (_end_streak, below).
-        quiet = self._quiet
-        if quiet >= 2 and quiet & 15 and not self._closed:
-            # That one frame, the loop below unrolled for it (no loop, counters, got/direct bookkeeping):
-            # under one-in-flight traffic this is every wake-up (issue 10: ~70 bytecodes per echo less).
-            try:
-                f = _read(self.fd, self._readsize)
-            except (BlockingIOError, InterruptedError):
-                self._end_streak(quiet)
-                return
-            except OSError as e:
-                self._end_streak(quiet)
-                self._read_failed(e)
-                return
-            n = len(f)
-            hl = self._hl
-            if n <= hl:
-                self._end_streak(quiet)
-                return
-            self._quiet = quiet + 1
-            # The core's fast answer first (`attach_fast`: an echo request answered in one call, the reply
-            # written here; core.echo says why), then, declined, the frame's usual delivery below. A
-            # super-frame (gso_type set) is never an echo request, nor is a TCP segment (IPv4's protocol
-            # byte: no call per segment of a bulk transfer, its ACKs included).
-            if (fa := self._fast_answer) is not None and not (hl and f[1]) and n > hl + 23 and f[hl + 23] != 6:
-                try:  # the header's flags, NEEDS_CSUM or DATA_VALID: a checksum the kernel vouches for
-                    ans = fa(f, hl, f[0] & _TRUSTED if hl else 0)
-                except Exception:  # a bug: the usual path below takes the frame (and counts its errors)
-                    log.exception("TAP %s: fast answer failed", self.name)
-                    ans = None
-                if ans is not None:
-                    if hl and f[0]:  # (no flags and no gso_type: the kernel's header is all zero)
-                        ans[:hl] = _ZERO  # the request's offload header (a partial sum to finish) is not ours
-                    try:
-                        w = _write(self.fd, ans)
-                    except OSError as e:
-                        self._answer_failed(e)
-                        w = 0
-                    st = self.stats
-                    st.rx_frames += 1
-                    st.rx_bytes += n - hl
-                    if w:
-                        st.tx_frames += 1
-                        st.tx_bytes += w - hl
-                    return
-            try:
-                if not hl:
-                    deliver = self._deliver
-                    if deliver is None:
-                        self._received(memoryview(f))
-                    else:
-                        st = self.stats
-                        st.rx_frames += 1
-                        st.rx_bytes += n
-                        if (out := deliver(f if self._raw else memoryview(f))) is not None:
-                            self._answer(out)
-                elif f.startswith(_ZERO):
-                    deliver = self._deliver
-                    if deliver is None:
-                        self._received(memoryview(f)[_PAST_HDR])
-                    else:
-                        st = self.stats
-                        st.rx_frames += 1
-                        st.rx_bytes += n - 10
-                        if (out := deliver(f[_PAST_HDR] if self._raw else memoryview(f)[_PAST_HDR])) is not None:
-                            self._answer(out)
-                else:
-                    doff = self._deliver_offload
-                    # virtio_net_hdr's flags and gso_type are its first two bytes: the rest is read only
-                    # when the frame leaves this path
-                    if (not f[1] and doff is not None and n >= 52 and f[33] == 17 and f[22] == 8
-                            and f[23] == 0):  # UDP in IPv4, as in the loop below
-                        st = self.stats
-                        st.rx_frames += 1
-                        st.rx_bytes += n - 10
-                        if (reply := doff(f[_PAST_HDR] if self._raw_offload else memoryview(f)[_PAST_HDR],
-                                          f[0] & _TRUSTED != 0, 0)) is not None:
-                            self._answer_parts(reply)
-                    else:
-                        flags, gso_type, _hl, gso_size, start, off = _unpack(f)
-                        self._received_offloaded(memoryview(f)[_PAST_HDR], flags, gso_type, gso_size, start, off)
-            finally:
-                end = self.on_burst_end
-                if end is not None:
-                    end()
-            return
-        self._wakeups += quiet - self._qbase + 1  # the streak so far and this wake-up
-        self._qbase = quiet  # nothing pending while this burst is delivered
+        # Every wake-up reads on to EAGAIN, also when it found one frame. Skipping that read after a run of
+        # one-frame wake-ups (what this device did until issue 10's last stop) saved a syscall per echo but
+        # cost rate on a VM: back in epoll_wait ~10 us sooner after each write, the vCPU halts sooner and
+        # the echo's round trip grew by more than it saved (`python -m bench.e2e_ab --no-pin`, 6 repeats,
+        # both loops: ping and UDP echo rates 0.87 -> 0.93 of the minimal responder's, which reads to EAGAIN
+        # too; bench/e2e_variants.py's `one` does the same to the responder: 0.75 of its rate). The EAGAIN
+        # read is FileIO.read's None, not a raised BlockingIOError: a third of that read's cost.
+        self._wakeups += 1
         fd = self.fd
+        read = self._rfile.read
         size = self._readsize
         deliver = self._deliver
         doff = self._deliver_offload
@@ -244,14 +155,16 @@ class VnetIO:
         raw = self._raw
         raw_off = self._raw_offload
         fa = self._fast_answer
-        got = others = nbytes = sent = sbytes = 0  # others: frames that count themselves (not delivered here)
+        # others: frames that count themselves (not delivered here); fast: frames the fast answer took
+        got = others = nbytes = sent = sbytes = fast = 0
         try:
             for _ in range(self.max_burst):
                 if self._closed:
                     return
                 try:
-                    f = _read(fd, size)  # a fresh bytes object: views of it stay valid
-                except (BlockingIOError, InterruptedError):
+                    if (f := read(size)) is None:  # EAGAIN (a fresh bytes object otherwise: views stay valid)
+                        return
+                except InterruptedError:  # (a signal handler that raised: FileIO retries EINTR itself)
                     return
                 except OSError as e:
                     self._read_failed(e)  # the interface went away: stop reading, don't spin
@@ -272,6 +185,7 @@ class VnetIO:
                         log.exception("TAP %s: fast answer failed", self.name)
                         ans = None
                     if ans is not None:
+                        fast += 1
                         if hl and f[0]:
                             ans[:hl] = _ZERO  # the request's offload header is not ours (as above)
                         try:
@@ -326,7 +240,6 @@ class VnetIO:
                 else:
                     deliver(memoryview(f)[hl:] if hl else memoryview(f))
         finally:
-            self._quiet = self._qbase = quiet + 1 if got == 1 else 0
             if got:
                 if (direct := got - others) > 0:
                     st = self.stats  # frames delivered here (the others count themselves)
@@ -335,8 +248,9 @@ class VnetIO:
                     if sent:
                         st.tx_frames += sent
                         st.tx_bytes += sbytes - sent * hl
-                end = self.on_burst_end
-                if end is not None:
+                # The driver's burst end only when a frame reached it: a fast answer queues nothing and
+                # moves no timer (core.echo), so a wake-up of echoes alone has nothing to flush.
+                if got != fast and (end := self.on_burst_end) is not None:
                     end()
 
     def attach_fast(self, answer: FastAnswer | None) -> None:
@@ -401,11 +315,6 @@ class VnetIO:
                 self._write_failed(e)
             except DeviceClosedError:
                 pass  # the reader stops on its next read; nobody to raise to inside the drain
-
-    def _end_streak(self, quiet: int) -> None:
-        """A one-frame wake-up that found no frame: the streak and this wake-up into `_wakeups`, streak reset."""
-        self._wakeups += quiet - self._qbase + 1
-        self._quiet = self._qbase = 0
 
     def _transmit_vnet(self, parts: Sequence[Buffer]) -> None:
         """`transmit` for offload mode: a super-frame brings its own header (first part, `_transmit_gso`),

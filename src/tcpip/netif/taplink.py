@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import logging
 import os
 import socket
@@ -185,6 +186,7 @@ class TapLink:
     def _back(self, fd: int, mtu: int, restore: Restore) -> None:
         """The fd of the re-created interface is attached: resume reading, following its MTU."""
         self.fd = fd
+        self._rfile = io.FileIO(fd, "rb", closefd=False)  # the reads (TapDevice.__init__)
         self._restore = restore
         self._loop.add_reader(fd, self._on_readable)
         self.lost.clear()

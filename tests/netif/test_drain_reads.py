@@ -1,5 +1,6 @@
-"""TapDevice._drain's one-frame wake-up (after a streak of single-frame wake-ups it reads one frame and skips
-the EAGAIN probe): what it delivers, counts and reports must equal the burst loop's, in both framings.
+"""TapDevice._drain's reads: every wake-up reads on to EAGAIN (one frame per wake-up included: the read that
+ends it is FileIO.read's None, not an exception), and what it delivers, counts and reports is exact, in both
+framings.
 
 An AF_UNIX datagram socketpair stands in for the TAP fd (one frame per read), as in test_wakeup_cost.py.
 """
@@ -37,6 +38,22 @@ async def _device(offload: bool) -> tuple[TapDevice, socket.socket, list[tuple[b
     return dev, peer, got, ends
 
 
+class _CountingReads:
+    """The device's reads, counted (and the ones that found nothing: EAGAIN)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.reads = 0
+        self.empty = 0
+
+    def read(self, n: int) -> bytes | None:
+        self.reads += 1
+        f: bytes | None = self.inner.read(n)  # type: ignore[attr-defined]
+        if f is None:
+            self.empty += 1
+        return f
+
+
 async def _one(peer: socket.socket, data: bytes, got: list[tuple[bytes, bool | None]], want: int) -> None:
     peer.send(data)
     for _ in range(200):
@@ -47,10 +64,11 @@ async def _one(peer: socket.socket, data: bytes, got: list[tuple[bytes, bool | N
 
 
 @pytest.mark.parametrize("offload", [False, True])
-async def test_one_frame_wakeups_deliver_and_count_like_the_loop(offload: bool) -> None:
+async def test_one_frame_wakeups_read_to_eagain_and_count(offload: bool) -> None:
     dev, peer, got, ends = await _device(offload)
     hdr = virtio.ZERO if offload else b""
     trusted = struct.pack("<BBHHHH", virtio.DATA_VALID, 0, 0, 0, 0, 0)
+    reads = dev._rfile = _CountingReads(dev._rfile)  # type: ignore[assignment]
     try:
         n = 40
         for i in range(n):
@@ -58,7 +76,8 @@ async def test_one_frame_wakeups_deliver_and_count_like_the_loop(offload: bool) 
                 await _one(peer, trusted + bytes(UDP), got, i + 1)
             else:
                 await _one(peer, hdr + FRAME, got, i + 1)
-        assert dev._quiet == n  # every wake-up found one frame: the streak was never broken
+        # each wake-up: its frame, then the read that finds nothing (the reads go on to EAGAIN)
+        assert (reads.reads, reads.empty) == (2 * n, n)
         for i, (f, ok) in enumerate(got):
             assert (f, ok) == ((bytes(UDP), True) if offload and i % 2 else (FRAME, None))
         assert ends == list(range(1, n + 1))  # one burst end per wake-up, after its frame
@@ -71,20 +90,21 @@ async def test_one_frame_wakeups_deliver_and_count_like_the_loop(offload: bool) 
 
 
 @pytest.mark.parametrize("offload", [False, True])
-async def test_short_read_in_the_streak_ends_it_quietly(offload: bool) -> None:
+async def test_short_read_ends_the_wakeup_quietly(offload: bool) -> None:
     dev, peer, got, ends = await _device(offload)
     hdr = virtio.ZERO if offload else b""
+    reads = dev._rfile = _CountingReads(dev._rfile)  # type: ignore[assignment]
     try:
         for i in range(5):
             await _one(peer, hdr + FRAME, got, i + 1)
-        assert dev._quiet == 5
+        assert (reads.reads, reads.empty) == (10, 5)
         peer.send(hdr)  # empty (plain) or a header alone (offload): no frame
         for _ in range(50):
             await asyncio.sleep(0)
             if dev.rx_wakeups == 6:
                 break
         assert dev.rx_wakeups == 6
-        assert dev._quiet == 0  # the next wake-up probes for a backlog again
+        assert (reads.reads, reads.empty) == (11, 5)  # the short read ended that wake-up: no read after it
         assert len(got) == 5  # no delivery and no burst end for it
         assert ends == [1, 2, 3, 4, 5]
         assert dev.stats.rx_frames == 5
@@ -98,8 +118,8 @@ async def test_short_read_in_the_streak_ends_it_quietly(offload: bool) -> None:
 
 @pytest.mark.parametrize("offload", [False, True])
 async def test_rx_wakeups_counts_every_reader_callback(offload: bool) -> None:
-    """A one-frame wake-up only advances the streak; rx_wakeups (read between wake-ups and inside a delivery)
-    must still equal the reader callbacks made, across streaks, the 16th-wake-up probe, bursts and short reads."""
+    """rx_wakeups (read between wake-ups and inside a delivery) equals the reader callbacks made, across
+    one-frame wake-ups, bursts and short reads."""
     dev, peer, got, _ends = await _device(offload)
     hdr = virtio.ZERO if offload else b""
     loop = asyncio.get_running_loop()
@@ -118,10 +138,10 @@ async def test_rx_wakeups_counts_every_reader_callback(offload: bool) -> None:
     loop.remove_reader(dev.fd)
     loop.add_reader(dev.fd, reader)
     try:
-        for i in range(20):  # a streak past the 16th-wake-up probe
+        for i in range(20):  # one frame per wake-up
             await _one(peer, hdr + FRAME, got, i + 1)
             assert dev.rx_wakeups == calls[0] == i + 1
-        for _ in range(5):  # a burst: the one-frame path reads one per wake-up until a probe drains the rest
+        for _ in range(5):  # a burst: drained by one wake-up (the reads go on to EAGAIN)
             peer.send(hdr + FRAME)
         for _ in range(200):
             await asyncio.sleep(0)
@@ -132,7 +152,7 @@ async def test_rx_wakeups_counts_every_reader_callback(offload: bool) -> None:
         peer.send(hdr)  # a short read
         for _ in range(50):
             await asyncio.sleep(0)
-            if calls[0] > dev.stats.rx_frames and dev._quiet == 0:
+            if calls[0] > dev.stats.rx_frames:
                 break
         assert dev.rx_wakeups == calls[0]
         for i in range(3):
