@@ -30,13 +30,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tcpip
 from bench import e2e
 
 Log = Callable[[str], None]
 HERE = Path(__file__).resolve().parent
 PEER = str(HERE / "tcp_peer.py")
 FLOOR = str(HERE / "tcp_floor.py")
-SRC = os.environ.get("TCPBENCH_SRC") or str(HERE.parent / "src")  # the tcpip the subjects import
+# The tcpip the subjects import: TCPBENCH_SRC, else the tree this process imported (so that PYTHONPATH=OTHER/src
+# A/B-tests TCP as it does the e2e and micro parts, whose servers get the same tree)
+SRC = os.environ.get("TCPBENCH_SRC") or str(Path(tcpip.__file__).resolve().parent.parent)
 PORT = 5001
 KERNEL_IP = e2e.TAP_KERNEL.split("/", maxsplit=1)[0]
 VETH_SERVER_IP = e2e.VETH_SERVER.split("/", maxsplit=1)[0]
