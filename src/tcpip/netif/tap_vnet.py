@@ -139,12 +139,12 @@ class VnetIO:
         goes straight to the offload consumer with `csum_ok` = NEEDS_CSUM or DATA_VALID, as it would (as
         bytes, and its answer written, for an `attach_offload_answering` consumer)."""
         # Every wake-up reads on to EAGAIN, also when it found one frame. Skipping that read after a run of
-        # one-frame wake-ups (what this device did until issue 10's last stop) saved a syscall per echo but
-        # cost rate on a VM: back in epoll_wait ~10 us sooner after each write, the vCPU halts sooner and
-        # the echo's round trip grew by more than it saved (`python -m bench.e2e_ab --no-pin`, 6 repeats,
-        # both loops: ping and UDP echo rates 0.87 -> 0.93 of the minimal responder's, which reads to EAGAIN
-        # too; bench/e2e_variants.py's `one` does the same to the responder: 0.75 of its rate). The EAGAIN
-        # read is FileIO.read's None, not a raised BlockingIOError: a third of that read's cost.
+        # one-frame wake-ups (what this device did until issue 10's stop 30) saved a syscall per echo but
+        # cost rate on a VM: back in epoll_wait sooner after each write, the vCPU halts sooner and the echo's
+        # round trip grew by more than the read saved. Unpinned, tcpip/responder rate medians over 18 and 24
+        # alternated repeats (`python -m bench.e2e_ab --no-pin`, both loops): 0.875-0.900 with the skip,
+        # 0.915-0.950 without; the responder made to skip it (`bench/e2e_variants.py`'s `one`): 0.95 of its
+        # rate. The EAGAIN read is FileIO.read's None, not a raised BlockingIOError (a third of its cost).
         self._wakeups += 1
         fd = self.fd
         read = self._rfile.read
@@ -162,10 +162,9 @@ class VnetIO:
                 if self._closed:
                     return
                 try:
-                    if (f := read(size)) is None:  # EAGAIN (a fresh bytes object otherwise: views stay valid)
+                    # None: EAGAIN (FileIO retries EINTR itself); else a fresh bytes object: views stay valid
+                    if (f := read(size)) is None:
                         return
-                except InterruptedError:  # (a signal handler that raised: FileIO retries EINTR itself)
-                    return
                 except OSError as e:
                     self._read_failed(e)  # the interface went away: stop reading, don't spin
                     return
@@ -174,10 +173,11 @@ class VnetIO:
                     return
                 got += 1
                 nbytes += n
-                # The fast answer here too: a pinned peer (ping -f, a UDP echo client on our CPU) runs at each
-                # of our writes, so its next request is queued when we read again and every echo comes in a
-                # burst (issue 10: ~3.3k instructions per ping, ~4.6k per UDP echo, less than on_frame's way;
-                # bench/callgrind_burst.py). Not a super-frame or a TCP segment (as above).
+                # The core's fast answer first (`attach_fast`: an echo request answered in one call, the reply
+                # written here; core.echo says why), alone in its wake-up or in a burst (a pinned peer runs at
+                # each of our writes, so its echoes all come in bursts); declined, the frame's usual delivery
+                # below. Never a super-frame (gso_type set) nor a TCP segment (IPv4's protocol byte: no call
+                # per segment of a bulk transfer, its ACKs included).
                 if fa is not None and not (hl and f[1]) and n > hl + 23 and f[hl + 23] != 6:
                     try:
                         ans = fa(f, hl, f[0] & _TRUSTED if hl else 0)
@@ -186,8 +186,8 @@ class VnetIO:
                         ans = None
                     if ans is not None:
                         fast += 1
-                        if hl and f[0]:
-                            ans[:hl] = _ZERO  # the request's offload header is not ours (as above)
+                        if hl and f[0]:  # (no flags and no gso_type: the kernel's header is all zero)
+                            ans[:hl] = _ZERO  # the request's offload header (a partial sum to finish) is not ours
                         try:
                             w = _write(fd, ans)
                         except OSError as e:
