@@ -7,6 +7,8 @@ beside its rate in the same run:
   responder  - the floor for Python on TAP: a reader callback on the TAP fd answering ARP, ICMP echo and
                UDP port 7 by swapping fields in place, no validation;
   +uvloop    - both again on uvloop's loop (when installed);
+  pytcp      - PyTCP 3.0.9 (`python -O`), the issue's peer, when a Python 3.14 with it is found
+               (`bench/pytcp_chroot.sh` makes one in /opt/tcpip-pytcp; `bench/pytcp_server.py`);
 and, for comparison, the kernel itself over a veth pair between two namespaces (198.18.1.1 <-> .2):
   kernel+asyncio - a Python asyncio UDP echo server (`bench/echo_server.py`) on the kernel's stack; for
                ping the kernel answers itself.
@@ -306,8 +308,11 @@ async def start_server(ns: Any, impl: str, loop_name: str, cap: float,
     import tcpip
 
     src = str(Path(tcpip.__file__).resolve().parent.parent)
-    proc = await ns.start(pinned([sys.executable, str(HERE / "e2e_server.py"), "--impl", impl, "--loop", loop_name,
-                                  "--src", src, "--cap", str(cap), *extra]))
+    if impl == "pytcp":
+        proc = await ns.start(pinned(_pytcp_cmd(cap)))
+    else:
+        proc = await ns.start(pinned([sys.executable, str(HERE / "e2e_server.py"), "--impl", impl, "--loop",
+                                      loop_name, "--src", src, "--cap", str(cap), *extra]))
     assert proc.stdout is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
@@ -333,7 +338,52 @@ def _counters(out: str) -> dict[str, Any]:
 
 # Each label: (implementation, loop). All are up at once, each in its own process and namespace.
 SPECS: dict[str, tuple[str, str]] = {"tcpip": ("tcpip", "asyncio"), "responder": ("responder", "asyncio"),
-                                     "tcpip+uvloop": ("tcpip", "uvloop"), "responder+uvloop": ("responder", "uvloop")}
+                                     "tcpip+uvloop": ("tcpip", "uvloop"), "responder+uvloop": ("responder", "uvloop"),
+                                     "pytcp": ("pytcp", "threads")}
+
+# PyTCP 3.0.9 needs Python 3.14: a root directory holding it (`bench/pytcp_chroot.sh`: a Debian sid chroot,
+# outside the repository), run with `chroot`. TCPIP_BENCH_PYTCP names another root, or "off".
+PYTCP_ROOT = "/opt/tcpip-pytcp"
+PYTCP_PYTHON = "/opt/pytcp/bin/python"  # inside the root
+
+
+def pytcp_root() -> str | None:
+    """The chroot that has PyTCP, or None (the PyTCP row is then the issue's quoted figures only)."""
+    root = os.environ.get("TCPIP_BENCH_PYTCP", PYTCP_ROOT)
+    if root in ("", "0", "off"):
+        return None
+    return root if os.access(root + PYTCP_PYTHON, os.X_OK) and os.path.exists(root + "/dev/net/tun") else None
+
+
+def _pytcp_cmd(cap: float) -> list[str]:
+    """`bench/pytcp_server.py` copied into the chroot (it runs there, under PyTCP's Python) and its command."""
+    root = pytcp_root()
+    assert root is not None
+    name = _PYTCP_SCRIPT.format(pid=os.getpid())
+    tmp = root + name + ".new"
+    with open(HERE / "pytcp_server.py", "rb") as src, open(tmp, "wb") as dst:
+        dst.write(src.read())
+    os.replace(tmp, root + name)
+    return ["chroot", root, PYTCP_PYTHON, "-O", name, MAC, f"{OUR_IP_S}/24", str(cap)]
+
+
+_PYTCP_SCRIPT = "/tmp/tcpip-bench-pytcp-server-{pid}.py"
+
+
+def _pytcp_cleanup() -> None:
+    if (root := pytcp_root()) is not None:
+        with contextlib.suppress(OSError):
+            os.remove(root + _PYTCP_SCRIPT.format(pid=os.getpid()))
+
+
+async def _until_answered(ns: Any, dst: str, within: float) -> None:
+    """Ping until one is answered (PyTCP probes its address, RFC 5227, before it answers: seconds)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        res = await ns.run_async(pinned(["ping", "-c", "1", "-W", "1", dst]), timeout=5)
+        if res.returncode == 0:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log: Log) -> dict[str, dict[str, Any]]:
@@ -356,6 +406,8 @@ async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log
                 ns = nss[label]
                 pid = procs[label].pid
                 if rep == 0:  # ARP resolution and a warm path, not counted
+                    if label == "pytcp":
+                        await _until_answered(ns, OUR_IP_S, 30)
                     await ns.run_async(pinned(["ping", "-c", "3", "-i", "0.2", "-W", "1", OUR_IP_S]), timeout=10)
                 samples[label]["ping"].append(await measured(pid, ping_flood(ns, OUR_IP_S, count, cap, warm=False)))
                 samples[label]["udp"].append(await measured(pid, udp_rtt(ns, OUR_IP_S, count, cap)))
@@ -368,6 +420,8 @@ async def _tap_session(nss: dict[str, Any], count: int, cap: int, reps: int, log
         for label, proc in procs.items():
             out, _err = await Namespace.stop(proc)
             counters[label] = _counters(out)
+        if "pytcp" in procs:
+            _pytcp_cleanup()
     return {label: {"ping": _median_run(samples[label]["ping"]), "udp": _median_run(samples[label]["udp"]),
                     "counters": counters.get(label, {})} for label in nss}
 
@@ -537,6 +591,9 @@ def run(quick: bool, log: Log, pin: bool = True) -> dict[str, Any]:
 
     cleanup_stale()
     labels = list(SPECS)
+    if pytcp_root() is None:
+        labels.remove("pytcp")
+        out["pytcp"] = "not found (bench/pytcp_chroot.sh makes it)"
     if uvloop_factory() is None:
         labels = [x for x in labels if SPECS[x][1] != "uvloop"]
         out["uvloop"] = "not installed"
@@ -554,7 +611,7 @@ def run(quick: bool, log: Log, pin: bool = True) -> dict[str, Any]:
     return out
 
 
-# Not measurable here (PyTCP 3.0.9 needs Python 3.14): the figures of issue 10, shown as a reference row.
+# The figures issue 10 quotes for PyTCP, shown as a reference row beside the measured one (when measured).
 QUOTED: dict[str, dict[str, Any]] = {
     "PyTCP 3.0.9 (python -O)": {"cpu_us_per_echo": [602, 747], "source": "issue 10, quoted, not measured"}}
 

@@ -90,12 +90,22 @@ def ratios(res: dict[str, Any]) -> list[Ratio]:
             for kind in ("ping", "udp"):
                 _ratio(rows, "e2e", f"CPU per echo: {name} / tcpip, {kind}", float(lo), cpu("tcpip", kind), ">= 10",
                        f"{name}: {q['source']} ({lo} us, its lowest figure)")
+        if "pytcp" in runs:  # measured in the same run (bench/pytcp_chroot.sh), beside the quoted figures
+            for sfx in ("", "+uvloop"):
+                for kind in ("ping", "udp"):
+                    _ratio(rows, "e2e", f"CPU per echo: PyTCP 3.0.9 (measured) / tcpip{sfx}, {kind}",
+                           cpu("pytcp", kind), cpu(f"tcpip{sfx}", kind), ">= 10" if not sfx else "",
+                           "PyTCP: python -O, its stack's threads and an in-process UDP echo (bench/pytcp_server.py)")
+                    _ratio(rows, "e2e", f"TAP {kind} rate: tcpip{sfx} / PyTCP 3.0.9", rate(f"tcpip{sfx}", kind),
+                           rate("pytcp", kind), "")
         _ratio(rows, "e2e", "UDP round trips/s: tcpip (TAP) / kernel+asyncio server (veth)", rate("tcpip", "udp"),
                rate("kernel+asyncio", "udp"), ">= 1.2")
         _ratio(rows, "e2e", "ping replies/s: tcpip (TAP) / kernel answering itself (veth)", rate("tcpip", "ping"),
                rate("kernel+asyncio", "ping"), "")
         lost = 0
-        for r in runs.values():
+        for label, r in runs.items():
+            if label == "pytcp":  # a peer's losses, shown in its row, not ours
+                continue
             for kind in ("ping", "udp"):
                 lost += int(r.get(kind, {}).get("lost_total", 0) or 0)
         rows.append(Ratio("e2e", "datagrams/echoes lost, all runs", float(lost), "<= 0", lost == 0))
