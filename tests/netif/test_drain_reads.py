@@ -163,3 +163,101 @@ async def test_rx_wakeups_counts_every_reader_callback(offload: bool) -> None:
     finally:
         dev.close()
         peer.close()
+
+
+ASK = bytes(14) + b"\xaa" + bytes(45)  # what the fast answer below answers (marked at the frame's byte 14)
+
+
+async def _fast_device(offload: bool) -> tuple[TapDevice, socket.socket, list[tuple[bytes, bool | None]], list[int],
+                                                list[bytes]]:
+    """A device whose fast answer (`attach_fast`) answers ASK frames with their bytes reversed after the
+    marker and declines the rest; `tries` records every frame it was asked about."""
+    dev, peer, got, ends = await _device(offload)
+    tries: list[bytes] = []
+
+    def answer(buf: bytes, off: int, csum_ok: int) -> bytearray | None:
+        tries.append(bytes(buf[off:]))
+        if buf[off + 14] != 0xAA:
+            return None
+        return bytearray(buf[:off + 15]) + bytes(reversed(buf[off + 15:]))
+
+    dev.attach_fast(answer)
+    return dev, peer, got, ends, tries
+
+
+async def _settle(dev: TapDevice, wakeups: int) -> None:
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if dev.rx_wakeups >= wakeups:
+            return
+    raise AssertionError(f"{wakeups} wake-ups never came")
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_fast_answer_alone_and_declined_one_frame_wakeups(offload: bool) -> None:
+    """A wake-up's first frame goes to the fast answer once: answered, the reply is written and nothing is
+    delivered; declined, it is delivered (not offered twice). Either way the wake-up reads on to EAGAIN."""
+    dev, peer, got, ends, tries = await _fast_device(offload)
+    hdr = virtio.ZERO if offload else b""
+    reads = dev._rfile = _CountingReads(dev._rfile)  # type: ignore[assignment]
+    peer.setblocking(False)
+    try:
+        n = 10
+        for i in range(n):
+            peer.send(hdr + (ASK if i % 2 == 0 else FRAME))
+            await _settle(dev, i + 1)
+        assert (reads.reads, reads.empty) == (2 * n, n)
+        assert tries == [ASK if i % 2 == 0 else FRAME for i in range(n)]  # each frame offered once
+        assert got == [(FRAME, None)] * (n // 2)  # the declined ones, delivered
+        assert ends == list(range(1, n // 2 + 1))  # a burst end only for the wake-ups that delivered
+        replies = [peer.recv(2048) for _ in range(n // 2)]
+        assert replies == [hdr + ASK[:15] + bytes(reversed(ASK[15:]))] * (n // 2)
+        st = dev.stats
+        assert (st.rx_frames, st.rx_bytes, st.tx_frames, st.tx_bytes) == (n, n * 60, n // 2, n // 2 * 60)
+    finally:
+        dev.close()
+        peer.close()
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_fast_answer_in_a_burst(offload: bool) -> None:
+    """Answered, declined, answered in one wake-up: three offers, one delivery, two replies, one burst end,
+    and four reads (the last one finds nothing)."""
+    dev, peer, got, ends, tries = await _fast_device(offload)
+    hdr = virtio.ZERO if offload else b""
+    reads = dev._rfile = _CountingReads(dev._rfile)  # type: ignore[assignment]
+    peer.setblocking(False)
+    try:
+        for f in (ASK, FRAME, ASK):
+            peer.send(hdr + f)
+        await _settle(dev, 1)
+        assert dev.rx_wakeups == 1
+        assert (reads.reads, reads.empty) == (4, 1)
+        assert tries == [ASK, FRAME, ASK]
+        assert got == [(FRAME, None)]
+        assert ends == [1]
+        assert len([peer.recv(2048) for _ in range(2)]) == 2
+        st = dev.stats
+        assert (st.rx_frames, st.tx_frames) == (3, 2)
+    finally:
+        dev.close()
+        peer.close()
+
+
+async def test_fast_answer_within_max_burst() -> None:
+    """max_burst 1: a wake-up reads one frame, answered or not, and no more (the next wake-up takes the next)."""
+    dev, peer, got, _ends, tries = await _fast_device(False)
+    dev.max_burst = 1
+    reads = dev._rfile = _CountingReads(dev._rfile)  # type: ignore[assignment]
+    peer.setblocking(False)
+    try:
+        for f in (ASK, ASK, FRAME):
+            peer.send(f)
+        await _settle(dev, 3)
+        assert dev.rx_wakeups == 3
+        assert (reads.reads, reads.empty) == (3, 0)
+        assert tries == [ASK, ASK, FRAME]
+        assert got == [(FRAME, None)]
+    finally:
+        dev.close()
+        peer.close()
