@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import statistics
 import struct
 import sys
@@ -355,19 +356,16 @@ def pytcp_root() -> str | None:
     return root if os.access(root + PYTCP_PYTHON, os.X_OK) and os.path.exists(root + "/dev/net/tun") else None
 
 
+_PYTCP_SCRIPT = "/tmp/tcpip-bench-pytcp-server-{pid}.py"  # inside the root
+
+
 def _pytcp_cmd(cap: float) -> list[str]:
     """`bench/pytcp_server.py` copied into the chroot (it runs there, under PyTCP's Python) and its command."""
     root = pytcp_root()
     assert root is not None
     name = _PYTCP_SCRIPT.format(pid=os.getpid())
-    tmp = root + name + ".new"
-    with open(HERE / "pytcp_server.py", "rb") as src, open(tmp, "wb") as dst:
-        dst.write(src.read())
-    os.replace(tmp, root + name)
+    shutil.copyfile(HERE / "pytcp_server.py", root + name)
     return ["chroot", root, PYTCP_PYTHON, "-O", name, MAC, f"{OUR_IP_S}/24", str(cap)]
-
-
-_PYTCP_SCRIPT = "/tmp/tcpip-bench-pytcp-server-{pid}.py"
 
 
 def _pytcp_cleanup() -> None:
