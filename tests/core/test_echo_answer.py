@@ -265,3 +265,18 @@ def test_plain_unicast() -> None:
                  "from ourselves", "from loopback", "from the subnet broadcast", "from 224/4", "truncated",
                  "oversize", "runt"):
         assert plain_unicast(h, UDP_DECLINED[name], 0) is None, name
+
+
+@pytest.mark.parametrize("flags", [1, 2, 3])
+def test_vouching_virtio_header_is_not_the_replys(flags: int) -> None:
+    """A virtio header whose flags vouched for the request's checksum (NEEDS_CSUM, DATA_VALID) is zeroed in
+    an ICMP echo reply, which carries full checksums; the frame past it is Host.receive's reply."""
+    a, _ = _host()
+    b, _ = _host()
+    frame = ping(b"y" * 40, ident=9, seq=3)
+    vnet = struct.pack("<BBHHHH", flags, 0, 0, 0, 34, 2)
+    out = fast_answer(a, _now)(vnet + frame, 10, flags)
+    b.receive(frame, 1.0)
+    assert out is not None
+    assert bytes(out[:10]) == bytes(10)
+    assert [bytes(out[10:])] == sent(b)

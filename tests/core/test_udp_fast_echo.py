@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from testlib import make_iface, sent
 
-from tcpip.core.echo import plain_unicast
+from tcpip.core.echo import fast_answer, plain_unicast
 from tcpip.core.host import Host
 from tcpip.core.stats import as_dict
 from tcpip.core.udp import ECHO_REFUSED, UdpLayer
@@ -236,3 +236,58 @@ def test_no_echo_to_ports_that_may_echo_back() -> None:
         assert st_["rx_delivered"] == st_["tx_datagrams"] == 0
         u.iface.receive(_frame(b"fine", sport=1024), 1.0)
         assert len(sent(u.iface)) == 1
+
+
+def _finished(frame: bytes) -> bytes:
+    """What the kernel makes of a NEEDS_CSUM reply (csum_start 34, offset 6): the sum over the datagram with
+    the partial one in its field, complemented; a zero checksum goes out as 0xFFFF (RFC 768)."""
+    r = (int.from_bytes(frame[34:], "big") << (8 if len(frame) & 1 else 0)) % 0xFFFF
+    return frame[:40] + (0xFFFF - r if r else 0xFFFF).to_bytes(2, "big") + frame[42:]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=1472), sport=st.integers(1, 65535).filter(lambda p: p not in ECHO_REFUSED),
+       hdr=st.sampled_from(["kernel", "valid", "elsewhere", "both"]), field=st.sampled_from(["partial", "garbage"]),
+       garbage=st.integers(0, 0xFFFF))
+def test_device_answer_keeps_the_kernels_partial_sum(data: bytes, sport: int, hdr: str, field: str,
+                                                     garbage: int) -> None:
+    """In offload mode (core.echo, off 10) the kernel's own datagram, NEEDS_CSUM at UDP's checksum with the
+    pseudo-header's sum in the field, is answered with that header and field kept: finished as the kernel
+    finishes it, the reply is the general path's byte for byte. Any other header or field: a full checksum
+    and a zero header, as before."""
+    length = 8 + len(data)
+    partial = ck.fold(ck.pseudo_header_sum(PEER, OUR, 17, length))
+    check = partial if field == "partial" else garbage
+    flags, start = {"kernel": (1, 34), "valid": (2, 0), "elsewhere": (1, 36), "both": (3, 34)}[hdr]
+    if hdr == "valid":
+        check = None  # DATA_VALID: the kernel verified a full checksum
+    f = _frame(data, sport, check=check)
+    vnet = struct.pack("<BBHHHH", flags, 0, 0, 0, start, 6)
+    fast, slow = _pair()
+    out = fast_answer(fast.iface, lambda: 1.0)(vnet + f, 10, flags & 3)
+    slow.iface.receive(f, 1.0, True)
+    (b,) = sent(slow.iface)
+    assert out is not None
+    kept = hdr == "kernel" and (check - partial) % 0xFFFF == 0
+    if kept:
+        assert bytes(out[:10]) == vnet
+        assert out[50:52] == f[40:42]  # the field as it came: the kernel finishes it
+        assert _finished(bytes(out[10:])) == b
+    else:
+        assert bytes(out[:10]) == bytes(10)
+        assert bytes(out[10:]) == b
+    assert fast.iface.fast.udp_echoes == 1
+    assert _counts(fast) == _counts(slow)
+
+
+def test_kept_partial_sum_still_verifies_the_ip_header() -> None:
+    """The kernel vouches for the UDP sum only: a bad IPv4 header checksum is declined on the kept path too
+    (the general path drops and counts it)."""
+    data = b"hello"
+    partial = ck.fold(ck.pseudo_header_sum(PEER, OUR, 17, 8 + len(data)))
+    f = bytearray(_frame(data, check=partial))
+    f[24] ^= 0x40  # the IPv4 header checksum
+    fast, _ = _pair()
+    vnet = struct.pack("<BBHHHH", 1, 0, 0, 0, 34, 6)
+    assert fast_answer(fast.iface, lambda: 1.0)(vnet + bytes(f), 10, 1) is None
+    assert fast.iface.fast.udp_echoes == 0

@@ -94,17 +94,20 @@ async def test_device_counts_fast_answers_like_delivered_ones() -> None:
         peer.sock.close()
 
 
-async def test_offloaded_udp_request_gets_a_plain_reply() -> None:
+async def test_offloaded_udp_request_reply_keeps_the_partial_sum() -> None:
+    """The kernel's NEEDS_CSUM datagram: the reply keeps its header and partial sum (Udp.fast_echo); finished
+    as the kernel finishes it (SockPeer), the checksum verifies."""
     stack, _dev, peer, delivered = await _setup(True)
     try:
         await stack.udp_echo(7)
         for i in range(20):
             peer.sock.send(_udp_partial(40000 + i, b"echo %d" % i))
-            (rep,) = await peer.recv(1)  # SockPeer checks the virtio header is all zero
+            (rep,) = await peer.recv(1)  # SockPeer finishes a kept NEEDS_CSUM header's sum, and counts it
             n = 8 + len(b"echo %d" % i)
             assert struct.unpack_from("!HH", rep, 34) == (7, 40000 + i)
             assert ck.checksum(rep[34:34 + n], ck.pseudo_header_sum(OURS, PEER, 17, n)) == 0
             assert rep[42:42 + n - 8] == b"echo %d" % i
+        assert peer.partial == 20
         assert delivered[0] <= 2 + 20 // 16
         assert stack.stats()["udp"]["tx_datagrams"] == 20
     finally:

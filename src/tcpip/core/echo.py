@@ -6,10 +6,12 @@ for the L4 checksum. `now` comes from the driver's clock, given to `fast_answer`
 each frame of an answerer's protocol: the core reads no clock of its own). An ICMP echo request or a
 datagram for an answerer (`Host.set_answerer`: the UDP echo service) that `Host.receive` would answer on
 its fast path gets the same reply here, from the same code (`Icmp.fast_echo`, the answerer), as a copy of
-`buf` with the reply frame at `off` (the bytes before it are the device's: copied as they were); the device
-writes it. Anything else is declined (None) with no counter, queue or ident changed (at most the route
-cache consulted), and the device hands the frame to the driver as usual, so every rule and counter of the
-general path still applies to it.
+`buf` with the reply frame at `off`; the device writes it whole. The bytes before the frame are the device's
+framing, copied as they were, except a virtio_net_hdr (off 10) whose flags vouched for the request's checksum:
+zeroed (the reply carries full checksums), or, for a UDP echo of the kernel's NEEDS_CSUM datagram, kept with
+the kernel's partial sum for the kernel to finish (`Udp.fast_echo`). Anything else is declined (None) with
+no counter, queue or ident changed (at most the route cache consulted), and the device hands the frame to
+the driver as usual, so every rule and counter of the general path still applies to it.
 
 Why a second entry beside `Host.receive`: under one-in-flight traffic each echo runs on a cold CPU (the
 vCPU halted between echoes), where its cost is the cache lines it touches. Going device -> driver -> host

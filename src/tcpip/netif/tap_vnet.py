@@ -177,8 +177,6 @@ class VnetIO:
                 st = self.stats
                 st.rx_frames += 1
                 st.rx_bytes += n - hl
-                if hl and f0[0]:
-                    ans[:hl] = _ZERO  # the request's offload header (a partial sum to finish) is not ours
                 try:
                     w = _write(self.fd, ans)
                 except OSError as e:
@@ -240,8 +238,6 @@ class VnetIO:
                         ans = None
                     if ans is not None:
                         fast += 1
-                        if hl and f[0]:  # (no flags and no gso_type: the kernel's header is all zero)
-                            ans[:hl] = _ZERO  # the request's offload header (a partial sum to finish) is not ours
                         try:
                             w = _write(fd, ans)
                         except OSError as e:
@@ -311,9 +307,9 @@ class VnetIO:
         """Try `answer(buf, off, csum_ok)` (`tcpip.core.echo`) first for every frame read that is not a
         super-frame or a TCP segment, alone in its wake-up or in a burst: `buf` is what was read, the frame at
         `off` (past the virtio header in offload mode), `csum_ok` the header's NEEDS_CSUM or DATA_VALID
-        flags. A buffer it returns is written as it is (its offload header zeroed: a reply carries full
-        checksums), and the frame is not delivered; None hands the frame to the attached consumer as usual.
-        None as `answer` detaches it."""
+        flags. A buffer it returns is written as it is, its virtio header included (the answer's: all zero,
+        or a UDP echo's NEEDS_CSUM header kept from the kernel's request, `core.echo`), and the frame is not
+        delivered; None hands the frame to the attached consumer as usual. None as `answer` detaches it."""
         self._fast_answer = answer
 
     def attach_answering(self, deliver: AnswerDeliver | None) -> None:
