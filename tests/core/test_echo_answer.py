@@ -241,6 +241,28 @@ def test_follows_the_host() -> None:
     assert answer(ping(b"abcd", dst=0xC6120003), 0, 0) is not None
 
 
+def test_table_follows_the_answerers() -> None:
+    """The table a device looks protocols up in (FastAnswer.table, the host's fast_answers): ICMP's echo
+    always, an answerer while it is set, never another answer for ICMP."""
+    h, u = _host()
+    answer = fast_answer(h, _now)
+    assert answer.table is h.fast_answers
+    assert sorted(answer.table) == [1, 17]
+    u.unbind(u.ports[7])
+    assert sorted(answer.table) == [1]
+
+    def other(*_a: object) -> None:
+        return None
+
+    h.set_answerer(1, other)
+    h.set_answerer(50, other)
+    assert answer.table[1] == h.icmp.fast_echo
+    assert answer.table[50] is other
+    h.set_answerer(1, None)
+    h.set_answerer(50, None)
+    assert sorted(answer.table) == [1]
+
+
 @given(data=st.binary(min_size=1, max_size=120), at=st.integers(0, 200), byte=st.integers(0, 255),
        proto=st.sampled_from([1, 17]))
 @settings(max_examples=300, deadline=None)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from testlib import SockPeer, sockpair_stack
 
+from tcpip.core.echo import FastAnswer
 from tcpip.wire import checksum as ck
 from tcpip.wire import virtio
 
@@ -121,7 +122,7 @@ async def test_failing_answer_falls_back_to_the_usual_path(caplog: pytest.LogCap
         def broken(*_a: object) -> None:
             raise RuntimeError("bug")
 
-        dev._fast_answer = broken
+        dev.attach_fast(broken)
         with caplog.at_level(logging.ERROR, logger="tcpip.netif.tap"):
             for seq in range(5):
                 peer.send(_ping(seq))
@@ -197,12 +198,16 @@ async def test_tcp_segments_are_not_offered(offload: bool) -> None:
     try:
         offered: list[int] = []
         inner = dev._fast_answer
+        assert isinstance(inner, FastAnswer)
+        assert sorted(dev._fast_table) == [1]  # the core's table as the drain looks it up: ICMP's echo...
+        await stack.udp_echo(7)
+        assert sorted(dev._fast_table) == [1, 17]  # ...and the echo service's, once bound; never TCP
 
         def spy(buf: bytes, off: int, csum_ok: int) -> Any:
             offered.append(buf[off + 23])
             return inner(buf, off, csum_ok)
 
-        dev._fast_answer = spy
+        dev.attach_fast(spy)  # a plain function: offered every protocol but TCP
         ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 40, 1, 0, 64, 6, 0, PEER, OURS) + bytes(20))
         ip[10:12] = ck.checksum(ip[:20]).to_bytes(2, "big")
         seg = OUR_MAC + PEER_MAC + b"\x08\x00" + bytes(ip)

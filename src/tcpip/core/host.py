@@ -96,6 +96,7 @@ class Host(HostSetup, HostViews):
         self.trusted: dict[int, TrustedHandler] = {}  # handlers told when the device vouches for the checksum
         self.takes_bytes: set[int] = set()  # protocols whose handlers take bytes too (register)
         self.answerers: dict[int, Answerer] = {}  # fast answers tried before the handler (set_answerer)
+        self.fast_answers: dict[int, Answerer] = {}  # by protocol, ICMP's echo too: what core.echo offers a device
         self.error_handlers: dict[int, ErrorHandler] = {}
         self.timer_sources: list[TimerSource] = []
         self.ipv6_handler: Callable[[memoryview], None] | None = None
@@ -122,7 +123,7 @@ class Host(HostSetup, HostViews):
                          self.icmp_stats, self.ip_stats, self.eth_stats, now)
         self.icmp.send_packet = self.output.send_packet
         self.icmp.host = self  # fast_echo reads the fast path's mirrors (set_mac, _apply_address keep them)
-        self._fast_echo = self.icmp.fast_echo  # bound once: receive calls it per ping
+        self._fast_echo = self.fast_answers[1] = self.icmp.fast_echo  # bound once: receive calls it per ping
         self.ipv4.param_problem = lambda a, ptr, now: self.icmp.send_error(a, 12, 0, ptr << 24, now)
         self.set_mac(config.mac.packed)
         self._apply_address()

@@ -31,13 +31,19 @@ class HostSetup:
         _fast_dst: int
         _fast_martians: frozenset[int]
         answerers: dict[int, Answerer]
+        fast_answers: dict[int, Answerer]
 
     def set_answerer(self, proto: int, answer: Answerer | None) -> None:
-        """Try `answer` first for `proto`'s plain unicast datagrams (see Host); None removes it."""
+        """Try `answer` first for `proto`'s plain unicast datagrams (see Host); None removes it. A device's fast
+        answer (core.echo) offers it the frames of `proto` too, except ICMP's (the echo's own)."""
         if answer is None:
             self.answerers.pop(proto, None)
+            if proto != 1:
+                self.fast_answers.pop(proto, None)
         else:
             self.answerers[proto] = answer
+            if proto != 1:
+                self.fast_answers[proto] = answer
 
     def set_mac(self, mac: bytes) -> None:
         self.config.mac = MacAddress(mac)

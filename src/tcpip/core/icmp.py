@@ -197,7 +197,7 @@ class Icmp:
         except (NoRouteError, MessageTooLongError):
             return False
 
-    def fast_echo(self, frame: memoryview | bytes, off: int, now: float) -> bytearray | None:
+    def fast_echo(self, frame: memoryview | bytes, off: int, now: float, csum_ok: int = 0) -> bytearray | None:
         """Echo reply for a plain unicast echo request whose sender's Path is fresh, the Ethernet frame at
         `off` in `frame` (a device's framing header before it): one copy of the request, the `off` bytes
         before it included, its headers packed over it, checksums updated arithmetically: the reply (the
@@ -208,7 +208,8 @@ class Icmp:
         device can call it on what it read (`core.echo`). Per ping this is all the work, so the helpers it
         would call are spelled out (each a call per frame): ck.verify, IdentAllocator.next when the
         destination is known, ck.ipv4_header_checksum and ck.echo_reply_checksum (same arithmetic;
-        tests/core/test_icmp_fast_echo.py checks it bit for bit, tests/core/test_echo_answer.py the rules)."""
+        tests/core/test_icmp_fast_echo.py checks it bit for bit, tests/core/test_echo_answer.py the rules).
+        `csum_ok` (an answerer's signature: `Host.fast_answers`) is not used: the ICMP checksum is verified."""
         try:
             dmac, smac0, etv, total, ff, src, dst, t, code, c = _REQUEST.unpack_from(frame, off)
         except struct.error:

@@ -42,6 +42,7 @@ from tcpip.netif.tap_vnet import (
     IFF_VNET_HDR,
     TapError,
     VnetIO,
+    _no_clock,
     clear_offloads,
     fd_has_vnet,
     set_offloads,
@@ -156,6 +157,8 @@ class TapDevice(BaseDevice, VnetIO, TapLink):
         self._rfile = io.FileIO(fd, "rb", closefd=False)
         self.on_burst_end = None
         self._fast_answer = None  # attach_fast: the core's echo answer, tried first for each frame read
+        self._fast_table = None  # ...as the drain calls it: protocol -> answer(buf, off, now, csum_ok)
+        self._fast_clock = _no_clock
         self._readsize = mtu + 18  # Ethernet header + room for one VLAN tag
         self._maxframe = mtu + 14
         self._loop = loop if loop is not None else asyncio.get_running_loop()

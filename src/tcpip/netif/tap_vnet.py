@@ -18,7 +18,8 @@ from tcpip.errors import DeviceClosedError, MessageTooLongError
 from tcpip.wire import virtio
 
 if TYPE_CHECKING:
-    from tcpip.core.echo import FastAnswer
+    from tcpip.core.echo import AnswerFn
+    from tcpip.core.host import Answerer
     from tcpip.netif.device import AnswerDeliver, Buffer, DeviceStats, OffloadAnswerDeliver, OffloadDeliver
 
 log = logging.getLogger("tcpip.netif.tap")
@@ -44,6 +45,11 @@ _GSO_LIMIT = virtio.VNET_HDR_LEN + virtio.MAX_GSO_FRAME  # a super-frame with it
 _unpack = virtio.HDR.unpack_from  # virtio.parse without the call
 _TRUSTED = virtio.NEEDS_CSUM | virtio.DATA_VALID
 _PAST_HDR = slice(virtio.VNET_HDR_LEN, None)  # [10:] without building the slice per frame
+
+
+def _no_clock() -> float:
+    """The clock of a fast answer that reads none (a plain function given to `attach_fast`)."""
+    return 0.0
 
 
 class TapError(OSError):
@@ -118,7 +124,9 @@ class VnetIO:
         _closed: bool
         _deliver: AnswerDeliver | None
         _deliver_offload: OffloadAnswerDeliver | None
-        _fast_answer: FastAnswer | None
+        _fast_answer: AnswerFn | None
+        _fast_table: dict[int, Answerer] | None
+        _fast_clock: Callable[[], float]
         _raw: bool
         _raw_offload: bool
         on_burst_end: Callable[[], None] | None
@@ -149,13 +157,13 @@ class VnetIO:
         # bookkeeping): an echo alone in its wake-up, what an unpinned peer sends, costs ~3,000 instructions
         # less (`bench/callgrind_burst.py KIND vnet one`, issue 10). The loop takes the rest.
         self._wakeups += 1
-        fa0 = self._fast_answer
+        ft = self._fast_table
         hl = self._hl
         budget = self.max_burst
         f0: bytes | None = None
         tried = False  # f0 declined by the fast answer
         read = self._rfile.read
-        if fa0 is not None and not self._closed:
+        if ft is not None and not self._closed:
             try:
                 if (f0 := read(self._readsize)) is None:  # None: EAGAIN
                     return
@@ -166,9 +174,9 @@ class VnetIO:
             if n <= hl:
                 return
             ans = None
-            if not (hl and f0[1]) and n > hl + 23 and f0[hl + 23] != 6:  # as in the loop (see there)
+            if not (hl and f0[1]) and n > hl + 23 and (a := ft.get(f0[hl + 23])) is not None:  # as in the loop
                 try:
-                    ans = fa0(f0, hl, f0[0] & _TRUSTED if hl else 0)
+                    ans = a(f0, hl, self._fast_clock(), f0[0] & _TRUSTED if hl else 0)
                 except Exception:  # a bug: the usual path takes the frame (and counts its errors)
                     log.exception("TAP %s: fast answer failed", self.name)
             if ans is None:
@@ -208,7 +216,7 @@ class VnetIO:
                 if self._closed:
                     return
                 if f0 is None:
-                    fa = fa0
+                    fa = ft
                     try:
                         # None: EAGAIN (FileIO retries EINTR itself); else a fresh bytes object: views stay valid
                         if (f := read(size)) is None:
@@ -222,17 +230,17 @@ class VnetIO:
                 else:  # the frame read above (longer than hl), declined by the fast answer or not tried yet
                     f, f0 = f0, None
                     n = len(f)
-                    fa = None if tried else fa0
+                    fa = None if tried else ft
                 got += 1
                 nbytes += n
                 # The core's fast answer first (`attach_fast`: an echo request answered in one call, the reply
                 # written here; core.echo says why), alone in its wake-up or in a burst (a pinned peer runs at
                 # each of our writes, so its echoes all come in bursts); declined, the frame's usual delivery
-                # below. Never a super-frame (gso_type set) nor a TCP segment (IPv4's protocol byte: no call
-                # per segment of a bulk transfer, its ACKs included).
-                if fa is not None and not (hl and f[1]) and n > hl + 23 and f[hl + 23] != 6:
+                # below. Never a super-frame (gso_type set) nor a protocol with no answer in the table (IPv4's
+                # protocol byte: a TCP segment costs no call, in a bulk transfer its ACKs included either).
+                if fa is not None and not (hl and f[1]) and n > hl + 23 and (a := fa.get(f[hl + 23])) is not None:
                     try:
-                        ans = fa(f, hl, f[0] & _TRUSTED if hl else 0)
+                        ans = a(f, hl, self._fast_clock(), f[0] & _TRUSTED if hl else 0)
                     except Exception:  # a bug: the usual path below takes the frame (and counts its errors)
                         log.exception("TAP %s: fast answer failed", self.name)
                         ans = None
@@ -303,14 +311,26 @@ class VnetIO:
                 if got != fast and (end := self.on_burst_end) is not None:
                     end()
 
-    def attach_fast(self, answer: FastAnswer | None) -> None:
+    def attach_fast(self, answer: AnswerFn | None) -> None:
         """Try `answer(buf, off, csum_ok)` (`tcpip.core.echo`) first for every frame read that is not a
         super-frame or a TCP segment, alone in its wake-up or in a burst: `buf` is what was read, the frame at
         `off` (past the virtio header in offload mode), `csum_ok` the header's NEEDS_CSUM or DATA_VALID
         flags. A buffer it returns is written as it is, its virtio header included (the answer's: all zero,
         or a UDP echo's NEEDS_CSUM header kept from the kernel's request, `core.echo`), and the frame is not
-        delivered; None hands the frame to the attached consumer as usual. None as `answer` detaches it."""
+        delivered; None hands the frame to the attached consumer as usual. None as `answer` detaches it.
+        A `core.echo.FastAnswer` is called through its parts: its protocol table and clock (no call between)."""
         self._fast_answer = answer
+        if answer is None:
+            self._fast_table = None
+        elif isinstance(table := getattr(answer, "table", None), dict):
+            self._fast_table = table
+            self._fast_clock = answer.clock  # type: ignore[attr-defined]
+        else:  # any function: offered every protocol's frames but TCP's
+            def call(buf: memoryview | bytes, off: int, now: float, csum_ok: int) -> bytearray | None:
+                return answer(cast("bytes", buf), off, csum_ok)
+
+            self._fast_table = dict.fromkeys((p for p in range(256) if p != 6), call)
+            self._fast_clock = _no_clock
 
     def attach_answering(self, deliver: AnswerDeliver | None) -> None:
         """As `attach_bytes`, for a consumer that may answer: when `deliver(frame)` returns a buffer, that is
